@@ -1,0 +1,407 @@
+//! AES-128-GCM packet protection with implicit key rotation and a replay window.
+//!
+//! * Nonce = 4-byte salt ‖ 8-byte big-endian packet sequence. Each direction has
+//!   its own base key and salt, and a sequence that only counts up, so a
+//!   (key, nonce) pair is never used twice.
+//! * Key rotation: packet `seq` is sealed with the key of epoch `seq >> 22`, derived
+//!   from the direction's base key by HKDF-SHA256 (`"pkf1 epoch key"`). Each key thus
+//!   seals at most 2^22 packets, half of the 2^23 confidentiality limit RFC 9001
+//!   §6.6 sets for AEAD_AES_128_GCM. The epoch is implied by the sequence, so no
+//!   key-phase bit is needed and reordering across a boundary is harmless.
+//! * AAD = the clear header (version + sequence): the sequence is authenticated.
+//! * Keys are zeroized on drop and never printed by `Debug`.
+//!
+//! The cipher sits behind [`Sealer`] and [`Opener`] only, so a faster AES-GCM
+//! backend can replace `aes-gcm` without touching the session.
+
+mod replay;
+
+use aes_gcm::aead::AeadInPlace;
+use aes_gcm::{Aes128Gcm, KeyInit, Nonce, Tag};
+use hkdf::Hkdf;
+use sha2::Sha256;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+pub use replay::{ReplayError, ReplayWindow, REPLAY_WINDOW};
+
+use crate::wire::{ClearHeader, CLEAR_HEADER_LEN, TAG_LEN};
+
+/// AES-128 key bytes.
+pub const KEY_LEN: usize = 16;
+/// Nonce salt bytes.
+pub const SALT_LEN: usize = 4;
+/// log2 of the packets sealed under one key.
+pub const EPOCH_SHIFT: u32 = 22;
+/// Packets sealed under one key before rotating (2^22).
+pub const PACKETS_PER_KEY: u64 = 1 << EPOCH_SHIFT;
+
+/// Key and nonce salt of one direction. Zeroized on drop; `Debug` is redacted.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct DirectionKey {
+    key: [u8; KEY_LEN],
+    salt: [u8; SALT_LEN],
+}
+
+impl std::fmt::Debug for DirectionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DirectionKey { <redacted> }")
+    }
+}
+
+impl DirectionKey {
+    /// A key from raw bytes.
+    pub fn new(key: [u8; KEY_LEN], salt: [u8; SALT_LEN]) -> Self {
+        DirectionKey { key, salt }
+    }
+
+    /// The key of rotation epoch `epoch`.
+    fn epoch_cipher(&self, epoch: u64) -> Aes128Gcm {
+        let hk = Hkdf::<Sha256>::new(Some(&self.salt), &self.key);
+        let mut okm = [0u8; KEY_LEN];
+        let mut info = [0u8; 22];
+        info[..14].copy_from_slice(b"pkf1 epoch key");
+        info[14..].copy_from_slice(&epoch.to_be_bytes());
+        hk.expand(&info, &mut okm)
+            .expect("16 bytes is a valid HKDF-SHA256 output length");
+        let cipher = Aes128Gcm::new(&okm.into());
+        okm.zeroize();
+        cipher
+    }
+
+    fn nonce(&self, seq: u64) -> [u8; 12] {
+        let mut n = [0u8; 12];
+        n[..SALT_LEN].copy_from_slice(&self.salt);
+        n[SALT_LEN..].copy_from_slice(&seq.to_be_bytes());
+        n
+    }
+}
+
+/// Keys for both directions of one session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionKeys {
+    /// Protects host → client packets (video).
+    pub host_to_client: DirectionKey,
+    /// Protects client → host packets.
+    pub client_to_host: DirectionKey,
+}
+
+impl SessionKeys {
+    /// Expands a shared secret (at least 16 bytes, e.g. from a key exchange or a
+    /// TLS exporter) into both directions' keys with HKDF-SHA256 and `pkf1`
+    /// labels. `context` binds the keys to a session (e.g. its id).
+    pub fn derive(secret: &[u8], context: &[u8]) -> crate::Result<SessionKeys> {
+        if secret.len() < KEY_LEN {
+            return Err(crate::Error::invalid(format!(
+                "session secret must be at least {KEY_LEN} bytes, got {}",
+                secret.len()
+            )));
+        }
+        let hk = Hkdf::<Sha256>::new(Some(context), secret);
+        let dir = |label: &[u8]| {
+            let mut okm = [0u8; KEY_LEN + SALT_LEN];
+            hk.expand(label, &mut okm)
+                .expect("20 bytes is a valid HKDF-SHA256 output length");
+            let mut key = [0u8; KEY_LEN];
+            let mut salt = [0u8; SALT_LEN];
+            key.copy_from_slice(&okm[..KEY_LEN]);
+            salt.copy_from_slice(&okm[KEY_LEN..]);
+            okm.zeroize();
+            DirectionKey { key, salt }
+        };
+        Ok(SessionKeys {
+            host_to_client: dir(b"pkf1 h2c"),
+            client_to_host: dir(b"pkf1 c2h"),
+        })
+    }
+}
+
+/// Why a packet did not open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenError {
+    /// Too short to hold a header and a tag, or an unknown version.
+    Malformed,
+    /// Older than the replay window.
+    Stale,
+    /// Sequence already seen.
+    Replay,
+    /// Authentication failed (tampered, truncated, forged, or another key).
+    Auth,
+}
+
+/// Seals outgoing packets of one direction. Owns the packet sequence.
+pub struct Sealer {
+    key: DirectionKey,
+    next_seq: u64,
+    epoch: u64,
+    cipher: Aes128Gcm,
+    rotations: u64,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer")
+            .field("next_seq", &self.next_seq)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sealer {
+    /// A sealer whose first packet gets sequence 0.
+    pub fn new(key: DirectionKey) -> Self {
+        Sealer::starting_at(key, 0)
+    }
+
+    /// A sealer whose first packet gets sequence `seq` (tests of rotation).
+    pub fn starting_at(key: DirectionKey, seq: u64) -> Self {
+        let epoch = seq >> EPOCH_SHIFT;
+        let cipher = key.epoch_cipher(epoch);
+        Sealer {
+            key,
+            next_seq: seq,
+            epoch,
+            cipher,
+            rotations: 0,
+        }
+    }
+
+    /// Key epochs started after the first.
+    pub fn rotations(&self) -> u64 {
+        self.rotations
+    }
+
+    /// The sequence the next packet will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Seals `packet` in place. Layout: `[clear header][plaintext][TAG_LEN spare]`;
+    /// the clear header and the tag are written here. Returns the sequence used.
+    ///
+    /// # Panics
+    /// If `packet` is shorter than a header plus a tag: a caller bug, not input.
+    pub fn seal(&mut self, packet: &mut [u8]) -> u64 {
+        assert!(
+            packet.len() >= CLEAR_HEADER_LEN + TAG_LEN,
+            "packet too short to seal"
+        );
+        let seq = self.next_seq;
+        // 2^64 packets is beyond any session's life; saturate rather than wrap.
+        self.next_seq = seq.saturating_add(1);
+        let epoch = seq >> EPOCH_SHIFT;
+        if epoch != self.epoch {
+            self.cipher = self.key.epoch_cipher(epoch);
+            self.epoch = epoch;
+            self.rotations += 1;
+        }
+        let (header, rest) = packet.split_at_mut(CLEAR_HEADER_LEN);
+        let header: &mut [u8; CLEAR_HEADER_LEN] = header.try_into().expect("split at header length");
+        ClearHeader { seq }.encode(header);
+        let body_len = rest.len() - TAG_LEN;
+        let (body, tag_out) = rest.split_at_mut(body_len);
+        let nonce = self.key.nonce(seq);
+        let tag = self
+            .cipher
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce), header, body)
+            .expect("AES-GCM seals any length below 64 GiB");
+        tag_out.copy_from_slice(&tag);
+        seq
+    }
+}
+
+struct EpochCipher {
+    epoch: u64,
+    cipher: Aes128Gcm,
+}
+
+/// Opens incoming packets of one direction: replay filter, key epochs, AES-GCM.
+pub struct Opener {
+    key: DirectionKey,
+    /// Newest epoch that authenticated a packet, and the one before it. New
+    /// epochs are derived into `trial` and only kept once a packet authenticates,
+    /// so forged sequences cannot evict the working keys.
+    current: EpochCipher,
+    previous: Option<EpochCipher>,
+    trial: Option<EpochCipher>,
+    replay: ReplayWindow,
+}
+
+impl std::fmt::Debug for Opener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opener")
+            .field("epoch", &self.current.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Opener {
+    /// An opener expecting sequences from 0 upwards.
+    pub fn new(key: DirectionKey) -> Self {
+        let cipher = key.epoch_cipher(0);
+        Opener {
+            key,
+            current: EpochCipher { epoch: 0, cipher },
+            previous: None,
+            trial: None,
+            replay: ReplayWindow::new(),
+        }
+    }
+
+    /// Opens `packet` in place. On success returns the sequence; the plaintext is
+    /// `packet[CLEAR_HEADER_LEN..packet.len() - TAG_LEN]`.
+    pub fn open(&mut self, packet: &mut [u8]) -> Result<u64, OpenError> {
+        if packet.len() < CLEAR_HEADER_LEN + TAG_LEN {
+            return Err(OpenError::Malformed);
+        }
+        let seq = ClearHeader::decode(packet).map_err(|_| OpenError::Malformed)?.seq;
+        self.replay.check(seq).map_err(|e| match e {
+            ReplayError::Stale => OpenError::Stale,
+            ReplayError::Replay => OpenError::Replay,
+        })?;
+        let epoch = seq >> EPOCH_SHIFT;
+        let nonce = self.key.nonce(seq);
+        let (header, rest) = packet.split_at_mut(CLEAR_HEADER_LEN);
+        let body_len = rest.len() - TAG_LEN;
+        let (body, tag) = rest.split_at_mut(body_len);
+        let tag = Tag::from_slice(tag);
+        let nonce = Nonce::from_slice(&nonce);
+        let cipher = if epoch == self.current.epoch {
+            &self.current.cipher
+        } else if let Some(p) = self.previous.as_ref().filter(|p| p.epoch == epoch) {
+            &p.cipher
+        } else {
+            if self.trial.as_ref().is_none_or(|t| t.epoch != epoch) {
+                self.trial = Some(EpochCipher {
+                    epoch,
+                    cipher: self.key.epoch_cipher(epoch),
+                });
+            }
+            &self.trial.as_ref().expect("just set").cipher
+        };
+        cipher
+            .decrypt_in_place_detached(nonce, header, body, tag)
+            .map_err(|_| OpenError::Auth)?;
+        self.replay.commit(seq);
+        if let Some(t) = self.trial.take_if(|t| t.epoch == epoch) {
+            if t.epoch > self.current.epoch {
+                self.previous = Some(std::mem::replace(&mut self.current, t));
+            } else {
+                self.previous = Some(t);
+            }
+        }
+        Ok(seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn test_key(b: u8) -> DirectionKey {
+        DirectionKey::new([b; KEY_LEN], [b ^ 0x5a; SALT_LEN])
+    }
+
+    fn packet(body: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; CLEAR_HEADER_LEN];
+        p.extend_from_slice(body);
+        p.extend_from_slice(&[0u8; TAG_LEN]);
+        p
+    }
+
+    fn plaintext(p: &[u8]) -> &[u8] {
+        &p[CLEAR_HEADER_LEN..p.len() - TAG_LEN]
+    }
+
+    #[test]
+    fn seal_then_open_round_trips_and_hides_the_body() {
+        let mut s = Sealer::new(test_key(1));
+        let mut o = Opener::new(test_key(1));
+        let body = b"frame metadata and shard bytes".to_vec();
+        let mut p = packet(&body);
+        assert_eq!(s.seal(&mut p), 0);
+        assert_ne!(plaintext(&p), &body[..]);
+        assert_eq!(o.open(&mut p), Ok(0));
+        assert_eq!(plaintext(&p), &body[..]);
+    }
+
+    #[test]
+    fn tampering_anywhere_fails_authentication() {
+        let mut s = Sealer::new(test_key(1));
+        let mut sealed = packet(&[7u8; 100]);
+        s.seal(&mut sealed);
+        for at in 1..sealed.len() {
+            let mut p = sealed.clone();
+            p[at] ^= 0x40;
+            let mut o = Opener::new(test_key(1));
+            assert!(o.open(&mut p).is_err(), "flip at byte {at} was accepted");
+        }
+        let mut o = Opener::new(test_key(2));
+        assert_eq!(o.open(&mut sealed.clone()), Err(OpenError::Auth), "wrong key");
+        let mut short = sealed[..sealed.len() - 1].to_vec();
+        assert_eq!(Opener::new(test_key(1)).open(&mut short), Err(OpenError::Auth));
+        assert_eq!(
+            Opener::new(test_key(1)).open(&mut sealed[..20].to_vec()),
+            Err(OpenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn replays_are_rejected_after_a_successful_open_only() {
+        let mut s = Sealer::new(test_key(3));
+        let mut o = Opener::new(test_key(3));
+        let mut p = packet(&[1, 2, 3]);
+        s.seal(&mut p);
+        let copy = p.clone();
+        // A forged copy with a bad tag must not burn the sequence.
+        let mut forged = copy.clone();
+        *forged.last_mut().unwrap() ^= 1;
+        assert_eq!(o.open(&mut forged), Err(OpenError::Auth));
+        assert_eq!(o.open(&mut p), Ok(0));
+        assert_eq!(o.open(&mut copy.clone()), Err(OpenError::Replay));
+    }
+
+    #[test]
+    fn keys_rotate_and_reordered_packets_across_the_boundary_still_open() {
+        let start = PACKETS_PER_KEY - 3;
+        let mut s = Sealer::starting_at(test_key(4), start);
+        let mut packets: Vec<Vec<u8>> = (0..6u8)
+            .map(|i| {
+                let mut p = packet(&[i; 40]);
+                s.seal(&mut p);
+                p
+            })
+            .collect();
+        assert_eq!(s.rotations(), 1);
+        let mut o = Opener::new(test_key(4));
+        // Receive the new epoch first, then the old one's stragglers, mixed.
+        for i in [3usize, 0, 4, 1, 5, 2] {
+            let seq = o
+                .open(&mut packets[i])
+                .unwrap_or_else(|e| panic!("packet {i}: {e:?}"));
+            assert_eq!(seq, start + i as u64);
+            assert_eq!(plaintext(&packets[i]), &[i as u8; 40][..]);
+        }
+    }
+
+    #[test]
+    fn different_epochs_use_different_keys() {
+        let k = test_key(5);
+        let mut a = packet(&[0u8; 32]);
+        let mut b = packet(&[0u8; 32]);
+        Sealer::starting_at(k.clone(), 5).seal(&mut a);
+        Sealer::starting_at(k, PACKETS_PER_KEY + 5).seal(&mut b);
+        assert_ne!(plaintext(&a), plaintext(&b));
+    }
+
+    #[test]
+    fn debug_never_prints_key_bytes() {
+        let keys = SessionKeys::derive(&[9u8; 32], b"session-1").unwrap();
+        let text = format!("{keys:?}");
+        assert!(text.contains("redacted"));
+        assert!(!text.contains("9, 9"));
+        let other = SessionKeys::derive(&[9u8; 32], b"session-2").unwrap();
+        assert_ne!(keys, other, "context binds the keys");
+        assert_ne!(keys.host_to_client, keys.client_to_host);
+        assert!(SessionKeys::derive(&[1u8; 8], b"").is_err());
+    }
+}

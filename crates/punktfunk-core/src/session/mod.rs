@@ -1,0 +1,221 @@
+//! Frames in, datagrams out, and back: the data-plane session.
+//!
+//! A [`Session`] has a [`FrameSender`] (host role: video out) and a
+//! [`FrameReceiver`] (client role: video in). Both directions are symmetric on
+//! the wire; the [`Role`] only picks which direction key seals and which opens.
+//! The halves can be split onto separate threads with [`Session::split`].
+
+mod reassembly;
+mod receiver;
+mod sender;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use reassembly::Reassembler;
+pub use receiver::FrameReceiver;
+pub use sender::{FrameSender, SubmitReport};
+
+use crate::crypto::SessionKeys;
+use crate::error::{Error, Result};
+use crate::fec::{FecConfig, FrameLayout};
+use crate::stats::{Stats, StatsSnapshot};
+use crate::transport::Transport;
+
+/// Largest `max_frame_bytes` a session accepts (256 MiB).
+pub const MAX_FRAME_BYTES_LIMIT: usize = 256 * 1024 * 1024;
+/// Most frames one receiver reassembles at once.
+pub const MAX_FRAMES_IN_FLIGHT_LIMIT: usize = 256;
+
+/// Which end of the stream this session is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Sends video (seals with host→client keys, opens client→host).
+    Host,
+    /// Receives video (seals with client→host keys, opens host→client).
+    Client,
+}
+
+/// Everything both ends must agree on, plus local receive limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// FEC and shard size (negotiated; both ends must use the same shard size
+    /// and block cap, while the percentage may differ and change live).
+    pub fec: FecConfig,
+    /// Largest frame accepted, in bytes (`1..=256 MiB`). Bounds reassembly memory.
+    pub max_frame_bytes: usize,
+    /// Most frames reassembled at once (`1..=256`); a new frame beyond this
+    /// evicts the oldest incomplete one.
+    pub max_frames_in_flight: usize,
+    /// An incomplete frame older than this (since its first packet) is dropped.
+    pub frame_timeout: Duration,
+    /// Hard cap in frame indices: an incomplete frame more than this many
+    /// indices behind the newest one seen is dropped, whatever its age.
+    pub max_index_lag: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            fec: FecConfig::default(),
+            max_frame_bytes: 16 * 1024 * 1024,
+            max_frames_in_flight: 8,
+            frame_timeout: Duration::from_millis(200),
+            max_index_lag: 32,
+        }
+    }
+}
+
+impl SessionConfig {
+    /// Checks every field; errors name the field and the allowed range.
+    pub fn validate(&self) -> Result<()> {
+        self.fec.validate()?;
+        if !(1..=MAX_FRAME_BYTES_LIMIT).contains(&self.max_frame_bytes) {
+            return Err(Error::invalid(format!(
+                "max_frame_bytes {} is outside 1..={MAX_FRAME_BYTES_LIMIT}",
+                self.max_frame_bytes
+            )));
+        }
+        let layout = FrameLayout::new(self.max_frame_bytes, &self.fec);
+        if layout.blocks > u16::MAX as usize {
+            return Err(Error::invalid(format!(
+                "max_frame_bytes {} needs {} FEC blocks, more than {}; raise shard_payload or max_data_per_block",
+                self.max_frame_bytes,
+                layout.blocks,
+                u16::MAX
+            )));
+        }
+        if !(1..=MAX_FRAMES_IN_FLIGHT_LIMIT).contains(&self.max_frames_in_flight) {
+            return Err(Error::invalid(format!(
+                "max_frames_in_flight {} is outside 1..={MAX_FRAMES_IN_FLIGHT_LIMIT}",
+                self.max_frames_in_flight
+            )));
+        }
+        if self.frame_timeout.is_zero() {
+            return Err(Error::invalid("frame_timeout must be above zero"));
+        }
+        if self.max_index_lag == 0 {
+            return Err(Error::invalid("max_index_lag must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// What the sender says about a frame, besides its bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameMeta {
+    /// Presentation timestamp, carried opaquely (typically microseconds).
+    pub pts: u64,
+    /// Whether the frame is a keyframe.
+    pub keyframe: bool,
+}
+
+/// A frame delivered whole and byte-exact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Index assigned by the sender, counting from 0.
+    pub index: u64,
+    /// Presentation timestamp from [`FrameMeta`].
+    pub pts: u64,
+    /// Keyframe flag from [`FrameMeta`].
+    pub keyframe: bool,
+    /// When the last needed shard arrived.
+    pub received_at: Instant,
+    /// Data shards of this frame rebuilt by FEC.
+    pub recovered_shards: u32,
+    /// The frame's bytes. Hand the buffer back with
+    /// [`FrameReceiver::recycle`] to avoid an allocation per frame.
+    pub data: Vec<u8>,
+}
+
+/// One outcome of polling the receiver, in frame-index order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FrameEvent {
+    /// A complete frame.
+    Frame(Frame),
+    /// Frames `first_index .. first_index + count` will never be delivered
+    /// (lost beyond what FEC could repair, timed out, or superseded by a later
+    /// complete frame). A good moment to ask the host for a keyframe.
+    Lost {
+        /// First lost frame index.
+        first_index: u64,
+        /// Number of consecutive lost frames.
+        count: u64,
+    },
+}
+
+/// Both halves of a data-plane session over one transport.
+pub struct Session<T: Transport> {
+    sender: FrameSender<T>,
+    receiver: FrameReceiver<T>,
+}
+
+impl<T: Transport> Session<T> {
+    /// Creates a session. Fails with `ERR_PF_INVALID_ARG` if `config` is invalid.
+    pub fn new(role: Role, config: SessionConfig, keys: &SessionKeys, transport: T) -> Result<Self> {
+        config.validate()?;
+        let transport = Arc::new(transport);
+        let stats = Arc::new(Stats::default());
+        let (seal_key, open_key) = match role {
+            Role::Host => (&keys.host_to_client, &keys.client_to_host),
+            Role::Client => (&keys.client_to_host, &keys.host_to_client),
+        };
+        Ok(Session {
+            sender: FrameSender::new(config.clone(), seal_key.clone(), transport.clone(), stats.clone()),
+            receiver: FrameReceiver::new(config, open_key.clone(), transport, stats),
+        })
+    }
+
+    /// Sends a frame (see [`FrameSender::submit_frame`]).
+    pub fn submit_frame(&mut self, data: &[u8], meta: FrameMeta) -> Result<SubmitReport> {
+        self.sender.submit_frame(data, meta)
+    }
+
+    /// Polls for the next frame event without blocking (see [`FrameReceiver::poll_frame`]).
+    pub fn poll_frame(&mut self) -> Result<Option<FrameEvent>> {
+        self.receiver.poll_frame()
+    }
+
+    /// Waits up to `timeout` for the next frame event (see [`FrameReceiver::recv_frame`]).
+    pub fn recv_frame(&mut self, timeout: Duration) -> Result<Option<FrameEvent>> {
+        self.receiver.recv_frame(timeout)
+    }
+
+    /// Counters of both halves, with the transport's system-call counts.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.receiver.stats()
+    }
+
+    /// The shared transport.
+    pub fn transport(&self) -> &T {
+        self.sender.transport()
+    }
+
+    /// The sending half.
+    pub fn sender(&mut self) -> &mut FrameSender<T> {
+        &mut self.sender
+    }
+
+    /// The receiving half.
+    pub fn receiver(&mut self) -> &mut FrameReceiver<T> {
+        &mut self.receiver
+    }
+
+    /// Splits into halves that can live on different threads (they share the
+    /// transport and the counters).
+    pub fn split(self) -> (FrameSender<T>, FrameReceiver<T>) {
+        (self.sender, self.receiver)
+    }
+}
+
+/// Copies the transport's system-call counts into a counter snapshot.
+fn snapshot_with_io<T: Transport>(stats: &Stats, transport: &T) -> StatsSnapshot {
+    let mut s = stats.snapshot();
+    let io = transport.io_counters();
+    s.send_syscalls = io.send_syscalls;
+    s.recv_syscalls = io.recv_syscalls;
+    s
+}
+
+#[cfg(test)]
+mod tests;

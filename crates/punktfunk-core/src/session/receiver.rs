@@ -1,0 +1,156 @@
+//! Client side: receive ring → open → replay filter → reassembly → frames.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::crypto::{DirectionKey, OpenError, Opener};
+use crate::error::Result;
+use crate::stats::{Stats, StatsSnapshot};
+use crate::transport::{Transport, RECV_BATCH};
+use crate::wire::{InnerHeader, CLEAR_HEADER_LEN, INNER_HEADER_LEN, TAG_LEN};
+
+use super::reassembly::Reassembler;
+use super::{snapshot_with_io, FrameEvent, SessionConfig};
+
+/// The receiving half of a session.
+///
+/// It owns a ring of [`RECV_BATCH`] datagram buffers, allocated on first use,
+/// refilled with one `recv_batch` call when drained and consumed one packet at a
+/// time across calls, so a poll never does more work than it must.
+pub struct FrameReceiver<T: Transport> {
+    opener: Opener,
+    transport: Arc<T>,
+    stats: Arc<Stats>,
+    reasm: Reassembler,
+    datagram_len: usize,
+    frame_timeout: Duration,
+    ring: Vec<Vec<u8>>,
+    lens: [usize; RECV_BATCH],
+    ring_len: usize,
+    ring_pos: usize,
+}
+
+impl<T: Transport> FrameReceiver<T> {
+    pub(super) fn new(
+        config: SessionConfig,
+        key: DirectionKey,
+        transport: Arc<T>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        FrameReceiver {
+            opener: Opener::new(key),
+            transport,
+            datagram_len: config.fec.datagram_len(),
+            frame_timeout: config.frame_timeout,
+            reasm: Reassembler::new(config, stats.clone()),
+            stats,
+            ring: Vec::new(),
+            lens: [0; RECV_BATCH],
+            ring_len: 0,
+            ring_pos: 0,
+        }
+    }
+
+    /// The transport this half receives on.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Counters (shared with the sending half) plus system-call counts.
+    pub fn stats(&self) -> StatsSnapshot {
+        snapshot_with_io(&self.stats, &*self.transport)
+    }
+
+    /// The reassembler (read-only), e.g. to check memory bounds.
+    pub fn reassembler(&self) -> &Reassembler {
+        &self.reasm
+    }
+
+    /// Returns a delivered frame's buffer so the next frame can reuse it.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.reasm.recycle(buf);
+    }
+
+    /// Returns the next frame event if one is ready, without blocking:
+    /// `Ok(None)` means "no frame yet". Frames come whole, byte-exact and in
+    /// index order; frames that cannot be delivered come as
+    /// [`FrameEvent::Lost`]. Bad packets are counted and skipped, never errors;
+    /// only a failing socket is (`ERR_PF_IO`).
+    pub fn poll_frame(&mut self) -> Result<Option<FrameEvent>> {
+        let now = Instant::now();
+        loop {
+            if let Some(ev) = self.reasm.pop_event() {
+                return Ok(Some(ev));
+            }
+            if self.ring_pos == self.ring_len {
+                self.reasm.expire(now);
+                if let Some(ev) = self.reasm.pop_event() {
+                    return Ok(Some(ev));
+                }
+                if self.ring.is_empty() {
+                    // One spare byte: a longer datagram shows up as the wrong length.
+                    self.ring = vec![vec![0u8; self.datagram_len + 1]; RECV_BATCH];
+                }
+                let n = self.transport.recv_batch(&mut self.ring, &mut self.lens)?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                self.ring_len = n.min(RECV_BATCH);
+                self.ring_pos = 0;
+            }
+            let i = self.ring_pos;
+            self.ring_pos += 1;
+            self.process(i, now);
+        }
+    }
+
+    /// Like [`FrameReceiver::poll_frame`] but waits (in the kernel) up to
+    /// `timeout` for an event. `Ok(None)` when the time ran out.
+    pub fn recv_frame(&mut self, timeout: Duration) -> Result<Option<FrameEvent>> {
+        let deadline = Instant::now() + timeout;
+        // Wake at least this often to age out incomplete frames on a quiet link.
+        let tick = (self.frame_timeout / 4).max(Duration::from_millis(1));
+        loop {
+            if let Some(ev) = self.poll_frame()? {
+                return Ok(Some(ev));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            self.transport.wait_readable((deadline - now).min(tick))?;
+        }
+    }
+
+    fn process(&mut self, i: usize, now: Instant) {
+        let len = self.lens[i];
+        let st = &self.stats;
+        Stats::add(&st.packets_received, 1);
+        Stats::add(&st.bytes_received, len as u64);
+        if len != self.datagram_len {
+            Stats::add(&st.recv_dropped_malformed, 1);
+            return;
+        }
+        let packet = &mut self.ring[i][..len];
+        if let Err(e) = self.opener.open(packet) {
+            let counter = match e {
+                OpenError::Malformed => &st.recv_dropped_malformed,
+                OpenError::Stale => &st.recv_dropped_stale,
+                OpenError::Replay => &st.recv_dropped_replay,
+                OpenError::Auth => &st.recv_dropped_auth,
+            };
+            Stats::add(counter, 1);
+            return;
+        }
+        let plain = &packet[CLEAR_HEADER_LEN..len - TAG_LEN];
+        let Ok(h) = InnerHeader::decode(plain) else {
+            Stats::add(&st.recv_dropped_malformed, 1);
+            return;
+        };
+        if h.is_probe() {
+            Stats::add(&st.probe_packets_received, 1);
+            return;
+        }
+        let _ = self.reasm.insert(&h, &plain[INNER_HEADER_LEN..], now);
+    }
+}

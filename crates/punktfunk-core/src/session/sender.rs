@@ -1,0 +1,192 @@
+//! Host side: frame → shards → FEC → sealed datagrams → one `send_batch`.
+
+use std::sync::Arc;
+
+use crate::crypto::{DirectionKey, Sealer};
+use crate::error::{Error, Result};
+use crate::fec::{recovery_count, FecEncoder, FrameLayout, MAX_FEC_PERCENT};
+use crate::stats::{Stats, StatsSnapshot};
+use crate::transport::Transport;
+use crate::wire::{InnerHeader, CLEAR_HEADER_LEN, FLAG_KEYFRAME, INNER_HEADER_LEN};
+
+use super::{snapshot_with_io, FrameMeta, SessionConfig};
+
+/// Offset of the shard payload inside a datagram.
+const PAYLOAD_AT: usize = CLEAR_HEADER_LEN + INNER_HEADER_LEN;
+
+/// What happened to one submitted frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubmitReport {
+    /// Index the frame was sent under.
+    pub frame_index: u64,
+    /// Data shards across all blocks.
+    pub data_shards: usize,
+    /// Recovery shards across all blocks.
+    pub recovery_shards: usize,
+    /// FEC blocks.
+    pub blocks: usize,
+    /// Datagrams handed to the transport.
+    pub packets_sent: usize,
+    /// Datagrams dropped locally (send buffer full).
+    pub packets_dropped: usize,
+}
+
+/// The sending half of a session. Owns the frame index, the sealer, the FEC
+/// encoder and a pool of wire buffers reused from frame to frame.
+pub struct FrameSender<T: Transport> {
+    config: SessionConfig,
+    fec_percent: u8,
+    sealer: Sealer,
+    encoder: FecEncoder,
+    transport: Arc<T>,
+    stats: Arc<Stats>,
+    next_index: u64,
+    /// Wire buffers, each exactly one datagram long; grows to the largest frame.
+    pool: Vec<Vec<u8>>,
+}
+
+impl<T: Transport> FrameSender<T> {
+    pub(super) fn new(
+        config: SessionConfig,
+        key: DirectionKey,
+        transport: Arc<T>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        FrameSender {
+            fec_percent: config.fec.fec_percent,
+            config,
+            sealer: Sealer::new(key),
+            encoder: FecEncoder::new(),
+            transport,
+            stats,
+            next_index: 0,
+            pool: Vec::new(),
+        }
+    }
+
+    /// The transport this half sends on.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Counters (shared with the receiving half) plus system-call counts.
+    pub fn stats(&self) -> StatsSnapshot {
+        snapshot_with_io(&self.stats, &*self.transport)
+    }
+
+    /// The index the next frame will get.
+    pub fn next_frame_index(&self) -> u64 {
+        self.next_index
+    }
+
+    /// The FEC percentage used for the next frame.
+    pub fn fec_percent(&self) -> u8 {
+        self.fec_percent
+    }
+
+    /// Changes the FEC percentage from the next frame on (`0..=100`). The
+    /// receiver needs no notice: every packet carries its block's k and m.
+    pub fn set_fec_percent(&mut self, pct: u8) -> Result<()> {
+        if pct > MAX_FEC_PERCENT {
+            return Err(Error::invalid(format!(
+                "fec_percent {pct} is above {MAX_FEC_PERCENT}"
+            )));
+        }
+        self.fec_percent = pct;
+        Ok(())
+    }
+
+    /// Splits `data` into shards, adds FEC, seals every datagram and hands the
+    /// whole frame to the transport in one `send_batch` call. Datagrams the
+    /// transport could not take are counted as `packets_send_dropped`, never an
+    /// error. Fails with `ERR_PF_INVALID_ARG` if the frame exceeds
+    /// `max_frame_bytes`, or `ERR_PF_IO` if the socket itself failed.
+    pub fn submit_frame(&mut self, data: &[u8], meta: FrameMeta) -> Result<SubmitReport> {
+        if data.len() > self.config.max_frame_bytes {
+            return Err(Error::invalid(format!(
+                "frame of {} bytes exceeds max_frame_bytes {}",
+                data.len(),
+                self.config.max_frame_bytes
+            )));
+        }
+        let s = self.config.fec.shard_payload;
+        let layout = FrameLayout::new(data.len(), &self.config.fec);
+        let index = self.next_index;
+        let mut report = SubmitReport {
+            frame_index: index,
+            blocks: layout.blocks,
+            ..Default::default()
+        };
+        let total: usize = (0..layout.blocks)
+            .map(|b| {
+                let k = layout.block(b).data_shards;
+                k + recovery_count(k, self.fec_percent)
+            })
+            .sum();
+        let datagram_len = self.config.fec.datagram_len();
+        if self.pool.len() < total {
+            self.pool.resize_with(total, || vec![0u8; datagram_len]);
+        }
+        let mut header = InnerHeader {
+            flags: if meta.keyframe { FLAG_KEYFRAME } else { 0 },
+            block_count: layout.blocks as u16,
+            frame_index: index,
+            frame_len: data.len() as u32,
+            pts: meta.pts,
+            ..Default::default()
+        };
+        let mut at = 0;
+        for b in 0..layout.blocks {
+            let block = layout.block(b);
+            let k = block.data_shards;
+            let m = recovery_count(k, self.fec_percent);
+            header.block_index = b as u16;
+            header.data_shards = k as u16;
+            header.recovery_shards = m as u16;
+            let (block_bufs, _) = self.pool[at..].split_at_mut(k + m);
+            for (i, buf) in block_bufs.iter_mut().enumerate() {
+                header.shard_index = i as u16;
+                let h: &mut [u8; INNER_HEADER_LEN] = (&mut buf[CLEAR_HEADER_LEN..PAYLOAD_AT])
+                    .try_into()
+                    .expect("inner header slice");
+                header.encode(h);
+                if i < k {
+                    let start = ((block.first_shard + i) * s).min(data.len());
+                    let end = (start + s).min(data.len());
+                    let payload = &mut buf[PAYLOAD_AT..PAYLOAD_AT + s];
+                    payload[..end - start].copy_from_slice(&data[start..end]);
+                    payload[end - start..].fill(0);
+                }
+            }
+            let (data_bufs, rec_bufs) = block_bufs.split_at_mut(k);
+            self.encoder.encode(
+                k,
+                m,
+                s,
+                data_bufs.iter().map(|b| &b[PAYLOAD_AT..PAYLOAD_AT + s]),
+                |i, shard| rec_bufs[i][PAYLOAD_AT..PAYLOAD_AT + s].copy_from_slice(shard),
+            )?;
+            report.data_shards += k;
+            report.recovery_shards += m;
+            at += k + m;
+        }
+        let before = self.sealer.rotations();
+        for buf in &mut self.pool[..total] {
+            self.sealer.seal(buf);
+        }
+        Stats::add(&self.stats.key_rotations, self.sealer.rotations() - before);
+        // The index is spent even if the socket fails below: sequences were used.
+        self.next_index += 1;
+        Stats::add(&self.stats.frames_submitted, 1);
+        let refs: Vec<&[u8]> = self.pool[..total].iter().map(|b| b.as_slice()).collect();
+        let sent = self.transport.send_batch(&refs).map_err(Error::from)?;
+        let sent = sent.min(total);
+        report.packets_sent = sent;
+        report.packets_dropped = total - sent;
+        let st = &self.stats;
+        Stats::add(&st.packets_sent, sent as u64);
+        Stats::add(&st.packets_send_dropped, (total - sent) as u64);
+        Stats::add(&st.bytes_sent, (sent * datagram_len) as u64);
+        Ok(report)
+    }
+}

@@ -1,0 +1,118 @@
+//! Session counters: relaxed atomics written by the data path, read as a snapshot.
+//!
+//! Every counter only grows. A snapshot is not one atomic cut across all counters
+//! (each is read separately), which is fine for monitoring and for the end-of-run
+//! accounting tests, which read after the data path has gone quiet.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+        /// Live counters shared between a session's data path and its observers.
+        #[derive(Debug, Default)]
+        pub struct Stats {
+            $( $(#[$doc])* pub $name: AtomicU64, )*
+        }
+
+        /// A plain copy of [`Stats`] taken at one moment.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct StatsSnapshot {
+            $( $(#[$doc])* pub $name: u64, )*
+        }
+
+        impl Stats {
+            /// Copies every counter.
+            pub fn snapshot(&self) -> StatsSnapshot {
+                StatsSnapshot { $( $name: self.$name.load(Ordering::Relaxed), )* }
+            }
+        }
+
+        impl StatsSnapshot {
+            /// Names and values of every counter, in declaration order.
+            pub fn fields(&self) -> Vec<(&'static str, u64)> {
+                vec![ $( (stringify!($name), self.$name), )* ]
+            }
+        }
+    };
+}
+
+counters! {
+    /// Frames handed to `submit_frame`.
+    frames_submitted,
+    /// Frames delivered whole and byte-exact by `poll_frame`.
+    frames_completed,
+    /// Frames that will never be delivered (aged out, evicted, superseded, or never seen).
+    frames_dropped,
+    /// Data packets handed to the kernel (or to the in-process transport).
+    packets_sent,
+    /// Datagrams read from the transport, before any check.
+    packets_received,
+    /// Packets dropped locally on send because the send buffer was full.
+    packets_send_dropped,
+    /// Received packets that failed AES-GCM authentication.
+    recv_dropped_auth,
+    /// Received packets whose sequence was already seen (replays, duplicates).
+    recv_dropped_replay,
+    /// Received packets with a bad version, length or inconsistent header.
+    recv_dropped_malformed,
+    /// Authenticated packets claiming sizes beyond the negotiated bounds.
+    recv_dropped_out_of_bounds,
+    /// Packets too old for the replay window or for a frame already finished or given up.
+    recv_dropped_stale,
+    /// Authenticated shards that arrived after their block was already complete.
+    packets_redundant,
+    /// Data shards rebuilt by FEC instead of received.
+    fec_recovered_shards,
+    /// Wire bytes handed to the transport (headers, tags and FEC included).
+    bytes_sent,
+    /// Wire bytes read from the transport.
+    bytes_received,
+    /// Frame payload bytes delivered to the application.
+    payload_bytes_delivered,
+    /// Send system calls made (sendmmsg / sendmsg / send).
+    send_syscalls,
+    /// Receive system calls made (recvmmsg / recv), including empty ones.
+    recv_syscalls,
+    /// Key epochs started on the send side (rotation, see docs/PROTOCOL.md).
+    key_rotations,
+    /// Probe (speed-test filler) packets received and authenticated.
+    probe_packets_received,
+}
+
+impl Stats {
+    /// Adds `n` to a counter (relaxed).
+    #[inline]
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl StatsSnapshot {
+    /// All receive-side drops, whatever the reason.
+    pub fn recv_dropped_total(&self) -> u64 {
+        self.recv_dropped_auth
+            + self.recv_dropped_replay
+            + self.recv_dropped_malformed
+            + self.recv_dropped_out_of_bounds
+            + self.recv_dropped_stale
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_copies_every_counter() {
+        let s = Stats::default();
+        Stats::add(&s.packets_sent, 3);
+        Stats::add(&s.recv_dropped_auth, 2);
+        Stats::add(&s.recv_dropped_stale, 5);
+        let snap = s.snapshot();
+        assert_eq!(snap.packets_sent, 3);
+        assert_eq!(snap.recv_dropped_total(), 7);
+        let fields = snap.fields();
+        assert_eq!(fields.len(), 20);
+        assert!(fields.contains(&("recv_dropped_auth", 2)));
+    }
+}
