@@ -28,6 +28,7 @@
 //! }
 //! ```
 
+#![deny(unsafe_code)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 

@@ -57,9 +57,11 @@ counters! {
     recv_dropped_malformed,
     /// Authenticated packets claiming sizes beyond the negotiated bounds.
     recv_dropped_out_of_bounds,
-    /// Packets too old for the replay window or for a frame already finished or given up.
+    /// Packets too old for the replay window, for a frame already given up, or for a
+    /// new frame older than every open one while all reassembly slots are busy.
     recv_dropped_stale,
-    /// Authenticated shards that arrived after their block was already complete.
+    /// Authenticated shards not needed: their block was already complete, the same
+    /// shard arrived twice, or the frame was delivered recently.
     packets_redundant,
     /// Data shards rebuilt by FEC instead of received.
     fec_recovered_shards,

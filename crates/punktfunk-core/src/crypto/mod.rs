@@ -128,6 +128,18 @@ pub enum OpenError {
     Auth,
 }
 
+/// Every packet sequence of a direction has been used; its keys must not seal again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SequenceExhausted;
+
+impl std::fmt::Display for SequenceExhausted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("packet sequence space exhausted; start a new session")
+    }
+}
+
+impl std::error::Error for SequenceExhausted {}
+
 /// Seals outgoing packets of one direction. Owns the packet sequence.
 pub struct Sealer {
     key: DirectionKey,
@@ -176,18 +188,22 @@ impl Sealer {
     }
 
     /// Seals `packet` in place. Layout: `[clear header][plaintext][TAG_LEN spare]`;
-    /// the clear header and the tag are written here. Returns the sequence used.
+    /// the clear header and the tag are written here. Returns the sequence used,
+    /// or [`SequenceExhausted`] once every sequence has been used: a nonce is
+    /// never reused, so the session must end (unreachable when counting from 0).
     ///
     /// # Panics
     /// If `packet` is shorter than a header plus a tag: a caller bug, not input.
-    pub fn seal(&mut self, packet: &mut [u8]) -> u64 {
+    pub fn seal(&mut self, packet: &mut [u8]) -> Result<u64, SequenceExhausted> {
         assert!(
             packet.len() >= CLEAR_HEADER_LEN + TAG_LEN,
             "packet too short to seal"
         );
         let seq = self.next_seq;
-        // 2^64 packets is beyond any session's life; saturate rather than wrap.
-        self.next_seq = seq.saturating_add(1);
+        if seq == u64::MAX {
+            return Err(SequenceExhausted);
+        }
+        self.next_seq = seq + 1;
         let epoch = seq >> EPOCH_SHIFT;
         if epoch != self.epoch {
             self.cipher = self.key.epoch_cipher(epoch);
@@ -205,7 +221,7 @@ impl Sealer {
             .encrypt_in_place_detached(Nonce::from_slice(&nonce), header, body)
             .expect("AES-GCM seals any length below 64 GiB");
         tag_out.copy_from_slice(&tag);
-        seq
+        Ok(seq)
     }
 }
 
@@ -318,7 +334,7 @@ mod tests {
         let mut o = Opener::new(test_key(1));
         let body = b"frame metadata and shard bytes".to_vec();
         let mut p = packet(&body);
-        assert_eq!(s.seal(&mut p), 0);
+        assert_eq!(s.seal(&mut p), Ok(0));
         assert_ne!(plaintext(&p), &body[..]);
         assert_eq!(o.open(&mut p), Ok(0));
         assert_eq!(plaintext(&p), &body[..]);
@@ -328,7 +344,7 @@ mod tests {
     fn tampering_anywhere_fails_authentication() {
         let mut s = Sealer::new(test_key(1));
         let mut sealed = packet(&[7u8; 100]);
-        s.seal(&mut sealed);
+        s.seal(&mut sealed).unwrap();
         for at in 1..sealed.len() {
             let mut p = sealed.clone();
             p[at] ^= 0x40;
@@ -350,7 +366,7 @@ mod tests {
         let mut s = Sealer::new(test_key(3));
         let mut o = Opener::new(test_key(3));
         let mut p = packet(&[1, 2, 3]);
-        s.seal(&mut p);
+        s.seal(&mut p).unwrap();
         let copy = p.clone();
         // A forged copy with a bad tag must not burn the sequence.
         let mut forged = copy.clone();
@@ -367,7 +383,7 @@ mod tests {
         let mut packets: Vec<Vec<u8>> = (0..6u8)
             .map(|i| {
                 let mut p = packet(&[i; 40]);
-                s.seal(&mut p);
+                s.seal(&mut p).unwrap();
                 p
             })
             .collect();
@@ -388,9 +404,18 @@ mod tests {
         let k = test_key(5);
         let mut a = packet(&[0u8; 32]);
         let mut b = packet(&[0u8; 32]);
-        Sealer::starting_at(k.clone(), 5).seal(&mut a);
-        Sealer::starting_at(k, PACKETS_PER_KEY + 5).seal(&mut b);
+        Sealer::starting_at(k.clone(), 5).seal(&mut a).unwrap();
+        Sealer::starting_at(k, PACKETS_PER_KEY + 5).seal(&mut b).unwrap();
         assert_ne!(plaintext(&a), plaintext(&b));
+    }
+
+    #[test]
+    fn the_last_sequence_is_never_reused() {
+        let mut s = Sealer::starting_at(test_key(6), u64::MAX - 1);
+        assert_eq!(s.seal(&mut packet(&[1; 8])), Ok(u64::MAX - 1));
+        assert_eq!(s.next_seq(), u64::MAX);
+        assert_eq!(s.seal(&mut packet(&[1; 8])), Err(SequenceExhausted));
+        assert_eq!(s.seal(&mut packet(&[1; 8])), Err(SequenceExhausted));
     }
 
     #[test]

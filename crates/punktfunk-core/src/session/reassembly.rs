@@ -196,7 +196,6 @@ impl Reassembler {
                 Rejection::Stale
             });
         }
-        self.advance_newest(h.frame_index);
         let si = match self
             .slots
             .iter()
@@ -243,6 +242,9 @@ impl Reassembler {
             });
             bs.rec_count += 1;
         }
+        // Only a shard that was actually used may move the index cap forward.
+        let index = slot.index;
+        let bs = &mut slot.blocks[b];
         if bs.data_count == k {
             bs.done = true;
             slot.blocks_done += 1;
@@ -257,7 +259,9 @@ impl Reassembler {
                 return Ok(());
             }
         }
-        if slot.blocks_done == slot.layout.blocks {
+        let complete = slot.blocks_done == slot.layout.blocks;
+        self.advance_newest(index);
+        if complete && self.slots[si].active {
             self.complete(si, now);
         }
         Ok(())

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::crypto::{DirectionKey, Sealer};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::fec::{recovery_count, FecEncoder, FrameLayout, MAX_FEC_PERCENT};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::transport::Transport;
@@ -172,7 +172,9 @@ impl<T: Transport> FrameSender<T> {
         }
         let before = self.sealer.rotations();
         for buf in &mut self.pool[..total] {
-            self.sealer.seal(buf);
+            self.sealer
+                .seal(buf)
+                .map_err(|e| Error::new(ErrorKind::Closed, e.to_string()))?;
         }
         Stats::add(&self.stats.key_rotations, self.sealer.rotations() - before);
         // The index is spent even if the socket fails below: sequences were used.

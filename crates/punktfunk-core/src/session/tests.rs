@@ -233,7 +233,7 @@ fn craft(sealer: &mut Sealer, h: &InnerHeader, payload: &[u8]) -> Vec<u8> {
     p.extend_from_slice(&inner);
     p.extend_from_slice(payload);
     p.extend_from_slice(&[0u8; TAG_LEN]);
-    sealer.seal(&mut p);
+    sealer.seal(&mut p).unwrap();
     p
 }
 

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 mod impair;
 mod loopback;
+// The socket shim is the only place in this crate allowed to use `unsafe`.
+#[allow(unsafe_code)]
 mod sys;
 mod udp;
 
