@@ -75,6 +75,8 @@ counters! {
     send_syscalls,
     /// Receive system calls made (recvmmsg / recv), including empty ones.
     recv_syscalls,
+    /// Readiness waits (ppoll) made by the transport before receiving.
+    recv_wait_syscalls,
     /// Key epochs started on the send side (rotation, see docs/PROTOCOL.md).
     key_rotations,
     /// Probe (speed-test filler) packets received and authenticated.
@@ -114,7 +116,7 @@ mod tests {
         assert_eq!(snap.packets_sent, 3);
         assert_eq!(snap.recv_dropped_total(), 7);
         let fields = snap.fields();
-        assert_eq!(fields.len(), 20);
+        assert_eq!(fields.len(), 21);
         assert!(fields.contains(&("recv_dropped_auth", 2)));
     }
 }

@@ -52,6 +52,11 @@ pub struct SessionConfig {
     /// Hard cap in frame indices: an incomplete frame more than this many
     /// indices behind the newest one seen is dropped, whatever its age.
     pub max_index_lag: u64,
+    /// Receive coalescing: after [`FrameReceiver::recv_frame`] wakes for a new
+    /// burst, it waits this long before reading so one `recvmmsg` takes a full
+    /// batch instead of the first few datagrams. Adds at most this much latency
+    /// per burst; zero turns it off (`0..=10 ms`).
+    pub recv_coalesce: Duration,
 }
 
 impl Default for SessionConfig {
@@ -62,6 +67,7 @@ impl Default for SessionConfig {
             max_frames_in_flight: 8,
             frame_timeout: Duration::from_millis(200),
             max_index_lag: 32,
+            recv_coalesce: Duration::from_micros(50),
         }
     }
 }
@@ -96,6 +102,12 @@ impl SessionConfig {
         }
         if self.max_index_lag == 0 {
             return Err(Error::invalid("max_index_lag must be at least 1"));
+        }
+        if self.recv_coalesce > Duration::from_millis(10) {
+            return Err(Error::invalid(format!(
+                "recv_coalesce {:?} is above 10 ms",
+                self.recv_coalesce
+            )));
         }
         Ok(())
     }
@@ -214,6 +226,7 @@ fn snapshot_with_io<T: Transport>(stats: &Stats, transport: &T) -> StatsSnapshot
     let io = transport.io_counters();
     s.send_syscalls = io.send_syscalls;
     s.recv_syscalls = io.recv_syscalls;
+    s.recv_wait_syscalls = io.wait_syscalls;
     s
 }
 

@@ -24,6 +24,9 @@ pub struct FrameReceiver<T: Transport> {
     reasm: Reassembler,
     datagram_len: usize,
     frame_timeout: Duration,
+    coalesce: Duration,
+    /// The last `recv_batch` came back short: the socket queue was empty then.
+    drained: bool,
     ring: Vec<Vec<u8>>,
     lens: [usize; RECV_BATCH],
     ring_len: usize,
@@ -42,6 +45,8 @@ impl<T: Transport> FrameReceiver<T> {
             transport,
             datagram_len: config.fec.datagram_len(),
             frame_timeout: config.frame_timeout,
+            coalesce: config.recv_coalesce,
+            drained: false,
             reasm: Reassembler::new(config, stats.clone()),
             stats,
             ring: Vec::new(),
@@ -92,6 +97,7 @@ impl<T: Transport> FrameReceiver<T> {
                     self.ring = vec![vec![0u8; self.datagram_len + 1]; RECV_BATCH];
                 }
                 let n = self.transport.recv_batch(&mut self.ring, &mut self.lens)?;
+                self.drained = n < RECV_BATCH;
                 if n == 0 {
                     return Ok(None);
                 }
@@ -106,19 +112,37 @@ impl<T: Transport> FrameReceiver<T> {
 
     /// Like [`FrameReceiver::poll_frame`] but waits (in the kernel) up to
     /// `timeout` for an event. `Ok(None)` when the time ran out.
+    ///
+    /// Once a read came back short, the socket queue is known to be empty, so
+    /// the next read waits for readiness first instead of making an empty call;
+    /// after waking it pauses `recv_coalesce` so the burst can queue up and one
+    /// `recvmmsg` takes a full batch.
     pub fn recv_frame(&mut self, timeout: Duration) -> Result<Option<FrameEvent>> {
         let deadline = Instant::now() + timeout;
         // Wake at least this often to age out incomplete frames on a quiet link.
         let tick = (self.frame_timeout / 4).max(Duration::from_millis(1));
         loop {
-            if let Some(ev) = self.poll_frame()? {
-                return Ok(Some(ev));
+            let ring_empty = self.ring_pos == self.ring_len;
+            if !(ring_empty && self.drained) {
+                if let Some(ev) = self.poll_frame()? {
+                    return Ok(Some(ev));
+                }
+            } else {
+                self.reasm.expire(Instant::now());
+                if let Some(ev) = self.reasm.pop_event() {
+                    return Ok(Some(ev));
+                }
             }
             let now = Instant::now();
             if now >= deadline {
                 return Ok(None);
             }
-            self.transport.wait_readable((deadline - now).min(tick))?;
+            if self.transport.wait_readable((deadline - now).min(tick))? {
+                if !self.coalesce.is_zero() {
+                    std::thread::sleep(self.coalesce);
+                }
+                self.drained = false;
+            }
         }
     }
 

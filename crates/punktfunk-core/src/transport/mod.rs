@@ -31,6 +31,8 @@ pub struct IoCounters {
     pub send_syscalls: u64,
     /// Receive system calls made so far (including ones that found nothing).
     pub recv_syscalls: u64,
+    /// Readiness waits (`ppoll`) made so far.
+    pub wait_syscalls: u64,
 }
 
 /// A non-blocking, lossy datagram pipe to one peer.

@@ -75,6 +75,7 @@ pub struct UdpTransport {
     buffers: BufferReport,
     send_calls: AtomicU64,
     recv_calls: AtomicU64,
+    wait_calls: AtomicU64,
 }
 
 impl UdpTransport {
@@ -89,6 +90,7 @@ impl UdpTransport {
             buffers,
             send_calls: AtomicU64::new(0),
             recv_calls: AtomicU64::new(0),
+            wait_calls: AtomicU64::new(0),
         })
     }
 
@@ -215,6 +217,7 @@ impl Transport for UdpTransport {
     }
 
     fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
+        self.wait_calls.fetch_add(1, Ordering::Relaxed);
         #[cfg(target_os = "linux")]
         {
             sys::wait_readable(self.sock.as_raw_fd(), timeout)
@@ -229,6 +232,7 @@ impl Transport for UdpTransport {
         IoCounters {
             send_syscalls: self.send_calls.load(Ordering::Relaxed),
             recv_syscalls: self.recv_calls.load(Ordering::Relaxed),
+            wait_syscalls: self.wait_calls.load(Ordering::Relaxed),
         }
     }
 }
@@ -237,21 +241,23 @@ impl Transport for UdpTransport {
 /// every OS without a batched shim. Compiled everywhere so Linux tests keep it honest.
 #[cfg_attr(target_os = "linux", allow(dead_code))]
 mod portable {
-    use super::{is_buffer_full, is_transient};
+    use super::is_transient;
     use std::io;
     use std::net::UdpSocket;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 
+    /// Same contract as `sendmmsg`: returns how many datagrams from the front
+    /// of `chunk` were sent, stopping at the first error; the error itself is
+    /// returned only when the very first datagram failed.
     pub(super) fn send_each(sock: &UdpSocket, chunk: &[&[u8]], calls: &AtomicU64) -> io::Result<usize> {
         let mut sent = 0;
         for d in chunk {
             calls.fetch_add(1, Ordering::Relaxed);
             match sock.send(d) {
                 Ok(_) => sent += 1,
-                Err(e) if is_buffer_full(&e) => break,
-                Err(e) if is_transient(&e) => {}
-                Err(e) => return Err(e),
+                Err(e) if sent == 0 => return Err(e),
+                Err(_) => break,
             }
         }
         Ok(sent)
