@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::crypto::{DirectionKey, Sealer};
 use crate::fec::FecConfig;
-use crate::transport::{Impaired, ImpairmentConfig, LoopbackTransport, UdpConfig, UdpTransport};
+use crate::transport::{Impaired, ImpairmentConfig, LoopbackTransport, UdpTransport};
 use crate::wire::{InnerHeader, CLEAR_HEADER_LEN, FLAG_KEYFRAME, INNER_HEADER_LEN, TAG_LEN};
 
 fn keys() -> SessionKeys {
@@ -30,12 +30,7 @@ fn pattern(index: u64, len: usize) -> Vec<u8> {
 }
 
 fn udp_pair() -> (UdpTransport, UdpTransport) {
-    let cfg = UdpConfig::default();
-    let a = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
-    let b = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
-    a.connect(b.local_addr().unwrap()).unwrap();
-    b.connect(a.local_addr().unwrap()).unwrap();
-    (a, b)
+    crate::transport::udp_test_pair()
 }
 
 /// Receives events until `frames` frames or losses have been accounted for, or 20 s pass.
@@ -269,6 +264,23 @@ fn one_shard(index: u64) -> InnerHeader {
     }
 }
 
+/// A client on the in-process pair, the injecting end, and a sealer holding the host's key.
+fn hostile_client(cfg: SessionConfig) -> (LoopbackTransport, Session<LoopbackTransport>, Sealer) {
+    let (inject, back) = LoopbackTransport::pair(1 << 16);
+    let client = Session::new(Role::Client, cfg, &keys(), back).unwrap();
+    (inject, client, Sealer::new(h2c()))
+}
+
+/// The first of two data shards of frame `index`: never completes on its own.
+fn half_frame(index: u64) -> InnerHeader {
+    InnerHeader {
+        frame_len: 100,
+        data_shards: 2,
+        frame_index: index,
+        ..one_shard(0)
+    }
+}
+
 fn drain<T: Transport>(client: &mut Session<T>) -> Vec<FrameEvent> {
     let mut out = Vec::new();
     while let Some(ev) = client.poll_frame().unwrap() {
@@ -279,9 +291,7 @@ fn drain<T: Transport>(client: &mut Session<T>) -> Vec<FrameEvent> {
 
 #[test]
 fn hostile_packets_are_each_rejected_and_counted_under_their_reason() {
-    let (inject, back) = LoopbackTransport::pair(1 << 16);
-    let mut client = Session::new(Role::Client, small_cfg(), &keys(), back).unwrap();
-    let mut sealer = Sealer::new(h2c());
+    let (inject, mut client, mut sealer) = hostile_client(small_cfg());
     let payload = [7u8; 64];
 
     let valid = craft(&mut sealer, &one_shard(0), &payload);
@@ -378,16 +388,11 @@ fn incomplete_frames_time_out_and_are_reported_lost() {
         frame_timeout: Duration::from_millis(30),
         ..small_cfg()
     };
-    let (inject, back) = LoopbackTransport::pair(1 << 16);
-    let mut client = Session::new(Role::Client, cfg, &keys(), back).unwrap();
-    let mut sealer = Sealer::new(h2c());
+    let (inject, mut client, mut sealer) = hostile_client(cfg);
     // Frame 0 needs 2 data shards; only one arrives.
-    let h = InnerHeader {
-        frame_len: 100,
-        data_shards: 2,
-        ..one_shard(0)
-    };
-    inject.send(&craft(&mut sealer, &h, &[1u8; 64])).unwrap();
+    inject
+        .send(&craft(&mut sealer, &half_frame(0), &[1u8; 64]))
+        .unwrap();
     assert_eq!(client.poll_frame().unwrap(), None);
     let ev = client.recv_frame(Duration::from_secs(2)).unwrap();
     assert_eq!(
@@ -407,25 +412,13 @@ fn a_frame_far_behind_the_newest_is_dropped_by_the_index_cap() {
         frame_timeout: Duration::from_secs(60),
         ..small_cfg()
     };
-    let (inject, back) = LoopbackTransport::pair(1 << 16);
-    let mut client = Session::new(Role::Client, cfg, &keys(), back).unwrap();
-    let mut sealer = Sealer::new(h2c());
-    let partial = InnerHeader {
-        frame_len: 100,
-        data_shards: 2,
-        ..one_shard(0)
-    };
-    inject.send(&craft(&mut sealer, &partial, &[1u8; 64])).unwrap();
+    let (inject, mut client, mut sealer) = hostile_client(cfg);
+    inject
+        .send(&craft(&mut sealer, &half_frame(0), &[1u8; 64]))
+        .unwrap();
     // Frame 10 arrives (incomplete too): frames 0..6 are now more than 4 behind.
     inject
-        .send(&craft(
-            &mut sealer,
-            &InnerHeader {
-                frame_index: 10,
-                ..partial
-            },
-            &[1u8; 64],
-        ))
+        .send(&craft(&mut sealer, &half_frame(10), &[1u8; 64]))
         .unwrap();
     let events = drain(&mut client);
     assert_eq!(
@@ -440,24 +433,10 @@ fn a_frame_far_behind_the_newest_is_dropped_by_the_index_cap() {
 
 #[test]
 fn more_open_frames_than_slots_evict_the_oldest() {
-    let (inject, back) = LoopbackTransport::pair(1 << 16);
-    let mut client = Session::new(Role::Client, small_cfg(), &keys(), back).unwrap();
-    let mut sealer = Sealer::new(h2c());
-    let partial = InnerHeader {
-        frame_len: 100,
-        data_shards: 2,
-        ..one_shard(0)
-    };
+    let (inject, mut client, mut sealer) = hostile_client(small_cfg());
     for i in 0..6 {
         inject
-            .send(&craft(
-                &mut sealer,
-                &InnerHeader {
-                    frame_index: i,
-                    ..partial
-                },
-                &[1u8; 64],
-            ))
+            .send(&craft(&mut sealer, &half_frame(i), &[1u8; 64]))
             .unwrap();
     }
     let events = drain(&mut client);
@@ -533,9 +512,7 @@ proptest! {
         sealed in proptest::collection::vec(arb_header(), 0..300),
     ) {
         let cfg = small_cfg();
-        let (inject, back) = LoopbackTransport::pair(1 << 16);
-        let mut client = Session::new(Role::Client, cfg.clone(), &keys(), back).unwrap();
-        let mut sealer = Sealer::new(h2c());
+        let (inject, mut client, mut sealer) = hostile_client(cfg.clone());
         let s = cfg.fec.shard_payload;
         // Per open frame: padded data + recovery arena (≤ 100 % + 2 per block); spare buffers too.
         let blocks = crate::fec::FrameLayout::new(cfg.max_frame_bytes, &cfg.fec).blocks;
@@ -544,6 +521,7 @@ proptest! {
         for j in &junk {
             inject.send(j).unwrap();
         }
+        prop_assert!(drain(&mut client).is_empty(), "junk never becomes a frame");
         for h in &sealed {
             inject.send(&craft(&mut sealer, h, &[h.shard_index as u8; 64])).unwrap();
             while let Some(ev) = client.poll_frame().unwrap() {

@@ -17,6 +17,8 @@ mod udp;
 
 pub use impair::{GilbertElliott, Impaired, ImpairmentConfig, ImpairmentCounters};
 pub use loopback::LoopbackTransport;
+#[cfg(test)]
+pub(crate) use udp::test_pair as udp_test_pair;
 pub use udp::{BufferReport, UdpConfig, UdpTransport, DESIRED_SOCKET_BUFFER};
 
 /// Largest number of datagrams one `sendmmsg` call carries.
@@ -85,47 +87,34 @@ pub trait Transport: Send + Sync {
     }
 }
 
-impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
-    fn send(&self, datagram: &[u8]) -> io::Result<bool> {
-        (**self).send(datagram)
-    }
-    fn send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
-        (**self).send_batch(datagrams)
-    }
-    fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        (**self).recv(buf)
-    }
-    fn recv_batch(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
-        (**self).recv_batch(bufs, lens)
-    }
-    fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
-        (**self).wait_readable(timeout)
-    }
-    fn io_counters(&self) -> IoCounters {
-        (**self).io_counters()
-    }
+/// Smart pointers to a transport are transports (for sharing one socket).
+macro_rules! forward_transport {
+    ($($ptr:ident)::+) => {
+        impl<T: Transport + ?Sized> Transport for $($ptr)::+<T> {
+            fn send(&self, datagram: &[u8]) -> io::Result<bool> {
+                (**self).send(datagram)
+            }
+            fn send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
+                (**self).send_batch(datagrams)
+            }
+            fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+                (**self).recv(buf)
+            }
+            fn recv_batch(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
+                (**self).recv_batch(bufs, lens)
+            }
+            fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
+                (**self).wait_readable(timeout)
+            }
+            fn io_counters(&self) -> IoCounters {
+                (**self).io_counters()
+            }
+        }
+    };
 }
 
-impl<T: Transport + ?Sized> Transport for Box<T> {
-    fn send(&self, datagram: &[u8]) -> io::Result<bool> {
-        (**self).send(datagram)
-    }
-    fn send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
-        (**self).send_batch(datagrams)
-    }
-    fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        (**self).recv(buf)
-    }
-    fn recv_batch(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
-        (**self).recv_batch(bufs, lens)
-    }
-    fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
-        (**self).wait_readable(timeout)
-    }
-    fn io_counters(&self) -> IoCounters {
-        (**self).io_counters()
-    }
-}
+forward_transport!(std::sync::Arc);
+forward_transport!(Box);
 
 /// True for errors that mean "this datagram is lost" rather than "the socket is broken":
 /// a full buffer, a stale ICMP refusal from an earlier send, or a route that is

@@ -314,18 +314,24 @@ fn is_buffer_full(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
 
+/// Two transports on 127.0.0.1 connected to each other (tests only).
+#[cfg(test)]
+pub(crate) fn test_pair() -> (UdpTransport, UdpTransport) {
+    let cfg = UdpConfig::default();
+    let a = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
+    let b = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
+    a.connect(b.local_addr().unwrap()).unwrap();
+    b.connect(a.local_addr().unwrap()).unwrap();
+    (a, b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Instant;
 
     fn pair() -> (UdpTransport, UdpTransport) {
-        let cfg = UdpConfig::default();
-        let a = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
-        let b = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
-        a.connect(b.local_addr().unwrap()).unwrap();
-        b.connect(a.local_addr().unwrap()).unwrap();
-        (a, b)
+        test_pair()
     }
 
     fn drain(t: &UdpTransport, want: usize, bufs: &mut [Vec<u8>]) -> (Vec<Vec<u8>>, usize) {
