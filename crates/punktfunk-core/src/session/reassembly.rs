@@ -242,9 +242,7 @@ impl Reassembler {
             });
             bs.rec_count += 1;
         }
-        // Only a shard that was actually used may move the index cap forward.
         let index = slot.index;
-        let bs = &mut slot.blocks[b];
         if bs.data_count == k {
             bs.done = true;
             slot.blocks_done += 1;
@@ -260,6 +258,7 @@ impl Reassembler {
             }
         }
         let complete = slot.blocks_done == slot.layout.blocks;
+        // Only a shard that was actually used may move the index cap forward.
         self.advance_newest(index);
         if complete && self.slots[si].active {
             self.complete(si, now);

@@ -82,6 +82,13 @@ impl<T: Transport> FrameReceiver<T> {
     /// [`FrameEvent::Lost`]. Bad packets are counted and skipped, never errors;
     /// only a failing socket is (`ERR_PF_IO`).
     pub fn poll_frame(&mut self) -> Result<Option<FrameEvent>> {
+        self.next_event(true)
+    }
+
+    /// Works through the ring until an event is ready. When the ring is spent
+    /// it ages out frames and, if `read` is set, refills the ring with one
+    /// `recv_batch`; otherwise it reports "nothing yet".
+    fn next_event(&mut self, read: bool) -> Result<Option<FrameEvent>> {
         let now = Instant::now();
         loop {
             if let Some(ev) = self.reasm.pop_event() {
@@ -91,6 +98,9 @@ impl<T: Transport> FrameReceiver<T> {
                 self.reasm.expire(now);
                 if let Some(ev) = self.reasm.pop_event() {
                     return Ok(Some(ev));
+                }
+                if !read {
+                    return Ok(None);
                 }
                 if self.ring.is_empty() {
                     // One spare byte: a longer datagram shows up as the wrong length.
@@ -122,16 +132,9 @@ impl<T: Transport> FrameReceiver<T> {
         // Wake at least this often to age out incomplete frames on a quiet link.
         let tick = (self.frame_timeout / 4).max(Duration::from_millis(1));
         loop {
-            let ring_empty = self.ring_pos == self.ring_len;
-            if !(ring_empty && self.drained) {
-                if let Some(ev) = self.poll_frame()? {
-                    return Ok(Some(ev));
-                }
-            } else {
-                self.reasm.expire(Instant::now());
-                if let Some(ev) = self.reasm.pop_event() {
-                    return Ok(Some(ev));
-                }
+            // After a short read the queue was empty: skip the read, wait instead.
+            if let Some(ev) = self.next_event(!self.drained)? {
+                return Ok(Some(ev));
             }
             let now = Instant::now();
             if now >= deadline {
