@@ -44,7 +44,8 @@ pub use crypto::{DirectionKey, SessionKeys};
 pub use error::{Error, ErrorKind, Result};
 pub use fec::FecConfig;
 pub use session::{
-    Frame, FrameEvent, FrameMeta, FrameReceiver, FrameSender, Role, Session, SessionConfig, SubmitReport,
+    Frame, FrameEvent, FrameMeta, FrameReceiver, FrameSender, RecvWorker, Rejected, Role, SendWorker,
+    Session, SessionConfig, StatsHandle, SubmitReport,
 };
 pub use stats::{Stats, StatsSnapshot};
 pub use transport::{

@@ -8,6 +8,7 @@
 mod reassembly;
 mod receiver;
 mod sender;
+mod worker;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 pub use reassembly::Reassembler;
 pub use receiver::FrameReceiver;
 pub use sender::{FrameSender, SubmitReport};
+pub use worker::{Notify, RecvWorker, Rejected, SendWorker, StatsHandle, MAX_WORKER_QUEUE};
 
 use crate::crypto::SessionKeys;
 use crate::error::{Error, Result};

@@ -10,7 +10,7 @@ use crate::transport::{Transport, RECV_BATCH};
 use crate::wire::{InnerHeader, CLEAR_HEADER_LEN, INNER_HEADER_LEN, TAG_LEN};
 
 use super::reassembly::Reassembler;
-use super::{snapshot_with_io, FrameEvent, SessionConfig};
+use super::{snapshot_with_io, FrameEvent, SessionConfig, StatsHandle};
 
 /// The receiving half of a session.
 ///
@@ -64,6 +64,14 @@ impl<T: Transport> FrameReceiver<T> {
     /// Counters (shared with the sending half) plus system-call counts.
     pub fn stats(&self) -> StatsSnapshot {
         snapshot_with_io(&self.stats, &*self.transport)
+    }
+
+    /// A handle for reading the session's counters from another thread.
+    pub fn stats_handle(&self) -> StatsHandle
+    where
+        T: 'static,
+    {
+        StatsHandle::new(self.stats.clone(), self.transport.clone())
     }
 
     /// The reassembler (read-only), e.g. to check memory bounds.

@@ -9,7 +9,7 @@ use crate::stats::{Stats, StatsSnapshot};
 use crate::transport::Transport;
 use crate::wire::{InnerHeader, CLEAR_HEADER_LEN, FLAG_KEYFRAME, INNER_HEADER_LEN};
 
-use super::{snapshot_with_io, FrameMeta, SessionConfig};
+use super::{snapshot_with_io, FrameMeta, SessionConfig, StatsHandle};
 
 /// Offset of the shard payload inside a datagram.
 const PAYLOAD_AT: usize = CLEAR_HEADER_LEN + INNER_HEADER_LEN;
@@ -72,6 +72,19 @@ impl<T: Transport> FrameSender<T> {
     /// Counters (shared with the receiving half) plus system-call counts.
     pub fn stats(&self) -> StatsSnapshot {
         snapshot_with_io(&self.stats, &*self.transport)
+    }
+
+    /// A handle for reading the session's counters from another thread.
+    pub fn stats_handle(&self) -> StatsHandle
+    where
+        T: 'static,
+    {
+        StatsHandle::new(self.stats.clone(), self.transport.clone())
+    }
+
+    /// Largest frame accepted, in bytes.
+    pub fn max_frame_bytes(&self) -> usize {
+        self.config.max_frame_bytes
     }
 
     /// The index the next frame will get.

@@ -65,7 +65,42 @@ impl ImpairmentConfig {
             ..Default::default()
         }
     }
+
+    /// Checks that every percentage is a number in `0..=100` and the reorder
+    /// depth is at most [`MAX_REORDER_DEPTH`]; errors name the field.
+    pub fn validate(&self) -> crate::Result<()> {
+        let mut percents = vec![
+            ("loss_percent", self.loss_percent),
+            ("reorder_percent", self.reorder_percent),
+            ("duplicate_percent", self.duplicate_percent),
+            ("corrupt_percent", self.corrupt_percent),
+            ("truncate_percent", self.truncate_percent),
+        ];
+        if let Some(b) = &self.burst {
+            percents.extend([
+                ("burst.good_to_bad_percent", b.good_to_bad_percent),
+                ("burst.bad_to_good_percent", b.bad_to_good_percent),
+                ("burst.loss_good_percent", b.loss_good_percent),
+                ("burst.loss_bad_percent", b.loss_bad_percent),
+            ]);
+        }
+        for (name, v) in percents {
+            if !(0.0..=100.0).contains(&v) {
+                return Err(crate::Error::invalid(format!("{name} {v} is outside 0..=100")));
+            }
+        }
+        if self.reorder_depth > MAX_REORDER_DEPTH {
+            return Err(crate::Error::invalid(format!(
+                "reorder_depth {} is above {MAX_REORDER_DEPTH}",
+                self.reorder_depth
+            )));
+        }
+        Ok(())
+    }
 }
+
+/// Largest [`ImpairmentConfig::reorder_depth`] accepted by [`ImpairmentConfig::validate`].
+pub const MAX_REORDER_DEPTH: usize = 4096;
 
 /// Counts of what the wrapper did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -355,6 +390,30 @@ mod tests {
             out.push(buf[..len].to_vec());
         }
         (out, imp.counters())
+    }
+
+    #[test]
+    fn validate_names_the_bad_field() {
+        assert!(ImpairmentConfig::random_loss(1, 5.0).validate().is_ok());
+        let e = ImpairmentConfig::random_loss(1, f64::NAN).validate().unwrap_err();
+        assert!(e.message().contains("loss_percent"), "{e}");
+        let mut c = ImpairmentConfig {
+            burst: Some(GilbertElliott {
+                good_to_bad_percent: 1.0,
+                bad_to_good_percent: 30.0,
+                loss_good_percent: 0.0,
+                loss_bad_percent: 101.0,
+            }),
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .message()
+            .contains("burst.loss_bad_percent"));
+        c.burst = None;
+        c.reorder_depth = MAX_REORDER_DEPTH + 1;
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod loopback;
 mod sys;
 mod udp;
 
-pub use impair::{GilbertElliott, Impaired, ImpairmentConfig, ImpairmentCounters};
+pub use impair::{GilbertElliott, Impaired, ImpairmentConfig, ImpairmentCounters, MAX_REORDER_DEPTH};
 pub use loopback::LoopbackTransport;
 #[cfg(test)]
 pub(crate) use udp::test_pair as udp_test_pair;

@@ -1,0 +1,150 @@
+import test from 'ava'
+
+import { createLoopbackPair, createUdpSession, generateSecret, type SessionStats } from '../index'
+import { closeAfter, pseudoRandom, readEvents, readUntilIndex, sha256, within } from './helpers'
+
+const SIZES = [1, 2, 1343, 1344, 1345, 65_536, 1_000_000, 4 * 1024 * 1024]
+
+test('loopback pair delivers 1 B … 4 MB frames byte-exact, in order, with metadata', async (t) => {
+  const { host, client } = closeAfter(t, createLoopbackPair())
+  const frames = SIZES.map((n, i) => pseudoRandom(n, i + 1))
+  const reading = within(20_000, 'reading frames', readEvents(client, frames.length))
+  for (const [i, f] of frames.entries()) await host.submitFrame(f, { pts: 1000 * i, keyframe: i % 3 === 0 })
+  const events = await reading
+  t.is(events.length, frames.length)
+  for (const [i, ev] of events.entries()) {
+    if (ev.type !== 'frame') return t.fail(`event ${i} is a loss`)
+    t.is(ev.index, i)
+    t.is(ev.pts, 1000 * i)
+    t.is(ev.keyframe, i % 3 === 0)
+    t.is(ev.data.length, frames[i].length)
+    t.is(sha256(ev.data), sha256(frames[i]), `frame ${i} (${frames[i].length} B) differs`)
+  }
+  const hs = host.stats()
+  const cs = client.stats()
+  const total = SIZES.reduce((a, b) => a + b, 0)
+  t.is(hs.framesSubmitted, frames.length)
+  t.is(cs.framesCompleted, frames.length)
+  t.is(cs.framesDropped, 0)
+  t.is(cs.payloadBytesDelivered, total)
+  t.true(hs.packetsSent >= Math.ceil(total / 1344), 'at least one datagram per shard')
+  t.is(cs.packetsReceived, hs.packetsSent, 'the memory link loses nothing')
+  t.is(hs.bytesSent, cs.bytesReceived)
+  t.is(cs.fecRecoveredShards, 0, 'no loss, nothing to recover')
+  t.is(cs.recvDroppedAuth + cs.recvDroppedMalformed + cs.recvDroppedReplay, 0)
+  await Promise.all([host.close(), client.close()])
+})
+
+test('random loss is repaired by FEC through the SDK', async (t) => {
+  const { host, client } = closeAfter(t, createLoopbackPair({ fec: { percent: 25 }, impairment: { seed: 7, lossPercent: 3 } }))
+  const n = 30
+  const frames = Array.from({ length: n }, (_, i) => pseudoRandom(200_000 + i * 997, 100 + i))
+  const reading = within(20_000, 'reading frames', readUntilIndex(client, n))
+  for (const f of frames) await host.submitFrame(f)
+  const { frames: got, lost } = await reading
+  t.is(lost, 0, '3 % loss is well inside 25 % FEC')
+  t.deepEqual(
+    got.map((f) => sha256(f.data)),
+    frames.map(sha256),
+  )
+  const s = client.stats()
+  t.true(s.fecRecoveredShards > 0, 'some shards were rebuilt')
+  t.is(s.fecRecoveredShards, got.reduce((a, f) => a + f.recoveredShards, 0), 'per-frame counts add up')
+  t.true(host.stats().packetsSent > s.packetsReceived, 'the link really dropped datagrams')
+  await Promise.all([host.close(), client.close()])
+})
+
+test('loss beyond FEC is reported, never delivered corrupt', async (t) => {
+  const { host, client } = closeAfter(t, createLoopbackPair({
+    fec: { percent: 5 },
+    frameTimeoutMs: 50,
+    impairment: { seed: 3, burst: { goodToBadPercent: 2, badToGoodPercent: 20, lossBadPercent: 60 } },
+  }))
+  const n = 40
+  const frames = Array.from({ length: n }, (_, i) => pseudoRandom(150_000, 500 + i))
+  const lostRuns: number[] = []
+  const got: string[] = []
+  const reading = within(
+    20_000,
+    'reading frames',
+    (async () => {
+      for await (const ev of client.events()) {
+        if (ev.type === 'lost') lostRuns.push(ev.count)
+        else {
+          t.is(sha256(ev.data), sha256(frames[ev.index]), `frame ${ev.index} corrupt`)
+          got.push(sha256(ev.data))
+        }
+        if (got.length + lostRuns.reduce((a, b) => a + b, 0) >= n) break
+      }
+    })(),
+  )
+  for (const f of frames) await host.submitFrame(f)
+  await reading
+  const s = client.stats()
+  const lost = lostRuns.reduce((a, b) => a + b, 0)
+  t.true(lost > 0, 'bursts of 60 % loss defeat 5 % FEC sometimes')
+  t.is(got.length + lost, n)
+  t.is(s.framesCompleted, got.length)
+  t.is(s.framesDropped, lost)
+  await Promise.all([host.close(), client.close()])
+})
+
+test('UDP sessions on 127.0.0.1 stream frames exactly and count syscalls', async (t) => {
+  const keys = { secret: generateSecret(), context: 'udp test' }
+  const client = createUdpSession({ role: 'client', bind: '127.0.0.1:0', keys })
+  const host = createUdpSession({ role: 'host', bind: '127.0.0.1:0', peer: client.localAddress ?? '', keys })
+  closeAfter(t, { host, client })
+  client.connect(host.localAddress ?? '')
+  t.regex(host.localAddress ?? '', /^127\.0\.0\.1:\d+$/)
+  t.is(client.peerAddress, host.localAddress)
+  const buffers = client.socketBuffers()
+  t.truthy(buffers)
+  t.true((buffers?.recvGranted ?? 0) > 0)
+  if (buffers?.warning) t.log(buffers.warning)
+
+  const frames = [1, 50_000, 3_000_000, 777].map((n, i) => pseudoRandom(n, 40 + i))
+  const reading = within(20_000, 'reading UDP frames', readUntilIndex(client, frames.length))
+  for (const f of frames) {
+    await host.submitFrame(f)
+    // Spread the frames a little so the 3 MB one does not overrun small socket buffers.
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  const { frames: got, lost } = await reading
+  t.is(lost, 0)
+  t.deepEqual(got.map((f) => sha256(f.data)), frames.map(sha256))
+  const hs: SessionStats = host.stats()
+  t.true(hs.sendSyscalls > 0 && hs.sendSyscalls < hs.packetsSent, 'datagrams go out in batches')
+  t.true(client.stats().recvSyscalls > 0)
+  t.is(hs.packetsSendDropped, 0)
+  await Promise.all([host.close(), client.close()])
+})
+
+test('frames() and events() see the same stream; poll() never waits', async (t) => {
+  const { host, client } = closeAfter(t, createLoopbackPair())
+  t.is(client.poll(), null, 'nothing sent yet')
+  await host.submitFrame(Buffer.from('hello'), { pts: 42 })
+  const ev = await within(5_000, 'event', client.nextEvent())
+  t.is(ev?.type, 'frame')
+  if (ev?.type === 'frame') t.is(ev.data.toString(), 'hello')
+  await host.submitFrame(Buffer.from('again'))
+  let polled = null
+  for (let i = 0; i < 200 && polled === null; i++) {
+    polled = client.poll()
+    if (polled === null) await new Promise((r) => setTimeout(r, 5))
+  }
+  t.is(polled?.type === 'frame' ? polled.data.toString() : null, 'again')
+  await Promise.all([host.close(), client.close()])
+})
+
+test('the FEC percentage changes live', async (t) => {
+  const { host, client } = closeAfter(t, createLoopbackPair({ fec: { percent: 0 } }))
+  await host.submitFrame(pseudoRandom(134_400, 1)) // exactly 100 shards
+  await within(5_000, 'frame 0', client.nextEvent())
+  const before = host.stats().packetsSent
+  t.is(before, 100, '0 % FEC still sends at least the data shards')
+  host.setFecPercent(50)
+  await host.submitFrame(pseudoRandom(134_400, 2))
+  await within(5_000, 'frame 1', client.nextEvent())
+  t.is(host.stats().packetsSent - before, 150, '50 % adds 50 recovery shards')
+  await Promise.all([host.close(), client.close()])
+})

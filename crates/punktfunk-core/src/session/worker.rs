@@ -1,0 +1,685 @@
+//! Session halves on their own threads, behind bounded queues.
+//!
+//! Applications that must never block on I/O (an event loop, a UI thread, an
+//! encoder callback) hand frames to a [`SendWorker`] and take frames from a
+//! [`RecvWorker`]. Each worker owns one half of a [`Session`](super::Session)
+//! on a dedicated thread:
+//!
+//! * the send thread takes frames from a queue of at most `capacity` frames and
+//!   runs [`FrameSender::submit_frame`] on each; a full queue is back-pressure
+//!   the caller sees ([`SendWorker::try_submit`] hands the frame back,
+//!   [`SendWorker::submit`] waits), never unbounded memory;
+//! * the receive thread waits in the kernel ([`FrameReceiver::recv_frame`]) and
+//!   queues at most `capacity` [`FrameEvent`]s; while that queue is full it stops
+//!   reading, so the socket buffer absorbs the backlog.
+//!
+//! Both take an optional [`Notify`] callback, called from the worker thread
+//! whenever the caller may make progress (space freed, an event queued, the
+//! worker stopped), so an async runtime can wake a task instead of polling.
+//! A worker that hits an I/O error or a bug (a panic) stops and reports the
+//! error on every later call; it never takes the process down.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::fec::MAX_FEC_PERCENT;
+use crate::stats::{Stats, StatsSnapshot};
+use crate::transport::Transport;
+
+use super::{FrameEvent, FrameMeta, FrameReceiver, FrameSender};
+
+/// Wake-up callback for a worker's owner; called on the worker thread. Keep it
+/// short and non-blocking (set a flag, notify a task).
+pub type Notify = Arc<dyn Fn() + Send + Sync>;
+
+/// Longest a worker thread sleeps before re-checking whether it should stop;
+/// bounds how long `close` takes.
+const STOP_CHECK: Duration = Duration::from_millis(20);
+
+/// Largest queue a worker accepts.
+pub const MAX_WORKER_QUEUE: usize = 1024;
+
+/// Counters of a session, readable from any thread while the halves run elsewhere.
+pub struct StatsHandle {
+    stats: Arc<Stats>,
+    io: Box<dyn Fn() -> crate::transport::IoCounters + Send + Sync>,
+}
+
+impl StatsHandle {
+    pub(super) fn new<T: Transport + 'static>(stats: Arc<Stats>, transport: Arc<T>) -> Self {
+        StatsHandle {
+            stats,
+            io: Box::new(move || transport.io_counters()),
+        }
+    }
+
+    /// A snapshot of every counter, with the transport's system-call counts.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let mut s = self.stats.snapshot();
+        let io = (self.io)();
+        s.send_syscalls = io.send_syscalls;
+        s.recv_syscalls = io.recv_syscalls;
+        s.recv_wait_syscalls = io.wait_syscalls;
+        s
+    }
+}
+
+impl std::fmt::Debug for StatsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatsHandle").finish_non_exhaustive()
+    }
+}
+
+/// Queue state shared by a worker thread and its owner.
+struct Shared<J> {
+    state: Mutex<State<J>>,
+    changed: Condvar,
+    notify: Option<Notify>,
+}
+
+struct State<J> {
+    queue: VecDeque<J>,
+    capacity: usize,
+    /// The owner asked the worker to stop.
+    stopping: bool,
+    /// The worker stopped by itself; every later call reports this.
+    failed: Option<Error>,
+}
+
+impl<J> Shared<J> {
+    fn new(capacity: usize, notify: Option<Notify>) -> Arc<Self> {
+        Arc::new(Shared {
+            state: Mutex::new(State {
+                queue: VecDeque::with_capacity(capacity),
+                capacity,
+                stopping: false,
+                failed: None,
+            }),
+            changed: Condvar::new(),
+            notify,
+        })
+    }
+
+    /// Locks the state; a poisoned lock is still consistent (every critical
+    /// section is a plain queue operation), so it is recovered.
+    fn lock(&self) -> MutexGuard<'_, State<J>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wake(&self) {
+        self.changed.notify_all();
+        if let Some(n) = &self.notify {
+            n();
+        }
+    }
+
+    fn fail(&self, error: Error) {
+        let mut st = self.lock();
+        st.failed.get_or_insert(error);
+        drop(st);
+        self.wake();
+    }
+}
+
+fn check_capacity(capacity: usize) -> Result<()> {
+    if !(1..=MAX_WORKER_QUEUE).contains(&capacity) {
+        return Err(Error::invalid(format!(
+            "queue capacity {capacity} is outside 1..={MAX_WORKER_QUEUE}"
+        )));
+    }
+    Ok(())
+}
+
+fn spawn_named(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(body)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the {name} thread: {e}")))
+}
+
+/// Runs a worker body, turning a panic into a sticky internal error.
+fn run_guarded<J>(shared: &Shared<J>, what: &str, body: impl FnOnce() -> Result<()>) {
+    let outcome = catch_unwind(AssertUnwindSafe(body));
+    let error = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Some(Error::new(
+                ErrorKind::Internal,
+                format!("{what} thread panicked: {msg}"),
+            ))
+        }
+    };
+    match error {
+        Some(e) => shared.fail(e),
+        None => shared.wake(),
+    }
+}
+
+enum SendJob {
+    Frame(Vec<u8>, FrameMeta),
+    SetFec(u8),
+}
+
+/// A frame the send queue did not take, handed back with the reason.
+#[derive(Debug)]
+pub struct Rejected {
+    /// Why: `ERR_PF_QUEUE_FULL`, `ERR_PF_TIMEOUT`, `ERR_PF_CLOSED`, or the error
+    /// that stopped the worker.
+    pub error: Error,
+    /// The frame's bytes, so the caller can retry without copying again.
+    pub data: Vec<u8>,
+}
+
+/// The sending half on its own thread (see the [module docs](self)).
+pub struct SendWorker {
+    shared: Arc<Shared<SendJob>>,
+    /// Emptied frame buffers, reused by [`SendWorker::take_buffer`].
+    spare: Arc<Mutex<Vec<Vec<u8>>>>,
+    max_frame_bytes: usize,
+    stats: StatsHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SendWorker {
+    /// Starts a send thread owning `sender`, with a queue of `capacity` frames
+    /// (`1..=1024`). `notify` is called whenever queue space frees up or the
+    /// worker stops.
+    pub fn spawn<T: Transport + 'static>(
+        sender: FrameSender<T>,
+        capacity: usize,
+        notify: Option<Notify>,
+    ) -> Result<Self> {
+        check_capacity(capacity)?;
+        let shared = Shared::new(capacity, notify);
+        let spare = Arc::new(Mutex::new(Vec::with_capacity(capacity)));
+        let stats = sender.stats_handle();
+        let max_frame_bytes = sender.max_frame_bytes();
+        let (s, p) = (shared.clone(), spare.clone());
+        let thread = spawn_named("punktfunk-send", move || send_loop(sender, &s, &p))?;
+        Ok(SendWorker {
+            shared,
+            spare,
+            max_frame_bytes,
+            stats,
+            thread: Some(thread),
+        })
+    }
+
+    /// An empty buffer to copy the next frame into; reuses the buffers of
+    /// frames already sent, so steady streaming does not allocate.
+    pub fn take_buffer(&self) -> Vec<u8> {
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buf = spare.pop().unwrap_or_default();
+        buf.clear();
+        buf
+    }
+
+    /// Largest frame accepted, in bytes.
+    pub fn max_frame_bytes(&self) -> usize {
+        self.max_frame_bytes
+    }
+
+    fn check_frame(&self, data: Vec<u8>) -> std::result::Result<Vec<u8>, Rejected> {
+        if data.len() > self.max_frame_bytes {
+            let error = Error::invalid(format!(
+                "frame of {} bytes exceeds max_frame_bytes {}",
+                data.len(),
+                self.max_frame_bytes
+            ));
+            return Err(Rejected { error, data });
+        }
+        Ok(data)
+    }
+
+    /// Queues a frame if there is room; otherwise hands it back with
+    /// `ERR_PF_QUEUE_FULL` at once. Never blocks on I/O.
+    pub fn try_submit(&self, data: Vec<u8>, meta: FrameMeta) -> std::result::Result<(), Rejected> {
+        self.submit(data, meta, Some(Duration::ZERO))
+    }
+
+    /// Queues a frame, waiting up to `timeout` (forever with `None`) for room.
+    /// Fails with `ERR_PF_QUEUE_FULL` for a zero timeout, `ERR_PF_TIMEOUT` when
+    /// a longer wait ran out, `ERR_PF_INVALID_ARG` for an oversize frame and
+    /// `ERR_PF_CLOSED` after [`SendWorker::close`].
+    pub fn submit(
+        &self,
+        data: Vec<u8>,
+        meta: FrameMeta,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<(), Rejected> {
+        let data = self.check_frame(data)?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.shared.lock();
+        loop {
+            if let Some(e) = st.failed.clone() {
+                return Err(Rejected { error: e, data });
+            }
+            if st.stopping {
+                let error = Error::closed("the session is closed");
+                return Err(Rejected { error, data });
+            }
+            if st.queue.len() < st.capacity {
+                st.queue.push_back(SendJob::Frame(data, meta));
+                drop(st);
+                self.shared.changed.notify_all();
+                return Ok(());
+            }
+            let wait = match deadline {
+                None => STOP_CHECK,
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        let error = if timeout == Some(Duration::ZERO) {
+                            Error::new(ErrorKind::QueueFull, "the send queue is full")
+                        } else {
+                            Error::new(ErrorKind::Timeout, "the send queue stayed full")
+                        };
+                        return Err(Rejected { error, data });
+                    }
+                    (d - now).min(STOP_CHECK)
+                }
+            };
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Changes the FEC percentage for frames queued from now on (`0..=100`).
+    /// Does not wait for queue room: it is applied in queue order even when the
+    /// queue is full.
+    pub fn set_fec_percent(&self, pct: u8) -> Result<()> {
+        if pct > MAX_FEC_PERCENT {
+            return Err(Error::invalid(format!(
+                "fec_percent {pct} is above {MAX_FEC_PERCENT}"
+            )));
+        }
+        let mut st = self.shared.lock();
+        if let Some(e) = st.failed.clone() {
+            return Err(e);
+        }
+        if st.stopping {
+            return Err(Error::closed("the session is closed"));
+        }
+        st.queue.push_back(SendJob::SetFec(pct));
+        drop(st);
+        self.shared.changed.notify_all();
+        Ok(())
+    }
+
+    /// Frames waiting in the queue.
+    pub fn queued(&self) -> usize {
+        let st = self.shared.lock();
+        st.queue
+            .iter()
+            .filter(|j| matches!(j, SendJob::Frame(..)))
+            .count()
+    }
+
+    /// Whether a frame would be queued right now without waiting.
+    pub fn has_room(&self) -> bool {
+        let st = self.shared.lock();
+        st.queue.len() < st.capacity && !st.stopping && st.failed.is_none()
+    }
+
+    /// The error that stopped the worker, if it stopped by itself.
+    pub fn failure(&self) -> Option<Error> {
+        self.shared.lock().failed.clone()
+    }
+
+    /// Counters of the whole session.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Sends every frame already queued, then stops the thread and waits for
+    /// it. Later submits fail with `ERR_PF_CLOSED`. Returns the error that
+    /// stopped the worker early, if any. Calling it again does nothing.
+    pub fn close(&mut self) -> Result<()> {
+        self.shared.lock().stopping = true;
+        self.shared.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        match self.shared.lock().failed.clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SendWorker {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+impl std::fmt::Debug for SendWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendWorker")
+            .field("queued", &self.queued())
+            .finish_non_exhaustive()
+    }
+}
+
+fn send_loop<T: Transport>(
+    mut sender: FrameSender<T>,
+    shared: &Shared<SendJob>,
+    spare: &Mutex<Vec<Vec<u8>>>,
+) {
+    run_guarded(shared, "send", || loop {
+        let job = {
+            let mut st = shared.lock();
+            loop {
+                if let Some(job) = st.queue.pop_front() {
+                    break job;
+                }
+                if st.stopping {
+                    return Ok(());
+                }
+                st = shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        // Room just opened up: let a waiting submitter in.
+        shared.wake();
+        match job {
+            SendJob::Frame(data, meta) => {
+                sender.submit_frame(&data, meta)?;
+                let mut spare = spare.lock().unwrap_or_else(|p| p.into_inner());
+                if spare.len() < spare.capacity() {
+                    spare.push(data);
+                }
+            }
+            SendJob::SetFec(pct) => sender.set_fec_percent(pct)?,
+        }
+    });
+}
+
+/// The receiving half on its own thread (see the [module docs](self)).
+pub struct RecvWorker {
+    shared: Arc<Shared<FrameEvent>>,
+    stats: StatsHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RecvWorker {
+    /// Starts a receive thread owning `receiver`, queueing up to `capacity`
+    /// events (`1..=1024`). `notify` is called after every queued event and
+    /// when the worker stops.
+    pub fn spawn<T: Transport + 'static>(
+        receiver: FrameReceiver<T>,
+        capacity: usize,
+        notify: Option<Notify>,
+    ) -> Result<Self> {
+        check_capacity(capacity)?;
+        let shared = Shared::new(capacity, notify);
+        let stats = receiver.stats_handle();
+        let s = shared.clone();
+        let thread = spawn_named("punktfunk-recv", move || recv_loop(receiver, &s))?;
+        Ok(RecvWorker {
+            shared,
+            stats,
+            thread: Some(thread),
+        })
+    }
+
+    /// The next event if one is queued (`Ok(None)` if not). After
+    /// [`RecvWorker::close`] it fails with `ERR_PF_CLOSED`; after the worker
+    /// stopped on an error, it returns the queued events first, then that error.
+    pub fn try_next(&self) -> Result<Option<FrameEvent>> {
+        self.next(Some(Duration::ZERO))
+    }
+
+    /// Waits up to `timeout` (forever with `None`) for the next event;
+    /// `Ok(None)` when the time ran out.
+    pub fn next(&self, timeout: Option<Duration>) -> Result<Option<FrameEvent>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.shared.lock();
+        loop {
+            if st.stopping {
+                return Err(Error::closed("the session is closed"));
+            }
+            if let Some(ev) = st.queue.pop_front() {
+                drop(st);
+                // The receive thread may be waiting for room.
+                self.shared.changed.notify_all();
+                return Ok(Some(ev));
+            }
+            if let Some(e) = st.failed.clone() {
+                return Err(e);
+            }
+            let wait = match deadline {
+                None => STOP_CHECK,
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Ok(None);
+                    }
+                    d - now
+                }
+            };
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Events waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.shared.lock().queue.len()
+    }
+
+    /// The error that stopped the worker, if it stopped by itself.
+    pub fn failure(&self) -> Option<Error> {
+        self.shared.lock().failed.clone()
+    }
+
+    /// Counters of the whole session.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Stops the thread (within about 20 ms) and waits for it; queued events
+    /// are discarded and later calls fail with `ERR_PF_CLOSED`. Calling it
+    /// again does nothing.
+    pub fn close(&mut self) {
+        {
+            let mut st = self.shared.lock();
+            st.stopping = true;
+            st.queue.clear();
+        }
+        self.shared.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RecvWorker {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl std::fmt::Debug for RecvWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvWorker")
+            .field("queued", &self.queued())
+            .finish_non_exhaustive()
+    }
+}
+
+fn recv_loop<T: Transport>(mut receiver: FrameReceiver<T>, shared: &Shared<FrameEvent>) {
+    run_guarded(shared, "receive", || loop {
+        {
+            // Wait for room first: while the queue is full the socket buffer
+            // holds the backlog.
+            let mut st = shared.lock();
+            while st.queue.len() >= st.capacity && !st.stopping {
+                st = shared
+                    .changed
+                    .wait_timeout(st, STOP_CHECK)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+            if st.stopping {
+                return Ok(());
+            }
+        }
+        if let Some(ev) = receiver.recv_frame(STOP_CHECK)? {
+            let mut st = shared.lock();
+            if st.stopping {
+                return Ok(());
+            }
+            st.queue.push_back(ev);
+            drop(st);
+            shared.wake();
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{Role, Session, SessionConfig};
+    use crate::transport::{Impaired, ImpairmentConfig, LoopbackTransport};
+    use crate::SessionKeys;
+
+    fn pair(capacity: usize) -> (SendWorker, RecvWorker) {
+        let keys = SessionKeys::derive(&[9u8; 32], b"worker test").unwrap();
+        let (a, b) = LoopbackTransport::pair(1 << 16);
+        let a: Box<dyn Transport> = Box::new(Impaired::new(a, ImpairmentConfig::drop_every(20)));
+        let host = Session::new(Role::Host, SessionConfig::default(), &keys, a).unwrap();
+        let client = Session::new(Role::Client, SessionConfig::default(), &keys, b).unwrap();
+        let (tx, _) = host.split();
+        let (_, rx) = client.split();
+        (
+            SendWorker::spawn(tx, capacity, None).unwrap(),
+            RecvWorker::spawn(rx, capacity, None).unwrap(),
+        )
+    }
+
+    #[test]
+    fn frames_cross_threads_in_order_and_exact() {
+        let (mut tx, mut rx) = pair(4);
+        let frames: Vec<Vec<u8>> = (0..40u32)
+            .map(|i| vec![i as u8; 1 + (i as usize * 7919) % 300_000])
+            .collect();
+        let receiver = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            while got.len() < 40 {
+                match rx.next(Some(Duration::from_secs(5))).unwrap() {
+                    Some(FrameEvent::Frame(f)) => got.push(f.data),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            let s = rx.stats();
+            rx.close();
+            (got, s)
+        });
+        for (i, f) in frames.iter().enumerate() {
+            let mut buf = tx.take_buffer();
+            buf.extend_from_slice(f);
+            tx.submit(
+                buf,
+                FrameMeta {
+                    pts: i as u64,
+                    keyframe: false,
+                },
+                None,
+            )
+            .unwrap();
+        }
+        let (got, stats) = receiver.join().unwrap();
+        assert_eq!(got, frames);
+        assert!(stats.fec_recovered_shards > 0, "every 20th packet was dropped");
+        tx.close().unwrap();
+    }
+
+    #[test]
+    fn full_queue_rejects_then_close_refuses() {
+        let (mut tx, mut rx) = pair(1);
+        // Fill faster than the thread drains: some try_submit must see a full queue.
+        let mut full = 0;
+        for i in 0..200 {
+            let buf = vec![1u8; 1_000_000];
+            match tx.try_submit(
+                buf,
+                FrameMeta {
+                    pts: i,
+                    keyframe: false,
+                },
+            ) {
+                Ok(()) => {}
+                Err(r) => {
+                    assert_eq!(r.error.kind(), ErrorKind::QueueFull);
+                    assert_eq!(r.data.len(), 1_000_000, "the frame comes back intact");
+                    full += 1;
+                }
+            }
+        }
+        assert!(full > 0, "a 1-frame queue under 200 MB must fill");
+        let oversize = vec![0u8; tx.max_frame_bytes() + 1];
+        let r = tx.try_submit(oversize, FrameMeta::default()).unwrap_err();
+        assert_eq!(r.error.kind(), ErrorKind::InvalidArgument);
+        assert!(tx.set_fec_percent(101).is_err());
+        tx.close().unwrap();
+        let r = tx.try_submit(vec![1], FrameMeta::default()).unwrap_err();
+        assert_eq!(r.error.kind(), ErrorKind::Closed);
+        assert_eq!(tx.set_fec_percent(5).unwrap_err().kind(), ErrorKind::Closed);
+        rx.close();
+        assert_eq!(rx.try_next().unwrap_err().kind(), ErrorKind::Closed);
+    }
+
+    #[test]
+    fn notify_fires_for_events_and_close() {
+        let keys = SessionKeys::derive(&[3u8; 32], b"notify").unwrap();
+        let (a, b) = LoopbackTransport::pair(4096);
+        let mut host = Session::new(Role::Host, SessionConfig::default(), &keys, a).unwrap();
+        let client = Session::new(Role::Client, SessionConfig::default(), &keys, b).unwrap();
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = count.clone();
+        let notify: Notify = Arc::new(move || {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        let (_, rx) = client.split();
+        let mut rx = RecvWorker::spawn(rx, 8, Some(notify)).unwrap();
+        host.submit_frame(&[5u8; 5000], FrameMeta::default()).unwrap();
+        let ev = rx.next(Some(Duration::from_secs(5))).unwrap();
+        assert!(matches!(ev, Some(FrameEvent::Frame(ref f)) if f.data == [5u8; 5000]));
+        assert!(count.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+        let before = count.load(std::sync::atomic::Ordering::SeqCst);
+        rx.close();
+        assert!(
+            count.load(std::sync::atomic::Ordering::SeqCst) > before,
+            "close wakes the owner"
+        );
+        assert_eq!(rx.queued(), 0);
+    }
+
+    #[test]
+    fn bad_capacity_is_refused() {
+        let keys = SessionKeys::derive(&[3u8; 32], b"cap").unwrap();
+        let (a, _b) = LoopbackTransport::pair(16);
+        let host = Session::new(Role::Host, SessionConfig::default(), &keys, a).unwrap();
+        let (tx, _) = host.split();
+        let e = SendWorker::spawn(tx, 0, None).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    }
+}

@@ -1,0 +1,646 @@
+//! Node.js binding of punktfunk-core, the native half of `@punktfunk/core`.
+//!
+//! This crate is deliberately thin: it converts arguments, owns the session
+//! workers ([`SendWorker`], [`RecvWorker`]) and maps errors. Every protocol
+//! decision lives in `punktfunk-core`. The TypeScript layer in `src/` is the
+//! public API; it validates argument types and turns the `ERR_PF_*: message`
+//! errors raised here into `PunktfunkError`s with a stable `code`.
+//!
+//! No Rust panic reaches JavaScript: every export runs inside [`guard`], which
+//! turns a panic into an `ERR_PF_INTERNAL` error.
+
+#![deny(clippy::all)]
+
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use napi::bindgen_prelude::Buffer;
+use napi_derive::napi;
+use tokio::sync::Notify;
+
+use punktfunk_core::{
+    Error as CoreError, ErrorKind, FecConfig, FrameEvent, FrameMeta, Impaired, ImpairmentConfig,
+    LoopbackTransport, RecvWorker, Role, SendWorker, Session, SessionConfig, SessionKeys, StatsHandle,
+    Transport, UdpConfig, UdpTransport,
+};
+
+/// Datagrams an in-process loopback link holds per direction.
+const LOOPBACK_CAPACITY: usize = 1 << 16;
+
+/// Maps a core error to a JS error whose message starts with the stable code.
+fn js_error(e: CoreError) -> napi::Error {
+    napi::Error::from_reason(format!("{}: {}", e.code(), e.message()))
+}
+
+fn invalid(msg: impl Into<String>) -> napi::Error {
+    js_error(CoreError::invalid(msg))
+}
+
+/// Runs an export body; a panic becomes `ERR_PF_INTERNAL` instead of unwinding into Node.
+fn guard<T>(f: impl FnOnce() -> napi::Result<T>) -> napi::Result<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(js_error(CoreError::new(
+            ErrorKind::Internal,
+            format!("panic in native code: {msg}"),
+        )))
+    })
+}
+
+/// Session parameters, already normalised and type-checked by the TS layer.
+#[napi(object)]
+pub struct NativeConfig {
+    /// Shared secret (at least 16 bytes) the session keys are derived from.
+    pub secret: Buffer,
+    /// Context bytes mixed into the key derivation.
+    pub context: Buffer,
+    /// FEC overhead percentage (0..=100).
+    pub fec_percent: u32,
+    /// Most data shards per FEC block.
+    pub max_data_shards: u32,
+    /// Shard payload bytes per datagram.
+    pub shard_payload: u32,
+    /// Largest frame, in bytes.
+    pub max_frame_bytes: f64,
+    /// Most frames reassembled at once.
+    pub max_frames_in_flight: u32,
+    /// Incomplete-frame timeout, milliseconds.
+    pub frame_timeout_ms: f64,
+    /// Index lag after which an incomplete frame is dropped.
+    pub max_index_lag: f64,
+    /// Receive coalescing window, microseconds.
+    pub recv_coalesce_us: f64,
+    /// Frames the send queue holds.
+    pub send_queue: u32,
+    /// Events the receive queue holds.
+    pub recv_queue: u32,
+    /// Whether to start a receive thread.
+    pub receive: bool,
+}
+
+/// Gilbert-Elliott burst loss parameters (percentages).
+#[napi(object)]
+pub struct NativeBurst {
+    /// Chance per packet of moving from the good to the bad state.
+    pub good_to_bad_percent: f64,
+    /// Chance per packet of moving from the bad back to the good state.
+    pub bad_to_good_percent: f64,
+    /// Loss while good.
+    pub loss_good_percent: f64,
+    /// Loss while bad.
+    pub loss_bad_percent: f64,
+}
+
+/// Impairment of the host→client direction of a loopback pair.
+#[napi(object)]
+pub struct NativeImpairment {
+    /// Seed of the pseudo-random generator.
+    pub seed: f64,
+    /// Independent random loss, percent.
+    pub loss_percent: f64,
+    /// Drop every n-th datagram (0 = off).
+    pub drop_every_nth: f64,
+    /// Burst loss.
+    pub burst: Option<NativeBurst>,
+    /// Percent reordered.
+    pub reorder_percent: f64,
+    /// How far a reordered datagram is overtaken.
+    pub reorder_depth: u32,
+    /// Percent duplicated.
+    pub duplicate_percent: f64,
+    /// Percent with a flipped byte.
+    pub corrupt_percent: f64,
+    /// Percent truncated.
+    pub truncate_percent: f64,
+}
+
+/// One event from the receive queue.
+#[napi(object)]
+pub struct NativeEvent {
+    /// `"frame"` or `"lost"`.
+    pub kind: String,
+    /// Frame index, or the first lost index.
+    pub index: f64,
+    /// Number of lost frames (1 for a frame).
+    pub count: f64,
+    /// Presentation timestamp.
+    pub pts: f64,
+    /// Keyframe flag.
+    pub keyframe: bool,
+    /// Data shards rebuilt by FEC.
+    pub recovered_shards: u32,
+    /// The frame's bytes (handed over without a copy).
+    pub data: Option<Buffer>,
+}
+
+/// Socket buffer sizes the kernel granted.
+#[napi(object)]
+pub struct NativeBufferReport {
+    /// Requested bytes.
+    pub requested: f64,
+    /// Granted send buffer bytes.
+    pub send_granted: f64,
+    /// Granted receive buffer bytes.
+    pub recv_granted: f64,
+    /// Whether the privileged FORCE options were used.
+    pub forced: bool,
+    /// A hint for raising the limits, when the buffers are small.
+    pub warning: Option<String>,
+}
+
+fn to_u64(v: f64, name: &str) -> napi::Result<u64> {
+    if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_991.0 {
+        Ok(v as u64)
+    } else {
+        Err(invalid(format!(
+            "{name} must be a non-negative safe integer, got {v}"
+        )))
+    }
+}
+
+fn session_config(c: &NativeConfig) -> napi::Result<(SessionConfig, SessionKeys)> {
+    let keys = SessionKeys::derive(&c.secret, &c.context).map_err(js_error)?;
+    let cfg = SessionConfig {
+        fec: FecConfig {
+            fec_percent: u8::try_from(c.fec_percent)
+                .map_err(|_| invalid(format!("fec percent {} is above 100", c.fec_percent)))?,
+            max_data_per_block: c.max_data_shards as usize,
+            shard_payload: c.shard_payload as usize,
+        },
+        max_frame_bytes: to_u64(c.max_frame_bytes, "maxFrameBytes")? as usize,
+        max_frames_in_flight: c.max_frames_in_flight as usize,
+        frame_timeout: Duration::from_secs_f64(c.frame_timeout_ms.max(0.0) / 1e3),
+        max_index_lag: to_u64(c.max_index_lag, "maxIndexLag")?,
+        recv_coalesce: Duration::from_secs_f64(c.recv_coalesce_us.max(0.0) / 1e6),
+    };
+    cfg.validate().map_err(js_error)?;
+    Ok((cfg, keys))
+}
+
+fn impairment_config(i: &NativeImpairment) -> napi::Result<ImpairmentConfig> {
+    let cfg = ImpairmentConfig {
+        seed: to_u64(i.seed, "impairment.seed")?,
+        loss_percent: i.loss_percent,
+        drop_every_nth: to_u64(i.drop_every_nth, "impairment.dropEveryNth")?,
+        burst: i
+            .burst
+            .as_ref()
+            .map(|b| punktfunk_core::transport::GilbertElliott {
+                good_to_bad_percent: b.good_to_bad_percent,
+                bad_to_good_percent: b.bad_to_good_percent,
+                loss_good_percent: b.loss_good_percent,
+                loss_bad_percent: b.loss_bad_percent,
+            }),
+        reorder_percent: i.reorder_percent,
+        reorder_depth: i.reorder_depth as usize,
+        duplicate_percent: i.duplicate_percent,
+        corrupt_percent: i.corrupt_percent,
+        truncate_percent: i.truncate_percent,
+    };
+    cfg.validate().map_err(js_error)?;
+    Ok(cfg)
+}
+
+fn parse_addr(s: &str, what: &str) -> napi::Result<SocketAddr> {
+    s.parse()
+        .map_err(|_| invalid(format!("{what} {s:?} is not an IP:port socket address")))
+}
+
+/// The workers of one session; `None` once closed.
+struct Workers {
+    send: SendWorker,
+    recv: Option<RecvWorker>,
+}
+
+struct Inner {
+    workers: Mutex<Option<Workers>>,
+    stats: StatsHandle,
+    send_ready: Arc<Notify>,
+    recv_ready: Arc<Notify>,
+    udp: Option<Arc<UdpTransport>>,
+    /// The UDP socket has a peer to send to.
+    connected: AtomicBool,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Option<Workers>> {
+        self.workers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn closed() -> napi::Error {
+        js_error(CoreError::closed("the session is closed"))
+    }
+}
+
+/// A data-plane session with its send (and optionally receive) thread.
+#[napi]
+pub struct NativeSession {
+    inner: Arc<Inner>,
+}
+
+fn start_session(
+    role: Role,
+    c: &NativeConfig,
+    transport: Box<dyn Transport>,
+    udp: Option<Arc<UdpTransport>>,
+    connected: bool,
+) -> napi::Result<NativeSession> {
+    let (cfg, keys) = session_config(c)?;
+    let session = Session::new(role, cfg, &keys, transport).map_err(js_error)?;
+    let (sender, receiver) = session.split();
+    let stats = sender.stats_handle();
+    let send_ready = Arc::new(Notify::new());
+    let recv_ready = Arc::new(Notify::new());
+    let n = send_ready.clone();
+    let send = SendWorker::spawn(
+        sender,
+        c.send_queue as usize,
+        Some(Arc::new(move || n.notify_one())),
+    )
+    .map_err(js_error)?;
+    let recv = if c.receive {
+        let n = recv_ready.clone();
+        Some(
+            RecvWorker::spawn(
+                receiver,
+                c.recv_queue as usize,
+                Some(Arc::new(move || n.notify_one())),
+            )
+            .map_err(js_error)?,
+        )
+    } else {
+        None
+    };
+    Ok(NativeSession {
+        inner: Arc::new(Inner {
+            workers: Mutex::new(Some(Workers { send, recv })),
+            stats,
+            send_ready,
+            recv_ready,
+            udp,
+            connected: AtomicBool::new(connected),
+        }),
+    })
+}
+
+/// Creates a session over a UDP socket bound to `bind`, sending to `peer` (if given).
+#[napi]
+pub fn create_udp_session(
+    role: String,
+    bind: String,
+    peer: Option<String>,
+    socket_buffer: f64,
+    config: NativeConfig,
+) -> napi::Result<NativeSession> {
+    guard(|| {
+        let role = match role.as_str() {
+            "host" => Role::Host,
+            "client" => Role::Client,
+            other => {
+                return Err(invalid(format!(
+                    "role must be \"host\" or \"client\", got {other:?}"
+                )))
+            }
+        };
+        let local = parse_addr(&bind, "bind address")?;
+        let udp_cfg = UdpConfig {
+            socket_buffer: to_u64(socket_buffer, "socketBuffer")? as usize,
+        };
+        let udp = match &peer {
+            Some(p) => UdpTransport::connect_to(local, parse_addr(p, "peer address")?, &udp_cfg),
+            None => UdpTransport::bind(local, &udp_cfg),
+        }
+        .map_err(|e| {
+            js_error(CoreError::new(
+                ErrorKind::Io,
+                format!("cannot open UDP socket on {bind}: {e}"),
+            ))
+        })?;
+        let udp = Arc::new(udp);
+        start_session(role, &config, Box::new(udp.clone()), Some(udp), peer.is_some())
+    })
+}
+
+/// Creates an in-process host/client pair; `impairment` applies to host→client datagrams.
+#[napi]
+pub fn create_loopback_pair(
+    config: NativeConfig,
+    impairment: Option<NativeImpairment>,
+) -> napi::Result<Vec<NativeSession>> {
+    guard(|| {
+        let (a, b) = LoopbackTransport::pair(LOOPBACK_CAPACITY);
+        let a: Box<dyn Transport> = match &impairment {
+            Some(i) => Box::new(Impaired::new(a, impairment_config(i)?)),
+            None => Box::new(a),
+        };
+        let host = start_session(Role::Host, &config, a, None, true)?;
+        let client = start_session(Role::Client, &config, Box::new(b), None, true)?;
+        Ok(vec![host, client])
+    })
+}
+
+/// Defaults of every session parameter, from the core.
+#[napi(object)]
+pub struct NativeDefaults {
+    /// FEC overhead percentage.
+    pub fec_percent: u32,
+    /// Most data shards per FEC block.
+    pub max_data_shards: u32,
+    /// Shard payload bytes per datagram.
+    pub shard_payload: u32,
+    /// Largest frame, in bytes.
+    pub max_frame_bytes: f64,
+    /// Most frames reassembled at once.
+    pub max_frames_in_flight: u32,
+    /// Incomplete-frame timeout, milliseconds.
+    pub frame_timeout_ms: f64,
+    /// Index lag after which an incomplete frame is dropped.
+    pub max_index_lag: f64,
+    /// Receive coalescing window, microseconds.
+    pub recv_coalesce_us: f64,
+    /// Socket buffer size requested, bytes.
+    pub socket_buffer: f64,
+    /// Largest send or receive queue.
+    pub max_queue: u32,
+}
+
+/// Defaults of every session parameter.
+#[napi]
+pub fn defaults() -> NativeDefaults {
+    let c = SessionConfig::default();
+    NativeDefaults {
+        fec_percent: c.fec.fec_percent.into(),
+        max_data_shards: c.fec.max_data_per_block as u32,
+        shard_payload: c.fec.shard_payload as u32,
+        max_frame_bytes: c.max_frame_bytes as f64,
+        max_frames_in_flight: c.max_frames_in_flight as u32,
+        frame_timeout_ms: c.frame_timeout.as_secs_f64() * 1e3,
+        max_index_lag: c.max_index_lag as f64,
+        recv_coalesce_us: c.recv_coalesce.as_secs_f64() * 1e6,
+        socket_buffer: UdpConfig::default().socket_buffer as f64,
+        max_queue: punktfunk_core::session::MAX_WORKER_QUEUE as u32,
+    }
+}
+
+/// Every stable error code, in C status order (-1, -2, …).
+#[napi]
+pub fn error_codes() -> Vec<String> {
+    ErrorKind::ALL.iter().map(|k| k.code().to_string()).collect()
+}
+
+/// Names of every stats counter, in core order (snake_case).
+#[napi]
+pub fn stats_fields() -> Vec<String> {
+    punktfunk_core::StatsSnapshot::default()
+        .fields()
+        .into_iter()
+        .map(|(k, _)| k.to_string())
+        .collect()
+}
+
+/// Panics inside native code on purpose, to prove the panic guard (tests only).
+#[napi]
+pub fn debug_panic() -> napi::Result<()> {
+    guard(|| panic!("deliberate panic for testing"))
+}
+
+#[napi]
+impl NativeSession {
+    /// Queues a copy of `data` if the send queue has room; `false` if it is full.
+    #[napi]
+    pub fn try_submit(&self, data: &[u8], pts: f64, keyframe: bool) -> napi::Result<bool> {
+        guard(|| {
+            let pts = to_u64(pts, "pts")?;
+            if !self.inner.connected.load(Ordering::Acquire) {
+                return Err(invalid(
+                    "no peer address yet: pass `peer` or call connect() first",
+                ));
+            }
+            let guard = self.inner.lock();
+            let w = guard.as_ref().ok_or_else(Inner::closed)?;
+            if data.len() > w.send.max_frame_bytes() {
+                return Err(invalid(format!(
+                    "frame of {} bytes exceeds maxFrameBytes {}",
+                    data.len(),
+                    w.send.max_frame_bytes()
+                )));
+            }
+            if let Some(e) = w.send.failure() {
+                return Err(js_error(e));
+            }
+            if !w.send.has_room() {
+                return Ok(false);
+            }
+            let mut buf = w.send.take_buffer();
+            buf.extend_from_slice(data);
+            match w.send.try_submit(buf, FrameMeta { pts, keyframe }) {
+                Ok(()) => Ok(true),
+                Err(r) if r.error.kind() == ErrorKind::QueueFull => Ok(false),
+                Err(r) => Err(js_error(r.error)),
+            }
+        })
+    }
+
+    /// Resolves once the send queue has room, or the session closed or failed.
+    #[napi]
+    pub async fn wait_writable(&self) -> napi::Result<()> {
+        let inner = self.inner.clone();
+        loop {
+            let ready = match inner.lock().as_ref() {
+                None => true,
+                Some(w) => w.send.has_room() || w.send.failure().is_some(),
+            };
+            if ready {
+                return Ok(());
+            }
+            inner.send_ready.notified().await;
+        }
+    }
+
+    /// Frames waiting in the send queue.
+    #[napi]
+    pub fn send_queued(&self) -> napi::Result<u32> {
+        guard(|| {
+            let g = self.inner.lock();
+            let w = g.as_ref().ok_or_else(Inner::closed)?;
+            Ok(w.send.queued() as u32)
+        })
+    }
+
+    /// The next received event, or `null` if none is queued.
+    #[napi]
+    pub fn poll(&self) -> napi::Result<Option<NativeEvent>> {
+        guard(|| {
+            let g = self.inner.lock();
+            let w = g.as_ref().ok_or_else(Inner::closed)?;
+            let recv = w
+                .recv
+                .as_ref()
+                .ok_or_else(|| invalid("this session does not receive; create it with `receive: true`"))?;
+            Ok(match recv.try_next().map_err(js_error)? {
+                None => None,
+                Some(FrameEvent::Frame(f)) => Some(NativeEvent {
+                    kind: "frame".into(),
+                    index: f.index as f64,
+                    count: 1.0,
+                    pts: f.pts as f64,
+                    keyframe: f.keyframe,
+                    recovered_shards: f.recovered_shards,
+                    data: Some(Buffer::from(f.data)),
+                }),
+                Some(FrameEvent::Lost { first_index, count }) => Some(NativeEvent {
+                    kind: "lost".into(),
+                    index: first_index as f64,
+                    count: count as f64,
+                    pts: 0.0,
+                    keyframe: false,
+                    recovered_shards: 0,
+                    data: None,
+                }),
+            })
+        })
+    }
+
+    /// Resolves once an event is queued, or the session closed or failed.
+    #[napi]
+    pub async fn wait_readable(&self) -> napi::Result<()> {
+        let inner = self.inner.clone();
+        loop {
+            let ready = match inner.lock().as_ref() {
+                None => true,
+                Some(w) => match &w.recv {
+                    None => true,
+                    Some(r) => r.queued() > 0 || r.failure().is_some(),
+                },
+            };
+            if ready {
+                return Ok(());
+            }
+            inner.recv_ready.notified().await;
+        }
+    }
+
+    /// Changes the FEC percentage for frames submitted from now on.
+    #[napi]
+    pub fn set_fec_percent(&self, percent: u32) -> napi::Result<()> {
+        guard(|| {
+            let pct =
+                u8::try_from(percent).map_err(|_| invalid(format!("fec percent {percent} is above 100")))?;
+            let g = self.inner.lock();
+            let w = g.as_ref().ok_or_else(Inner::closed)?;
+            w.send.set_fec_percent(pct).map_err(js_error)
+        })
+    }
+
+    /// Every counter of the session, in the order of `statsFields()`.
+    #[napi]
+    pub fn stats(&self) -> napi::Result<Vec<f64>> {
+        guard(|| {
+            Ok(self
+                .inner
+                .stats
+                .snapshot()
+                .fields()
+                .into_iter()
+                .map(|(_, v)| v as f64)
+                .collect())
+        })
+    }
+
+    /// Sets (or changes) the UDP peer address.
+    #[napi]
+    pub fn connect(&self, peer: String) -> napi::Result<()> {
+        guard(|| {
+            let udp = self
+                .inner
+                .udp
+                .as_ref()
+                .ok_or_else(|| invalid("only UDP sessions can connect"))?;
+            if self.inner.lock().is_none() {
+                return Err(Inner::closed());
+            }
+            let addr = parse_addr(&peer, "peer address")?;
+            udp.connect(addr).map_err(|e| {
+                js_error(CoreError::new(
+                    ErrorKind::Io,
+                    format!("cannot connect to {addr}: {e}"),
+                ))
+            })?;
+            self.inner.connected.store(true, Ordering::Release);
+            Ok(())
+        })
+    }
+
+    /// The local socket address (`null` for loopback sessions).
+    #[napi]
+    pub fn local_address(&self) -> napi::Result<Option<String>> {
+        guard(|| match &self.inner.udp {
+            None => Ok(None),
+            Some(u) => u
+                .local_addr()
+                .map(|a| Some(a.to_string()))
+                .map_err(|e| js_error(CoreError::from(e))),
+        })
+    }
+
+    /// The peer address, if connected (`null` for loopback sessions).
+    #[napi]
+    pub fn peer_address(&self) -> napi::Result<Option<String>> {
+        guard(|| match &self.inner.udp {
+            None => Ok(None),
+            Some(u) => Ok(u.peer_addr().ok().map(|a| a.to_string())),
+        })
+    }
+
+    /// What the kernel granted for the socket buffers (`null` for loopback sessions).
+    #[napi]
+    pub fn buffer_report(&self) -> napi::Result<Option<NativeBufferReport>> {
+        guard(|| {
+            Ok(self.inner.udp.as_ref().map(|u| {
+                let r = u.buffer_report();
+                NativeBufferReport {
+                    requested: r.requested as f64,
+                    send_granted: r.send_granted as f64,
+                    recv_granted: r.recv_granted as f64,
+                    forced: r.forced,
+                    warning: r.warning(),
+                }
+            }))
+        })
+    }
+
+    /// Stops accepting frames, sends what is queued, stops both threads and
+    /// waits for them (off the JS thread). Resolves with the error that had
+    /// stopped the session early, if any; closing twice is a no-op.
+    #[napi]
+    pub async fn close(&self) -> napi::Result<()> {
+        let taken = self.inner.lock().take();
+        // Wake every waiter, and leave a permit for one that is about to wait.
+        for n in [&self.inner.send_ready, &self.inner.recv_ready] {
+            n.notify_waiters();
+            n.notify_one();
+        }
+        let Some(mut w) = taken else { return Ok(()) };
+        let joined = tokio::task::spawn_blocking(move || {
+            if let Some(r) = w.recv.as_mut() {
+                r.close();
+            }
+            w.send.close()
+        })
+        .await;
+        match joined {
+            Ok(r) => r.map_err(js_error),
+            Err(e) => Err(js_error(CoreError::new(
+                ErrorKind::Internal,
+                format!("close failed: {e}"),
+            ))),
+        }
+    }
+}

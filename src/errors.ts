@@ -1,0 +1,94 @@
+/**
+ * Stable error codes. Each names one kind of failure of the core taxonomy and
+ * never changes meaning once published; the C ABI has the matching negative
+ * status codes.
+ *
+ * - `ERR_PF_INVALID_ARG`: an argument has the wrong type or is out of range.
+ * - `ERR_PF_CLOSED`: the session was closed.
+ * - `ERR_PF_IO`: the operating system refused a socket operation.
+ * - `ERR_PF_QUEUE_FULL`: the send queue is full and the session rejects instead of waiting.
+ * - `ERR_PF_TIMEOUT`: an operation ran out of time.
+ * - `ERR_PF_PROTOCOL`: the peer broke the protocol.
+ * - `ERR_PF_PIN_MISMATCH`: the host's identity does not match the pinned fingerprint.
+ * - `ERR_PF_INTERNAL`: a bug in punktfunk (for example a caught native panic).
+ */
+export type PunktfunkErrorCode =
+  | 'ERR_PF_INVALID_ARG'
+  | 'ERR_PF_CLOSED'
+  | 'ERR_PF_IO'
+  | 'ERR_PF_QUEUE_FULL'
+  | 'ERR_PF_TIMEOUT'
+  | 'ERR_PF_PROTOCOL'
+  | 'ERR_PF_PIN_MISMATCH'
+  | 'ERR_PF_INTERNAL'
+
+/** Every {@link PunktfunkErrorCode}, in the order of the C status codes (-1, -2, …). */
+export const ERROR_CODES: readonly PunktfunkErrorCode[] = Object.freeze([
+  'ERR_PF_INVALID_ARG',
+  'ERR_PF_CLOSED',
+  'ERR_PF_IO',
+  'ERR_PF_QUEUE_FULL',
+  'ERR_PF_TIMEOUT',
+  'ERR_PF_PROTOCOL',
+  'ERR_PF_PIN_MISMATCH',
+  'ERR_PF_INTERNAL',
+])
+
+/** The one error class the SDK throws or rejects with. Branch on {@link PunktfunkError.code}. */
+export class PunktfunkError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: PunktfunkErrorCode
+
+  /** Creates an error with a code and a human-readable message. */
+  constructor(code: PunktfunkErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'PunktfunkError'
+    this.code = code
+  }
+}
+
+/** True if `value` is a {@link PunktfunkError}, optionally with the given code. */
+export function isPunktfunkError(value: unknown, code?: PunktfunkErrorCode): value is PunktfunkError {
+  return value instanceof PunktfunkError && (code === undefined || value.code === code)
+}
+
+const CODE_PREFIX = /^(ERR_PF_[A-Z_]+): ([\s\S]*)$/
+
+/** @internal Turns anything the native addon threw into a PunktfunkError. */
+export function fromNative(e: unknown): PunktfunkError {
+  if (e instanceof PunktfunkError) return e
+  const message = e instanceof Error ? e.message : String(e)
+  const m = CODE_PREFIX.exec(message)
+  if (m && (ERROR_CODES as readonly string[]).includes(m[1])) {
+    return new PunktfunkError(m[1] as PunktfunkErrorCode, m[2], { cause: e })
+  }
+  // napi-rs rejects values it cannot convert before our code runs.
+  const napiCode = (e as { code?: unknown } | null)?.code
+  if (napiCode === 'InvalidArg' || napiCode === 'NumberExpected' || napiCode === 'StringExpected') {
+    return new PunktfunkError('ERR_PF_INVALID_ARG', message, { cause: e })
+  }
+  return new PunktfunkError('ERR_PF_INTERNAL', message, { cause: e })
+}
+
+/** @internal Calls into the addon, mapping its errors. */
+export function call<T>(f: () => T): T {
+  try {
+    return f()
+  } catch (e) {
+    throw fromNative(e)
+  }
+}
+
+/** @internal Awaits an addon promise, mapping its errors. */
+export async function callAsync<T>(p: () => Promise<T>): Promise<T> {
+  try {
+    return await p()
+  } catch (e) {
+    throw fromNative(e)
+  }
+}
+
+/** @internal Shorthand for an invalid-argument error. */
+export function invalidArg(message: string): PunktfunkError {
+  return new PunktfunkError('ERR_PF_INVALID_ARG', message)
+}

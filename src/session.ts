@@ -1,0 +1,334 @@
+import { call, callAsync, invalidArg, PunktfunkError } from './errors'
+import { native, type NativeEvent, type NativeSession } from './native'
+import { describe, isObject, type Backpressure, type Role } from './options'
+
+/** What the sender says about a frame besides its bytes. */
+export interface SubmitOptions {
+  /** Keyframe flag, delivered with the frame (default false). */
+  keyframe?: boolean
+  /** Presentation timestamp, carried opaquely; a non-negative safe integer (default 0). */
+  pts?: number
+}
+
+/** A frame delivered whole and byte-exact. */
+export interface Frame {
+  /** Discriminator in a {@link FrameEvent} stream. */
+  readonly type: 'frame'
+  /** Index the sender assigned, counting from 0. */
+  readonly index: number
+  /** Presentation timestamp from {@link SubmitOptions.pts}. */
+  readonly pts: number
+  /** Keyframe flag from {@link SubmitOptions.keyframe}. */
+  readonly keyframe: boolean
+  /** Data shards of this frame rebuilt by FEC. */
+  readonly recoveredShards: number
+  /** The frame's bytes. Handed over from native memory without a copy; yours to keep. */
+  readonly data: Buffer
+}
+
+/** Frames `firstIndex … firstIndex + count - 1` will never be delivered; a good moment to ask for a keyframe. */
+export interface LostFrames {
+  /** Discriminator in a {@link FrameEvent} stream. */
+  readonly type: 'lost'
+  /** First lost frame index. */
+  readonly firstIndex: number
+  /** Number of consecutive lost frames. */
+  readonly count: number
+}
+
+/** One outcome of receiving, in frame-index order. */
+export type FrameEvent = Frame | LostFrames
+
+/** Options of {@link Session.frames}. */
+export interface FramesOptions {
+  /** Called for every run of lost frames (they are skipped by the iterator). */
+  onLost?: (lost: LostFrames) => void
+}
+
+/**
+ * Every counter of a session. Counters only grow; `stats()` returns a fresh
+ * snapshot each time. Sent = received + dropped holds per reason: each
+ * `recvDropped*` counter names one reason.
+ */
+export interface SessionStats {
+  /** Frames handed to `submitFrame` and sent. */
+  framesSubmitted: number
+  /** Frames delivered whole and byte-exact. */
+  framesCompleted: number
+  /** Frames that will never be delivered (timed out, evicted, superseded, or never seen). */
+  framesDropped: number
+  /** Datagrams handed to the kernel (or the in-process link). */
+  packetsSent: number
+  /** Datagrams read, before any check. */
+  packetsReceived: number
+  /** Datagrams dropped locally on send because the socket buffer was full. */
+  packetsSendDropped: number
+  /** Received datagrams that failed authentication. */
+  recvDroppedAuth: number
+  /** Received datagrams already seen (replays, duplicates). */
+  recvDroppedReplay: number
+  /** Received datagrams with a bad version, length or header. */
+  recvDroppedMalformed: number
+  /** Authenticated datagrams claiming sizes beyond the configured bounds. */
+  recvDroppedOutOfBounds: number
+  /** Datagrams too old to be of use. */
+  recvDroppedStale: number
+  /** Authenticated shards that were not needed. */
+  packetsRedundant: number
+  /** Data shards rebuilt by FEC. */
+  fecRecoveredShards: number
+  /** Wire bytes sent (headers, tags and FEC included). */
+  bytesSent: number
+  /** Wire bytes received. */
+  bytesReceived: number
+  /** Frame bytes delivered to the application. */
+  payloadBytesDelivered: number
+  /** Send system calls. */
+  sendSyscalls: number
+  /** Receive system calls. */
+  recvSyscalls: number
+  /** Readiness waits (ppoll) before receiving. */
+  recvWaitSyscalls: number
+  /** Key epochs started on the send side. */
+  keyRotations: number
+  /** Speed-test probe datagrams received. */
+  probePacketsReceived: number
+}
+
+/** What the kernel granted for a UDP session's socket buffers. */
+export interface SocketBufferReport {
+  /** Bytes asked for. */
+  requested: number
+  /** Send buffer bytes granted. */
+  sendGranted: number
+  /** Receive buffer bytes granted. */
+  recvGranted: number
+  /** Whether the privileged `SO_*BUFFORCE` options were used (running as root). */
+  forced: boolean
+  /** How to raise the limits, when the buffers are smaller than asked. */
+  warning?: string
+}
+
+const camel = (snake: string): string => snake.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())
+
+let names: readonly string[] | undefined
+/** The camelCase counter names, in core order (asked once from the addon). */
+function statsNames(): readonly string[] {
+  names ??= Object.freeze(native().statsFields().map(camel))
+  return names
+}
+
+function toEvent(ev: NativeEvent): FrameEvent {
+  if (ev.kind === 'lost') return { type: 'lost', firstIndex: ev.index, count: ev.count }
+  return {
+    type: 'frame',
+    index: ev.index,
+    pts: ev.pts,
+    keyframe: ev.keyframe,
+    recoveredShards: ev.recoveredShards,
+    data: ev.data ?? Buffer.alloc(0),
+  }
+}
+
+function frameArgs(data: unknown, options: unknown): { pts: number; keyframe: boolean } {
+  if (!(data instanceof Uint8Array)) {
+    throw invalidArg(`frame data must be a Buffer or Uint8Array, got ${describe(data)}`)
+  }
+  if (options === undefined) return { pts: 0, keyframe: false }
+  if (!isObject(options)) throw invalidArg(`submit options must be an object, got ${describe(options)}`)
+  const { pts = 0, keyframe = false } = options
+  if (typeof pts !== 'number' || !Number.isSafeInteger(pts) || pts < 0) {
+    throw invalidArg(`pts must be a non-negative safe integer, got ${describe(pts)}`)
+  }
+  if (typeof keyframe !== 'boolean') throw invalidArg(`keyframe must be a boolean, got ${describe(keyframe)}`)
+  return { pts, keyframe }
+}
+
+/**
+ * One end of a data-plane stream. Sending runs on a native thread behind a
+ * bounded queue, receiving on another that waits in the kernel; the event loop
+ * never blocks on I/O. Create sessions with {@link createUdpSession} or
+ * {@link createLoopbackPair}; call {@link Session.close} when done.
+ */
+export class Session {
+  /** Which end this is. */
+  readonly role: Role
+  readonly #native: NativeSession
+  readonly #backpressure: Backpressure
+  #closed = false
+  #closing: Promise<void> | undefined
+  /** Submits waiting for queue room, in call order. */
+  #waiting = 0
+  #tail: Promise<void> = Promise.resolve()
+
+  /** @internal Use {@link createUdpSession} or {@link createLoopbackPair}. */
+  constructor(role: Role, nativeSession: NativeSession, backpressure: Backpressure) {
+    this.role = role
+    this.#native = nativeSession
+    this.#backpressure = backpressure
+  }
+
+  /** True once {@link Session.close} was called. */
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new PunktfunkError('ERR_PF_CLOSED', 'the session is closed')
+  }
+
+  /**
+   * Sends a frame. The bytes are copied when the frame is queued, so `data` may
+   * be reused once the promise settles. Resolves when the frame is queued (not
+   * when it reaches the peer). With `backpressure: 'wait'` (the default) a full
+   * queue makes the promise wait, and concurrent calls keep their order; with
+   * `'reject'` it rejects with `ERR_PF_QUEUE_FULL`. Rejects with
+   * `ERR_PF_INVALID_ARG` for bad arguments or a frame over `maxFrameBytes`, and
+   * `ERR_PF_CLOSED` after {@link Session.close}.
+   */
+  async submitFrame(data: Uint8Array, options?: SubmitOptions): Promise<void> {
+    const { pts, keyframe } = frameArgs(data, options)
+    this.#checkOpen()
+    if (this.#waiting === 0) {
+      if (call(() => this.#native.trySubmit(data, pts, keyframe))) return
+      if (this.#backpressure === 'reject') {
+        throw new PunktfunkError('ERR_PF_QUEUE_FULL', 'the send queue is full (backpressure: reject)')
+      }
+    }
+    this.#waiting++
+    const turn = this.#tail.then(async () => {
+      for (;;) {
+        this.#checkOpen()
+        if (call(() => this.#native.trySubmit(data, pts, keyframe))) return
+        await callAsync(() => this.#native.waitWritable())
+      }
+    })
+    this.#tail = turn.catch(() => undefined)
+    try {
+      await turn
+    } finally {
+      this.#waiting--
+    }
+  }
+
+  /**
+   * Queues a frame if there is room right now and returns true; returns false
+   * (sending nothing) if the queue is full. Never waits. Throws like
+   * {@link Session.submitFrame} rejects.
+   */
+  trySubmitFrame(data: Uint8Array, options?: SubmitOptions): boolean {
+    const { pts, keyframe } = frameArgs(data, options)
+    this.#checkOpen()
+    if (this.#waiting > 0) return false
+    return call(() => this.#native.trySubmit(data, pts, keyframe))
+  }
+
+  /** Frames waiting in the send queue. */
+  get queuedFrames(): number {
+    if (this.#closed) return 0
+    return call(() => this.#native.sendQueued())
+  }
+
+  /**
+   * The next received event if one is ready, else `null`; never waits.
+   * Throws `ERR_PF_CLOSED` after close, or the error that stopped the
+   * receive thread (e.g. `ERR_PF_IO`).
+   */
+  poll(): FrameEvent | null {
+    this.#checkOpen()
+    const ev = call(() => this.#native.poll())
+    return ev ? toEvent(ev) : null
+  }
+
+  /** Waits for the next event; `null` once the session is closed. */
+  async nextEvent(): Promise<FrameEvent | null> {
+    for (;;) {
+      if (this.#closed) return null
+      const ev = this.poll()
+      if (ev) return ev
+      await callAsync(() => this.#native.waitReadable())
+    }
+  }
+
+  /** Every event (frames and losses) in index order, until the session closes. */
+  async *events(): AsyncGenerator<FrameEvent, void, undefined> {
+    for (;;) {
+      const ev = await this.nextEvent()
+      if (ev === null) return
+      yield ev
+    }
+  }
+
+  /**
+   * Received frames in index order, until the session closes:
+   * `for await (const frame of client.frames()) { … }`. Lost frames are
+   * skipped; pass `onLost` to hear about them.
+   */
+  async *frames(options: FramesOptions = {}): AsyncGenerator<Frame, void, undefined> {
+    if (!isObject(options)) throw invalidArg('frames() options must be an object')
+    const { onLost } = options
+    if (onLost !== undefined && typeof onLost !== 'function') throw invalidArg('onLost must be a function')
+    for await (const ev of this.events()) {
+      if (ev.type === 'frame') yield ev
+      else onLost?.(ev)
+    }
+  }
+
+  /** Changes the FEC percentage (`0..100`) for frames submitted from now on; the peer needs no notice. */
+  setFecPercent(percent: number): void {
+    if (typeof percent !== 'number' || !Number.isInteger(percent) || percent < 0 || percent > 100) {
+      throw invalidArg(`FEC percent must be an integer within 0..100, got ${describe(percent)}`)
+    }
+    this.#checkOpen()
+    call(() => this.#native.setFecPercent(percent))
+  }
+
+  /** A snapshot of every counter; still available after close (the final figures). */
+  stats(): SessionStats {
+    const values = call(() => this.#native.stats())
+    const names = statsNames()
+    const out: Record<string, number> = {}
+    names.forEach((name, i) => {
+      out[name] = values[i] ?? 0
+    })
+    return out as unknown as SessionStats
+  }
+
+  /** Sets or changes the peer `IP:port` of a UDP session. */
+  connect(peer: string): void {
+    if (typeof peer !== 'string') throw invalidArg(`peer must be an "IP:port" string, got ${describe(peer)}`)
+    this.#checkOpen()
+    call(() => this.#native.connect(peer))
+  }
+
+  /** The bound local `IP:port` of a UDP session (`null` for loopback sessions). */
+  get localAddress(): string | null {
+    return call(() => this.#native.localAddress())
+  }
+
+  /** The peer `IP:port` of a UDP session, once known (`null` otherwise). */
+  get peerAddress(): string | null {
+    return call(() => this.#native.peerAddress())
+  }
+
+  /** What the kernel granted for the socket buffers (`null` for loopback sessions). */
+  socketBuffers(): SocketBufferReport | null {
+    const r = call(() => this.#native.bufferReport())
+    if (!r) return null
+    const { requested, sendGranted, recvGranted, forced, warning } = r
+    return warning ? { requested, sendGranted, recvGranted, forced, warning } : { requested, sendGranted, recvGranted, forced }
+  }
+
+  /**
+   * Closes the session: frames already queued are still sent, then both
+   * threads stop. Pending `frames()` iterators end, waiting submits reject with
+   * `ERR_PF_CLOSED`, and later calls fail with `ERR_PF_CLOSED` (`stats()`
+   * keeps working). Resolves when the threads have stopped; rejects with the
+   * error that had stopped the session early, if any. Safe to call twice.
+   */
+  close(): Promise<void> {
+    this.#closed = true
+    this.#closing ??= callAsync(() => this.#native.close())
+    return this.#closing
+  }
+}
