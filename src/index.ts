@@ -15,7 +15,7 @@ import {
   normaliseImpairment,
   optionsBag,
   withOptionNames, type LoopbackPairOptions, type UdpSessionOptions } from './options'
-import { Session } from './session'
+import { Session, Wakeups } from './session'
 
 export { ERROR_CODES, isPunktfunkError, PunktfunkError, type PunktfunkErrorCode } from './errors'
 export {
@@ -64,8 +64,11 @@ export function createUdpSession(options: UdpSessionOptions): Session {
   if (typeof buf !== 'number' || !Number.isSafeInteger(buf) || buf < 0) {
     throw invalidArg('socketBufferBytes must be a non-negative integer')
   }
-  const s = withOptionNames(() => call(() => native().createUdpSession(role, bind, peer, buf, n.config)))
-  return new Session(role, s, n.backpressure)
+  const wakeups = new Wakeups()
+  const s = withOptionNames(() =>
+    call(() => native().createUdpSession(role, bind, peer, buf, n.config, wakeups.onWake)),
+  )
+  return new Session(role, s, wakeups, n.backpressure)
 }
 
 /**
@@ -77,6 +80,13 @@ export function createLoopbackPair(options: LoopbackPairOptions = {}): { host: S
   const opts = optionsBag(options, 'options')
   const n = normalise(opts, false, true)
   const impairment = normaliseImpairment(opts.impairment)
-  const [host, client] = withOptionNames(() => call(() => native().createLoopbackPair(n.config, impairment)))
-  return { host: new Session('host', host, n.backpressure), client: new Session('client', client, n.backpressure) }
+  const hw = new Wakeups()
+  const cw = new Wakeups()
+  const [host, client] = withOptionNames(() =>
+    call(() => native().createLoopbackPair(n.config, impairment, hw.onWake, cw.onWake)),
+  )
+  return {
+    host: new Session('host', host, hw, n.backpressure),
+    client: new Session('client', client, cw, n.backpressure),
+  }
 }

@@ -76,10 +76,9 @@ export interface NativeDefaults {
 /** @internal */
 export interface NativeSession {
   trySubmit(data: Uint8Array, pts: number, keyframe: boolean): boolean
-  waitWritable(): Promise<void>
+  writable(): boolean
   sendQueued(): number
   poll(): NativeEvent | null
-  waitReadable(): Promise<void>
   setFecPercent(percent: number): void
   stats(): number[]
   connect(peer: string): void
@@ -97,13 +96,24 @@ export interface NativeBinding {
     peer: string | undefined | null,
     socketBuffer: number,
     config: NativeConfig,
+    onWake: (kind: number) => void,
   ): NativeSession
-  createLoopbackPair(config: NativeConfig, impairment: NativeImpairment | undefined | null): NativeSession[]
+  createLoopbackPair(
+    config: NativeConfig,
+    impairment: NativeImpairment | undefined | null,
+    onHostWake: (kind: number) => void,
+    onClientWake: (kind: number) => void,
+  ): NativeSession[]
   statsFields(): string[]
   errorCodes(): string[]
   defaults(): NativeDefaults
   debugPanic(): void
 }
+
+/** @internal Wake-up kinds the addon passes to `onWake`. */
+export const WAKE_READABLE = 1
+/** @internal */
+export const WAKE_WRITABLE = 2
 
 let binding: NativeBinding | undefined
 

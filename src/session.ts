@@ -1,5 +1,5 @@
 import { call, callAsync, invalidArg, PunktfunkError } from './errors'
-import { native, type NativeEvent, type NativeSession } from './native'
+import { native, WAKE_READABLE, type NativeEvent, type NativeSession } from './native'
 import { describe, isObject, type Backpressure, type Role } from './options'
 
 /** What the sender says about a frame besides its bytes. */
@@ -145,6 +145,44 @@ function frameArgs(data: unknown, options: unknown): { pts: number; keyframe: bo
 }
 
 /**
+ * @internal Promises that the addon's wake-up callback resolves. The callback
+ * runs on the JS thread (queued from the native threads), so a waiter
+ * registered right after a failed poll cannot miss the wake-up for it.
+ */
+export class Wakeups {
+  #readers: Array<() => void> = []
+  #writers: Array<() => void> = []
+
+  /** The callback handed to the addon. */
+  readonly onWake = (kind: number): void => {
+    this.#release(kind === WAKE_READABLE ? 'read' : 'write')
+  }
+
+  #release(which: 'read' | 'write'): void {
+    const list = which === 'read' ? this.#readers : this.#writers
+    if (which === 'read') this.#readers = []
+    else this.#writers = []
+    for (const resolve of list) resolve()
+  }
+
+  /** Resolves at the next "events may be ready" wake-up. */
+  readable(): Promise<void> {
+    return new Promise((resolve) => this.#readers.push(resolve))
+  }
+
+  /** Resolves at the next "send queue has room" wake-up. */
+  writable(): Promise<void> {
+    return new Promise((resolve) => this.#writers.push(resolve))
+  }
+
+  /** Releases every waiter (on close). */
+  releaseAll(): void {
+    this.#release('read')
+    this.#release('write')
+  }
+}
+
+/**
  * One end of a data-plane stream. Sending runs on a native thread behind a
  * bounded queue, receiving on another that waits in the kernel; the event loop
  * never blocks on I/O. Create sessions with {@link createUdpSession} or
@@ -154,6 +192,7 @@ export class Session {
   /** Which end this is. */
   readonly role: Role
   readonly #native: NativeSession
+  readonly #wakeups: Wakeups
   readonly #backpressure: Backpressure
   #closed = false
   #closing: Promise<void> | undefined
@@ -162,9 +201,10 @@ export class Session {
   #tail: Promise<void> = Promise.resolve()
 
   /** @internal Use {@link createUdpSession} or {@link createLoopbackPair}. */
-  constructor(role: Role, nativeSession: NativeSession, backpressure: Backpressure) {
+  constructor(role: Role, nativeSession: NativeSession, wakeups: Wakeups, backpressure: Backpressure) {
     this.role = role
     this.#native = nativeSession
+    this.#wakeups = wakeups
     this.#backpressure = backpressure
   }
 
@@ -199,8 +239,9 @@ export class Session {
     const turn = this.#tail.then(async () => {
       for (;;) {
         this.#checkOpen()
+        const room = this.#wakeups.writable()
         if (call(() => this.#native.trySubmit(data, pts, keyframe))) return
-        await callAsync(() => this.#native.waitWritable())
+        await room
       }
     })
     this.#tail = turn.catch(() => undefined)
@@ -244,9 +285,10 @@ export class Session {
   async nextEvent(): Promise<FrameEvent | null> {
     for (;;) {
       if (this.#closed) return null
+      const ready = this.#wakeups.readable()
       const ev = this.poll()
       if (ev) return ev
-      await callAsync(() => this.#native.waitReadable())
+      await ready
     }
   }
 
@@ -329,6 +371,7 @@ export class Session {
   close(): Promise<void> {
     this.#closed = true
     this.#closing ??= callAsync(() => this.#native.close())
+    this.#wakeups.releaseAll()
     return this.#closing
   }
 }

@@ -2,8 +2,11 @@
 //! (FEC + AES-GCM + batching + reassembly), with the system-call counts of each.
 //!
 //! ```text
-//! cargo run --release -p punktfunk-core --example throughput -- [--seconds N] [--rate-mbps R] [--json]
+//! cargo run --release -p punktfunk-core --example throughput -- [--seconds N] [--rate-mbps R] [--only CASES] [--json]
 //! ```
+//!
+//! `--only` takes a comma-separated list of `raw-scalar`, `raw-batch`,
+//! `unpaced`, `window` and `paced` (default: all of them, in that order).
 //!
 //! Every case moves the same wire workload: 1 MiB frames, each 860 datagrams of
 //! 1401 bytes (781 data shards of 1344 bytes + 79 recovery shards at 10 % FEC).
@@ -43,7 +46,7 @@ use punktfunk_core::{
 };
 
 const FRAME_BYTES: usize = 1 << 20;
-const USAGE: &str = "usage: throughput [--seconds N] [--rate-mbps R] [--json]";
+const USAGE: &str = "usage: throughput [--seconds N] [--rate-mbps R] [--only raw-scalar,raw-batch,unpaced,window,paced] [--json]";
 
 /// Everything measured for one case.
 struct Row {
@@ -622,12 +625,14 @@ fn num<T: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<T, Str
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut seconds, mut rate_mbps, mut json) = (3.0f64, 1000.0f64, false);
+    let mut only = String::from("raw-scalar,raw-batch,unpaced,window,paced");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seconds" => seconds = num(&a, args.next())?,
             "--rate-mbps" => rate_mbps = num(&a, args.next())?,
             "--json" => json = true,
+            "--only" => only = args.next().ok_or(format!("--only needs a value\n{USAGE}"))?,
             _ => return Err(format!("unknown option {a}\n{USAGE}").into()),
         }
     }
@@ -656,13 +661,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let (busy0, steal0, own0) = machine_cpu();
     let t0 = Instant::now();
-    let rows = vec![
-        raw_scalar(w)?,
-        raw_batch(w)?,
-        session(w, Pace::Unpaced)?,
-        session(w, Pace::Window(2))?,
-        session(w, Pace::Rate(rate_mbps * 1e6))?,
-    ];
+    let mut rows = Vec::new();
+    for case in only.split(',') {
+        rows.push(match case {
+            "raw-scalar" => raw_scalar(w)?,
+            "raw-batch" => raw_batch(w)?,
+            "unpaced" => session(w, Pace::Unpaced)?,
+            "window" => session(w, Pace::Window(2))?,
+            "paced" => session(w, Pace::Rate(rate_mbps * 1e6))?,
+            other => return Err(format!("unknown case {other:?}\n{USAGE}").into()),
+        });
+    }
     let (busy1, steal1, own1) = machine_cpu();
     let wall = t0.elapsed().as_secs_f64();
     // Loopback softirq work may be accounted outside the process, so "other" is an upper bound.

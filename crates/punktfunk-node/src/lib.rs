@@ -17,9 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use napi::bindgen_prelude::Buffer;
+use napi::bindgen_prelude::{AsyncTask, Buffer, Function};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{Env, Task};
 use napi_derive::napi;
-use tokio::sync::Notify;
 
 use punktfunk_core::{
     Error as CoreError, ErrorKind, FecConfig, FrameEvent, FrameMeta, Impaired, ImpairmentConfig,
@@ -29,6 +30,24 @@ use punktfunk_core::{
 
 /// Datagrams an in-process loopback link holds per direction.
 const LOOPBACK_CAPACITY: usize = 1 << 16;
+
+/// Wake-up reasons passed to the JS callback.
+const WAKE_READABLE: u32 = 1;
+const WAKE_WRITABLE: u32 = 2;
+
+/// The JS wake-up callback, callable from the worker threads. It is a strong
+/// (ref'd) handle: like an open socket, an open session keeps the Node.js
+/// event loop alive until it is closed.
+type Waker = ThreadsafeFunction<u32, (), u32, napi::Status, false>;
+
+fn waker(on_wake: &Function<'_, u32, ()>) -> napi::Result<Arc<Waker>> {
+    Ok(Arc::new(
+        on_wake
+            .build_threadsafe_function::<u32>()
+            .callee_handled::<false>()
+            .build()?,
+    ))
+}
 
 /// Maps a core error to a JS error whose message starts with the stable code.
 fn js_error(e: CoreError) -> napi::Error {
@@ -222,8 +241,6 @@ struct Workers {
 struct Inner {
     workers: Mutex<Option<Workers>>,
     stats: StatsHandle,
-    send_ready: Arc<Notify>,
-    recv_ready: Arc<Notify>,
     udp: Option<Arc<UdpTransport>>,
     /// The UDP socket has a peer to send to.
     connected: AtomicBool,
@@ -251,30 +268,24 @@ fn start_session(
     transport: Box<dyn Transport>,
     udp: Option<Arc<UdpTransport>>,
     connected: bool,
+    waker: Arc<Waker>,
 ) -> napi::Result<NativeSession> {
     let (cfg, keys) = session_config(c)?;
     let session = Session::new(role, cfg, &keys, transport).map_err(js_error)?;
     let (sender, receiver) = session.split();
     let stats = sender.stats_handle();
-    let send_ready = Arc::new(Notify::new());
-    let recv_ready = Arc::new(Notify::new());
-    let n = send_ready.clone();
-    let send = SendWorker::spawn(
-        sender,
-        c.send_queue as usize,
-        Some(Arc::new(move || n.notify_one())),
-    )
-    .map_err(js_error)?;
+    // The workers hold the only references to the waker: once they are gone
+    // (after close) it is released and no longer keeps the event loop alive.
+    let w = waker.clone();
+    let wake_writable = Arc::new(move || {
+        w.call(WAKE_WRITABLE, ThreadsafeFunctionCallMode::NonBlocking);
+    });
+    let send = SendWorker::spawn(sender, c.send_queue as usize, Some(wake_writable)).map_err(js_error)?;
     let recv = if c.receive {
-        let n = recv_ready.clone();
-        Some(
-            RecvWorker::spawn(
-                receiver,
-                c.recv_queue as usize,
-                Some(Arc::new(move || n.notify_one())),
-            )
-            .map_err(js_error)?,
-        )
+        let wake_readable = Arc::new(move || {
+            waker.call(WAKE_READABLE, ThreadsafeFunctionCallMode::NonBlocking);
+        });
+        Some(RecvWorker::spawn(receiver, c.recv_queue as usize, Some(wake_readable)).map_err(js_error)?)
     } else {
         None
     };
@@ -282,15 +293,15 @@ fn start_session(
         inner: Arc::new(Inner {
             workers: Mutex::new(Some(Workers { send, recv })),
             stats,
-            send_ready,
-            recv_ready,
             udp,
             connected: AtomicBool::new(connected),
         }),
     })
 }
 
-/// Creates a session over a UDP socket bound to `bind`, sending to `peer` (if given).
+/// Creates a session over a UDP socket bound to `bind`, sending to `peer` (if
+/// given). `on_wake(1)` means "events may be ready", `on_wake(2)` "the send
+/// queue has room"; both also fire when the session stops.
 #[napi]
 pub fn create_udp_session(
     role: String,
@@ -298,6 +309,7 @@ pub fn create_udp_session(
     peer: Option<String>,
     socket_buffer: f64,
     config: NativeConfig,
+    on_wake: Function<'_, u32, ()>,
 ) -> napi::Result<NativeSession> {
     guard(|| {
         let role = match role.as_str() {
@@ -324,7 +336,14 @@ pub fn create_udp_session(
             ))
         })?;
         let udp = Arc::new(udp);
-        start_session(role, &config, Box::new(udp.clone()), Some(udp), peer.is_some())
+        start_session(
+            role,
+            &config,
+            Box::new(udp.clone()),
+            Some(udp),
+            peer.is_some(),
+            waker(&on_wake)?,
+        )
     })
 }
 
@@ -333,6 +352,8 @@ pub fn create_udp_session(
 pub fn create_loopback_pair(
     config: NativeConfig,
     impairment: Option<NativeImpairment>,
+    on_host_wake: Function<'_, u32, ()>,
+    on_client_wake: Function<'_, u32, ()>,
 ) -> napi::Result<Vec<NativeSession>> {
     guard(|| {
         let (a, b) = LoopbackTransport::pair(LOOPBACK_CAPACITY);
@@ -340,8 +361,15 @@ pub fn create_loopback_pair(
             Some(i) => Box::new(Impaired::new(a, impairment_config(i)?)),
             None => Box::new(a),
         };
-        let host = start_session(Role::Host, &config, a, None, true)?;
-        let client = start_session(Role::Client, &config, Box::new(b), None, true)?;
+        let host = start_session(Role::Host, &config, a, None, true, waker(&on_host_wake)?)?;
+        let client = start_session(
+            Role::Client,
+            &config,
+            Box::new(b),
+            None,
+            true,
+            waker(&on_client_wake)?,
+        )?;
         Ok(vec![host, client])
     })
 }
@@ -448,20 +476,10 @@ impl NativeSession {
         })
     }
 
-    /// Resolves once the send queue has room, or the session closed or failed.
+    /// Whether a frame would be queued right now (false once closed or failed).
     #[napi]
-    pub async fn wait_writable(&self) -> napi::Result<()> {
-        let inner = self.inner.clone();
-        loop {
-            let ready = match inner.lock().as_ref() {
-                None => true,
-                Some(w) => w.send.has_room() || w.send.failure().is_some(),
-            };
-            if ready {
-                return Ok(());
-            }
-            inner.send_ready.notified().await;
-        }
+    pub fn writable(&self) -> bool {
+        self.inner.lock().as_ref().is_some_and(|w| w.send.has_room())
     }
 
     /// Frames waiting in the send queue.
@@ -506,25 +524,6 @@ impl NativeSession {
                 }),
             })
         })
-    }
-
-    /// Resolves once an event is queued, or the session closed or failed.
-    #[napi]
-    pub async fn wait_readable(&self) -> napi::Result<()> {
-        let inner = self.inner.clone();
-        loop {
-            let ready = match inner.lock().as_ref() {
-                None => true,
-                Some(w) => match &w.recv {
-                    None => true,
-                    Some(r) => r.queued() > 0 || r.failure().is_some(),
-                },
-            };
-            if ready {
-                return Ok(());
-            }
-            inner.recv_ready.notified().await;
-        }
     }
 
     /// Changes the FEC percentage for frames submitted from now on.
@@ -617,30 +616,39 @@ impl NativeSession {
     }
 
     /// Stops accepting frames, sends what is queued, stops both threads and
-    /// waits for them (off the JS thread). Resolves with the error that had
-    /// stopped the session early, if any; closing twice is a no-op.
-    #[napi]
-    pub async fn close(&self) -> napi::Result<()> {
-        let taken = self.inner.lock().take();
-        // Wake every waiter, and leave a permit for one that is about to wait.
-        for n in [&self.inner.send_ready, &self.inner.recv_ready] {
-            n.notify_waiters();
-            n.notify_one();
-        }
-        let Some(mut w) = taken else { return Ok(()) };
-        let joined = tokio::task::spawn_blocking(move || {
+    /// waits for them on the libuv thread pool. Resolves with the error that
+    /// had stopped the session early, if any; closing twice is a no-op.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close(&self) -> AsyncTask<CloseTask> {
+        AsyncTask::new(CloseTask {
+            workers: self.inner.lock().take(),
+        })
+    }
+}
+
+/// Joins a session's workers off the JS thread.
+pub struct CloseTask {
+    workers: Option<Workers>,
+}
+
+impl Task for CloseTask {
+    type Output = ();
+    type JsValue = ();
+
+    fn compute(&mut self) -> napi::Result<()> {
+        guard(|| {
+            let Some(mut w) = self.workers.take() else {
+                return Ok(());
+            };
             if let Some(r) = w.recv.as_mut() {
                 r.close();
             }
-            w.send.close()
+            // Dropping `w` at the end releases the wake-up callback.
+            w.send.close().map_err(js_error)
         })
-        .await;
-        match joined {
-            Ok(r) => r.map_err(js_error),
-            Err(e) => Err(js_error(CoreError::new(
-                ErrorKind::Internal,
-                format!("close failed: {e}"),
-            ))),
-        }
+    }
+
+    fn resolve(&mut self, _env: Env, _output: ()) -> napi::Result<()> {
+        Ok(())
     }
 }

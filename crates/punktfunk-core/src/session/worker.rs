@@ -14,8 +14,10 @@
 //!   reading, so the socket buffer absorbs the backlog.
 //!
 //! Both take an optional [`Notify`] callback, called from the worker thread
-//! whenever the caller may make progress (space freed, an event queued, the
-//! worker stopped), so an async runtime can wake a task instead of polling.
+//! when the caller may make progress after having had to wait (room in a full
+//! send queue, an event in an empty receive queue, the worker stopped), so an
+//! async runtime can wake a task instead of polling. Per-frame hand-offs make a
+//! system call only when the other side is known to be asleep.
 //! A worker that hits an I/O error or a bug (a panic) stops and reports the
 //! error on every later call; it never takes the process down.
 
@@ -33,7 +35,9 @@ use crate::transport::Transport;
 use super::{FrameEvent, FrameMeta, FrameReceiver, FrameSender};
 
 /// Wake-up callback for a worker's owner; called on the worker thread. Keep it
-/// short and non-blocking (set a flag, notify a task).
+/// short and non-blocking (set a flag, notify a task). It fires on the
+/// transitions an owner waits for (send queue full → not full, receive queue
+/// empty → not empty) and when the worker stops, not for every frame.
 pub type Notify = Arc<dyn Fn() + Send + Sync>;
 
 /// Longest a worker thread sleeps before re-checking whether it should stop;
@@ -88,6 +92,10 @@ struct State<J> {
     stopping: bool,
     /// The worker stopped by itself; every later call reports this.
     failed: Option<Error>,
+    /// The worker thread is blocked on the condition variable.
+    worker_idle: bool,
+    /// Owner threads blocked on the condition variable (in `submit` or `next`).
+    owners_blocked: usize,
 }
 
 impl<J> Shared<J> {
@@ -98,6 +106,8 @@ impl<J> Shared<J> {
                 capacity,
                 stopping: false,
                 failed: None,
+                worker_idle: false,
+                owners_blocked: 0,
             }),
             changed: Condvar::new(),
             notify,
@@ -110,10 +120,52 @@ impl<J> Shared<J> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Wakes everyone: blocked threads and the owner's callback. Used for
+    /// state changes (stop, failure), not on the per-frame path, which only
+    /// wakes a side that is known to wait.
     fn wake(&self) {
         self.changed.notify_all();
+        self.call_notify();
+    }
+
+    fn call_notify(&self) {
         if let Some(n) = &self.notify {
             n();
+        }
+    }
+
+    /// Waits on the condition variable as an owner thread (counted, so the
+    /// worker knows to signal).
+    fn owner_wait<'a>(&self, mut st: MutexGuard<'a, State<J>>, wait: Duration) -> MutexGuard<'a, State<J>> {
+        st.owners_blocked += 1;
+        let mut st = self
+            .changed
+            .wait_timeout(st, wait)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+        st.owners_blocked -= 1;
+        st
+    }
+
+    /// Waits on the condition variable as the worker thread.
+    fn worker_wait<'a>(&self, mut st: MutexGuard<'a, State<J>>, wait: Duration) -> MutexGuard<'a, State<J>> {
+        st.worker_idle = true;
+        let mut st = self
+            .changed
+            .wait_timeout(st, wait)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+        st.worker_idle = false;
+        st
+    }
+
+    /// Queues a job for the worker, waking it only if it sleeps.
+    fn push_to_worker(&self, mut st: MutexGuard<'_, State<J>>, job: J) {
+        st.queue.push_back(job);
+        let idle = st.worker_idle;
+        drop(st);
+        if idle {
+            self.changed.notify_all();
         }
     }
 
@@ -192,8 +244,8 @@ pub struct SendWorker {
 
 impl SendWorker {
     /// Starts a send thread owning `sender`, with a queue of `capacity` frames
-    /// (`1..=1024`). `notify` is called whenever queue space frees up or the
-    /// worker stops.
+    /// (`1..=1024`). `notify` is called when a full queue gets room again and
+    /// when the worker stops.
     pub fn spawn<T: Transport + 'static>(
         sender: FrameSender<T>,
         capacity: usize,
@@ -269,9 +321,7 @@ impl SendWorker {
                 return Err(Rejected { error, data });
             }
             if st.queue.len() < st.capacity {
-                st.queue.push_back(SendJob::Frame(data, meta));
-                drop(st);
-                self.shared.changed.notify_all();
+                self.shared.push_to_worker(st, SendJob::Frame(data, meta));
                 return Ok(());
             }
             let wait = match deadline {
@@ -289,12 +339,7 @@ impl SendWorker {
                     (d - now).min(STOP_CHECK)
                 }
             };
-            st = self
-                .shared
-                .changed
-                .wait_timeout(st, wait)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            st = self.shared.owner_wait(st, wait);
         }
     }
 
@@ -307,16 +352,14 @@ impl SendWorker {
                 "fec_percent {pct} is above {MAX_FEC_PERCENT}"
             )));
         }
-        let mut st = self.shared.lock();
+        let st = self.shared.lock();
         if let Some(e) = st.failed.clone() {
             return Err(e);
         }
         if st.stopping {
             return Err(Error::closed("the session is closed"));
         }
-        st.queue.push_back(SendJob::SetFec(pct));
-        drop(st);
-        self.shared.changed.notify_all();
+        self.shared.push_to_worker(st, SendJob::SetFec(pct));
         Ok(())
     }
 
@@ -381,20 +424,26 @@ fn send_loop<T: Transport>(
     spare: &Mutex<Vec<Vec<u8>>>,
 ) {
     run_guarded(shared, "send", || loop {
-        let job = {
+        let (job, was_full, owners_blocked) = {
             let mut st = shared.lock();
             loop {
                 if let Some(job) = st.queue.pop_front() {
-                    break job;
+                    break (job, st.queue.len() + 1 >= st.capacity, st.owners_blocked);
                 }
                 if st.stopping {
                     return Ok(());
                 }
-                st = shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+                st = shared.worker_wait(st, STOP_CHECK);
             }
         };
-        // Room just opened up: let a waiting submitter in.
-        shared.wake();
+        // Room just opened up: let a blocked submitter in, and tell the owner
+        // if the queue had been full (the only time it waits for room).
+        if owners_blocked > 0 {
+            shared.changed.notify_all();
+        }
+        if was_full {
+            shared.call_notify();
+        }
         match job {
             SendJob::Frame(data, meta) => {
                 sender.submit_frame(&data, meta)?;
@@ -417,8 +466,8 @@ pub struct RecvWorker {
 
 impl RecvWorker {
     /// Starts a receive thread owning `receiver`, queueing up to `capacity`
-    /// events (`1..=1024`). `notify` is called after every queued event and
-    /// when the worker stops.
+    /// events (`1..=1024`). `notify` is called when an event lands in an empty
+    /// queue and when the worker stops.
     pub fn spawn<T: Transport + 'static>(
         receiver: FrameReceiver<T>,
         capacity: usize,
@@ -453,9 +502,12 @@ impl RecvWorker {
                 return Err(Error::closed("the session is closed"));
             }
             if let Some(ev) = st.queue.pop_front() {
+                // The receive thread waits for room only while the queue is full.
+                let wake = st.worker_idle && st.queue.len() + 1 >= st.capacity;
                 drop(st);
-                // The receive thread may be waiting for room.
-                self.shared.changed.notify_all();
+                if wake {
+                    self.shared.changed.notify_all();
+                }
                 return Ok(Some(ev));
             }
             if let Some(e) = st.failed.clone() {
@@ -471,12 +523,7 @@ impl RecvWorker {
                     d - now
                 }
             };
-            st = self
-                .shared
-                .changed
-                .wait_timeout(st, wait)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            st = self.shared.owner_wait(st, wait);
         }
     }
 
@@ -532,11 +579,7 @@ fn recv_loop<T: Transport>(mut receiver: FrameReceiver<T>, shared: &Shared<Frame
             // holds the backlog.
             let mut st = shared.lock();
             while st.queue.len() >= st.capacity && !st.stopping {
-                st = shared
-                    .changed
-                    .wait_timeout(st, STOP_CHECK)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
+                st = shared.worker_wait(st, STOP_CHECK);
             }
             if st.stopping {
                 return Ok(());
@@ -548,8 +591,15 @@ fn recv_loop<T: Transport>(mut receiver: FrameReceiver<T>, shared: &Shared<Frame
                 return Ok(());
             }
             st.queue.push_back(ev);
+            let (was_empty, owners_blocked) = (st.queue.len() == 1, st.owners_blocked);
             drop(st);
-            shared.wake();
+            if owners_blocked > 0 {
+                shared.changed.notify_all();
+            }
+            // The owner waits for events only while the queue is empty.
+            if was_empty {
+                shared.call_notify();
+            }
         }
     });
 }
