@@ -77,3 +77,18 @@ export async function main(): Promise<number> {
   )
   t.is(r.status, 0, r.stdout + r.stderr)
 })
+
+test('every prebuilt platform has a package that the release lists as an optional dependency', (t) => {
+  const out = execFileSync(process.execPath, [join(root, 'scripts', 'prepublish.js'), '--print'], { encoding: 'utf8' })
+  const released = JSON.parse(out) as { version: string; optionalDependencies: Record<string, string> }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const platform = require('../platform.js') as {
+    TARGETS: Record<string, string>
+    currentSuffix(): string
+    packageName(s: string): string
+  }
+  const expected = Object.values(platform.TARGETS).map((s) => platform.packageName(s)).sort()
+  t.deepEqual(Object.keys(released.optionalDependencies).sort(), expected)
+  for (const v of Object.values(released.optionalDependencies)) t.is(v, released.version)
+  t.true(expected.includes(platform.packageName(platform.currentSuffix())), 'this machine is a prebuilt target')
+})
