@@ -1,10 +1,8 @@
 // The native addon's surface as seen from TypeScript. Internal: the public API
 // is in session.ts; this file only mirrors crates/punktfunk-node/src/lib.rs.
 
-/** @internal Session parameters after normalisation (see lib.rs `NativeConfig`). */
-export interface NativeConfig {
-  secret: Buffer
-  context: Buffer
+/** @internal The core's session parameters in JS units (lib.rs `NativeParams`). */
+export interface NativeParams {
   fecPercent: number
   maxDataShards: number
   shardPayload: number
@@ -13,6 +11,13 @@ export interface NativeConfig {
   frameTimeoutMs: number
   maxIndexLag: number
   recvCoalesceUs: number
+}
+
+/** @internal Everything a session needs, after normalisation (lib.rs `NativeConfig`). */
+export interface NativeConfig {
+  secret: Buffer
+  context: Buffer
+  params: NativeParams
   sendQueue: number
   recvQueue: number
   receive: boolean
@@ -61,14 +66,7 @@ export interface NativeBufferReport {
 
 /** @internal */
 export interface NativeDefaults {
-  fecPercent: number
-  maxDataShards: number
-  shardPayload: number
-  maxFrameBytes: number
-  maxFramesInFlight: number
-  frameTimeoutMs: number
-  maxIndexLag: number
-  recvCoalesceUs: number
+  params: NativeParams
   socketBuffer: number
   maxQueue: number
 }

@@ -203,7 +203,8 @@ export function normalise(
   keysRequired: boolean,
   receive: boolean,
 ): Normalised {
-  const d = native().defaults()
+  const defaults = native().defaults()
+  const d = defaults.params
   const fec = optionsBag(opts.fec, 'fec')
   const backpressure = opts.backpressure ?? 'wait'
   if (backpressure !== 'wait' && backpressure !== 'reject') {
@@ -211,7 +212,8 @@ export function normalise(
   }
   const queue = (key: string, dflt: number): number => {
     const v = int(opts, key, dflt)
-    if (v < 1 || v > d.maxQueue) throw invalidArg(`${key} must be within 1..${d.maxQueue}, got ${v}`)
+    const max = defaults.maxQueue
+    if (v < 1 || v > max) throw invalidArg(`${key} must be within 1..${max}, got ${v}`)
     return v
   }
   const { secret, context } = keyBytes(opts.keys, keysRequired)
@@ -220,14 +222,16 @@ export function normalise(
     config: {
       secret,
       context,
-      fecPercent: int(fec, 'percent', d.fecPercent, 'fec.'),
-      maxDataShards: int(fec, 'maxDataShards', d.maxDataShards, 'fec.'),
-      shardPayload: int(fec, 'shardPayload', d.shardPayload, 'fec.'),
-      maxFrameBytes: int(opts, 'maxFrameBytes', d.maxFrameBytes),
-      maxFramesInFlight: int(opts, 'maxFramesInFlight', d.maxFramesInFlight),
-      frameTimeoutMs: num(opts, 'frameTimeoutMs', d.frameTimeoutMs),
-      maxIndexLag: int(opts, 'maxIndexLag', d.maxIndexLag),
-      recvCoalesceUs: num(opts, 'recvCoalesceUs', d.recvCoalesceUs),
+      params: {
+        fecPercent: int(fec, 'percent', d.fecPercent, 'fec.'),
+        maxDataShards: int(fec, 'maxDataShards', d.maxDataShards, 'fec.'),
+        shardPayload: int(fec, 'shardPayload', d.shardPayload, 'fec.'),
+        maxFrameBytes: int(opts, 'maxFrameBytes', d.maxFrameBytes),
+        maxFramesInFlight: int(opts, 'maxFramesInFlight', d.maxFramesInFlight),
+        frameTimeoutMs: num(opts, 'frameTimeoutMs', d.frameTimeoutMs),
+        maxIndexLag: int(opts, 'maxIndexLag', d.maxIndexLag),
+        recvCoalesceUs: num(opts, 'recvCoalesceUs', d.recvCoalesceUs),
+      },
       sendQueue: queue('sendQueue', SDK_DEFAULT_SEND_QUEUE),
       recvQueue: queue('recvQueue', SDK_DEFAULT_RECV_QUEUE),
       receive: bool(opts, 'receive', receive),

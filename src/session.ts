@@ -186,7 +186,8 @@ export class Wakeups {
  * One end of a data-plane stream. Sending runs on a native thread behind a
  * bounded queue, receiving on another that waits in the kernel; the event loop
  * never blocks on I/O. Create sessions with {@link createUdpSession} or
- * {@link createLoopbackPair}; call {@link Session.close} when done.
+ * {@link createLoopbackPair}; call {@link Session.close} when done: like an
+ * open socket, an open session keeps the Node.js process running.
  */
 export class Session {
   /** Which end this is. */

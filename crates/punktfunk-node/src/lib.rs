@@ -73,13 +73,10 @@ fn guard<T>(f: impl FnOnce() -> napi::Result<T>) -> napi::Result<T> {
     })
 }
 
-/// Session parameters, already normalised and type-checked by the TS layer.
+/// The session parameters both ends agree on plus local receive limits
+/// (`SessionConfig` in the core), in JS units.
 #[napi(object)]
-pub struct NativeConfig {
-    /// Shared secret (at least 16 bytes) the session keys are derived from.
-    pub secret: Buffer,
-    /// Context bytes mixed into the key derivation.
-    pub context: Buffer,
+pub struct NativeParams {
     /// FEC overhead percentage (0..=100).
     pub fec_percent: u32,
     /// Most data shards per FEC block.
@@ -96,6 +93,32 @@ pub struct NativeConfig {
     pub max_index_lag: f64,
     /// Receive coalescing window, microseconds.
     pub recv_coalesce_us: f64,
+}
+
+impl From<&SessionConfig> for NativeParams {
+    fn from(c: &SessionConfig) -> Self {
+        NativeParams {
+            fec_percent: c.fec.fec_percent.into(),
+            max_data_shards: c.fec.max_data_per_block as u32,
+            shard_payload: c.fec.shard_payload as u32,
+            max_frame_bytes: c.max_frame_bytes as f64,
+            max_frames_in_flight: c.max_frames_in_flight as u32,
+            frame_timeout_ms: c.frame_timeout.as_secs_f64() * 1e3,
+            max_index_lag: c.max_index_lag as f64,
+            recv_coalesce_us: c.recv_coalesce.as_secs_f64() * 1e6,
+        }
+    }
+}
+
+/// Everything a session needs, already normalised and type-checked by the TS layer.
+#[napi(object)]
+pub struct NativeConfig {
+    /// Shared secret (at least 16 bytes) the session keys are derived from.
+    pub secret: Buffer,
+    /// Context bytes mixed into the key derivation.
+    pub context: Buffer,
+    /// Session parameters.
+    pub params: NativeParams,
     /// Frames the send queue holds.
     pub send_queue: u32,
     /// Events the receive queue holds.
@@ -186,18 +209,19 @@ fn to_u64(v: f64, name: &str) -> napi::Result<u64> {
 
 fn session_config(c: &NativeConfig) -> napi::Result<(SessionConfig, SessionKeys)> {
     let keys = SessionKeys::derive(&c.secret, &c.context).map_err(js_error)?;
+    let p = &c.params;
     let cfg = SessionConfig {
         fec: FecConfig {
-            fec_percent: u8::try_from(c.fec_percent)
-                .map_err(|_| invalid(format!("fec percent {} is above 100", c.fec_percent)))?,
-            max_data_per_block: c.max_data_shards as usize,
-            shard_payload: c.shard_payload as usize,
+            fec_percent: u8::try_from(p.fec_percent)
+                .map_err(|_| invalid(format!("fec_percent {} is above 100", p.fec_percent)))?,
+            max_data_per_block: p.max_data_shards as usize,
+            shard_payload: p.shard_payload as usize,
         },
-        max_frame_bytes: to_u64(c.max_frame_bytes, "maxFrameBytes")? as usize,
-        max_frames_in_flight: c.max_frames_in_flight as usize,
-        frame_timeout: Duration::from_secs_f64(c.frame_timeout_ms.max(0.0) / 1e3),
-        max_index_lag: to_u64(c.max_index_lag, "maxIndexLag")?,
-        recv_coalesce: Duration::from_secs_f64(c.recv_coalesce_us.max(0.0) / 1e6),
+        max_frame_bytes: to_u64(p.max_frame_bytes, "max_frame_bytes")? as usize,
+        max_frames_in_flight: p.max_frames_in_flight as usize,
+        frame_timeout: Duration::from_secs_f64(p.frame_timeout_ms.max(0.0) / 1e3),
+        max_index_lag: to_u64(p.max_index_lag, "max_index_lag")?,
+        recv_coalesce: Duration::from_secs_f64(p.recv_coalesce_us.max(0.0) / 1e6),
     };
     cfg.validate().map_err(js_error)?;
     Ok((cfg, keys))
@@ -377,22 +401,8 @@ pub fn create_loopback_pair(
 /// Defaults of every session parameter, from the core.
 #[napi(object)]
 pub struct NativeDefaults {
-    /// FEC overhead percentage.
-    pub fec_percent: u32,
-    /// Most data shards per FEC block.
-    pub max_data_shards: u32,
-    /// Shard payload bytes per datagram.
-    pub shard_payload: u32,
-    /// Largest frame, in bytes.
-    pub max_frame_bytes: f64,
-    /// Most frames reassembled at once.
-    pub max_frames_in_flight: u32,
-    /// Incomplete-frame timeout, milliseconds.
-    pub frame_timeout_ms: f64,
-    /// Index lag after which an incomplete frame is dropped.
-    pub max_index_lag: f64,
-    /// Receive coalescing window, microseconds.
-    pub recv_coalesce_us: f64,
+    /// Session parameters.
+    pub params: NativeParams,
     /// Socket buffer size requested, bytes.
     pub socket_buffer: f64,
     /// Largest send or receive queue.
@@ -402,16 +412,8 @@ pub struct NativeDefaults {
 /// Defaults of every session parameter.
 #[napi]
 pub fn defaults() -> NativeDefaults {
-    let c = SessionConfig::default();
     NativeDefaults {
-        fec_percent: c.fec.fec_percent.into(),
-        max_data_shards: c.fec.max_data_per_block as u32,
-        shard_payload: c.fec.shard_payload as u32,
-        max_frame_bytes: c.max_frame_bytes as f64,
-        max_frames_in_flight: c.max_frames_in_flight as u32,
-        frame_timeout_ms: c.frame_timeout.as_secs_f64() * 1e3,
-        max_index_lag: c.max_index_lag as f64,
-        recv_coalesce_us: c.recv_coalesce.as_secs_f64() * 1e6,
+        params: (&SessionConfig::default()).into(),
         socket_buffer: UdpConfig::default().socket_buffer as f64,
         max_queue: punktfunk_core::session::MAX_WORKER_QUEUE as u32,
     }
