@@ -116,6 +116,15 @@ test('UDP sessions on 127.0.0.1 stream frames exactly and count syscalls', async
   t.true(hs.sendSyscalls > 0 && hs.sendSyscalls < hs.packetsSent, 'datagrams go out in batches')
   t.true(client.stats().recvSyscalls > 0)
   t.is(hs.packetsSendDropped, 0)
+
+  // Idle, the receive thread sleeps in ppoll: a bounded number of timed waits
+  // (it wakes every 20 ms to check for close and age out frames), no reads.
+  const idle0 = client.stats()
+  await new Promise((r) => setTimeout(r, 300))
+  const idle1 = client.stats()
+  t.true(idle1.recvSyscalls - idle0.recvSyscalls <= 2, 'no empty recvmmsg calls while idle')
+  const waits = idle1.recvWaitSyscalls - idle0.recvWaitSyscalls
+  t.true(waits >= 1 && waits <= 60, `${waits} ppoll waits in 300 ms idle`)
   await Promise.all([host.close(), client.close()])
 })
 
