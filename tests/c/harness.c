@@ -1,0 +1,247 @@
+/*
+ * C test harness for include/punktfunk_core.h, linked against the static
+ * library. Built with -std=c11 -Wall -Wextra -Werror and run by `npm test`,
+ * directly and under valgrind memcheck (scripts/test-c.sh).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "punktfunk_core.h"
+
+static int failures = 0;
+
+#define CHECK(cond, ...)                                                 \
+    do {                                                                 \
+        if (!(cond)) {                                                   \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                \
+            fprintf(stderr, " (last error: %s)\n", punktfunk_last_error_message()); \
+            failures++;                                                  \
+        }                                                                \
+    } while (0)
+
+#define CHECK_STATUS(expr, want)                                                  \
+    do {                                                                          \
+        int32_t got_ = (expr);                                                    \
+        CHECK(got_ == (want), "%s returned %s (%d), want %s", #expr,               \
+              punktfunk_status_code(got_), (int)got_, punktfunk_status_code(want)); \
+    } while (0)
+
+/* Deterministic pseudo-random bytes (xorshift32). */
+static void fill(uint8_t *buf, size_t len, uint32_t seed) {
+    uint32_t x = seed * 2654435761u + 1u;
+    for (size_t i = 0; i < len; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        buf[i] = (uint8_t)x;
+    }
+}
+
+/* Waits for the next event that is not NONE, up to ~5 s. */
+static int32_t next_event(PunktfunkSession *client, PunktfunkFrameEvent *ev) {
+    for (int i = 0; i < 50; i++) {
+        int32_t st = punktfunk_client_wait_frame(client, 100, ev);
+        if (st != PUNKTFUNK_OK || ev->kind != PUNKTFUNK_EVENT_NONE) return st;
+    }
+    return PUNKTFUNK_ERR_TIMEOUT;
+}
+
+static void test_abi_and_errors(void) {
+    CHECK(punktfunk_abi_version() == PUNKTFUNK_ABI_VERSION, "abi %u", punktfunk_abi_version());
+    CHECK(strcmp(punktfunk_status_code(PUNKTFUNK_ERR_CLOSED), "ERR_PF_CLOSED") == 0, "status code string");
+    CHECK(strcmp(punktfunk_status_code(12345), "UNKNOWN") == 0, "unknown status");
+}
+
+static void test_null_and_bad_arguments(void) {
+    PunktfunkSessionConfig cfg;
+    PunktfunkFrameEvent ev;
+    PunktfunkStats stats;
+    PunktfunkSession *s = NULL, *h = NULL, *c = NULL;
+    char addr[PUNKTFUNK_ADDRESS_MAX];
+    uint8_t secret[32] = {1};
+
+    CHECK_STATUS(punktfunk_session_config_default(NULL), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK(strstr(punktfunk_last_error_message(), "ERR_PF_INVALID_ARG") != NULL, "message names the code");
+    CHECK_STATUS(punktfunk_impairment_default(NULL), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_loopback_pair_new(NULL, NULL, NULL, &c), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_loopback_pair_new(NULL, NULL, &h, NULL), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, NULL, NULL, secret, 32, NULL, 0, NULL, &s),
+                 PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, NULL, 32, NULL, 0, NULL, &s),
+                 PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, 32, NULL, 0, NULL, NULL),
+                 PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_new_udp(7, "127.0.0.1:0", NULL, secret, 32, NULL, 0, NULL, &s),
+                 PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, 8, NULL, 0, NULL, &s),
+                 PUNKTFUNK_ERR_INVALID_ARG); /* secret too short */
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "\xff\xfe:0", NULL, secret, 32, NULL, 0, NULL, &s),
+                 PUNKTFUNK_ERR_INVALID_ARG); /* not UTF-8 */
+    CHECK(strstr(punktfunk_last_error_message(), "UTF-8") != NULL, "UTF-8 named: %s", punktfunk_last_error_message());
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "localhost", NULL, secret, 32, NULL, 0, NULL, &s),
+                 PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK(s == NULL, "no handle on failure");
+    CHECK_STATUS(punktfunk_host_submit_frame(NULL, secret, 4, 0, false), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_poll_frame(NULL, &ev), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_wait_frame(NULL, 1, &ev), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_stats(NULL, &stats), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_set_fec_percent(NULL, 10), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_connect(NULL, "127.0.0.1:1"), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_local_address(NULL, addr, sizeof addr), PUNKTFUNK_ERR_INVALID_ARG);
+    punktfunk_session_free(NULL); /* accepted */
+
+    /* Option structs: a struct_size below any known layout is refused. */
+    CHECK_STATUS(punktfunk_session_config_default(&cfg), PUNKTFUNK_OK);
+    CHECK(cfg.struct_size == sizeof cfg, "struct_size set by default()");
+    cfg.struct_size = 4;
+    CHECK_STATUS(punktfunk_loopback_pair_new(&cfg, NULL, &h, &c), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_config_default(&cfg), PUNKTFUNK_OK);
+    cfg.fec_percent = 101;
+    CHECK_STATUS(punktfunk_loopback_pair_new(&cfg, NULL, &h, &c), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK(h == NULL && c == NULL, "no handles on failure");
+
+    /* With a live handle: NULL outputs and data, bad values. */
+    CHECK_STATUS(punktfunk_loopback_pair_new(NULL, NULL, &h, &c), PUNKTFUNK_OK);
+    CHECK_STATUS(punktfunk_client_poll_frame(c, NULL), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_stats(c, NULL), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_submit_frame(h, NULL, 10, 0, false), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_set_fec_percent(h, 101), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_local_address(h, addr, sizeof addr), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_connect(h, "127.0.0.1:9"), PUNKTFUNK_ERR_INVALID_ARG);
+    memset(&stats, 0, sizeof stats);
+    CHECK_STATUS(punktfunk_session_stats(c, &stats), PUNKTFUNK_ERR_INVALID_ARG); /* struct_size 0 */
+    /* An empty frame is a frame. */
+    CHECK_STATUS(punktfunk_host_submit_frame(h, NULL, 0, 5, true), PUNKTFUNK_OK);
+    CHECK_STATUS(next_event(c, &ev), PUNKTFUNK_OK);
+    CHECK(ev.kind == PUNKTFUNK_EVENT_FRAME && ev.len == 0 && ev.pts == 5 && ev.keyframe, "empty frame");
+    punktfunk_session_free(h);
+    punktfunk_session_free(c);
+}
+
+enum { FRAMES = 6 };
+
+static void test_loopback_with_loss(void) {
+    static const size_t sizes[FRAMES] = {1, 1344, 100000, 3 * 1024 * 1024 + 17, 5000, 777777};
+    PunktfunkSessionConfig cfg;
+    PunktfunkImpairment imp;
+    PunktfunkSession *host = NULL, *client = NULL;
+    PunktfunkFrameEvent ev;
+    PunktfunkStats hs, cs;
+    uint64_t total = 0, recovered = 0;
+
+    CHECK_STATUS(punktfunk_session_config_default(&cfg), PUNKTFUNK_OK);
+    cfg.fec_percent = 25; /* 1 in 8 lost = 12.5 %: inside 25 % FEC */
+    CHECK_STATUS(punktfunk_impairment_default(&imp), PUNKTFUNK_OK);
+    imp.drop_every_nth = 8;
+    CHECK_STATUS(punktfunk_loopback_pair_new(&cfg, &imp, &host, &client), PUNKTFUNK_OK);
+    if (!host || !client) return;
+
+    for (int i = 0; i < FRAMES; i++) {
+        uint8_t *buf = malloc(sizes[i]);
+        fill(buf, sizes[i], (uint32_t)i + 1);
+        CHECK_STATUS(punktfunk_host_submit_frame(host, buf, sizes[i], 1000u * (uint64_t)i, i == 3), PUNKTFUNK_OK);
+        free(buf);
+        total += sizes[i];
+    }
+    for (int i = 0; i < FRAMES; i++) {
+        CHECK_STATUS(next_event(client, &ev), PUNKTFUNK_OK);
+        CHECK(ev.kind == PUNKTFUNK_EVENT_FRAME, "frame %d: kind %u", i, ev.kind);
+        if (ev.kind != PUNKTFUNK_EVENT_FRAME) continue;
+        uint8_t *want = malloc(sizes[i]);
+        fill(want, sizes[i], (uint32_t)i + 1);
+        CHECK(ev.index == (uint64_t)i, "index %llu", (unsigned long long)ev.index);
+        CHECK(ev.len == sizes[i], "frame %d: %zu bytes, want %zu", i, ev.len, sizes[i]);
+        CHECK(ev.len == sizes[i] && memcmp(ev.data, want, sizes[i]) == 0, "frame %d differs", i);
+        CHECK(ev.pts == 1000u * (uint64_t)i && ev.keyframe == (i == 3), "frame %d metadata", i);
+        recovered += ev.recovered_shards;
+        free(want);
+    }
+    CHECK_STATUS(punktfunk_client_poll_frame(client, &ev), PUNKTFUNK_OK);
+    CHECK(ev.kind == PUNKTFUNK_EVENT_NONE, "nothing more");
+
+    hs.struct_size = sizeof hs;
+    cs.struct_size = sizeof cs;
+    CHECK_STATUS(punktfunk_session_stats(host, &hs), PUNKTFUNK_OK);
+    CHECK_STATUS(punktfunk_session_stats(client, &cs), PUNKTFUNK_OK);
+    CHECK(hs.frames_submitted == FRAMES, "host submitted %llu", (unsigned long long)hs.frames_submitted);
+    CHECK(cs.frames_completed == FRAMES, "client completed %llu", (unsigned long long)cs.frames_completed);
+    CHECK(cs.frames_dropped == 0, "dropped %llu", (unsigned long long)cs.frames_dropped);
+    CHECK(cs.payload_bytes_delivered == total, "delivered %llu of %llu", (unsigned long long)cs.payload_bytes_delivered,
+          (unsigned long long)total);
+    CHECK(recovered > 0 && cs.fec_recovered_shards == recovered, "FEC recovered %llu (frames say %llu)",
+          (unsigned long long)cs.fec_recovered_shards, (unsigned long long)recovered);
+    /* Every 8th datagram dropped: the client saw 7/8 of what the host sent. */
+    CHECK(cs.packets_received == hs.packets_sent - hs.packets_sent / 8, "received %llu of %llu",
+          (unsigned long long)cs.packets_received, (unsigned long long)hs.packets_sent);
+    CHECK(cs.recv_dropped_auth == 0 && cs.recv_dropped_malformed == 0, "no bad packets");
+    printf("loopback: %d frames (%llu bytes) byte-exact with 1 in 8 datagrams dropped, %llu shards rebuilt by FEC\n",
+           FRAMES, (unsigned long long)total, (unsigned long long)recovered);
+    punktfunk_session_free(host);
+    punktfunk_session_free(client);
+}
+
+static void test_udp(void) {
+    uint8_t secret[32];
+    char host_addr[PUNKTFUNK_ADDRESS_MAX], client_addr[PUNKTFUNK_ADDRESS_MAX];
+    PunktfunkSession *host = NULL, *client = NULL;
+    PunktfunkFrameEvent ev;
+    uint8_t frame[200000];
+
+    fill(secret, sizeof secret, 99);
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_CLIENT, "127.0.0.1:0", NULL, secret, sizeof secret,
+                                           (const uint8_t *)"udp", 3, NULL, &client),
+                 PUNKTFUNK_OK);
+    if (!client) return;
+    CHECK_STATUS(punktfunk_session_local_address(client, client_addr, sizeof client_addr), PUNKTFUNK_OK);
+    CHECK_STATUS(punktfunk_session_local_address(client, client_addr, 4), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_local_address(client, client_addr, sizeof client_addr), PUNKTFUNK_OK);
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", client_addr, secret, sizeof secret,
+                                           (const uint8_t *)"udp", 3, NULL, &host),
+                 PUNKTFUNK_OK);
+    if (!host) {
+        punktfunk_session_free(client);
+        return;
+    }
+    CHECK_STATUS(punktfunk_session_local_address(host, host_addr, sizeof host_addr), PUNKTFUNK_OK);
+    CHECK_STATUS(punktfunk_session_connect(client, host_addr), PUNKTFUNK_OK);
+    for (int i = 0; i < 3; i++) {
+        fill(frame, sizeof frame, 500u + (uint32_t)i);
+        CHECK_STATUS(punktfunk_host_submit_frame(host, frame, sizeof frame, (uint64_t)i, false), PUNKTFUNK_OK);
+        CHECK_STATUS(next_event(client, &ev), PUNKTFUNK_OK);
+        CHECK(ev.kind == PUNKTFUNK_EVENT_FRAME && ev.len == sizeof frame && memcmp(ev.data, frame, sizeof frame) == 0,
+              "UDP frame %d", i);
+    }
+    printf("udp: 3 frames %s -> %s byte-exact\n", host_addr, client_addr);
+    punktfunk_session_free(host);
+    punktfunk_session_free(client);
+}
+
+static void test_panic_is_contained(void) {
+    PunktfunkSession *h = NULL, *c = NULL;
+    PunktfunkFrameEvent ev;
+    CHECK_STATUS(punktfunk_debug_panic(), PUNKTFUNK_ERR_INTERNAL);
+    CHECK(strstr(punktfunk_last_error_message(), "panic") != NULL, "message mentions the panic");
+    /* The process lives on and the library still works. */
+    CHECK_STATUS(punktfunk_loopback_pair_new(NULL, NULL, &h, &c), PUNKTFUNK_OK);
+    CHECK_STATUS(punktfunk_host_submit_frame(h, (const uint8_t *)"alive", 5, 0, false), PUNKTFUNK_OK);
+    CHECK_STATUS(next_event(c, &ev), PUNKTFUNK_OK);
+    CHECK(ev.kind == PUNKTFUNK_EVENT_FRAME && ev.len == 5 && memcmp(ev.data, "alive", 5) == 0, "after panic");
+    punktfunk_session_free(h);
+    punktfunk_session_free(c);
+}
+
+int main(void) {
+    test_abi_and_errors();
+    test_null_and_bad_arguments();
+    test_loopback_with_loss();
+    test_udp();
+    test_panic_is_contained();
+    if (failures) {
+        fprintf(stderr, "%d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("all C ABI checks passed\n");
+    return 0;
+}
