@@ -74,6 +74,11 @@ impl<T: Transport> FrameReceiver<T> {
         StatsHandle::new(self.stats.clone(), self.transport.clone())
     }
 
+    /// Bytes of every datagram this receiver accepts.
+    pub fn datagram_len(&self) -> usize {
+        self.datagram_len
+    }
+
     /// The reassembler (read-only), e.g. to check memory bounds.
     pub fn reassembler(&self) -> &Reassembler {
         &self.reasm

@@ -7,7 +7,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fec::{recovery_count, FecEncoder, FrameLayout, MAX_FEC_PERCENT};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::transport::Transport;
-use crate::wire::{InnerHeader, CLEAR_HEADER_LEN, FLAG_KEYFRAME, INNER_HEADER_LEN};
+use crate::wire::{InnerHeader, CLEAR_HEADER_LEN, FLAG_KEYFRAME, FLAG_PROBE, INNER_HEADER_LEN};
 
 use super::{snapshot_with_io, FrameMeta, SessionConfig, StatsHandle};
 
@@ -80,6 +80,11 @@ impl<T: Transport> FrameSender<T> {
         T: 'static,
     {
         StatsHandle::new(self.stats.clone(), self.transport.clone())
+    }
+
+    /// Bytes of every datagram this sender sends.
+    pub fn datagram_len(&self) -> usize {
+        self.config.fec.datagram_len()
     }
 
     /// Largest frame accepted, in bytes.
@@ -203,5 +208,52 @@ impl<T: Transport> FrameSender<T> {
         Stats::add(&st.packets_send_dropped, (total - sent) as u64);
         Stats::add(&st.bytes_sent, (sent * datagram_len) as u64);
         Ok(report)
+    }
+
+    /// Sends `count` probe datagrams (speed-test filler) in batches of at most
+    /// [`crate::SEND_BATCH`]: full-size, sealed like frame datagrams, flagged
+    /// `FLAG_PROBE` so the receiver counts (`probe_packets_received`) and
+    /// discards them. They use packet sequences but no frame index. Returns
+    /// `(sent, dropped)`; dropped datagrams are counted as send drops.
+    pub fn send_probe(&mut self, count: usize) -> Result<(usize, usize)> {
+        let datagram_len = self.config.fec.datagram_len();
+        let n = count.min(crate::SEND_BATCH);
+        if self.pool.len() < n {
+            self.pool.resize_with(n, || vec![0u8; datagram_len]);
+        }
+        let header = InnerHeader {
+            flags: FLAG_PROBE,
+            block_count: 1,
+            data_shards: 1,
+            frame_index: self.next_index,
+            ..Default::default()
+        };
+        let (mut sent_total, mut dropped_total) = (0, 0);
+        let mut left = count;
+        while left > 0 {
+            let n = left.min(crate::SEND_BATCH);
+            for buf in &mut self.pool[..n] {
+                let h: &mut [u8; INNER_HEADER_LEN] = (&mut buf[CLEAR_HEADER_LEN..PAYLOAD_AT])
+                    .try_into()
+                    .expect("inner header slice");
+                header.encode(h);
+                buf[PAYLOAD_AT..PAYLOAD_AT + self.config.fec.shard_payload].fill(0);
+                let before = self.sealer.rotations();
+                self.sealer
+                    .seal(buf)
+                    .map_err(|e| Error::new(ErrorKind::Closed, e.to_string()))?;
+                Stats::add(&self.stats.key_rotations, self.sealer.rotations() - before);
+            }
+            let refs: Vec<&[u8]> = self.pool[..n].iter().map(|b| b.as_slice()).collect();
+            let sent = self.transport.send_batch(&refs).map_err(Error::from)?.min(n);
+            let st = &self.stats;
+            Stats::add(&st.packets_sent, sent as u64);
+            Stats::add(&st.packets_send_dropped, (n - sent) as u64);
+            Stats::add(&st.bytes_sent, (sent * datagram_len) as u64);
+            sent_total += sent;
+            dropped_total += n - sent;
+            left -= n;
+        }
+        Ok((sent_total, dropped_total))
     }
 }

@@ -661,3 +661,27 @@ fn a_waiting_receiver_makes_no_empty_reads_and_takes_full_batches() {
     // (the last one short), but the frame completes after 75 data shards.
     assert!(t.calls.load(Relaxed) - t.empty.load(Relaxed) <= 3);
 }
+
+#[test]
+fn probe_datagrams_are_counted_and_leave_frames_alone() {
+    let keys = SessionKeys::derive(&[5u8; 32], b"probe").unwrap();
+    let (a, b) = LoopbackTransport::pair(1 << 14);
+    let mut host = Session::new(Role::Host, SessionConfig::default(), &keys, a).unwrap();
+    let mut client = Session::new(Role::Client, SessionConfig::default(), &keys, b).unwrap();
+    host.submit_frame(&[1u8; 5000], FrameMeta::default()).unwrap();
+    let (sent, dropped) = host.sender().send_probe(150).unwrap();
+    assert_eq!((sent, dropped), (150, 0));
+    host.submit_frame(&[2u8; 5000], FrameMeta::default()).unwrap();
+    let mut frames = Vec::new();
+    while let Some(ev) = client.recv_frame(Duration::from_millis(50)).unwrap() {
+        match ev {
+            FrameEvent::Frame(f) => frames.push((f.index, f.data[0])),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(frames, vec![(0, 1), (1, 2)], "probes take no frame index");
+    let s = client.stats();
+    assert_eq!(s.probe_packets_received, 150);
+    assert_eq!(s.frames_dropped, 0);
+    assert_eq!(host.stats().packets_sent, s.packets_received);
+}

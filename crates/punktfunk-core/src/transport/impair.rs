@@ -154,6 +154,7 @@ enum Slot {
 }
 
 struct State {
+    config: ImpairmentConfig,
     rng: Rng,
     in_bad_state: bool,
     count: u64,
@@ -176,7 +177,6 @@ struct Counters {
 /// Wraps a transport and impairs what is sent through it.
 pub struct Impaired<T> {
     inner: T,
-    config: ImpairmentConfig,
     state: Mutex<State>,
     counters: Counters,
 }
@@ -187,8 +187,8 @@ impl<T: Transport> Impaired<T> {
         let seed = config.seed;
         Impaired {
             inner,
-            config,
             state: Mutex::new(State {
+                config,
                 rng: Rng(seed ^ 0x5EED_F00D),
                 in_bad_state: false,
                 count: 0,
@@ -199,6 +199,12 @@ impl<T: Transport> Impaired<T> {
             }),
             counters: Counters::default(),
         }
+    }
+
+    /// Changes the impairments from the next datagram on (the random
+    /// generator continues, so a run stays reproducible).
+    pub fn set_config(&self, config: ImpairmentConfig) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).config = config;
     }
 
     /// The wrapped transport.
@@ -224,9 +230,8 @@ impl<T: Transport> Impaired<T> {
     }
 
     /// Decides whether the next datagram is lost.
-    fn lose(&self, st: &mut State) -> bool {
+    fn lose(st: &mut State, cfg: &ImpairmentConfig) -> bool {
         st.count += 1;
-        let cfg = &self.config;
         let mut lost = cfg.drop_every_nth > 0 && st.count % cfg.drop_every_nth == 0;
         lost |= st.rng.chance(cfg.loss_percent);
         if let Some(ge) = cfg.burst {
@@ -263,13 +268,14 @@ impl<T: Transport> Impaired<T> {
 
     /// Turns the batch into a plan of slots to send, applying every impairment.
     fn plan(&self, st: &mut State, datagrams: &[&[u8]]) {
-        let cfg = &self.config;
+        let cfg = st.config.clone();
+        let cfg = &cfg;
         st.plan.clear();
         st.held.clear();
         st.scratch_used = 0;
         for (i, d) in datagrams.iter().enumerate() {
             Self::bump(&self.counters.seen);
-            if self.lose(st) {
+            if Self::lose(st, cfg) {
                 Self::bump(&self.counters.dropped);
                 continue;
             }

@@ -1,0 +1,1342 @@
+//! The QUIC control plane (feature `quic`): host identity and pinning, the
+//! `PKF1` handshake, key agreement, input, keyframe requests, FEC changes,
+//! loss reports, the speed test and close reasons. docs/PROTOCOL.md §9 has the
+//! message formats.
+//!
+//! The API is blocking, for threads of their own (and for the C ABI and the
+//! Node.js binding, which call it from worker threads); QUIC itself runs on a
+//! small tokio runtime owned by each [`Host`] and [`Client`].
+//!
+//! ```text
+//! client                                   host
+//!   bind data socket (UDP, port Pc)
+//!   QUIC connect, ALPN punktfunk/1  ───────► certificate: pinned fingerprint or TOFU
+//!   ClientHello{version, bitrate, Pc} ────►  bind data socket Ph, connect to client IP:Pc
+//!                                     ◄────  ServerHello{session id, FEC, shard size, bitrate, Ph}
+//!   connect data socket to host IP:Ph
+//!   keys = HKDF(TLS exporter, session id)    keys = HKDF(TLS exporter, session id)
+//!   Ready                             ────►  frames flow on the data plane
+//! ```
+
+mod adaptive;
+mod identity;
+pub mod msg;
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use tokio::runtime::Runtime;
+
+pub use adaptive::{AdaptiveFec, FecBand};
+pub use identity::{default_config_dir, Fingerprint, Identity, KnownHosts, Trust, KNOWN_HOSTS_FILE};
+pub use msg::{axis, button, close_code, CloseReason, InputEvent};
+
+use crate::crypto::SessionKeys;
+use crate::error::{Error, ErrorKind, Result};
+use crate::session::{
+    FrameEvent, FrameMeta, FrameReceiver, FrameSender, Role, Session, SessionConfig, SubmitReport,
+};
+use crate::stats::StatsSnapshot;
+use crate::transport::{UdpConfig, UdpTransport};
+use identity::PinVerifier;
+use msg::ControlMsg;
+
+/// ALPN protocol id of the control connection.
+pub const ALPN: &[u8] = b"punktfunk/1";
+/// Highest bitrate a host grants, kbit/s.
+pub const MAX_BITRATE_KBPS: u32 = 2_000_000;
+/// Highest speed-test rate a client may ask for, kbit/s.
+pub const MAX_PROBE_KBPS: u32 = 3_000_000;
+/// Longest speed test, ms.
+pub const MAX_PROBE_MS: u32 = 5_000;
+/// TLS exporter label for the data-plane key secret (context: the session id).
+const EXPORTER_LABEL: &[u8] = b"EXPORTER-pkf1 data plane";
+/// How often a client reports its receive counters.
+const LOSS_REPORT_INTERVAL: Duration = Duration::from_millis(250);
+/// Reliable input sequence numbers remembered for de-duplication.
+const INPUT_DEDUP_WINDOW: u32 = 4096;
+
+type Ctrl = tokio::sync::mpsc::UnboundedSender<ControlMsg>;
+/// The close reason a peer sent in its `Close` message, kept because closing
+/// the connection locally in answer would otherwise hide it.
+type CloseSlot = Arc<Mutex<Option<CloseReason>>>;
+
+fn reason_of(slot: &CloseSlot, conn: &quinn::Connection) -> Option<CloseReason> {
+    let stored = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    stored.or_else(|| conn.close_reason().map(|e| close_reason(&e)))
+}
+type DataSession = Arc<UdpTransport>;
+
+fn runtime() -> Result<Arc<Runtime>> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("punktfunk-quic")
+        .enable_all()
+        .build()
+        .map(Arc::new)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the QUIC runtime: {e}")))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn protocol(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Protocol, msg)
+}
+
+fn io(what: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Io, what.to_string())
+}
+
+fn transport_config(idle: Duration, keepalive: Duration) -> Result<Arc<quinn::TransportConfig>> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(idle).map_err(|_| Error::invalid("idle timeout is too long"))?,
+    ));
+    t.keep_alive_interval(Some(keepalive));
+    t.datagram_receive_buffer_size(Some(1 << 20));
+    Ok(Arc::new(t))
+}
+
+/// Maps how a QUIC connection ended to a close reason both sides understand.
+fn close_reason(e: &quinn::ConnectionError) -> CloseReason {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(c) => CloseReason {
+            code: u32::try_from(c.error_code.into_inner()).unwrap_or(close_code::APPLICATION),
+            reason: String::from_utf8_lossy(&c.reason).into_owned(),
+        },
+        quinn::ConnectionError::TimedOut => CloseReason {
+            code: close_code::IDLE,
+            reason: "nothing heard from the peer within the idle timeout".into(),
+        },
+        quinn::ConnectionError::LocallyClosed => CloseReason {
+            code: close_code::NORMAL,
+            reason: "closed locally".into(),
+        },
+        other => CloseReason {
+            code: close_code::PROTOCOL,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Reads one control message, skipping unknown types; `Ok(None)` at the end of the stream.
+async fn read_msg(recv: &mut quinn::RecvStream) -> Result<Option<ControlMsg>> {
+    loop {
+        let mut h = [0u8; msg::HEADER_LEN];
+        match recv.read_exact(&mut h).await {
+            Ok(()) => {}
+            Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+            Err(e) => return Err(protocol(format!("control stream: {e}"))),
+        }
+        // The length is checked against the type's bound before anything is buffered.
+        let header = msg::decode_header(&h)?;
+        let mut payload = vec![0u8; header.len];
+        recv.read_exact(&mut payload)
+            .await
+            .map_err(|e| protocol(format!("control stream: {e}")))?;
+        if header.known {
+            return msg::decode_payload(header.type_id, &payload).map(Some);
+        }
+    }
+}
+
+/// Writes queued control messages in order until the queue closes.
+async fn write_loop(mut send: quinn::SendStream, mut rx: tokio::sync::mpsc::UnboundedReceiver<ControlMsg>) {
+    while let Some(m) = rx.recv().await {
+        if send.write_all(&m.encode()).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
+}
+
+fn exported_keys(conn: &quinn::Connection, session_id: &[u8; 16]) -> Result<SessionKeys> {
+    let mut secret = [0u8; 32];
+    conn.export_keying_material(&mut secret, EXPORTER_LABEL, session_id)
+        .map_err(|_| Error::new(ErrorKind::Internal, "TLS keying-material export failed"))?;
+    let keys = SessionKeys::derive(&secret, session_id);
+    zeroize::Zeroize::zeroize(&mut secret);
+    keys
+}
+
+/// Bounds a handshake step in time.
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(limit, f)
+        .await
+        .map_err(|_| Error::new(ErrorKind::Timeout, format!("{what}: no answer within {limit:?}")))?
+}
+
+// ---------------------------------------------------------------- host side
+
+/// Host settings.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// Where the certificate lives (created on first use).
+    pub identity_dir: PathBuf,
+    /// QUIC listen address (port 0 picks a free port).
+    pub bind: SocketAddr,
+    /// Data-plane parameters offered to clients (FEC, shard size, frame limit).
+    pub session: SessionConfig,
+    /// Highest bitrate granted, kbit/s (clamped to [`MAX_BITRATE_KBPS`]).
+    pub max_bitrate_kbps: u32,
+    /// A client silent this long is dropped.
+    pub idle_timeout: Duration,
+    /// QUIC keep-alive interval.
+    pub keepalive: Duration,
+    /// Adaptive FEC band; `None` keeps the FEC percentage fixed.
+    pub adaptive_fec: Option<FecBand>,
+    /// Data-plane socket options.
+    pub udp: UdpConfig,
+    /// Longest a client may take to finish the handshake.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            identity_dir: default_config_dir(),
+            bind: SocketAddr::from(([0, 0, 0, 0], 0)),
+            session: SessionConfig::default(),
+            max_bitrate_kbps: MAX_BITRATE_KBPS,
+            idle_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(2),
+            adaptive_fec: Some(FecBand::default()),
+            udp: UdpConfig::default(),
+            handshake_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A listening host. Each [`Host::accept`] returns one client's [`HostSession`].
+pub struct Host {
+    rt: Arc<Runtime>,
+    endpoint: quinn::Endpoint,
+    identity: Identity,
+    config: HostConfig,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("fingerprint", &self.identity.fingerprint())
+            .field("addr", &self.endpoint.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// Loads (or creates) the identity and starts listening.
+    pub fn listen(config: HostConfig) -> Result<Host> {
+        config.session.validate()?;
+        let identity = Identity::load_or_create(&config.identity_dir)?;
+        Host::with_identity(config, identity)
+    }
+
+    /// Starts listening with a given identity.
+    pub fn with_identity(config: HostConfig, identity: Identity) -> Result<Host> {
+        config.session.validate()?;
+        let rt = runtime()?;
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(identity.cert_chain(), identity.private_key())
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("bad host certificate: {e}")))?;
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let crypto =
+            QuicServerConfig::try_from(tls).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server.transport_config(transport_config(config.idle_timeout, config.keepalive)?);
+        let endpoint = {
+            let _guard = rt.enter();
+            quinn::Endpoint::server(server, config.bind)
+                .map_err(|e| io(format!("cannot listen on {}: {e}", config.bind)))?
+        };
+        Ok(Host {
+            rt,
+            endpoint,
+            identity,
+            config,
+        })
+    }
+
+    /// The QUIC address clients connect to.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.endpoint.local_addr().map_err(Error::from)
+    }
+
+    /// The fingerprint clients pin.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.identity.fingerprint()
+    }
+
+    /// Waits for the next client and runs the handshake with it; `Ok(None)` if
+    /// `timeout` passed first. A client that fails the handshake is dropped and
+    /// reported as the error of this call; the host keeps listening.
+    pub fn accept(&self, timeout: Option<Duration>) -> Result<Option<HostSession>> {
+        let fut = async {
+            let incoming = self
+                .endpoint
+                .accept()
+                .await
+                .ok_or_else(|| Error::closed("the host is closed"))?;
+            host_handshake(incoming, &self.config, self.rt.clone()).await
+        };
+        match timeout {
+            None => self.rt.block_on(fut).map(Some),
+            Some(t) => match self.rt.block_on(async { tokio::time::timeout(t, fut).await }) {
+                Ok(r) => r.map(Some),
+                Err(_) => Ok(None),
+            },
+        }
+    }
+
+    /// Stops listening and closes every connection with `reason`.
+    pub fn close(&self, reason: &str) {
+        self.endpoint.close(
+            quinn::VarInt::from_u32(close_code::HOST_SHUTDOWN),
+            reason.as_bytes(),
+        );
+    }
+}
+
+/// Longest a dropped host or client waits for its close frames to leave.
+const DRAIN_ON_DROP: Duration = Duration::from_millis(500);
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.endpoint.close(
+            quinn::VarInt::from_u32(close_code::HOST_SHUTDOWN),
+            b"host shut down",
+        );
+        // The close frames are sent by the endpoint's driver on the runtime that
+        // is about to stop: give them a moment to leave.
+        let _ = self
+            .rt
+            .block_on(async { tokio::time::timeout(DRAIN_ON_DROP, self.endpoint.wait_idle()).await });
+    }
+}
+
+/// What a client sent the host, besides frames.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostEvent {
+    /// An input event.
+    Input(InputEvent),
+    /// The client lost frames from `first_lost` on and asks for a keyframe.
+    KeyframeRequest {
+        /// First lost frame index.
+        first_lost: u64,
+    },
+    /// The adaptive FEC policy moved the FEC percentage after a loss report.
+    FecChanged {
+        /// New percentage.
+        percent: u8,
+    },
+    /// The connection ended; no more events follow.
+    Closed(CloseReason),
+}
+
+struct HostShared {
+    sender: Mutex<FrameSender<DataSession>>,
+    fec: Mutex<Option<AdaptiveFec>>,
+    input_dropped: AtomicU64,
+}
+
+/// One client's session on the host: send frames, read its events.
+pub struct HostSession {
+    rt: Arc<Runtime>,
+    conn: quinn::Connection,
+    slot: CloseSlot,
+    ctrl: Ctrl,
+    shared: Arc<HostShared>,
+    events: mpsc::Receiver<HostEvent>,
+    stats: crate::session::StatsHandle,
+    peer: SocketAddr,
+    data_peer: SocketAddr,
+    session_id: [u8; 16],
+    granted_bitrate_kbps: u32,
+}
+
+impl std::fmt::Debug for HostSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostSession")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn host_handshake(
+    incoming: quinn::Incoming,
+    cfg: &HostConfig,
+    rt: Arc<Runtime>,
+) -> Result<HostSession> {
+    let limit = cfg.handshake_timeout;
+    let conn = within(limit, "QUIC handshake", async {
+        incoming
+            .await
+            .map_err(|e| protocol(format!("QUIC handshake failed: {e}")))
+    })
+    .await?;
+    let (send, mut recv) = within(limit, "control stream", async {
+        conn.accept_bi()
+            .await
+            .map_err(|e| protocol(format!("no control stream: {e}")))
+    })
+    .await?;
+    let hello = within(limit, "client hello", read_msg(&mut recv)).await?;
+    let Some(ControlMsg::ClientHello {
+        version,
+        requested_bitrate_kbps,
+        max_shard_payload,
+        capabilities: _,
+        data_port,
+    }) = hello
+    else {
+        conn.close(
+            quinn::VarInt::from_u32(close_code::PROTOCOL),
+            b"expected a client hello",
+        );
+        return Err(protocol(format!("expected a client hello, got {hello:?}")));
+    };
+    if version != msg::CONTROL_VERSION {
+        conn.close(
+            quinn::VarInt::from_u32(close_code::PROTOCOL),
+            b"unsupported version",
+        );
+        return Err(protocol(format!("client speaks control version {version}")));
+    }
+    // Only now, after an authenticated exchange, is a data path bound for this client.
+    let peer = conn.remote_address();
+    let data_peer = SocketAddr::new(peer.ip(), data_port);
+    let local_ip = conn.local_ip().unwrap_or(if peer.is_ipv4() {
+        IpAddr::from([0, 0, 0, 0])
+    } else {
+        IpAddr::from([0u16; 8])
+    });
+    let udp = UdpTransport::connect_to(SocketAddr::new(local_ip, 0), data_peer, &cfg.udp)
+        .map_err(|e| io(format!("cannot open the data socket for {data_peer}: {e}")))?;
+    let mut session_cfg = cfg.session.clone();
+    let shard = session_cfg
+        .fec
+        .shard_payload
+        .min(usize::from(max_shard_payload) & !1);
+    session_cfg.fec.shard_payload = shard;
+    session_cfg
+        .validate()
+        .map_err(|e| protocol(format!("client limits rejected: {}", e.message())))?;
+    let granted = match requested_bitrate_kbps {
+        0 => cfg.max_bitrate_kbps,
+        r => r.min(cfg.max_bitrate_kbps),
+    }
+    .min(MAX_BITRATE_KBPS);
+    let mut session_id = [0u8; 16];
+    provider()
+        .secure_random
+        .fill(&mut session_id)
+        .map_err(|_| Error::new(ErrorKind::Internal, "no randomness for the session id"))?;
+    let data_port = udp.local_addr()?.port();
+    let (ctrl, ctrl_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(write_loop(send, ctrl_rx));
+    let _ = ctrl.send(ControlMsg::ServerHello {
+        session_id,
+        fec_percent: session_cfg.fec.fec_percent,
+        max_data_shards: session_cfg.fec.max_data_per_block as u16,
+        shard_payload: shard as u16,
+        max_frame_bytes: session_cfg.max_frame_bytes.min(u32::MAX as usize) as u32,
+        granted_bitrate_kbps: granted,
+        data_port,
+    });
+    match within(limit, "ready", read_msg(&mut recv)).await? {
+        Some(ControlMsg::Ready) => {}
+        other => return Err(protocol(format!("expected ready, got {other:?}"))),
+    }
+    let keys = exported_keys(&conn, &session_id)?;
+    let session = Session::new(Role::Host, session_cfg.clone(), &keys, Arc::new(udp))?;
+    let (sender, _receiver) = session.split();
+    let stats = sender.stats_handle();
+    let shared = Arc::new(HostShared {
+        sender: Mutex::new(sender),
+        fec: Mutex::new(
+            cfg.adaptive_fec
+                .map(|band| AdaptiveFec::new(band, session_cfg.fec.fec_percent)),
+        ),
+        input_dropped: AtomicU64::new(0),
+    });
+    let (tx, events) = mpsc::channel();
+    let dedup = Arc::new(Mutex::new(InputDedup::default()));
+    let slot = CloseSlot::default();
+    tokio::spawn(host_control_loop(
+        recv,
+        conn.clone(),
+        slot.clone(),
+        ctrl.clone(),
+        shared.clone(),
+        tx.clone(),
+        dedup.clone(),
+    ));
+    tokio::spawn(host_datagram_loop(conn.clone(), shared.clone(), tx, dedup));
+    Ok(HostSession {
+        rt,
+        conn,
+        slot,
+        ctrl,
+        shared,
+        events,
+        stats,
+        peer,
+        data_peer,
+        session_id,
+        granted_bitrate_kbps: granted,
+    })
+}
+
+/// Delivers each reliable input event once, whichever copy (datagram or
+/// stream) arrives first.
+#[derive(Default)]
+struct InputDedup {
+    seen: BTreeSet<u32>,
+}
+
+impl InputDedup {
+    /// True the first time `seq` is offered.
+    fn first(&mut self, seq: u32) -> bool {
+        if !self.seen.insert(seq) {
+            self.seen.remove(&seq);
+            return false;
+        }
+        if self.seen.len() > INPUT_DEDUP_WINDOW as usize {
+            let floor = seq.saturating_sub(INPUT_DEDUP_WINDOW);
+            self.seen = self.seen.split_off(&floor);
+        }
+        true
+    }
+}
+
+async fn host_control_loop(
+    mut recv: quinn::RecvStream,
+    conn: quinn::Connection,
+    slot: CloseSlot,
+    ctrl: Ctrl,
+    shared: Arc<HostShared>,
+    tx: mpsc::Sender<HostEvent>,
+    dedup: Arc<Mutex<InputDedup>>,
+) {
+    loop {
+        let m = match read_msg(&mut recv).await {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(e) => {
+                // A read error on a live connection is the peer's fault; on a
+                // closed one it is just the close, whose reason must survive.
+                if conn.close_reason().is_none() {
+                    conn.close(
+                        quinn::VarInt::from_u32(close_code::PROTOCOL),
+                        e.message().as_bytes(),
+                    );
+                }
+                break;
+            }
+        };
+        match m {
+            ControlMsg::KeyframeRequest { first_lost } => {
+                let _ = tx.send(HostEvent::KeyframeRequest { first_lost });
+            }
+            ControlMsg::Input { seq, event }
+                if dedup.lock().unwrap_or_else(|p| p.into_inner()).first(seq) =>
+            {
+                let _ = tx.send(HostEvent::Input(event));
+            }
+            ControlMsg::LossReport { .. } => {
+                let change = shared
+                    .fec
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_mut()
+                    .and_then(|a| a.on_report(&m));
+                if let Some(pct) = change {
+                    let applied = shared
+                        .sender
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .set_fec_percent(pct);
+                    if applied.is_ok() {
+                        let _ = ctrl.send(ControlMsg::FecChanged { percent: pct });
+                        let _ = tx.send(HostEvent::FecChanged { percent: pct });
+                    }
+                }
+            }
+            ControlMsg::ProbeRequest {
+                target_kbps,
+                duration_ms,
+            } => {
+                let shared = shared.clone();
+                let ctrl = ctrl.clone();
+                tokio::task::spawn_blocking(move || {
+                    let done = run_probe(
+                        &shared,
+                        target_kbps.min(MAX_PROBE_KBPS),
+                        duration_ms.min(MAX_PROBE_MS),
+                    );
+                    let _ = ctrl.send(done);
+                });
+            }
+            ControlMsg::Close(r) => {
+                conn.close(quinn::VarInt::from_u32(r.code), r.reason.as_bytes());
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                break;
+            }
+            // Host-bound streams carry nothing else; ignore what does not apply.
+            _ => {}
+        }
+    }
+    conn.closed().await;
+    let reason = reason_of(&slot, &conn).unwrap_or(CloseReason {
+        code: close_code::NORMAL,
+        reason: String::new(),
+    });
+    let _ = tx.send(HostEvent::Closed(reason));
+}
+
+async fn host_datagram_loop(
+    conn: quinn::Connection,
+    shared: Arc<HostShared>,
+    tx: mpsc::Sender<HostEvent>,
+    dedup: Arc<Mutex<InputDedup>>,
+) {
+    while let Ok(d) = conn.read_datagram().await {
+        match msg::decode_input_datagram(&d) {
+            Ok((seq, event)) => {
+                let deliver =
+                    !event.must_arrive() || dedup.lock().unwrap_or_else(|p| p.into_inner()).first(seq);
+                if deliver {
+                    let _ = tx.send(HostEvent::Input(event));
+                }
+            }
+            Err(_) => {
+                shared.input_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Sends probe filler at `kbps` for `ms` through the data plane, paced in
+/// 1 ms steps; never touches the frame index.
+fn run_probe(shared: &HostShared, kbps: u32, ms: u32) -> ControlMsg {
+    let datagram_bits = {
+        let s = shared.sender.lock().unwrap_or_else(|p| p.into_inner());
+        (s.datagram_len() * 8) as f64
+    };
+    let start = Instant::now();
+    let duration = Duration::from_millis(ms.into());
+    let per_sec = f64::from(kbps) * 1000.0 / datagram_bits;
+    let (mut sent, mut drops) = (0u64, 0u64);
+    while start.elapsed() < duration {
+        let due = (start.elapsed().as_secs_f64() * per_sec) as u64;
+        if due > sent + drops {
+            let n = (due - sent - drops).min(4096) as usize;
+            let r = shared
+                .sender
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .send_probe(n);
+            match r {
+                Ok((s, d)) => {
+                    sent += s as u64;
+                    drops += d as u64;
+                }
+                Err(_) => break,
+            }
+        } else {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+    let bytes = sent * (datagram_bits as u64 / 8);
+    ControlMsg::ProbeDone {
+        packets_sent: sent,
+        bytes_sent: bytes,
+        send_drops: drops,
+        duration_us: start.elapsed().as_micros() as u64,
+    }
+}
+
+impl HostSession {
+    /// Sends a frame to this client (see [`FrameSender::submit_frame`]).
+    pub fn submit_frame(&self, data: &[u8], meta: FrameMeta) -> Result<SubmitReport> {
+        if let Some(r) = self.closed_reason() {
+            return Err(Error::closed(format!("the client is gone: {}", r.reason)));
+        }
+        self.shared
+            .sender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .submit_frame(data, meta)
+    }
+
+    /// The next event from the client, waiting up to `timeout`; `Ok(None)` on timeout.
+    pub fn next_event(&self, timeout: Duration) -> Result<Option<HostEvent>> {
+        match self.events.recv_timeout(timeout) {
+            Ok(e) => Ok(Some(e)),
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::closed("the session is closed")),
+        }
+    }
+
+    /// Sets the FEC percentage (and tells the client); adaptive FEC continues from it.
+    pub fn set_fec_percent(&self, percent: u8) -> Result<()> {
+        self.shared
+            .sender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_fec_percent(percent)?;
+        if let Some(a) = self.shared.fec.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            a.set_current(percent);
+        }
+        let _ = self.ctrl.send(ControlMsg::FecChanged { percent });
+        Ok(())
+    }
+
+    /// The FEC percentage in use.
+    pub fn fec_percent(&self) -> u8 {
+        self.shared
+            .sender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fec_percent()
+    }
+
+    /// Data-plane counters of this session.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Input datagrams that could not be decoded (counted and dropped).
+    pub fn input_dropped(&self) -> u64 {
+        self.shared.input_dropped.load(Ordering::Relaxed)
+    }
+
+    /// The client's QUIC address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The client's data-plane address (the only source the data socket accepts).
+    pub fn data_peer(&self) -> SocketAddr {
+        self.data_peer
+    }
+
+    /// This session's id (also bound into its keys).
+    pub fn session_id(&self) -> [u8; 16] {
+        self.session_id
+    }
+
+    /// The bitrate granted in the handshake, kbit/s.
+    pub fn granted_bitrate_kbps(&self) -> u32 {
+        self.granted_bitrate_kbps
+    }
+
+    /// How the connection ended, if it did.
+    pub fn closed_reason(&self) -> Option<CloseReason> {
+        reason_of(&self.slot, &self.conn)
+    }
+
+    /// Closes the session with a code and reason the client can read; frames
+    /// and messages already sent are delivered first. Waits up to a second.
+    pub fn close(&self, code: u32, reason: &str) {
+        close_conn(&self.rt, &self.conn, &self.ctrl, code, reason);
+    }
+}
+
+/// Longest a graceful close waits for the peer to close the connection.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// Closes gracefully: the `Close` message goes down the control stream behind
+/// everything already queued, the peer closes the connection with that code
+/// and reason (so both ends read the same), and after [`CLOSE_WAIT`] without
+/// an answer the connection is closed locally.
+fn close_conn(rt: &Runtime, conn: &quinn::Connection, ctrl: &Ctrl, code: u32, reason: &str) {
+    if conn.close_reason().is_some() {
+        return;
+    }
+    let mut text = reason;
+    while text.len() > msg::MAX_REASON_LEN {
+        let mut end = msg::MAX_REASON_LEN;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text = &text[..end];
+    }
+    let sent = ctrl
+        .send(ControlMsg::Close(CloseReason {
+            code,
+            reason: text.to_string(),
+        }))
+        .is_ok();
+    if sent {
+        let _ = rt.block_on(async { tokio::time::timeout(CLOSE_WAIT, conn.closed()).await });
+    }
+    if conn.close_reason().is_none() {
+        conn.close(quinn::VarInt::from_u32(code), text.as_bytes());
+    }
+}
+
+// -------------------------------------------------------------- client side
+
+/// Client settings.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// How to trust the host.
+    pub trust: Trust,
+    /// Bitrate to ask for, kbit/s (0 = as much as the host grants).
+    pub requested_bitrate_kbps: u32,
+    /// Largest shard payload accepted.
+    pub max_shard_payload: u16,
+    /// Local receive limits (the FEC and shard fields come from the host).
+    pub session: SessionConfig,
+    /// Data-plane socket options.
+    pub udp: UdpConfig,
+    /// Give up connecting after this long.
+    pub connect_timeout: Duration,
+    /// A silent host is dropped after this long.
+    pub idle_timeout: Duration,
+    /// QUIC keep-alive interval.
+    pub keepalive: Duration,
+}
+
+impl ClientConfig {
+    /// Settings that trust `trust`, with defaults for the rest.
+    pub fn new(trust: Trust) -> ClientConfig {
+        ClientConfig {
+            trust,
+            requested_bitrate_kbps: 0,
+            max_shard_payload: crate::fec::MAX_SHARD_PAYLOAD as u16,
+            session: SessionConfig::default(),
+            udp: UdpConfig::default(),
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the host told the client, besides frames.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The host changed the FEC percentage.
+    FecChanged {
+        /// New percentage.
+        percent: u8,
+    },
+    /// The connection ended.
+    Closed(CloseReason),
+}
+
+/// Result of a speed test.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProbeResult {
+    /// Rate asked for, kbit/s.
+    pub target_kbps: u32,
+    /// Rate that arrived, kbit/s (wire bytes of delivered probe datagrams over the host's send time).
+    pub delivered_kbps: f64,
+    /// Datagrams the host sent that did not arrive, percent.
+    pub loss_percent: f64,
+    /// Datagrams the host dropped locally (its socket buffer was full).
+    pub send_drops: u64,
+    /// Probe datagrams sent by the host.
+    pub packets_sent: u64,
+    /// Probe datagrams received.
+    pub packets_received: u64,
+    /// How long the host sent.
+    pub duration: Duration,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        close_conn(
+            &self.rt,
+            &self.conn,
+            &self.ctrl,
+            close_code::NORMAL,
+            "client closed",
+        );
+        let _ = self
+            .rt
+            .block_on(async { tokio::time::timeout(DRAIN_ON_DROP, self._endpoint.wait_idle()).await });
+    }
+}
+
+/// A client connected to a host: receives frames, sends input.
+pub struct Client {
+    rt: Arc<Runtime>,
+    _endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    slot: CloseSlot,
+    ctrl: Ctrl,
+    receiver: FrameReceiver<DataSession>,
+    events: mpsc::Receiver<HostMessage>,
+    pending: Vec<FrameEvent>,
+    fingerprint: Fingerprint,
+    input_seq: u32,
+    granted_bitrate_kbps: u32,
+    session_id: [u8; 16],
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("host", &self.conn.remote_address())
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Host messages routed to the client's user thread.
+enum HostMessage {
+    Event(ClientEvent),
+    ProbeDone {
+        packets_sent: u64,
+        send_drops: u64,
+        duration_us: u64,
+    },
+}
+
+impl Client {
+    /// Connects to a host, checks its identity, runs the handshake and opens
+    /// the data plane. A wrong fingerprint fails with `ERR_PF_PIN_MISMATCH`
+    /// before any data flows; no answer fails with `ERR_PF_TIMEOUT` after
+    /// `connect_timeout`.
+    pub fn connect(host: SocketAddr, config: ClientConfig) -> Result<Client> {
+        config.session.validate()?;
+        let rt = runtime()?;
+        let known = match &config.trust {
+            Trust::Pin(_) => None,
+            Trust::Tofu(dir) => Some(KnownHosts::in_dir(dir)),
+        };
+        let expected = match (&config.trust, &known) {
+            (Trust::Pin(fp), _) => Some(*fp),
+            (Trust::Tofu(_), Some(k)) => k.lookup(&host.to_string())?,
+            _ => None,
+        };
+        let verifier = Arc::new(PinVerifier::new(expected, provider()));
+        let seen = verifier.seen.clone();
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let crypto =
+            QuicClientConfig::try_from(tls).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+        let mut client_cfg = quinn::ClientConfig::new(Arc::new(crypto));
+        client_cfg.transport_config(transport_config(config.idle_timeout, config.keepalive)?);
+        let local: SocketAddr = if host.is_ipv4() {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        } else {
+            SocketAddr::from(([0u16; 8], 0))
+        };
+        let mut endpoint = {
+            let _guard = rt.enter();
+            quinn::Endpoint::client(local).map_err(|e| io(format!("cannot open a QUIC socket: {e}")))?
+        };
+        endpoint.set_default_client_config(client_cfg);
+        let limit = config.connect_timeout;
+        let result = rt.block_on(within(limit, &format!("connecting to {host}"), async {
+            let connecting = endpoint
+                .connect(host, "punktfunk.invalid")
+                .map_err(|e| Error::invalid(format!("cannot connect to {host}: {e}")))?;
+            let conn = connecting.await.map_err(|e| {
+                if seen.lock().unwrap_or_else(|p| p.into_inner()).mismatch {
+                    let got = seen.lock().unwrap_or_else(|p| p.into_inner()).fingerprint;
+                    Error::new(
+                        ErrorKind::PinMismatch,
+                        format!(
+                            "host {host} presented fingerprint {}, expected {}; refusing to connect",
+                            got.map(|f| f.to_hex()).unwrap_or_default(),
+                            expected.map(|f| f.to_hex()).unwrap_or_default()
+                        ),
+                    )
+                } else {
+                    protocol(format!("QUIC handshake with {host} failed: {e}"))
+                }
+            })?;
+            client_handshake(conn, host, &config).await
+        }));
+        let (conn, slot, ctrl, receiver, events, hello) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                endpoint.close(
+                    quinn::VarInt::from_u32(close_code::PROTOCOL),
+                    e.message().as_bytes(),
+                );
+                return Err(e);
+            }
+        };
+        let fingerprint = seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fingerprint
+            .ok_or_else(|| Error::new(ErrorKind::Internal, "no certificate seen"))?;
+        if let (Some(k), None) = (&known, expected) {
+            k.record(&host.to_string(), fingerprint)?;
+        }
+        Ok(Client {
+            rt,
+            _endpoint: endpoint,
+            conn,
+            slot,
+            ctrl,
+            receiver,
+            events,
+            pending: Vec::new(),
+            fingerprint,
+            input_seq: 0,
+            granted_bitrate_kbps: hello.0,
+            session_id: hello.1,
+        })
+    }
+
+    /// The host's fingerprint (as pinned or first seen).
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// The bitrate the host granted, kbit/s.
+    pub fn granted_bitrate_kbps(&self) -> u32 {
+        self.granted_bitrate_kbps
+    }
+
+    /// This session's id.
+    pub fn session_id(&self) -> [u8; 16] {
+        self.session_id
+    }
+
+    /// Waits up to `timeout` for the next frame event (see [`FrameReceiver::recv_frame`]).
+    /// Fails with `ERR_PF_CLOSED` once the host closed the session and nothing is left.
+    pub fn recv_frame(&mut self, timeout: Duration) -> Result<Option<FrameEvent>> {
+        if !self.pending.is_empty() {
+            return Ok(Some(self.pending.remove(0)));
+        }
+        match self.receiver.recv_frame(timeout)? {
+            Some(ev) => Ok(Some(ev)),
+            None => match self.closed_reason() {
+                Some(r) => Err(Error::closed(format!(
+                    "the host closed the session: {}",
+                    r.reason
+                ))),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Returns a delivered frame's buffer for reuse.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.receiver.recycle(buf);
+    }
+
+    /// Asks the host for a keyframe (frames from `first_lost` on were lost).
+    pub fn request_keyframe(&self, first_lost: u64) -> Result<()> {
+        self.send_ctrl(ControlMsg::KeyframeRequest { first_lost })
+    }
+
+    fn send_ctrl(&self, m: ControlMsg) -> Result<()> {
+        if let Some(r) = self.closed_reason() {
+            return Err(Error::closed(format!("the session is closed: {}", r.reason)));
+        }
+        self.ctrl
+            .send(m)
+            .map_err(|_| Error::closed("the session is closed"))
+    }
+
+    /// Sends an input event: as a QUIC datagram (lowest latency), and for key
+    /// and button edges also on the reliable stream, so they cannot be lost
+    /// (the host delivers whichever copy arrives first).
+    pub fn send_input(&mut self, event: InputEvent) -> Result<()> {
+        self.input_seq = self.input_seq.wrapping_add(1);
+        let seq = self.input_seq;
+        let d = msg::encode_input_datagram(seq, &event);
+        let datagram_ok = self.conn.send_datagram(bytes::Bytes::copy_from_slice(&d)).is_ok();
+        if event.must_arrive() || !datagram_ok {
+            self.send_ctrl(ControlMsg::Input { seq, event })?;
+        }
+        Ok(())
+    }
+
+    /// Runs a speed test: the host sends probe filler at `target_kbps` for
+    /// `duration` through the data plane. Frames arriving meanwhile are kept
+    /// for later `recv_frame` calls.
+    pub fn speed_test(&mut self, target_kbps: u32, duration: Duration) -> Result<ProbeResult> {
+        if target_kbps == 0 || target_kbps > MAX_PROBE_KBPS {
+            return Err(Error::invalid(format!(
+                "target {target_kbps} kbit/s is outside 1..={MAX_PROBE_KBPS}"
+            )));
+        }
+        let ms = u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
+        if ms == 0 || ms > MAX_PROBE_MS {
+            return Err(Error::invalid(format!(
+                "probe duration {ms} ms is outside 1..={MAX_PROBE_MS}"
+            )));
+        }
+        let before = self.receiver.stats().probe_packets_received;
+        self.send_ctrl(ControlMsg::ProbeRequest {
+            target_kbps,
+            duration_ms: ms,
+        })?;
+        let deadline = Instant::now() + duration + Duration::from_secs(5);
+        let done = loop {
+            if Instant::now() > deadline {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    "the host did not finish the speed test",
+                ));
+            }
+            if let Some(ev) = self.receiver.recv_frame(Duration::from_millis(5))? {
+                self.pending.push(ev);
+            }
+            match self.events.try_recv() {
+                Ok(HostMessage::ProbeDone {
+                    packets_sent,
+                    send_drops,
+                    duration_us,
+                }) => break (packets_sent, send_drops, duration_us),
+                Ok(HostMessage::Event(ClientEvent::Closed(r))) => {
+                    return Err(Error::closed(format!(
+                        "the host closed the session: {}",
+                        r.reason
+                    )))
+                }
+                Ok(HostMessage::Event(_)) | Err(mpsc::TryRecvError::Empty) => {}
+                Err(mpsc::TryRecvError::Disconnected) => return Err(Error::closed("the session is closed")),
+            }
+        };
+        // Datagrams still in flight or in the socket buffer: read for a moment more.
+        let grace = Instant::now() + Duration::from_millis(150);
+        while Instant::now() < grace {
+            if let Some(ev) = self.receiver.recv_frame(Duration::from_millis(10))? {
+                self.pending.push(ev);
+            }
+        }
+        let received = self.receiver.stats().probe_packets_received - before;
+        let (sent, drops, us) = done;
+        let secs = (us as f64 / 1e6).max(1e-6);
+        let datagram_bits = (self.receiver.datagram_len() * 8) as f64;
+        Ok(ProbeResult {
+            target_kbps,
+            delivered_kbps: received as f64 * datagram_bits / secs / 1000.0,
+            loss_percent: if sent == 0 {
+                0.0
+            } else {
+                (sent.saturating_sub(received)) as f64 * 100.0 / sent as f64
+            },
+            send_drops: drops,
+            packets_sent: sent,
+            packets_received: received,
+            duration: Duration::from_micros(us),
+        })
+    }
+
+    /// The next message from the host (FEC changes, close), if any is waiting.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        loop {
+            match self.events.try_recv() {
+                Ok(HostMessage::Event(e)) => return Some(e),
+                Ok(HostMessage::ProbeDone { .. }) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Data-plane counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.receiver.stats()
+    }
+
+    /// How the connection ended, if it did.
+    pub fn closed_reason(&self) -> Option<CloseReason> {
+        reason_of(&self.slot, &self.conn)
+    }
+
+    /// Closes the session with a code and reason the host can read; input and
+    /// messages already sent are delivered first. Waits up to a second.
+    pub fn close(&self, code: u32, reason: &str) {
+        close_conn(&self.rt, &self.conn, &self.ctrl, code, reason);
+    }
+}
+
+type Handshake = (
+    quinn::Connection,
+    CloseSlot,
+    Ctrl,
+    FrameReceiver<DataSession>,
+    mpsc::Receiver<HostMessage>,
+    (u32, [u8; 16]),
+);
+
+async fn client_handshake(
+    conn: quinn::Connection,
+    host: SocketAddr,
+    cfg: &ClientConfig,
+) -> Result<Handshake> {
+    let local_ip = conn.local_ip().unwrap_or(if host.is_ipv4() {
+        IpAddr::from([0, 0, 0, 0])
+    } else {
+        IpAddr::from([0u16; 8])
+    });
+    let udp = UdpTransport::bind(SocketAddr::new(local_ip, 0), &cfg.udp)
+        .map_err(|e| io(format!("cannot open the data socket: {e}")))?;
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| protocol(format!("no control stream: {e}")))?;
+    let hello = ControlMsg::ClientHello {
+        version: msg::CONTROL_VERSION,
+        requested_bitrate_kbps: cfg.requested_bitrate_kbps,
+        max_shard_payload: cfg.max_shard_payload,
+        capabilities: msg::CAP_PROBE | msg::CAP_INPUT,
+        data_port: udp.local_addr()?.port(),
+    };
+    send.write_all(&hello.encode())
+        .await
+        .map_err(|e| protocol(format!("control stream: {e}")))?;
+    let hello = read_msg(&mut recv).await?;
+    let Some(ControlMsg::ServerHello {
+        session_id,
+        fec_percent,
+        max_data_shards,
+        shard_payload,
+        max_frame_bytes,
+        granted_bitrate_kbps,
+        data_port,
+    }) = hello
+    else {
+        return Err(protocol(format!("expected a server hello, got {hello:?}")));
+    };
+    if shard_payload > cfg.max_shard_payload {
+        return Err(protocol(format!(
+            "host chose shard payload {shard_payload}, above the {} asked for",
+            cfg.max_shard_payload
+        )));
+    }
+    let mut session_cfg = cfg.session.clone();
+    session_cfg.fec = crate::fec::FecConfig {
+        fec_percent,
+        max_data_per_block: max_data_shards.into(),
+        shard_payload: shard_payload.into(),
+    };
+    session_cfg.max_frame_bytes = session_cfg.max_frame_bytes.min(max_frame_bytes as usize).max(1);
+    session_cfg
+        .validate()
+        .map_err(|e| protocol(format!("host parameters rejected: {}", e.message())))?;
+    udp.connect(SocketAddr::new(conn.remote_address().ip(), data_port))?;
+    let keys = exported_keys(&conn, &session_id)?;
+    let session = Session::new(Role::Client, session_cfg, &keys, Arc::new(udp))?;
+    let (_sender, receiver) = session.split();
+    // Ready is written before connect returns, so a client that closes at
+    // once still completes the handshake the host is waiting on.
+    send.write_all(&ControlMsg::Ready.encode())
+        .await
+        .map_err(|e| protocol(format!("control stream: {e}")))?;
+    let (ctrl, ctrl_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(write_loop(send, ctrl_rx));
+    let (tx, events) = mpsc::channel();
+    let slot = CloseSlot::default();
+    tokio::spawn(client_control_loop(recv, conn.clone(), slot.clone(), tx));
+    tokio::spawn(loss_report_loop(
+        conn.clone(),
+        ctrl.clone(),
+        receiver.stats_handle(),
+    ));
+    Ok((
+        conn,
+        slot,
+        ctrl,
+        receiver,
+        events,
+        (granted_bitrate_kbps, session_id),
+    ))
+}
+
+async fn client_control_loop(
+    mut recv: quinn::RecvStream,
+    conn: quinn::Connection,
+    slot: CloseSlot,
+    tx: mpsc::Sender<HostMessage>,
+) {
+    loop {
+        match read_msg(&mut recv).await {
+            Ok(Some(ControlMsg::FecChanged { percent })) => {
+                let _ = tx.send(HostMessage::Event(ClientEvent::FecChanged { percent }));
+            }
+            Ok(Some(ControlMsg::ProbeDone {
+                packets_sent,
+                send_drops,
+                duration_us,
+                ..
+            })) => {
+                let _ = tx.send(HostMessage::ProbeDone {
+                    packets_sent,
+                    send_drops,
+                    duration_us,
+                });
+            }
+            Ok(Some(ControlMsg::Close(r))) => {
+                conn.close(quinn::VarInt::from_u32(r.code), r.reason.as_bytes());
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                break;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => {
+                if conn.close_reason().is_none() {
+                    conn.close(
+                        quinn::VarInt::from_u32(close_code::PROTOCOL),
+                        e.message().as_bytes(),
+                    );
+                }
+                break;
+            }
+        }
+    }
+    conn.closed().await;
+    let reason = reason_of(&slot, &conn).unwrap_or(CloseReason {
+        code: close_code::NORMAL,
+        reason: String::new(),
+    });
+    let _ = tx.send(HostMessage::Event(ClientEvent::Closed(reason)));
+}
+
+/// Sends the client's cumulative receive counters every [`LOSS_REPORT_INTERVAL`].
+async fn loss_report_loop(conn: quinn::Connection, ctrl: Ctrl, stats: crate::session::StatsHandle) {
+    let mut tick = tokio::time::interval(LOSS_REPORT_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let s = stats.snapshot();
+                let report = ControlMsg::LossReport {
+                    frames_completed: s.frames_completed,
+                    frames_dropped: s.frames_dropped,
+                    fec_recovered_shards: s.fec_recovered_shards,
+                    packets_received: s.packets_received,
+                };
+                if ctrl.send(report).is_err() {
+                    return;
+                }
+            }
+            _ = conn.closed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

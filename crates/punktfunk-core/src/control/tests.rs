@@ -1,0 +1,365 @@
+//! Control plane over real QUIC and UDP on 127.0.0.1.
+
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("punktfunk-ctl-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn host(adaptive: Option<FecBand>) -> Host {
+    let cfg = HostConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        adaptive_fec: adaptive,
+        ..HostConfig::default()
+    };
+    Host::with_identity(cfg, Identity::generate().unwrap()).unwrap()
+}
+
+fn frame(i: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|j| (j.wrapping_mul(31) ^ i) as u8).collect()
+}
+
+/// Reads frames until `n` arrived (panics on loss or timeout).
+fn read_frames(c: &mut Client, n: usize) -> Vec<crate::session::Frame> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} frames arrived",
+            out.len()
+        );
+        match c.recv_frame(Duration::from_millis(100)).unwrap() {
+            Some(FrameEvent::Frame(f)) => out.push(f),
+            Some(other) => panic!("unexpected {other:?}"),
+            None => {}
+        }
+    }
+    out
+}
+
+fn next_host_event(s: &HostSession) -> HostEvent {
+    loop {
+        match s.next_event(Duration::from_secs(10)).unwrap() {
+            Some(HostEvent::FecChanged { .. }) => continue,
+            Some(e) => return e,
+            None => panic!("no host event within 10 s"),
+        }
+    }
+}
+
+#[test]
+fn pinned_client_gets_frames_sends_input_and_reads_the_close_reason() {
+    let h = host(None);
+    let addr = h.local_addr().unwrap();
+    let fp = h.fingerprint();
+    let sizes = [1usize, 5000, 2_000_000, 300_000];
+    let host_side = thread::spawn(move || {
+        let s = h
+            .accept(Some(Duration::from_secs(10)))
+            .unwrap()
+            .expect("a client");
+        assert_eq!(
+            s.granted_bitrate_kbps(),
+            50_000,
+            "the request is granted when below the cap"
+        );
+        for (i, &n) in sizes.iter().enumerate() {
+            s.submit_frame(
+                &frame(i, n),
+                FrameMeta {
+                    pts: i as u64,
+                    keyframe: i == 0,
+                },
+            )
+            .unwrap();
+            thread::sleep(Duration::from_millis(5));
+        }
+        let mut inputs = Vec::new();
+        let mut keyframe = None;
+        while inputs.len() < 5 || keyframe.is_none() {
+            match next_host_event(&s) {
+                HostEvent::Input(ev) => inputs.push(ev),
+                HostEvent::KeyframeRequest { first_lost } => keyframe = Some(first_lost),
+                e => panic!("unexpected {e:?}"),
+            }
+        }
+        s.close(close_code::NORMAL, "end of stream");
+        (inputs, keyframe, s.stats())
+    });
+    let mut cfg = ClientConfig::new(Trust::Pin(fp));
+    cfg.requested_bitrate_kbps = 50_000;
+    let mut c = Client::connect(addr, cfg).unwrap();
+    let got = read_frames(&mut c, sizes.len());
+    for (i, f) in got.iter().enumerate() {
+        assert_eq!(f.index, i as u64);
+        assert_eq!(f.data, frame(i, sizes[i]), "frame {i} differs");
+        assert_eq!((f.pts, f.keyframe), (i as u64, i == 0));
+    }
+    let sent = [
+        InputEvent::KeyDown { code: 4 },
+        InputEvent::MouseMove { dx: -3, dy: 7 },
+        InputEvent::GamepadAxis {
+            pad: 0,
+            axis: axis::LEFT_X,
+            value: -32768,
+        },
+        InputEvent::GamepadButtons {
+            pad: 1,
+            buttons: button::A | button::START,
+        },
+        InputEvent::KeyUp { code: 4 },
+    ];
+    for ev in sent {
+        c.send_input(ev).unwrap();
+    }
+    c.request_keyframe(99).unwrap();
+    // The host closes after reading everything: the client sees its reason.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let err = loop {
+        assert!(Instant::now() < deadline, "the host's close never arrived");
+        if let Err(e) = c.recv_frame(Duration::from_millis(100)) {
+            break e;
+        }
+    };
+    assert_eq!(err.kind(), ErrorKind::Closed);
+    let reason = c.closed_reason().expect("closed");
+    assert_eq!(reason.code, close_code::NORMAL);
+    assert_eq!(reason.reason, "end of stream");
+    let (inputs, keyframe, hstats) = host_side.join().unwrap();
+    // Key edges and button state arrive exactly once each, edges in order.
+    let edges: Vec<_> = inputs.iter().filter(|e| e.must_arrive()).copied().collect();
+    assert_eq!(
+        edges,
+        vec![sent[0], sent[3], sent[4]],
+        "reliable events, once each, in order"
+    );
+    assert!(
+        inputs.contains(&sent[1]) && inputs.contains(&sent[2]),
+        "datagram events arrive on loopback"
+    );
+    assert_eq!(keyframe, Some(99));
+    assert_eq!(hstats.frames_submitted, sizes.len() as u64);
+    assert_eq!(c.stats().frames_completed, sizes.len() as u64);
+}
+
+#[test]
+fn a_wrong_pin_is_refused_before_any_data_flows() {
+    let h = host(None);
+    let addr = h.local_addr().unwrap();
+    let host_side = thread::spawn(move || h.accept(Some(Duration::from_secs(5))));
+    let wrong = Fingerprint([0x42; 32]);
+    let e = Client::connect(addr, ClientConfig::new(Trust::Pin(wrong))).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PinMismatch, "{e}");
+    assert!(
+        e.message().contains(&wrong.to_hex()),
+        "the message names the pin: {e}"
+    );
+    let accepted = host_side.join().unwrap();
+    assert!(
+        !matches!(accepted, Ok(Some(_))),
+        "the host must not get a session from a refused client"
+    );
+}
+
+#[test]
+fn trust_on_first_use_records_and_then_enforces_the_fingerprint() {
+    let dir = temp_dir("tofu");
+    let h = host(None);
+    let addr = h.local_addr().unwrap();
+    let fp = h.fingerprint();
+    let host_side = thread::spawn(move || {
+        for _ in 0..2 {
+            let s = h.accept(Some(Duration::from_secs(10))).unwrap().expect("client");
+            s.close(close_code::NORMAL, "bye");
+        }
+        h
+    });
+    let c = Client::connect(addr, ClientConfig::new(Trust::Tofu(dir.clone()))).unwrap();
+    assert_eq!(c.fingerprint(), fp);
+    assert_eq!(
+        KnownHosts::in_dir(&dir).lookup(&addr.to_string()).unwrap(),
+        Some(fp)
+    );
+    drop(c);
+    let c = Client::connect(addr, ClientConfig::new(Trust::Tofu(dir.clone()))).unwrap();
+    assert_eq!(c.fingerprint(), fp, "second connect uses the recorded pin");
+    drop(c);
+    let _h = host_side.join().unwrap();
+
+    // A different host at an address already known: refused.
+    let other = host(None);
+    let other_addr = other.local_addr().unwrap();
+    KnownHosts::in_dir(&dir)
+        .record(&other_addr.to_string(), fp)
+        .unwrap();
+    let t = thread::spawn(move || other.accept(Some(Duration::from_secs(5))).map(|s| s.is_some()));
+    let e = Client::connect(other_addr, ClientConfig::new(Trust::Tofu(dir.clone()))).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PinMismatch);
+    let _ = t.join();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn speed_test_reports_what_arrived_without_touching_frame_indices() {
+    let h = host(None);
+    let addr = h.local_addr().unwrap();
+    let cfg = ClientConfig::new(Trust::Pin(h.fingerprint()));
+    let host_side = thread::spawn(move || {
+        let s = h.accept(Some(Duration::from_secs(10))).unwrap().expect("client");
+        s.submit_frame(b"before", FrameMeta::default()).unwrap();
+        // Serve until the client leaves (the probe runs on the host's QUIC task).
+        while !matches!(
+            s.next_event(Duration::from_secs(10)).unwrap(),
+            Some(HostEvent::Closed(_)) | None
+        ) {}
+        s.submit_frame(b"after", FrameMeta::default()).ok();
+        s.stats()
+    });
+    let mut c = Client::connect(addr, cfg).unwrap();
+    let r = c.speed_test(200_000, Duration::from_millis(500)).unwrap();
+    assert!(r.packets_sent > 0 && r.packets_received > 0, "{r:?}");
+    assert!(
+        r.delivered_kbps > 100_000.0 && r.delivered_kbps < 300_000.0,
+        "200 Mbit/s asked, {} kbit/s delivered: {r:?}",
+        r.delivered_kbps
+    );
+    assert!(r.loss_percent < 5.0, "loopback barely loses: {r:?}");
+    assert!(r.duration >= Duration::from_millis(450), "{r:?}");
+    let f = read_frames(&mut c, 1);
+    assert_eq!(
+        (f[0].index, f[0].data.as_slice()),
+        (0, b"before".as_slice()),
+        "frames keep their indices"
+    );
+    let e = c
+        .speed_test(MAX_PROBE_KBPS + 1, Duration::from_millis(100))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    c.close(close_code::NORMAL, "done");
+    let hs = host_side.join().unwrap();
+    assert_eq!(hs.frames_submitted, 1, "the probe submitted no frames");
+}
+
+#[test]
+fn one_host_serves_several_clients_each_with_its_own_session() {
+    let h = host(None);
+    let addr = h.local_addr().unwrap();
+    let fp = h.fingerprint();
+    let host_side = thread::spawn(move || {
+        let mut sessions = Vec::new();
+        for i in 0..3 {
+            let s = h.accept(Some(Duration::from_secs(10))).unwrap();
+            sessions.push(s.unwrap_or_else(|| panic!("client {i} never came")));
+        }
+        let ids: Vec<_> = sessions.iter().map(|s| s.session_id()).collect();
+        for (i, s) in sessions.iter().enumerate() {
+            s.submit_frame(&frame(i, 100_000 + i), FrameMeta::default())
+                .unwrap();
+        }
+        for s in &sessions {
+            assert!(matches!(next_host_event(s), HostEvent::Closed(_)));
+        }
+        ids
+    });
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut c =
+                    Client::connect(addr, ClientConfig::new(Trust::Pin(fp))).expect("client connects");
+                let f = read_frames(&mut c, 1).remove(0);
+                c.close(close_code::NORMAL, "thanks");
+                (c.session_id(), f.data)
+            })
+        })
+        .collect();
+    let clients: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let ids = host_side.join().unwrap();
+    for (id, data) in clients {
+        let i = ids
+            .iter()
+            .position(|x| *x == id)
+            .expect("the host knows this session");
+        assert_eq!(data, frame(i, 100_000 + i), "each client got its own stream");
+    }
+}
+
+#[test]
+fn the_client_close_reason_reaches_the_host() {
+    let h = host(None);
+    let addr = h.local_addr().unwrap();
+    let fp = h.fingerprint();
+    let host_side = thread::spawn(move || {
+        let s = h.accept(Some(Duration::from_secs(10))).unwrap().expect("client");
+        let e = next_host_event(&s);
+        (e, s.submit_frame(b"x", FrameMeta::default()).map(|_| ()))
+    });
+    let c = Client::connect(addr, ClientConfig::new(Trust::Pin(fp))).unwrap();
+    c.close(close_code::APPLICATION, "user quit");
+    let (event, later) = host_side.join().unwrap();
+    assert_eq!(
+        event,
+        HostEvent::Closed(CloseReason {
+            code: close_code::APPLICATION,
+            reason: "user quit".into()
+        })
+    );
+    assert_eq!(
+        later.unwrap_err().kind(),
+        ErrorKind::Closed,
+        "no frames after the client left"
+    );
+}
+
+#[test]
+fn connecting_to_nothing_fails_within_the_timeout() {
+    // A bound but silent UDP socket: nothing answers the QUIC handshake.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let mut cfg = ClientConfig::new(Trust::Pin(Fingerprint([0; 32])));
+    cfg.connect_timeout = Duration::from_millis(800);
+    let t0 = Instant::now();
+    let e = Client::connect(addr, cfg).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(e.message().contains(&addr.to_string()), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn adaptive_fec_on_the_host_follows_loss_reports() {
+    let h = host(Some(FecBand { min: 5, max: 40 }));
+    let addr = h.local_addr().unwrap();
+    let fp = h.fingerprint();
+    let host_side = thread::spawn(move || {
+        let s = h.accept(Some(Duration::from_secs(10))).unwrap().expect("client");
+        s.set_fec_percent(40).unwrap();
+        // Stream clean frames; the client's reports should walk FEC down.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut i = 0usize;
+        while s.fec_percent() > 30 && Instant::now() < deadline {
+            s.submit_frame(&frame(i, 50_000), FrameMeta::default()).unwrap();
+            i += 1;
+            thread::sleep(Duration::from_millis(10));
+        }
+        let pct = s.fec_percent();
+        s.close(close_code::NORMAL, "done");
+        pct
+    });
+    let mut c = Client::connect(addr, ClientConfig::new(Trust::Pin(fp))).unwrap();
+    let mut saw_change = false;
+    while c.recv_frame(Duration::from_millis(50)).is_ok() {
+        while let Some(ev) = c.poll_event() {
+            saw_change |= matches!(ev, ClientEvent::FecChanged { .. });
+        }
+    }
+    let pct = host_side.join().unwrap();
+    assert!(pct <= 30, "a clean link brings FEC down from 40, got {pct}");
+    assert!(saw_change, "the client hears about FEC changes");
+}
