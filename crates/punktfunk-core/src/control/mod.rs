@@ -352,6 +352,18 @@ struct HostShared {
     sender: Mutex<FrameSender<DataSession>>,
     fec: Mutex<Option<AdaptiveFec>>,
     input_dropped: AtomicU64,
+    notify: Mutex<Option<crate::session::Notify>>,
+}
+
+impl HostShared {
+    /// Queues an event for the application and wakes it if it asked to be woken.
+    fn emit(&self, tx: &mpsc::Sender<HostEvent>, ev: HostEvent) {
+        if tx.send(ev).is_ok() {
+            if let Some(n) = self.notify.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                n();
+            }
+        }
+    }
 }
 
 /// One client's session on the host: send frames, read its events.
@@ -473,6 +485,7 @@ async fn host_handshake(
                 .map(|band| AdaptiveFec::new(band, session_cfg.fec.fec_percent)),
         ),
         input_dropped: AtomicU64::new(0),
+        notify: Mutex::new(None),
     });
     let (tx, events) = mpsc::channel();
     let dedup = Arc::new(Mutex::new(InputDedup::default()));
@@ -551,12 +564,12 @@ async fn host_control_loop(
         };
         match m {
             ControlMsg::KeyframeRequest { first_lost } => {
-                let _ = tx.send(HostEvent::KeyframeRequest { first_lost });
+                shared.emit(&tx, HostEvent::KeyframeRequest { first_lost });
             }
             ControlMsg::Input { seq, event }
                 if dedup.lock().unwrap_or_else(|p| p.into_inner()).first(seq) =>
             {
-                let _ = tx.send(HostEvent::Input(event));
+                shared.emit(&tx, HostEvent::Input(event));
             }
             ControlMsg::LossReport { .. } => {
                 let change = shared
@@ -573,7 +586,7 @@ async fn host_control_loop(
                         .set_fec_percent(pct);
                     if applied.is_ok() {
                         let _ = ctrl.send(ControlMsg::FecChanged { percent: pct });
-                        let _ = tx.send(HostEvent::FecChanged { percent: pct });
+                        shared.emit(&tx, HostEvent::FecChanged { percent: pct });
                     }
                 }
             }
@@ -606,7 +619,7 @@ async fn host_control_loop(
         code: close_code::NORMAL,
         reason: String::new(),
     });
-    let _ = tx.send(HostEvent::Closed(reason));
+    shared.emit(&tx, HostEvent::Closed(reason));
 }
 
 async fn host_datagram_loop(
@@ -621,7 +634,7 @@ async fn host_datagram_loop(
                 let deliver =
                     !event.must_arrive() || dedup.lock().unwrap_or_else(|p| p.into_inner()).first(seq);
                 if deliver {
-                    let _ = tx.send(HostEvent::Input(event));
+                    shared.emit(&tx, HostEvent::Input(event));
                 }
             }
             Err(_) => {
@@ -682,6 +695,38 @@ impl HostSession {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .submit_frame(data, meta)
+    }
+
+    /// A handle that sends this session's frames from another thread (a
+    /// [`FrameSink`](crate::session::FrameSink), e.g. for a `SendWorker`).
+    pub fn sink(&self) -> HostSink {
+        HostSink {
+            shared: self.shared.clone(),
+            conn: self.conn.clone(),
+            slot: self.slot.clone(),
+            stats: self
+                .shared
+                .sender
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .stats_handle(),
+        }
+    }
+
+    /// Calls `notify` (from a network thread) whenever an event is queued; for
+    /// waking an event loop instead of blocking in [`HostSession::next_event`].
+    pub fn set_notify(&self, notify: Option<crate::session::Notify>) {
+        *self.shared.notify.lock().unwrap_or_else(|p| p.into_inner()) = notify;
+    }
+
+    /// The next event if one is queued, without waiting. `ERR_PF_CLOSED` after
+    /// the `Closed` event has been taken.
+    pub fn try_next_event(&self) -> Result<Option<HostEvent>> {
+        match self.events.try_recv() {
+            Ok(e) => Ok(Some(e)),
+            Err(mpsc::TryRecvError::Empty) => Ok(None),
+            Err(mpsc::TryRecvError::Disconnected) => Err(Error::closed("the session is closed")),
+        }
     }
 
     /// The next event from the client, waiting up to `timeout`; `Ok(None)` on timeout.
@@ -791,6 +836,53 @@ fn close_conn(rt: &Runtime, conn: &quinn::Connection, ctrl: &Ctrl, code: u32, re
     }
 }
 
+/// Sends a host session's frames from any thread (see [`HostSession::sink`]).
+pub struct HostSink {
+    shared: Arc<HostShared>,
+    conn: quinn::Connection,
+    slot: CloseSlot,
+    stats: crate::session::StatsHandle,
+}
+
+impl std::fmt::Debug for HostSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostSink").finish_non_exhaustive()
+    }
+}
+
+impl crate::session::FrameSink for HostSink {
+    fn submit_frame(&mut self, data: &[u8], meta: FrameMeta) -> Result<SubmitReport> {
+        if let Some(r) = reason_of(&self.slot, &self.conn) {
+            return Err(Error::closed(format!("the client is gone: {}", r.reason)));
+        }
+        self.shared
+            .sender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .submit_frame(data, meta)
+    }
+
+    fn set_fec_percent(&mut self, pct: u8) -> Result<()> {
+        self.shared
+            .sender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_fec_percent(pct)
+    }
+
+    fn max_frame_bytes(&self) -> usize {
+        self.shared
+            .sender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .max_frame_bytes()
+    }
+
+    fn stats_handle(&self) -> crate::session::StatsHandle {
+        self.stats.clone()
+    }
+}
+
 // -------------------------------------------------------------- client side
 
 /// Client settings.
@@ -861,7 +953,25 @@ pub struct ProbeResult {
     pub duration: Duration,
 }
 
-impl Drop for Client {
+/// The control half of a connected client: input, keyframe requests, speed
+/// test, host messages, close. Usable from any thread while a
+/// [`ClientReceiver`] runs elsewhere (see [`Client::split`]).
+pub struct ClientControl {
+    rt: Arc<Runtime>,
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    slot: CloseSlot,
+    ctrl: Ctrl,
+    events: Mutex<mpsc::Receiver<HostMessage>>,
+    input_seq: std::sync::atomic::AtomicU32,
+    stats: crate::session::StatsHandle,
+    datagram_len: usize,
+    fingerprint: Fingerprint,
+    granted_bitrate_kbps: u32,
+    session_id: [u8; 16],
+}
+
+impl Drop for ClientControl {
     fn drop(&mut self) {
         close_conn(
             &self.rt,
@@ -872,32 +982,80 @@ impl Drop for Client {
         );
         let _ = self
             .rt
-            .block_on(async { tokio::time::timeout(DRAIN_ON_DROP, self._endpoint.wait_idle()).await });
+            .block_on(async { tokio::time::timeout(DRAIN_ON_DROP, self.endpoint.wait_idle()).await });
     }
 }
 
-/// A client connected to a host: receives frames, sends input.
-pub struct Client {
-    rt: Arc<Runtime>,
-    _endpoint: quinn::Endpoint,
+impl std::fmt::Debug for ClientControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientControl")
+            .field("host", &self.conn.remote_address())
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The receiving half of a connected client (a [`FrameSource`](crate::session::FrameSource)).
+pub struct ClientReceiver {
+    receiver: FrameReceiver<DataSession>,
     conn: quinn::Connection,
     slot: CloseSlot,
-    ctrl: Ctrl,
-    receiver: FrameReceiver<DataSession>,
-    events: mpsc::Receiver<HostMessage>,
-    pending: Vec<FrameEvent>,
-    fingerprint: Fingerprint,
-    input_seq: u32,
-    granted_bitrate_kbps: u32,
-    session_id: [u8; 16],
+    pending: std::collections::VecDeque<FrameEvent>,
+}
+
+impl std::fmt::Debug for ClientReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientReceiver").finish_non_exhaustive()
+    }
+}
+
+impl ClientReceiver {
+    /// Waits up to `timeout` for the next frame event (see
+    /// [`FrameReceiver::recv_frame`]). Fails with `ERR_PF_CLOSED` once the
+    /// session ended and nothing is left to deliver.
+    pub fn recv_frame(&mut self, timeout: Duration) -> Result<Option<FrameEvent>> {
+        if let Some(ev) = self.pending.pop_front() {
+            return Ok(Some(ev));
+        }
+        match self.receiver.recv_frame(timeout)? {
+            Some(ev) => Ok(Some(ev)),
+            None => match reason_of(&self.slot, &self.conn) {
+                Some(r) => Err(Error::closed(format!("the session ended: {}", r.reason))),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Returns a delivered frame's buffer for reuse.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.receiver.recycle(buf);
+    }
+
+    /// Data-plane counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.receiver.stats()
+    }
+}
+
+impl crate::session::FrameSource for ClientReceiver {
+    fn recv_frame(&mut self, timeout: Duration) -> Result<Option<FrameEvent>> {
+        ClientReceiver::recv_frame(self, timeout)
+    }
+    fn stats_handle(&self) -> crate::session::StatsHandle {
+        self.receiver.stats_handle()
+    }
+}
+
+/// A client connected to a host: receives frames, sends input. Use it from
+/// one thread, or [`Client::split`] it into a receiver and a control handle.
+pub struct Client {
+    receiver: ClientReceiver,
+    control: ClientControl,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("host", &self.conn.remote_address())
-            .field("fingerprint", &self.fingerprint)
-            .finish_non_exhaustive()
+        self.control.fmt(f)
     }
 }
 
@@ -991,22 +1149,113 @@ impl Client {
         if let (Some(k), None) = (&known, expected) {
             k.record(&host.to_string(), fingerprint)?;
         }
+        let stats = receiver.stats_handle();
+        let datagram_len = receiver.datagram_len();
         Ok(Client {
-            rt,
-            _endpoint: endpoint,
-            conn,
-            slot,
-            ctrl,
-            receiver,
-            events,
-            pending: Vec::new(),
-            fingerprint,
-            input_seq: 0,
-            granted_bitrate_kbps: hello.0,
-            session_id: hello.1,
+            receiver: ClientReceiver {
+                receiver,
+                conn: conn.clone(),
+                slot: slot.clone(),
+                pending: Default::default(),
+            },
+            control: ClientControl {
+                rt,
+                endpoint,
+                conn,
+                slot,
+                ctrl,
+                events: Mutex::new(events),
+                input_seq: Default::default(),
+                stats,
+                datagram_len,
+                fingerprint,
+                granted_bitrate_kbps: hello.0,
+                session_id: hello.1,
+            },
         })
     }
 
+    /// Splits into the receiving half (for a thread of its own, e.g. a
+    /// [`RecvWorker`](crate::session::RecvWorker)) and the control half.
+    pub fn split(self) -> (ClientReceiver, ClientControl) {
+        (self.receiver, self.control)
+    }
+
+    /// The control half.
+    pub fn control(&self) -> &ClientControl {
+        &self.control
+    }
+
+    /// The host's fingerprint (as pinned or first seen).
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.control.fingerprint
+    }
+
+    /// The bitrate the host granted, kbit/s.
+    pub fn granted_bitrate_kbps(&self) -> u32 {
+        self.control.granted_bitrate_kbps
+    }
+
+    /// This session's id.
+    pub fn session_id(&self) -> [u8; 16] {
+        self.control.session_id
+    }
+
+    /// Waits up to `timeout` for the next frame event; `ERR_PF_CLOSED` once the
+    /// host ended the session and nothing is left.
+    pub fn recv_frame(&mut self, timeout: Duration) -> Result<Option<FrameEvent>> {
+        self.receiver.recv_frame(timeout)
+    }
+
+    /// Returns a delivered frame's buffer for reuse.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.receiver.recycle(buf);
+    }
+
+    /// Asks the host for a keyframe (see [`ClientControl::request_keyframe`]).
+    pub fn request_keyframe(&self, first_lost: u64) -> Result<()> {
+        self.control.request_keyframe(first_lost)
+    }
+
+    /// Sends an input event (see [`ClientControl::send_input`]).
+    pub fn send_input(&self, event: InputEvent) -> Result<()> {
+        self.control.send_input(event)
+    }
+
+    /// Runs a speed test, reading the data plane meanwhile; frames arriving
+    /// during the test are kept for later `recv_frame` calls.
+    pub fn speed_test(&mut self, target_kbps: u32, duration: Duration) -> Result<ProbeResult> {
+        let Client { receiver, control } = self;
+        control.speed_test_with(target_kbps, duration, |wait| {
+            if let Some(ev) = receiver.receiver.recv_frame(wait)? {
+                receiver.pending.push_back(ev);
+            }
+            Ok(())
+        })
+    }
+
+    /// The next message from the host (FEC changes, close), if one is waiting.
+    pub fn poll_event(&self) -> Option<ClientEvent> {
+        self.control.poll_event()
+    }
+
+    /// Data-plane counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.receiver.stats()
+    }
+
+    /// How the connection ended, if it did.
+    pub fn closed_reason(&self) -> Option<CloseReason> {
+        self.control.closed_reason()
+    }
+
+    /// Closes the session (see [`ClientControl::close`]).
+    pub fn close(&self, code: u32, reason: &str) {
+        self.control.close(code, reason)
+    }
+}
+
+impl ClientControl {
     /// The host's fingerprint (as pinned or first seen).
     pub fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
@@ -1015,34 +1264,6 @@ impl Client {
     /// The bitrate the host granted, kbit/s.
     pub fn granted_bitrate_kbps(&self) -> u32 {
         self.granted_bitrate_kbps
-    }
-
-    /// This session's id.
-    pub fn session_id(&self) -> [u8; 16] {
-        self.session_id
-    }
-
-    /// Waits up to `timeout` for the next frame event (see [`FrameReceiver::recv_frame`]).
-    /// Fails with `ERR_PF_CLOSED` once the host closed the session and nothing is left.
-    pub fn recv_frame(&mut self, timeout: Duration) -> Result<Option<FrameEvent>> {
-        if !self.pending.is_empty() {
-            return Ok(Some(self.pending.remove(0)));
-        }
-        match self.receiver.recv_frame(timeout)? {
-            Some(ev) => Ok(Some(ev)),
-            None => match self.closed_reason() {
-                Some(r) => Err(Error::closed(format!(
-                    "the host closed the session: {}",
-                    r.reason
-                ))),
-                None => Ok(None),
-            },
-        }
-    }
-
-    /// Returns a delivered frame's buffer for reuse.
-    pub fn recycle(&mut self, buf: Vec<u8>) {
-        self.receiver.recycle(buf);
     }
 
     /// Asks the host for a keyframe (frames from `first_lost` on were lost).
@@ -1062,9 +1283,11 @@ impl Client {
     /// Sends an input event: as a QUIC datagram (lowest latency), and for key
     /// and button edges also on the reliable stream, so they cannot be lost
     /// (the host delivers whichever copy arrives first).
-    pub fn send_input(&mut self, event: InputEvent) -> Result<()> {
-        self.input_seq = self.input_seq.wrapping_add(1);
-        let seq = self.input_seq;
+    pub fn send_input(&self, event: InputEvent) -> Result<()> {
+        let seq = self.input_seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        if let Some(r) = self.closed_reason() {
+            return Err(Error::closed(format!("the session is closed: {}", r.reason)));
+        }
         let d = msg::encode_input_datagram(seq, &event);
         let datagram_ok = self.conn.send_datagram(bytes::Bytes::copy_from_slice(&d)).is_ok();
         if event.must_arrive() || !datagram_ok {
@@ -1073,10 +1296,22 @@ impl Client {
         Ok(())
     }
 
-    /// Runs a speed test: the host sends probe filler at `target_kbps` for
-    /// `duration` through the data plane. Frames arriving meanwhile are kept
-    /// for later `recv_frame` calls.
-    pub fn speed_test(&mut self, target_kbps: u32, duration: Duration) -> Result<ProbeResult> {
+    /// Runs a speed test while another thread keeps reading the data plane
+    /// (a split client's receiver, e.g. in a `RecvWorker`).
+    pub fn speed_test(&self, target_kbps: u32, duration: Duration) -> Result<ProbeResult> {
+        self.speed_test_with(target_kbps, duration, |wait| {
+            std::thread::sleep(wait);
+            Ok(())
+        })
+    }
+
+    /// The speed test; `pump(wait)` keeps the data plane read for about `wait`.
+    fn speed_test_with(
+        &self,
+        target_kbps: u32,
+        duration: Duration,
+        mut pump: impl FnMut(Duration) -> Result<()>,
+    ) -> Result<ProbeResult> {
         if target_kbps == 0 || target_kbps > MAX_PROBE_KBPS {
             return Err(Error::invalid(format!(
                 "target {target_kbps} kbit/s is outside 1..={MAX_PROBE_KBPS}"
@@ -1088,7 +1323,7 @@ impl Client {
                 "probe duration {ms} ms is outside 1..={MAX_PROBE_MS}"
             )));
         }
-        let before = self.receiver.stats().probe_packets_received;
+        let before = self.stats.snapshot().probe_packets_received;
         self.send_ctrl(ControlMsg::ProbeRequest {
             target_kbps,
             duration_ms: ms,
@@ -1101,10 +1336,9 @@ impl Client {
                     "the host did not finish the speed test",
                 ));
             }
-            if let Some(ev) = self.receiver.recv_frame(Duration::from_millis(5))? {
-                self.pending.push(ev);
-            }
-            match self.events.try_recv() {
+            pump(Duration::from_millis(5))?;
+            let next = self.events.lock().unwrap_or_else(|p| p.into_inner()).try_recv();
+            match next {
                 Ok(HostMessage::ProbeDone {
                     packets_sent,
                     send_drops,
@@ -1123,14 +1357,12 @@ impl Client {
         // Datagrams still in flight or in the socket buffer: read for a moment more.
         let grace = Instant::now() + Duration::from_millis(150);
         while Instant::now() < grace {
-            if let Some(ev) = self.receiver.recv_frame(Duration::from_millis(10))? {
-                self.pending.push(ev);
-            }
+            pump(Duration::from_millis(10))?;
         }
-        let received = self.receiver.stats().probe_packets_received - before;
+        let received = self.stats.snapshot().probe_packets_received - before;
         let (sent, drops, us) = done;
         let secs = (us as f64 / 1e6).max(1e-6);
-        let datagram_bits = (self.receiver.datagram_len() * 8) as f64;
+        let datagram_bits = (self.datagram_len * 8) as f64;
         Ok(ProbeResult {
             target_kbps,
             delivered_kbps: received as f64 * datagram_bits / secs / 1000.0,
@@ -1146,10 +1378,11 @@ impl Client {
         })
     }
 
-    /// The next message from the host (FEC changes, close), if any is waiting.
-    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+    /// The next message from the host (FEC changes, close), if one is waiting.
+    pub fn poll_event(&self) -> Option<ClientEvent> {
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            match self.events.try_recv() {
+            match events.try_recv() {
                 Ok(HostMessage::Event(e)) => return Some(e),
                 Ok(HostMessage::ProbeDone { .. }) => continue,
                 Err(_) => return None,
@@ -1159,7 +1392,7 @@ impl Client {
 
     /// Data-plane counters.
     pub fn stats(&self) -> StatsSnapshot {
-        self.receiver.stats()
+        self.stats.snapshot()
     }
 
     /// How the connection ended, if it did.

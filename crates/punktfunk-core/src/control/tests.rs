@@ -363,3 +363,63 @@ fn adaptive_fec_on_the_host_follows_loss_reports() {
     assert!(pct <= 30, "a clean link brings FEC down from 40, got {pct}");
     assert!(saw_change, "the client hears about FEC changes");
 }
+
+#[test]
+fn split_halves_run_on_workers_with_events_notified() {
+    use crate::session::{RecvWorker, SendWorker};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let h = host(None);
+    let addr = h.local_addr().unwrap();
+    let fp = h.fingerprint();
+    let host_side = thread::spawn(move || {
+        let s = h.accept(Some(Duration::from_secs(10))).unwrap().expect("client");
+        let woken = Arc::new(AtomicUsize::new(0));
+        let w = woken.clone();
+        s.set_notify(Some(Arc::new(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        })));
+        let mut tx = SendWorker::spawn(s.sink(), 4, None).unwrap();
+        for i in 0..10 {
+            tx.submit(frame(i, 80_000), FrameMeta::default(), None).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut input = None;
+        while input.is_none() && Instant::now() < deadline {
+            match s.try_next_event().unwrap() {
+                Some(HostEvent::Input(ev)) => input = Some(ev),
+                _ => thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        tx.close().unwrap();
+        assert!(woken.load(Ordering::SeqCst) >= 1, "the notify callback ran");
+        while !matches!(
+            s.next_event(Duration::from_secs(10)).unwrap(),
+            Some(HostEvent::Closed(_)) | None
+        ) {}
+        input
+    });
+    let c = Client::connect(addr, ClientConfig::new(Trust::Pin(fp))).unwrap();
+    let (rx, control) = c.split();
+    let mut rx = RecvWorker::spawn(rx, 16, None).unwrap();
+    for i in 0..10 {
+        match rx.next(Some(Duration::from_secs(10))).unwrap() {
+            Some(FrameEvent::Frame(f)) => assert_eq!(f.data, frame(i, 80_000)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let probe = control.speed_test(50_000, Duration::from_millis(300)).unwrap();
+    assert!(
+        probe.packets_received > 0,
+        "the worker kept reading during the probe: {probe:?}"
+    );
+    control.send_input(InputEvent::KeyDown { code: 30 }).unwrap();
+    control.close(close_code::NORMAL, "bye");
+    assert_eq!(host_side.join().unwrap(), Some(InputEvent::KeyDown { code: 30 }));
+    // The session is over: the receive worker reports the end.
+    let end = rx.next(Some(Duration::from_secs(10)));
+    assert!(
+        matches!(end, Err(ref e) if e.kind() == ErrorKind::Closed),
+        "{end:?}"
+    );
+    rx.close();
+}

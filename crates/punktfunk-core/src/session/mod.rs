@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 pub use reassembly::Reassembler;
 pub use receiver::FrameReceiver;
 pub use sender::{FrameSender, SubmitReport};
-pub use worker::{Notify, RecvWorker, Rejected, SendWorker, StatsHandle, MAX_WORKER_QUEUE};
+pub use worker::{
+    FrameSink, FrameSource, Notify, RecvWorker, Rejected, SendWorker, StatsHandle, MAX_WORKER_QUEUE,
+};
 
 use crate::crypto::SessionKeys;
 use crate::error::{Error, Result};

@@ -32,7 +32,7 @@ use crate::fec::MAX_FEC_PERCENT;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::transport::Transport;
 
-use super::{FrameEvent, FrameMeta, FrameReceiver, FrameSender};
+use super::{FrameEvent, FrameMeta, FrameReceiver, FrameSender, SubmitReport};
 
 /// Wake-up callback for a worker's owner; called on the worker thread. Keep it
 /// short and non-blocking (set a flag, notify a task). It fires on the
@@ -44,20 +44,67 @@ pub type Notify = Arc<dyn Fn() + Send + Sync>;
 /// bounds how long `close` takes.
 const STOP_CHECK: Duration = Duration::from_millis(20);
 
+/// What a [`SendWorker`] drives: a [`FrameSender`], or anything that sends
+/// frames the same way (a control-plane host session).
+pub trait FrameSink: Send + 'static {
+    /// Sends one frame.
+    fn submit_frame(&mut self, data: &[u8], meta: FrameMeta) -> Result<SubmitReport>;
+    /// Changes the FEC percentage for later frames.
+    fn set_fec_percent(&mut self, pct: u8) -> Result<()>;
+    /// Largest frame accepted.
+    fn max_frame_bytes(&self) -> usize;
+    /// Counters, readable from any thread.
+    fn stats_handle(&self) -> StatsHandle;
+}
+
+impl<T: Transport + 'static> FrameSink for FrameSender<T> {
+    fn submit_frame(&mut self, data: &[u8], meta: FrameMeta) -> Result<SubmitReport> {
+        FrameSender::submit_frame(self, data, meta)
+    }
+    fn set_fec_percent(&mut self, pct: u8) -> Result<()> {
+        FrameSender::set_fec_percent(self, pct)
+    }
+    fn max_frame_bytes(&self) -> usize {
+        FrameSender::max_frame_bytes(self)
+    }
+    fn stats_handle(&self) -> StatsHandle {
+        FrameSender::stats_handle(self)
+    }
+}
+
+/// What a [`RecvWorker`] drives: a [`FrameReceiver`], or anything that
+/// receives frames the same way (a control-plane client).
+pub trait FrameSource: Send + 'static {
+    /// Waits up to `timeout` for the next event (see [`FrameReceiver::recv_frame`]).
+    fn recv_frame(&mut self, timeout: Duration) -> Result<Option<FrameEvent>>;
+    /// Counters, readable from any thread.
+    fn stats_handle(&self) -> StatsHandle;
+}
+
+impl<T: Transport + 'static> FrameSource for FrameReceiver<T> {
+    fn recv_frame(&mut self, timeout: Duration) -> Result<Option<FrameEvent>> {
+        FrameReceiver::recv_frame(self, timeout)
+    }
+    fn stats_handle(&self) -> StatsHandle {
+        FrameReceiver::stats_handle(self)
+    }
+}
+
 /// Largest queue a worker accepts.
 pub const MAX_WORKER_QUEUE: usize = 1024;
 
 /// Counters of a session, readable from any thread while the halves run elsewhere.
+#[derive(Clone)]
 pub struct StatsHandle {
     stats: Arc<Stats>,
-    io: Box<dyn Fn() -> crate::transport::IoCounters + Send + Sync>,
+    io: Arc<dyn Fn() -> crate::transport::IoCounters + Send + Sync>,
 }
 
 impl StatsHandle {
     pub(super) fn new<T: Transport + 'static>(stats: Arc<Stats>, transport: Arc<T>) -> Self {
         StatsHandle {
             stats,
-            io: Box::new(move || transport.io_counters()),
+            io: Arc::new(move || transport.io_counters()),
         }
     }
 
@@ -246,11 +293,7 @@ impl SendWorker {
     /// Starts a send thread owning `sender`, with a queue of `capacity` frames
     /// (`1..=1024`). `notify` is called when a full queue gets room again and
     /// when the worker stops.
-    pub fn spawn<T: Transport + 'static>(
-        sender: FrameSender<T>,
-        capacity: usize,
-        notify: Option<Notify>,
-    ) -> Result<Self> {
+    pub fn spawn<S: FrameSink>(sender: S, capacity: usize, notify: Option<Notify>) -> Result<Self> {
         check_capacity(capacity)?;
         let shared = Shared::new(capacity, notify);
         let spare = Arc::new(Mutex::new(Vec::with_capacity(capacity)));
@@ -418,11 +461,7 @@ impl std::fmt::Debug for SendWorker {
     }
 }
 
-fn send_loop<T: Transport>(
-    mut sender: FrameSender<T>,
-    shared: &Shared<SendJob>,
-    spare: &Mutex<Vec<Vec<u8>>>,
-) {
+fn send_loop<S: FrameSink>(mut sender: S, shared: &Shared<SendJob>, spare: &Mutex<Vec<Vec<u8>>>) {
     run_guarded(shared, "send", || loop {
         let (job, was_full, owners_blocked) = {
             let mut st = shared.lock();
@@ -468,11 +507,7 @@ impl RecvWorker {
     /// Starts a receive thread owning `receiver`, queueing up to `capacity`
     /// events (`1..=1024`). `notify` is called when an event lands in an empty
     /// queue and when the worker stops.
-    pub fn spawn<T: Transport + 'static>(
-        receiver: FrameReceiver<T>,
-        capacity: usize,
-        notify: Option<Notify>,
-    ) -> Result<Self> {
+    pub fn spawn<R: FrameSource>(receiver: R, capacity: usize, notify: Option<Notify>) -> Result<Self> {
         check_capacity(capacity)?;
         let shared = Shared::new(capacity, notify);
         let stats = receiver.stats_handle();
@@ -572,7 +607,7 @@ impl std::fmt::Debug for RecvWorker {
     }
 }
 
-fn recv_loop<T: Transport>(mut receiver: FrameReceiver<T>, shared: &Shared<FrameEvent>) {
+fn recv_loop<R: FrameSource>(mut receiver: R, shared: &Shared<FrameEvent>) {
     run_guarded(shared, "receive", || loop {
         {
             // Wait for room first: while the queue is full the socket buffer
