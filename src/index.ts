@@ -31,6 +31,19 @@ export {
   type UdpSessionOptions,
 } from './options'
 export {
+  AXIS,
+  BUTTON,
+  Client,
+  Host,
+  HostSession,
+  type ClientMessage,
+  type ClientOptions,
+  type CloseReason,
+  type HostOptions,
+  type InputEvent,
+  type SpeedTestResult,
+} from './control'
+export {
   Session,
   type Frame,
   type FrameEvent,

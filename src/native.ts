@@ -83,7 +83,94 @@ export interface NativeSession {
   localAddress(): string | null
   peerAddress(): string | null
   bufferReport(): NativeBufferReport | null
-  close(): Promise<void>
+  close(code?: number, reason?: string): Promise<void>
+  pollHostEvent(): NativeHostEvent | null
+  controlInfo(): NativeControlInfo | null
+  fecPercent(): number
+  closeReason(): { code: number; reason: string } | null
+  sendInput(event: NativeInput): void
+  requestKeyframe(firstLost: number): void
+  speedTest(targetKbps: number, durationMs: number): Promise<NativeProbeResult>
+}
+
+/** @internal */
+export interface NativeInput {
+  type: string
+  code?: number
+  dx?: number
+  dy?: number
+  x?: number
+  y?: number
+  button?: number
+  down?: boolean
+  pad?: number
+  buttons?: number
+  axis?: number
+  value?: number
+}
+
+/** @internal */
+export interface NativeHostEvent {
+  kind: 'input' | 'keyframeRequest' | 'fecChanged' | 'closed'
+  input?: NativeInput
+  firstLost?: number
+  percent?: number
+  code?: number
+  reason?: string
+}
+
+/** @internal */
+export interface NativeControlInfo {
+  sessionId: string
+  grantedBitrateKbps: number
+  fingerprint?: string
+  peer?: string
+}
+
+/** @internal */
+export interface NativeProbeResult {
+  targetKbps: number
+  deliveredKbps: number
+  lossPercent: number
+  sendDrops: number
+  packetsSent: number
+  packetsReceived: number
+  durationMs: number
+}
+
+/** @internal */
+export interface NativeHostOptions {
+  identityDir?: string
+  bind: string
+  params: NativeParams
+  maxBitrateKbps: number
+  idleTimeoutMs: number
+  keepaliveMs: number
+  adaptiveMin?: number
+  adaptiveMax?: number
+  socketBuffer: number
+  sendQueue: number
+}
+
+/** @internal */
+export interface NativeClientOptions {
+  pin?: string
+  tofuDir?: string
+  requestedBitrateKbps: number
+  connectTimeoutMs: number
+  idleTimeoutMs: number
+  keepaliveMs: number
+  params: NativeParams
+  socketBuffer: number
+  recvQueue: number
+}
+
+/** @internal */
+export interface NativeHost {
+  address(): string
+  fingerprint(): string
+  accept(timeoutMs: number, onWake: (kind: number) => void): Promise<NativeSession | null>
+  close(reason: string): Promise<void>
 }
 
 /** @internal */
@@ -103,6 +190,9 @@ export interface NativeBinding {
     onClientWake: (kind: number) => void,
   ): NativeSession[]
   statsFields(): string[]
+  hostListen(opts: NativeHostOptions): NativeHost
+  clientConnect(address: string, opts: NativeClientOptions, onWake: (kind: number) => void): Promise<NativeSession>
+  inputConstants(): { buttons: Array<[string, number]>; axes: Array<[string, number]> }
   errorCodes(): string[]
   defaults(): NativeDefaults
   debugPanic(): void
@@ -112,6 +202,8 @@ export interface NativeBinding {
 export const WAKE_READABLE = 1
 /** @internal */
 export const WAKE_WRITABLE = 2
+/** @internal */
+export const WAKE_EVENT = 3
 
 let binding: NativeBinding | undefined
 

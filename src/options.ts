@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 
 import { invalidArg, PunktfunkError } from './errors'
-import { native, type NativeConfig, type NativeImpairment } from './native'
+import { native, type NativeConfig, type NativeDefaults, type NativeImpairment, type NativeParams } from './native'
 
 /** Which end of the stream a session is. */
 export type Role = 'host' | 'client'
@@ -197,13 +197,11 @@ export interface Normalised {
   backpressure: Backpressure
 }
 
-/** @internal Validates types and fills defaults; ranges are checked by the core. */
-export function normalise(
+/** @internal The session parameters, queue sizes and back-pressure mode from an options bag. */
+export function paramsFrom(
   opts: Record<string, unknown>,
-  keysRequired: boolean,
-  receive: boolean,
-): Normalised {
-  const defaults = native().defaults()
+  defaults: NativeDefaults,
+): { params: NativeParams; sendQueue: number; recvQueue: number; backpressure: Backpressure } {
   const d = defaults.params
   const fec = optionsBag(opts.fec, 'fec')
   const backpressure = opts.backpressure ?? 'wait'
@@ -216,26 +214,34 @@ export function normalise(
     if (v < 1 || v > max) throw invalidArg(`${key} must be within 1..${max}, got ${v}`)
     return v
   }
+  return {
+    backpressure,
+    sendQueue: queue('sendQueue', SDK_DEFAULT_SEND_QUEUE),
+    recvQueue: queue('recvQueue', SDK_DEFAULT_RECV_QUEUE),
+    params: {
+      fecPercent: int(fec, 'percent', d.fecPercent, 'fec.'),
+      maxDataShards: int(fec, 'maxDataShards', d.maxDataShards, 'fec.'),
+      shardPayload: int(fec, 'shardPayload', d.shardPayload, 'fec.'),
+      maxFrameBytes: int(opts, 'maxFrameBytes', d.maxFrameBytes),
+      maxFramesInFlight: int(opts, 'maxFramesInFlight', d.maxFramesInFlight),
+      frameTimeoutMs: num(opts, 'frameTimeoutMs', d.frameTimeoutMs),
+      maxIndexLag: int(opts, 'maxIndexLag', d.maxIndexLag),
+      recvCoalesceUs: num(opts, 'recvCoalesceUs', d.recvCoalesceUs),
+    },
+  }
+}
+
+/** @internal Validates types and fills defaults; ranges are checked by the core. */
+export function normalise(
+  opts: Record<string, unknown>,
+  keysRequired: boolean,
+  receive: boolean,
+): Normalised {
+  const { params, sendQueue, recvQueue, backpressure } = paramsFrom(opts, native().defaults())
   const { secret, context } = keyBytes(opts.keys, keysRequired)
   return {
     backpressure,
-    config: {
-      secret,
-      context,
-      params: {
-        fecPercent: int(fec, 'percent', d.fecPercent, 'fec.'),
-        maxDataShards: int(fec, 'maxDataShards', d.maxDataShards, 'fec.'),
-        shardPayload: int(fec, 'shardPayload', d.shardPayload, 'fec.'),
-        maxFrameBytes: int(opts, 'maxFrameBytes', d.maxFrameBytes),
-        maxFramesInFlight: int(opts, 'maxFramesInFlight', d.maxFramesInFlight),
-        frameTimeoutMs: num(opts, 'frameTimeoutMs', d.frameTimeoutMs),
-        maxIndexLag: int(opts, 'maxIndexLag', d.maxIndexLag),
-        recvCoalesceUs: num(opts, 'recvCoalesceUs', d.recvCoalesceUs),
-      },
-      sendQueue: queue('sendQueue', SDK_DEFAULT_SEND_QUEUE),
-      recvQueue: queue('recvQueue', SDK_DEFAULT_RECV_QUEUE),
-      receive: bool(opts, 'receive', receive),
-    },
+    config: { secret, context, params, sendQueue, recvQueue, receive: bool(opts, 'receive', receive) },
   }
 }
 

@@ -1,5 +1,5 @@
 import { call, callAsync, invalidArg, PunktfunkError } from './errors'
-import { native, WAKE_READABLE, type NativeEvent, type NativeSession } from './native'
+import { native, WAKE_EVENT, WAKE_READABLE, type NativeEvent, type NativeSession } from './native'
 import { describe, isObject, type Backpressure, type Role } from './options'
 
 /** What the sender says about a frame besides its bytes. */
@@ -150,35 +150,39 @@ function frameArgs(data: unknown, options: unknown): { pts: number; keyframe: bo
  * registered right after a failed poll cannot miss the wake-up for it.
  */
 export class Wakeups {
-  #readers: Array<() => void> = []
-  #writers: Array<() => void> = []
+  #waiters: Record<'read' | 'write' | 'event', Array<() => void>> = { read: [], write: [], event: [] }
 
   /** The callback handed to the addon. */
   readonly onWake = (kind: number): void => {
-    this.#release(kind === WAKE_READABLE ? 'read' : 'write')
+    this.#release(kind === WAKE_READABLE ? 'read' : kind === WAKE_EVENT ? 'event' : 'write')
   }
 
-  #release(which: 'read' | 'write'): void {
-    const list = which === 'read' ? this.#readers : this.#writers
-    if (which === 'read') this.#readers = []
-    else this.#writers = []
+  #release(which: 'read' | 'write' | 'event'): void {
+    const list = this.#waiters[which]
+    this.#waiters[which] = []
     for (const resolve of list) resolve()
   }
 
   /** Resolves at the next "events may be ready" wake-up. */
   readable(): Promise<void> {
-    return new Promise((resolve) => this.#readers.push(resolve))
+    return new Promise((resolve) => this.#waiters.read.push(resolve))
   }
 
   /** Resolves at the next "send queue has room" wake-up. */
   writable(): Promise<void> {
-    return new Promise((resolve) => this.#writers.push(resolve))
+    return new Promise((resolve) => this.#waiters.write.push(resolve))
+  }
+
+  /** Resolves at the next "control event queued" wake-up. */
+  event(): Promise<void> {
+    return new Promise((resolve) => this.#waiters.event.push(resolve))
   }
 
   /** Releases every waiter (on close). */
   releaseAll(): void {
     this.#release('read')
     this.#release('write')
+    this.#release('event')
   }
 }
 
@@ -209,6 +213,16 @@ export class Session {
     this.#backpressure = backpressure
   }
 
+  /** @internal The addon's session, for subclasses. */
+  protected get native(): NativeSession {
+    return this.#native
+  }
+
+  /** @internal The wake-ups, for subclasses. */
+  protected get wakeups(): Wakeups {
+    return this.#wakeups
+  }
+
   /** True once {@link Session.close} was called. */
   get closed(): boolean {
     return this.#closed
@@ -216,6 +230,11 @@ export class Session {
 
   #checkOpen(): void {
     if (this.#closed) throw new PunktfunkError('ERR_PF_CLOSED', 'the session is closed')
+  }
+
+  /** @internal Throws ERR_PF_CLOSED after close, for subclasses. */
+  protected checkOpen(): void {
+    this.#checkOpen()
   }
 
   /**
@@ -370,8 +389,13 @@ export class Session {
    * error that had stopped the session early, if any. Safe to call twice.
    */
   close(): Promise<void> {
+    return this.closeWith(undefined, undefined)
+  }
+
+  /** @internal Closes with a control-plane code and reason. */
+  protected closeWith(code: number | undefined, reason: string | undefined): Promise<void> {
     this.#closed = true
-    this.#closing ??= callAsync(() => this.#native.close())
+    this.#closing ??= callAsync(() => this.#native.close(code, reason))
     this.#wakeups.releaseAll()
     return this.#closing
   }

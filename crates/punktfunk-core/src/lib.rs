@@ -46,8 +46,8 @@ pub use crypto::{DirectionKey, SessionKeys};
 pub use error::{Error, ErrorKind, Result};
 pub use fec::FecConfig;
 pub use session::{
-    Frame, FrameEvent, FrameMeta, FrameReceiver, FrameSender, RecvWorker, Rejected, Role, SendWorker,
-    Session, SessionConfig, StatsHandle, SubmitReport,
+    Frame, FrameEvent, FrameMeta, FrameReceiver, FrameSender, FrameSink, FrameSource, RecvWorker, Rejected,
+    Role, SendWorker, Session, SessionConfig, StatsHandle, SubmitReport,
 };
 pub use stats::{Stats, StatsSnapshot};
 pub use transport::{

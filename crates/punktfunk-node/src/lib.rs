@@ -11,6 +11,8 @@
 
 #![deny(clippy::all)]
 
+pub mod control;
+
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -207,9 +209,8 @@ fn to_u64(v: f64, name: &str) -> napi::Result<u64> {
     }
 }
 
-fn session_config(c: &NativeConfig) -> napi::Result<(SessionConfig, SessionKeys)> {
-    let keys = SessionKeys::derive(&c.secret, &c.context).map_err(js_error)?;
-    let p = &c.params;
+/// The core's session parameters from their JS form.
+fn params_to_config(p: &NativeParams) -> napi::Result<SessionConfig> {
     let cfg = SessionConfig {
         fec: FecConfig {
             fec_percent: u8::try_from(p.fec_percent)
@@ -224,7 +225,12 @@ fn session_config(c: &NativeConfig) -> napi::Result<(SessionConfig, SessionKeys)
         recv_coalesce: Duration::from_secs_f64(p.recv_coalesce_us.max(0.0) / 1e6),
     };
     cfg.validate().map_err(js_error)?;
-    Ok((cfg, keys))
+    Ok(cfg)
+}
+
+fn session_config(c: &NativeConfig) -> napi::Result<(SessionConfig, SessionKeys)> {
+    let keys = SessionKeys::derive(&c.secret, &c.context).map_err(js_error)?;
+    Ok((params_to_config(&c.params)?, keys))
 }
 
 fn impairment_config(i: &NativeImpairment) -> napi::Result<ImpairmentConfig> {
@@ -258,8 +264,20 @@ fn parse_addr(s: &str, what: &str) -> napi::Result<SocketAddr> {
 
 /// The workers of one session; `None` once closed.
 struct Workers {
-    send: SendWorker,
+    send: Option<SendWorker>,
     recv: Option<RecvWorker>,
+    /// The control-plane side of a session accepted by a host.
+    host: Option<Arc<punktfunk_core::control::HostSession>>,
+    /// The control-plane side of a connected client.
+    client: Option<Arc<punktfunk_core::control::ClientControl>>,
+}
+
+impl Workers {
+    fn sender(&self) -> napi::Result<&SendWorker> {
+        self.send
+            .as_ref()
+            .ok_or_else(|| invalid("this session only receives; frames are submitted by the host"))
+    }
 }
 
 struct Inner {
@@ -315,7 +333,12 @@ fn start_session(
     };
     Ok(NativeSession {
         inner: Arc::new(Inner {
-            workers: Mutex::new(Some(Workers { send, recv })),
+            workers: Mutex::new(Some(Workers {
+                send: Some(send),
+                recv,
+                host: None,
+                client: None,
+            })),
             stats,
             udp,
             connected: AtomicBool::new(connected),
@@ -455,22 +478,29 @@ impl NativeSession {
             }
             let guard = self.inner.lock();
             let w = guard.as_ref().ok_or_else(Inner::closed)?;
-            if data.len() > w.send.max_frame_bytes() {
+            let send = w.sender()?;
+            if let Some(r) = w.host.as_ref().and_then(|h| h.closed_reason()) {
+                return Err(js_error(CoreError::closed(format!(
+                    "the client is gone: {}",
+                    r.reason
+                ))));
+            }
+            if data.len() > send.max_frame_bytes() {
                 return Err(invalid(format!(
                     "frame of {} bytes exceeds maxFrameBytes {}",
                     data.len(),
-                    w.send.max_frame_bytes()
+                    send.max_frame_bytes()
                 )));
             }
-            if let Some(e) = w.send.failure() {
+            if let Some(e) = send.failure() {
                 return Err(js_error(e));
             }
-            if !w.send.has_room() {
+            if !send.has_room() {
                 return Ok(false);
             }
-            let mut buf = w.send.take_buffer();
+            let mut buf = send.take_buffer();
             buf.extend_from_slice(data);
-            match w.send.try_submit(buf, FrameMeta { pts, keyframe }) {
+            match send.try_submit(buf, FrameMeta { pts, keyframe }) {
                 Ok(()) => Ok(true),
                 Err(r) if r.error.kind() == ErrorKind::QueueFull => Ok(false),
                 Err(r) => Err(js_error(r.error)),
@@ -481,7 +511,11 @@ impl NativeSession {
     /// Whether a frame would be queued right now (false once closed or failed).
     #[napi]
     pub fn writable(&self) -> bool {
-        self.inner.lock().as_ref().is_some_and(|w| w.send.has_room())
+        self.inner
+            .lock()
+            .as_ref()
+            .and_then(|w| w.send.as_ref())
+            .is_some_and(|s| s.has_room())
     }
 
     /// Frames waiting in the send queue.
@@ -490,7 +524,7 @@ impl NativeSession {
         guard(|| {
             let g = self.inner.lock();
             let w = g.as_ref().ok_or_else(Inner::closed)?;
-            Ok(w.send.queued() as u32)
+            Ok(w.send.as_ref().map_or(0, |s| s.queued()) as u32)
         })
     }
 
@@ -536,7 +570,11 @@ impl NativeSession {
                 u8::try_from(percent).map_err(|_| invalid(format!("fec percent {percent} is above 100")))?;
             let g = self.inner.lock();
             let w = g.as_ref().ok_or_else(Inner::closed)?;
-            w.send.set_fec_percent(pct).map_err(js_error)
+            if let Some(h) = &w.host {
+                // Tells the client too, and re-bases adaptive FEC.
+                return h.set_fec_percent(pct).map_err(js_error);
+            }
+            w.sender()?.set_fec_percent(pct).map_err(js_error)
         })
     }
 
@@ -621,9 +659,11 @@ impl NativeSession {
     /// waits for them on the libuv thread pool. Resolves with the error that
     /// had stopped the session early, if any; closing twice is a no-op.
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn close(&self) -> AsyncTask<CloseTask> {
+    pub fn close(&self, code: Option<u32>, reason: Option<String>) -> AsyncTask<CloseTask> {
         AsyncTask::new(CloseTask {
             workers: self.inner.lock().take(),
+            code: code.unwrap_or(punktfunk_core::control::close_code::NORMAL),
+            reason: reason.unwrap_or_else(|| "closed".into()),
         })
     }
 }
@@ -631,6 +671,8 @@ impl NativeSession {
 /// Joins a session's workers off the JS thread.
 pub struct CloseTask {
     workers: Option<Workers>,
+    code: u32,
+    reason: String,
 }
 
 impl Task for CloseTask {
@@ -645,8 +687,16 @@ impl Task for CloseTask {
             if let Some(r) = w.recv.as_mut() {
                 r.close();
             }
+            let sent = w.send.as_mut().map_or(Ok(()), |s| s.close());
+            // Control-plane sessions close gracefully, with the caller's reason.
+            if let Some(h) = &w.host {
+                h.close(self.code, &self.reason);
+            }
+            if let Some(c) = &w.client {
+                c.close(self.code, &self.reason);
+            }
             // Dropping `w` at the end releases the wake-up callback.
-            w.send.close().map_err(js_error)
+            sent.map_err(js_error)
         })
     }
 

@@ -373,7 +373,7 @@ pub struct HostSession {
     slot: CloseSlot,
     ctrl: Ctrl,
     shared: Arc<HostShared>,
-    events: mpsc::Receiver<HostEvent>,
+    events: Mutex<mpsc::Receiver<HostEvent>>,
     stats: crate::session::StatsHandle,
     peer: SocketAddr,
     data_peer: SocketAddr,
@@ -506,7 +506,7 @@ async fn host_handshake(
         slot,
         ctrl,
         shared,
-        events,
+        events: Mutex::new(events),
         stats,
         peer,
         data_peer,
@@ -722,7 +722,7 @@ impl HostSession {
     /// The next event if one is queued, without waiting. `ERR_PF_CLOSED` after
     /// the `Closed` event has been taken.
     pub fn try_next_event(&self) -> Result<Option<HostEvent>> {
-        match self.events.try_recv() {
+        match self.events.lock().unwrap_or_else(|p| p.into_inner()).try_recv() {
             Ok(e) => Ok(Some(e)),
             Err(mpsc::TryRecvError::Empty) => Ok(None),
             Err(mpsc::TryRecvError::Disconnected) => Err(Error::closed("the session is closed")),
@@ -731,7 +731,12 @@ impl HostSession {
 
     /// The next event from the client, waiting up to `timeout`; `Ok(None)` on timeout.
     pub fn next_event(&self, timeout: Duration) -> Result<Option<HostEvent>> {
-        match self.events.recv_timeout(timeout) {
+        match self
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .recv_timeout(timeout)
+        {
             Ok(e) => Ok(Some(e)),
             Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::closed("the session is closed")),

@@ -1,0 +1,225 @@
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createSocket } from 'node:dgram'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+import test from 'ava'
+
+import { AXIS, BUTTON, Client, Host, PunktfunkError, type ClientMessage, type InputEvent } from '../index'
+import { pseudoRandom, sha256, within } from './helpers'
+
+function tempDir(t: { teardown(f: () => void): void }): string {
+  const d = mkdtempSync(join(tmpdir(), 'punktfunk-ctl-'))
+  t.teardown(() => rmSync(d, { recursive: true, force: true }))
+  return d
+}
+
+test('a pinned client gets frames; input, keyframe requests and close reasons reach the host', async (t) => {
+  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: tempDir(t) })
+  t.teardown(() => host.close())
+  t.regex(host.fingerprint, /^[0-9a-f]{64}$/)
+  const accepting = host.accept({ timeoutMs: 10_000 })
+  const client = await Client.connect(host.address, { pin: host.fingerprint, requestedBitrateKbps: 80_000 })
+  const session = await accepting
+  if (!session) return t.fail('no session')
+  t.teardown(() => session.close())
+  t.is(session.grantedBitrateKbps, 80_000)
+  t.is(client.grantedBitrateKbps, 80_000)
+  t.is(client.fingerprint, host.fingerprint)
+
+  const frames = [10, 1_500_000, 70_000].map((n, i) => pseudoRandom(n, 70 + i))
+  for (const [i, f] of frames.entries()) await session.submitFrame(f, { pts: i, keyframe: i === 0 })
+  const got: string[] = []
+  for await (const f of client.frames()) {
+    got.push(sha256(f.data))
+    if (got.length === frames.length) break
+  }
+  t.deepEqual(got, frames.map(sha256))
+
+  const inputs: InputEvent[] = [
+    { type: 'keyDown', code: 30 },
+    { type: 'mouseMove', dx: 5, dy: -2 },
+    { type: 'mouseMoveAbsolute', x: 1000, y: 65535 },
+    { type: 'mouseButton', button: 1, down: true },
+    { type: 'scroll', dx: 0, dy: -120 },
+    { type: 'gamepadButtons', pad: 0, buttons: (BUTTON.A ?? 0) | (BUTTON.START ?? 0) },
+    { type: 'gamepadAxis', pad: 0, axis: AXIS.RIGHT_TRIGGER ?? 5, value: 32767 },
+    { type: 'keyUp', code: 30 },
+  ]
+  for (const ev of inputs) client.sendInput(ev)
+  client.requestKeyframe(2)
+  const seen: ClientMessage[] = []
+  await within(10_000, 'client messages', (async () => {
+    for await (const m of session.messages()) {
+      if (m.type === 'fecChanged') continue
+      seen.push(m)
+      if (seen.length === inputs.length + 1) break
+    }
+  })())
+  const events = seen.flatMap((m) => (m.type === 'input' ? [m.event] : []))
+  t.deepEqual([...events].sort(byJson), [...inputs].sort(byJson), 'every input arrives exactly once')
+  t.deepEqual(
+    events.filter((e) => ['keyDown', 'keyUp', 'mouseButton', 'gamepadButtons'].includes(e.type)),
+    [inputs[0], inputs[3], inputs[5], inputs[7]],
+    'edges in order',
+  )
+  t.true(seen.some((m) => m.type === 'keyframeRequest' && m.firstLost === 2))
+
+  await client.close('user quit', 4)
+  const last = await within(10_000, 'closed message', session.nextMessage())
+  t.deepEqual(last, { type: 'closed', code: 4, reason: 'user quit' })
+  t.deepEqual(session.closeReason, { code: 4, reason: 'user quit' })
+  await t.throwsAsync(session.submitFrame(Buffer.from('late')), { instanceOf: PunktfunkError })
+})
+
+const byJson = (a: unknown, b: unknown): number => JSON.stringify(a).localeCompare(JSON.stringify(b))
+
+test('the host close reason ends the client frames() iterator', async (t) => {
+  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: tempDir(t) })
+  t.teardown(() => host.close())
+  const accepting = host.accept({ timeoutMs: 10_000 })
+  const client = await Client.connect(host.address, { pin: host.fingerprint })
+  t.teardown(() => client.close())
+  const session = await accepting
+  if (!session) return t.fail('no session')
+  await session.submitFrame(Buffer.from('last words'))
+  const got: string[] = []
+  const reading = (async () => {
+    for await (const f of client.frames()) got.push(f.data.toString())
+    return 'ended'
+  })()
+  await new Promise((r) => setTimeout(r, 100))
+  await session.close('end of stream')
+  const result = await within(10_000, 'iterator end', reading.catch((e: PunktfunkError) => e.code))
+  t.true(result === 'ended' || result === 'ERR_PF_CLOSED', String(result))
+  t.deepEqual(got, ['last words'])
+  t.deepEqual(client.closeReason, { code: 0, reason: 'end of stream' })
+})
+
+test('a wrong pin is refused with ERR_PF_PIN_MISMATCH and the host gets no session', async (t) => {
+  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: tempDir(t) })
+  t.teardown(() => host.close())
+  const accepting = host.accept({ timeoutMs: 3_000 }).catch(() => null)
+  const e = await t.throwsAsync(Client.connect(host.address, { pin: 'ab'.repeat(32) }), {
+    instanceOf: PunktfunkError,
+    code: 'ERR_PF_PIN_MISMATCH',
+  })
+  t.regex(e?.message ?? '', new RegExp(host.fingerprint))
+  t.is(await accepting, null)
+})
+
+test('trust on first use remembers the host and refuses an impostor at the same address', async (t) => {
+  const dir = tempDir(t)
+  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: join(dir, 'host-a') })
+  const serving = (async () => {
+    for (let i = 0; i < 2; i++) {
+      const s = await host.accept({ timeoutMs: 10_000 })
+      await s?.close('bye')
+    }
+  })()
+  const c1 = await Client.connect(host.address, { tofu: join(dir, 'client') })
+  t.is(c1.fingerprint, host.fingerprint)
+  await c1.close()
+  const known = readFileSync(join(dir, 'client', 'known_hosts'), 'utf8')
+  t.true(known.includes(`${host.address} ${host.fingerprint}`))
+  const c2 = await Client.connect(host.address, { tofu: join(dir, 'client') })
+  t.is(c2.fingerprint, host.fingerprint)
+  await c2.close()
+  await serving
+  const address = host.address
+  await host.close()
+  // Same address, different identity: refused.
+  const impostor = await Host.listen({ bind: address, identityDir: join(dir, 'host-b') })
+  t.teardown(() => impostor.close())
+  t.not(impostor.fingerprint, host.fingerprint)
+  const accepting = impostor.accept({ timeoutMs: 3_000 }).catch(() => null)
+  await t.throwsAsync(Client.connect(address, { tofu: join(dir, 'client') }), { code: 'ERR_PF_PIN_MISMATCH' })
+  await accepting
+})
+
+test('speed test reports what arrived and frames keep their indices', async (t) => {
+  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: tempDir(t) })
+  t.teardown(() => host.close())
+  const accepting = host.accept({ timeoutMs: 10_000 })
+  const client = await Client.connect(host.address, { pin: host.fingerprint })
+  t.teardown(() => client.close())
+  const session = await accepting
+  if (!session) return t.fail('no session')
+  t.teardown(() => session.close())
+  const r = await client.speedTest({ targetKbps: 150_000, durationMs: 400 })
+  t.true(r.packetsReceived > 0 && r.packetsSent >= r.packetsReceived, JSON.stringify(r))
+  t.true(r.deliveredKbps > 75_000 && r.deliveredKbps < 225_000, JSON.stringify(r))
+  t.true(r.lossPercent < 5, JSON.stringify(r))
+  await session.submitFrame(Buffer.from('frame after probe'))
+  const ev = await within(5_000, 'frame', client.nextEvent())
+  t.true(ev?.type === 'frame' && ev.index === 0 && ev.data.toString() === 'frame after probe')
+  t.true(client.stats().probePacketsReceived >= r.packetsReceived)
+  await t.throwsAsync(client.speedTest({ targetKbps: 3_000_001, durationMs: 100 }), { code: 'ERR_PF_INVALID_ARG' })
+  await t.throwsAsync(client.speedTest({ targetKbps: 1000, durationMs: 6_000 }), { code: 'ERR_PF_INVALID_ARG' })
+})
+
+test('connecting to nothing fails with ERR_PF_TIMEOUT within the timeout', async (t) => {
+  const silent = createSocket('udp4')
+  await new Promise<void>((r) => silent.bind(0, '127.0.0.1', r))
+  t.teardown(() => silent.close())
+  const { port } = silent.address()
+  const started = Date.now()
+  const e = await t.throwsAsync(
+    Client.connect(`127.0.0.1:${port}`, { pin: '00'.repeat(32), connectTimeoutMs: 700 }),
+    { code: 'ERR_PF_TIMEOUT' },
+  )
+  t.regex(e?.message ?? '', new RegExp(`127.0.0.1:${port}`))
+  t.true(Date.now() - started < 3_000)
+})
+
+test('bad control-plane arguments give ERR_PF_INVALID_ARG', async (t) => {
+  const invalid = { instanceOf: PunktfunkError, code: 'ERR_PF_INVALID_ARG' } as const
+  const anyConnect = Client.connect as unknown as (a: unknown, o?: unknown) => Promise<Client>
+  await t.throwsAsync(anyConnect(42), invalid)
+  await t.throwsAsync(anyConnect('nowhere'), invalid)
+  await t.throwsAsync(anyConnect('127.0.0.1:1', { pin: 'xyz' }), invalid)
+  await t.throwsAsync(anyConnect('127.0.0.1:1', { pin: 'ab'.repeat(32), tofu: true }), invalid)
+  const anyListen = Host.listen as unknown as (o: unknown) => Promise<Host>
+  await t.throwsAsync(anyListen({ bind: 'localhost' }), invalid)
+  await t.throwsAsync(anyListen({ adaptiveFec: { min: 60, max: 10 } }), invalid)
+
+  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: tempDir(t) })
+  t.teardown(() => host.close())
+  const accepting = host.accept({ timeoutMs: 10_000 })
+  const client = await Client.connect(host.address, { pin: host.fingerprint })
+  t.teardown(() => client.close())
+  await accepting.then((s) => s?.close())
+  const send = client.sendInput.bind(client) as unknown as (e: unknown) => void
+  t.throws(() => send({ type: 'teleport' }), invalid)
+  t.throws(() => send({ type: 'keyDown' }), invalid)
+  t.throws(() => send({ type: 'gamepadAxis', pad: 0, axis: 99, value: 0 }), invalid)
+  t.throws(() => send({ type: 'scroll', dx: 1e6, dy: 0 }), invalid)
+  t.throws(() => send('keyDown'), invalid)
+  await t.throwsAsync(client.submitFrame(Buffer.from('x')), invalid, 'clients receive; hosts submit')
+})
+
+test('the process exits by itself after host and client close', (t) => {
+  const script = `
+    const pf = require(${JSON.stringify(join(__dirname, '..', 'index.js'))})
+    ;(async () => {
+      const host = await pf.Host.listen({ bind: '127.0.0.1:0', identityDir: ${JSON.stringify(join(tmpdir(), `pf-exit-${process.pid}`))} })
+      const accepting = host.accept({ timeoutMs: 5000 })
+      const client = await pf.Client.connect(host.address, { pin: host.fingerprint })
+      const s = await accepting
+      await s.submitFrame(Buffer.alloc(100000, 1))
+      const it = client.frames()
+      await it.next()
+      const pending = it.next()
+      await s.close('done')
+      await client.close()
+      await host.close()
+      console.log('closed', (await pending).done)
+    })()
+  `
+  const started = Date.now()
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 })
+  t.is(r.signal, null, `killed after ${Date.now() - started} ms: the process did not exit by itself`)
+  t.is(r.status, 0, r.stderr)
+  t.is(r.stdout.trim(), 'closed true')
+})

@@ -1,0 +1,767 @@
+//! The QUIC control plane for Node.js: hosts that accept clients, clients
+//! that connect, input, keyframe requests, speed tests, close reasons.
+//! Blocking core calls (accept, connect, speed test, close) run on the libuv
+//! thread pool as `AsyncTask`s; frames use the same workers as data-plane
+//! sessions.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use napi::bindgen_prelude::{AsyncTask, Function};
+use napi::threadsafe_function::ThreadsafeFunctionCallMode;
+use napi::{Env, Task};
+use napi_derive::napi;
+
+use punktfunk_core::control::{
+    self, axis, button, Client, ClientConfig, FecBand, Fingerprint, Host, HostConfig, HostEvent, InputEvent,
+    ProbeResult, Trust,
+};
+use punktfunk_core::{ErrorKind, FrameSource, RecvWorker, SendWorker, UdpConfig};
+
+use super::{
+    guard, invalid, js_error, params_to_config, waker, Inner, NativeParams, NativeSession, Waker, Workers,
+    WAKE_READABLE, WAKE_WRITABLE,
+};
+
+/// Wake-up reason: a control event (input, keyframe request, close) is queued.
+const WAKE_EVENT: u32 = 3;
+
+fn ms(v: f64, name: &str) -> napi::Result<Duration> {
+    if v.is_finite() && v > 0.0 && v <= 86_400_000.0 {
+        Ok(Duration::from_secs_f64(v / 1e3))
+    } else {
+        Err(invalid(format!(
+            "{name} must be a positive number of milliseconds, got {v}"
+        )))
+    }
+}
+
+fn parse_addr(s: &str, what: &str) -> napi::Result<SocketAddr> {
+    s.parse()
+        .map_err(|_| invalid(format!("{what} {s:?} is not an IP:port socket address")))
+}
+
+fn socket_buffer(v: f64) -> napi::Result<UdpConfig> {
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(invalid(format!(
+            "socketBufferBytes must be a non-negative integer, got {v}"
+        )));
+    }
+    Ok(UdpConfig {
+        socket_buffer: v as usize,
+    })
+}
+
+/// Host settings (normalised by the TS layer).
+#[napi(object)]
+pub struct NativeHostOptions {
+    /// Directory of the host identity (default: the user's config directory).
+    pub identity_dir: Option<String>,
+    /// QUIC listen address.
+    pub bind: String,
+    /// Data-plane parameters offered to clients.
+    pub params: NativeParams,
+    /// Highest bitrate granted, kbit/s.
+    pub max_bitrate_kbps: f64,
+    /// A silent client is dropped after this long, ms.
+    pub idle_timeout_ms: f64,
+    /// Keep-alive interval, ms.
+    pub keepalive_ms: f64,
+    /// Adaptive FEC band (both set), or fixed FEC (both absent).
+    pub adaptive_min: Option<u32>,
+    /// Upper end of the adaptive FEC band.
+    pub adaptive_max: Option<u32>,
+    /// Data socket buffer size, bytes.
+    pub socket_buffer: f64,
+    /// Frames each session's send queue holds.
+    pub send_queue: u32,
+}
+
+/// A listening host.
+#[napi]
+pub struct NativeHost {
+    /// `None` once closed; accepts in progress hold their own reference.
+    host: Mutex<Option<Arc<Host>>>,
+    send_queue: u32,
+}
+
+impl NativeHost {
+    fn host(&self) -> napi::Result<Arc<Host>> {
+        self.host
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| js_error(punktfunk_core::Error::closed("the host is closed")))
+    }
+}
+
+/// Starts a host: loads or creates its identity and listens.
+#[napi]
+pub fn host_listen(opts: NativeHostOptions) -> napi::Result<NativeHost> {
+    guard(|| {
+        let band = match (opts.adaptive_min, opts.adaptive_max) {
+            (Some(min), Some(max)) if min <= max && max <= 100 => Some(FecBand {
+                min: min as u8,
+                max: max as u8,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "adaptiveFec must be { min, max } with 0 <= min <= max <= 100",
+                ))
+            }
+        };
+        let cfg = HostConfig {
+            identity_dir: opts
+                .identity_dir
+                .map(PathBuf::from)
+                .unwrap_or_else(control::default_config_dir),
+            bind: parse_addr(&opts.bind, "bind address")?,
+            session: params_to_config(&opts.params)?,
+            max_bitrate_kbps: (opts.max_bitrate_kbps.max(1.0) as u64).min(u32::MAX.into()) as u32,
+            idle_timeout: ms(opts.idle_timeout_ms, "idleTimeoutMs")?,
+            keepalive: ms(opts.keepalive_ms, "keepaliveMs")?,
+            adaptive_fec: band,
+            udp: socket_buffer(opts.socket_buffer)?,
+            ..HostConfig::default()
+        };
+        let host = Host::listen(cfg).map_err(js_error)?;
+        Ok(NativeHost {
+            host: Mutex::new(Some(Arc::new(host))),
+            send_queue: opts.send_queue,
+        })
+    })
+}
+
+#[napi]
+impl NativeHost {
+    /// The QUIC address clients connect to.
+    #[napi]
+    pub fn address(&self) -> napi::Result<String> {
+        guard(|| Ok(self.host()?.local_addr().map_err(js_error)?.to_string()))
+    }
+
+    /// The certificate fingerprint clients pin (64 hex digits).
+    #[napi]
+    pub fn fingerprint(&self) -> napi::Result<String> {
+        guard(|| Ok(self.host()?.fingerprint().to_hex()))
+    }
+
+    /// Waits up to `timeout_ms` for a client and runs the handshake; resolves
+    /// with its session, or `null` on timeout.
+    #[napi(ts_return_type = "Promise<NativeSession | null>")]
+    pub fn accept(
+        &self,
+        timeout_ms: f64,
+        on_wake: Function<'_, u32, ()>,
+    ) -> napi::Result<AsyncTask<AcceptTask>> {
+        guard(|| {
+            Ok(AsyncTask::new(AcceptTask {
+                host: self.host()?,
+                timeout: ms(timeout_ms, "timeoutMs")?,
+                waker: waker(&on_wake)?,
+                send_queue: self.send_queue,
+            }))
+        })
+    }
+
+    /// Stops listening, closes every session with `reason` and releases the
+    /// port (off the JS thread; pending accepts end first).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close(&self, reason: String) -> AsyncTask<HostCloseTask> {
+        let host = self.host.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = &host {
+            h.close(&reason);
+        }
+        AsyncTask::new(HostCloseTask { host })
+    }
+}
+
+/// Drops a host off the JS thread (its close frames drain for up to 0.5 s).
+pub struct HostCloseTask {
+    host: Option<Arc<Host>>,
+}
+
+impl Task for HostCloseTask {
+    type Output = ();
+    type JsValue = ();
+
+    fn compute(&mut self) -> napi::Result<()> {
+        guard(|| {
+            drop(self.host.take());
+            Ok(())
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, _output: ()) -> napi::Result<()> {
+        Ok(())
+    }
+}
+
+/// Accepts one client off the JS thread.
+pub struct AcceptTask {
+    host: Arc<Host>,
+    timeout: Duration,
+    waker: Arc<Waker>,
+    send_queue: u32,
+}
+
+impl Task for AcceptTask {
+    type Output = Option<NativeSession>;
+    type JsValue = Option<NativeSession>;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        guard(|| {
+            let Some(session) = self.host.accept(Some(self.timeout)).map_err(js_error)? else {
+                return Ok(None);
+            };
+            let w = self.waker.clone();
+            session.set_notify(Some(Arc::new(move || {
+                w.call(WAKE_EVENT, ThreadsafeFunctionCallMode::NonBlocking);
+            })));
+            let w = self.waker.clone();
+            let wake_writable = Arc::new(move || {
+                w.call(WAKE_WRITABLE, ThreadsafeFunctionCallMode::NonBlocking);
+            });
+            let stats = punktfunk_core::FrameSink::stats_handle(&session.sink());
+            let send = SendWorker::spawn(session.sink(), self.send_queue as usize, Some(wake_writable))
+                .map_err(js_error)?;
+            Ok(Some(NativeSession {
+                inner: Arc::new(Inner {
+                    workers: Mutex::new(Some(Workers {
+                        send: Some(send),
+                        recv: None,
+                        host: Some(Arc::new(session)),
+                        client: None,
+                    })),
+                    stats,
+                    udp: None,
+                    connected: AtomicBool::new(true),
+                }),
+            }))
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(output)
+    }
+}
+
+/// Client settings (normalised by the TS layer).
+#[napi(object)]
+pub struct NativeClientOptions {
+    /// Pinned fingerprint (hex); exclusive with `tofu_dir`.
+    pub pin: Option<String>,
+    /// Trust on first use with the known-hosts file of this directory.
+    pub tofu_dir: Option<String>,
+    /// Bitrate to ask for, kbit/s (0 = as granted).
+    pub requested_bitrate_kbps: f64,
+    /// Give up connecting after this long, ms.
+    pub connect_timeout_ms: f64,
+    /// A silent host is dropped after this long, ms.
+    pub idle_timeout_ms: f64,
+    /// Keep-alive interval, ms.
+    pub keepalive_ms: f64,
+    /// Local receive limits (FEC and shard size come from the host).
+    pub params: NativeParams,
+    /// Data socket buffer size, bytes.
+    pub socket_buffer: f64,
+    /// Events the receive queue holds.
+    pub recv_queue: u32,
+}
+
+/// Connects to a host off the JS thread; resolves with the client session.
+#[napi(ts_return_type = "Promise<NativeSession>")]
+pub fn client_connect(
+    address: String,
+    opts: NativeClientOptions,
+    on_wake: Function<'_, u32, ()>,
+) -> napi::Result<AsyncTask<ConnectTask>> {
+    guard(|| {
+        let host = parse_addr(&address, "host address")?;
+        let trust = match (&opts.pin, &opts.tofu_dir) {
+            (Some(p), None) => Trust::Pin(Fingerprint::from_hex(p).map_err(js_error)?),
+            (None, Some(d)) => Trust::Tofu(PathBuf::from(d)),
+            (None, None) => Trust::Tofu(control::default_config_dir()),
+            (Some(_), Some(_)) => return Err(invalid("pass either pin or tofu, not both")),
+        };
+        let mut cfg = ClientConfig::new(trust);
+        cfg.requested_bitrate_kbps =
+            (opts.requested_bitrate_kbps.max(0.0) as u64).min(u32::MAX.into()) as u32;
+        cfg.connect_timeout = ms(opts.connect_timeout_ms, "connectTimeoutMs")?;
+        cfg.idle_timeout = ms(opts.idle_timeout_ms, "idleTimeoutMs")?;
+        cfg.keepalive = ms(opts.keepalive_ms, "keepaliveMs")?;
+        cfg.session = params_to_config(&opts.params)?;
+        cfg.udp = socket_buffer(opts.socket_buffer)?;
+        Ok(AsyncTask::new(ConnectTask {
+            host,
+            cfg: Some(cfg),
+            waker: waker(&on_wake)?,
+            recv_queue: opts.recv_queue,
+        }))
+    })
+}
+
+/// Connects off the JS thread.
+pub struct ConnectTask {
+    host: SocketAddr,
+    cfg: Option<ClientConfig>,
+    waker: Arc<Waker>,
+    recv_queue: u32,
+}
+
+impl Task for ConnectTask {
+    type Output = NativeSession;
+    type JsValue = NativeSession;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        guard(|| {
+            let cfg = self.cfg.take().ok_or_else(|| invalid("connect task reused"))?;
+            let client = Client::connect(self.host, cfg).map_err(js_error)?;
+            let (receiver, control) = client.split();
+            let stats = FrameSource::stats_handle(&receiver);
+            let w = self.waker.clone();
+            let wake_readable = Arc::new(move || {
+                w.call(WAKE_READABLE, ThreadsafeFunctionCallMode::NonBlocking);
+            });
+            let recv = RecvWorker::spawn(receiver, self.recv_queue as usize, Some(wake_readable))
+                .map_err(js_error)?;
+            Ok(NativeSession {
+                inner: Arc::new(Inner {
+                    workers: Mutex::new(Some(Workers {
+                        send: None,
+                        recv: Some(recv),
+                        host: None,
+                        client: Some(Arc::new(control)),
+                    })),
+                    stats,
+                    udp: None,
+                    connected: AtomicBool::new(true),
+                }),
+            })
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(output)
+    }
+}
+
+/// An input event in JS form (`type` names the variant; unused fields are absent).
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeInput {
+    /// `keyDown`, `keyUp`, `mouseMove`, `mouseMoveAbsolute`, `mouseButton`,
+    /// `scroll`, `gamepadButtons` or `gamepadAxis`.
+    pub r#type: String,
+    /// Key code.
+    pub code: Option<u32>,
+    /// Horizontal delta (mouse move, scroll).
+    pub dx: Option<i32>,
+    /// Vertical delta (mouse move, scroll).
+    pub dy: Option<i32>,
+    /// Absolute x, 0..=65535.
+    pub x: Option<u32>,
+    /// Absolute y, 0..=65535.
+    pub y: Option<u32>,
+    /// Mouse button number.
+    pub button: Option<u32>,
+    /// Button pressed.
+    pub down: Option<bool>,
+    /// Gamepad number.
+    pub pad: Option<u32>,
+    /// Gamepad button bits.
+    pub buttons: Option<u32>,
+    /// Gamepad axis.
+    pub axis: Option<u32>,
+    /// Axis value.
+    pub value: Option<i32>,
+}
+
+fn need<T>(v: Option<T>, ty: &str, field: &str) -> napi::Result<T> {
+    v.ok_or_else(|| invalid(format!("input {ty} needs {field}")))
+}
+
+fn fits<T: TryFrom<i64>>(v: i64, ty: &str, field: &str) -> napi::Result<T> {
+    T::try_from(v).map_err(|_| invalid(format!("input {ty}: {field} {v} is out of range")))
+}
+
+fn to_input(i: &NativeInput) -> napi::Result<InputEvent> {
+    let t = i.r#type.as_str();
+    Ok(match t {
+        "keyDown" => InputEvent::KeyDown {
+            code: need(i.code, t, "code")?,
+        },
+        "keyUp" => InputEvent::KeyUp {
+            code: need(i.code, t, "code")?,
+        },
+        "mouseMove" => InputEvent::MouseMove {
+            dx: need(i.dx, t, "dx")?,
+            dy: need(i.dy, t, "dy")?,
+        },
+        "mouseMoveAbsolute" => InputEvent::MouseMoveAbsolute {
+            x: fits(need(i.x, t, "x")?.into(), t, "x")?,
+            y: fits(need(i.y, t, "y")?.into(), t, "y")?,
+        },
+        "mouseButton" => InputEvent::MouseButton {
+            button: fits(need(i.button, t, "button")?.into(), t, "button")?,
+            down: need(i.down, t, "down")?,
+        },
+        "scroll" => InputEvent::Scroll {
+            dx: fits(need(i.dx, t, "dx")?.into(), t, "dx")?,
+            dy: fits(need(i.dy, t, "dy")?.into(), t, "dy")?,
+        },
+        "gamepadButtons" => InputEvent::GamepadButtons {
+            pad: fits(need(i.pad, t, "pad")?.into(), t, "pad")?,
+            buttons: need(i.buttons, t, "buttons")?,
+        },
+        "gamepadAxis" => {
+            let a: u8 = fits(need(i.axis, t, "axis")?.into(), t, "axis")?;
+            if a >= axis::COUNT {
+                return Err(invalid(format!(
+                    "input gamepadAxis: axis {a} is not one of AXIS (0..{})",
+                    axis::COUNT
+                )));
+            }
+            InputEvent::GamepadAxis {
+                pad: fits(need(i.pad, t, "pad")?.into(), t, "pad")?,
+                axis: a,
+                value: fits(need(i.value, t, "value")?.into(), t, "value")?,
+            }
+        }
+        other => return Err(invalid(format!("unknown input type {other:?}"))),
+    })
+}
+
+fn from_input(e: &InputEvent) -> NativeInput {
+    let n = |t: &str| NativeInput {
+        r#type: t.into(),
+        ..Default::default()
+    };
+    match *e {
+        InputEvent::KeyDown { code } => NativeInput {
+            code: Some(code),
+            ..n("keyDown")
+        },
+        InputEvent::KeyUp { code } => NativeInput {
+            code: Some(code),
+            ..n("keyUp")
+        },
+        InputEvent::MouseMove { dx, dy } => NativeInput {
+            dx: Some(dx),
+            dy: Some(dy),
+            ..n("mouseMove")
+        },
+        InputEvent::MouseMoveAbsolute { x, y } => NativeInput {
+            x: Some(x.into()),
+            y: Some(y.into()),
+            ..n("mouseMoveAbsolute")
+        },
+        InputEvent::MouseButton { button, down } => NativeInput {
+            button: Some(button.into()),
+            down: Some(down),
+            ..n("mouseButton")
+        },
+        InputEvent::Scroll { dx, dy } => NativeInput {
+            dx: Some(dx.into()),
+            dy: Some(dy.into()),
+            ..n("scroll")
+        },
+        InputEvent::GamepadButtons { pad, buttons } => NativeInput {
+            pad: Some(pad.into()),
+            buttons: Some(buttons),
+            ..n("gamepadButtons")
+        },
+        InputEvent::GamepadAxis { pad, axis, value } => NativeInput {
+            pad: Some(pad.into()),
+            axis: Some(axis.into()),
+            value: Some(value.into()),
+            ..n("gamepadAxis")
+        },
+    }
+}
+
+/// Something the client told the host.
+#[napi(object)]
+pub struct NativeHostEvent {
+    /// `input`, `keyframeRequest`, `fecChanged` or `closed`.
+    pub kind: String,
+    /// The input event (`input`).
+    pub input: Option<NativeInput>,
+    /// First lost frame (`keyframeRequest`).
+    pub first_lost: Option<f64>,
+    /// New FEC percentage (`fecChanged`).
+    pub percent: Option<u32>,
+    /// Close code (`closed`).
+    pub code: Option<u32>,
+    /// Close reason (`closed`).
+    pub reason: Option<String>,
+}
+
+/// How a session ended.
+#[napi(object)]
+pub struct NativeCloseReason {
+    /// Close code (0 normal, 1 protocol, 2 idle, 3 host shutdown, 4 application).
+    pub code: u32,
+    /// Reason text.
+    pub reason: String,
+}
+
+/// Speed-test result.
+#[napi(object)]
+pub struct NativeProbeResult {
+    /// Rate asked for, kbit/s.
+    pub target_kbps: f64,
+    /// Rate delivered, kbit/s.
+    pub delivered_kbps: f64,
+    /// Lost datagrams, percent.
+    pub loss_percent: f64,
+    /// Datagrams the host dropped locally.
+    pub send_drops: f64,
+    /// Probe datagrams sent.
+    pub packets_sent: f64,
+    /// Probe datagrams received.
+    pub packets_received: f64,
+    /// Send duration, ms.
+    pub duration_ms: f64,
+}
+
+/// Facts about a control-plane session.
+#[napi(object)]
+pub struct NativeControlInfo {
+    /// Session id, hex.
+    pub session_id: String,
+    /// Granted bitrate, kbit/s.
+    pub granted_bitrate_kbps: u32,
+    /// The host's fingerprint (client side), hex.
+    pub fingerprint: Option<String>,
+    /// The client's QUIC address (host side).
+    pub peer: Option<String>,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl NativeSession {
+    fn with_host<T>(&self, f: impl FnOnce(&control::HostSession) -> napi::Result<T>) -> napi::Result<T> {
+        let g = self.inner.lock();
+        let w = g.as_ref().ok_or_else(Inner::closed)?;
+        let h = w
+            .host
+            .as_ref()
+            .ok_or_else(|| invalid("not a session accepted by a host"))?;
+        f(h)
+    }
+
+    fn client_control(&self) -> napi::Result<Arc<control::ClientControl>> {
+        let g = self.inner.lock();
+        let w = g.as_ref().ok_or_else(Inner::closed)?;
+        w.client
+            .clone()
+            .ok_or_else(|| invalid("not a client connected to a host"))
+    }
+}
+
+#[napi]
+impl NativeSession {
+    /// The next thing the client told the host, or `null`.
+    #[napi]
+    pub fn poll_host_event(&self) -> napi::Result<Option<NativeHostEvent>> {
+        guard(|| {
+            self.with_host(|h| {
+                let ev = match h.try_next_event() {
+                    Ok(Some(ev)) => ev,
+                    Ok(None) => return Ok(None),
+                    Err(e) if e.kind() == ErrorKind::Closed => return Ok(None),
+                    Err(e) => return Err(js_error(e)),
+                };
+                let base = |kind: &str| NativeHostEvent {
+                    kind: kind.into(),
+                    input: None,
+                    first_lost: None,
+                    percent: None,
+                    code: None,
+                    reason: None,
+                };
+                Ok(Some(match ev {
+                    HostEvent::Input(i) => NativeHostEvent {
+                        input: Some(from_input(&i)),
+                        ..base("input")
+                    },
+                    HostEvent::KeyframeRequest { first_lost } => NativeHostEvent {
+                        first_lost: Some(first_lost as f64),
+                        ..base("keyframeRequest")
+                    },
+                    HostEvent::FecChanged { percent } => NativeHostEvent {
+                        percent: Some(percent.into()),
+                        ..base("fecChanged")
+                    },
+                    HostEvent::Closed(r) => NativeHostEvent {
+                        code: Some(r.code),
+                        reason: Some(r.reason),
+                        ..base("closed")
+                    },
+                }))
+            })
+        })
+    }
+
+    /// Session facts (control-plane sessions only).
+    #[napi]
+    pub fn control_info(&self) -> napi::Result<Option<NativeControlInfo>> {
+        guard(|| {
+            let g = self.inner.lock();
+            let Some(w) = g.as_ref() else { return Ok(None) };
+            if let Some(h) = &w.host {
+                return Ok(Some(NativeControlInfo {
+                    session_id: hex(&h.session_id()),
+                    granted_bitrate_kbps: h.granted_bitrate_kbps(),
+                    fingerprint: None,
+                    peer: Some(h.peer().to_string()),
+                }));
+            }
+            Ok(w.client.as_ref().map(|c| NativeControlInfo {
+                session_id: String::new(),
+                granted_bitrate_kbps: c.granted_bitrate_kbps(),
+                fingerprint: Some(c.fingerprint().to_hex()),
+                peer: None,
+            }))
+        })
+    }
+
+    /// The FEC percentage in use (host sessions).
+    #[napi]
+    pub fn fec_percent(&self) -> napi::Result<u32> {
+        guard(|| self.with_host(|h| Ok(h.fec_percent().into())))
+    }
+
+    /// How the control connection ended, if it did.
+    #[napi]
+    pub fn close_reason(&self) -> napi::Result<Option<NativeCloseReason>> {
+        guard(|| {
+            let g = self.inner.lock();
+            let Some(w) = g.as_ref() else { return Ok(None) };
+            let r = match (&w.host, &w.client) {
+                (Some(h), _) => h.closed_reason(),
+                (_, Some(c)) => c.closed_reason(),
+                _ => None,
+            };
+            Ok(r.map(|r| NativeCloseReason {
+                code: r.code,
+                reason: r.reason,
+            }))
+        })
+    }
+
+    /// Sends an input event to the host (client sessions).
+    #[napi]
+    pub fn send_input(&self, event: NativeInput) -> napi::Result<()> {
+        guard(|| {
+            let ev = to_input(&event)?;
+            self.client_control()?.send_input(ev).map_err(js_error)
+        })
+    }
+
+    /// Asks the host for a keyframe (client sessions).
+    #[napi]
+    pub fn request_keyframe(&self, first_lost: f64) -> napi::Result<()> {
+        guard(|| {
+            let idx = super::to_u64(first_lost, "firstLost")?;
+            self.client_control()?.request_keyframe(idx).map_err(js_error)
+        })
+    }
+
+    /// Runs a speed test off the JS thread (client sessions).
+    #[napi(ts_return_type = "Promise<NativeProbeResult>")]
+    pub fn speed_test(&self, target_kbps: f64, duration_ms: f64) -> napi::Result<AsyncTask<ProbeTask>> {
+        guard(|| {
+            let target = super::to_u64(target_kbps, "targetKbps")?;
+            let target =
+                u32::try_from(target).map_err(|_| invalid(format!("targetKbps {target} is too large")))?;
+            Ok(AsyncTask::new(ProbeTask {
+                control: self.client_control()?,
+                target,
+                duration: ms(duration_ms, "durationMs")?,
+            }))
+        })
+    }
+}
+
+/// A speed test off the JS thread.
+pub struct ProbeTask {
+    control: Arc<control::ClientControl>,
+    target: u32,
+    duration: Duration,
+}
+
+impl Task for ProbeTask {
+    type Output = ProbeResult;
+    type JsValue = NativeProbeResult;
+
+    fn compute(&mut self) -> napi::Result<ProbeResult> {
+        guard(|| {
+            self.control
+                .speed_test(self.target, self.duration)
+                .map_err(js_error)
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, r: ProbeResult) -> napi::Result<NativeProbeResult> {
+        Ok(NativeProbeResult {
+            target_kbps: r.target_kbps.into(),
+            delivered_kbps: r.delivered_kbps,
+            loss_percent: r.loss_percent,
+            send_drops: r.send_drops as f64,
+            packets_sent: r.packets_sent as f64,
+            packets_received: r.packets_received as f64,
+            duration_ms: r.duration.as_secs_f64() * 1e3,
+        })
+    }
+}
+
+/// The input constants: gamepad button bits and axis numbers, by name.
+#[napi(object)]
+pub struct NativeInputConstants {
+    /// `[name, bit]` pairs.
+    pub buttons: Vec<(String, u32)>,
+    /// `[name, number]` pairs.
+    pub axes: Vec<(String, u32)>,
+}
+
+/// The input constants of the core.
+#[napi]
+pub fn input_constants() -> NativeInputConstants {
+    let b = [
+        ("A", button::A),
+        ("B", button::B),
+        ("X", button::X),
+        ("Y", button::Y),
+        ("LEFT_SHOULDER", button::LEFT_SHOULDER),
+        ("RIGHT_SHOULDER", button::RIGHT_SHOULDER),
+        ("BACK", button::BACK),
+        ("START", button::START),
+        ("GUIDE", button::GUIDE),
+        ("LEFT_STICK", button::LEFT_STICK),
+        ("RIGHT_STICK", button::RIGHT_STICK),
+        ("DPAD_UP", button::DPAD_UP),
+        ("DPAD_DOWN", button::DPAD_DOWN),
+        ("DPAD_LEFT", button::DPAD_LEFT),
+        ("DPAD_RIGHT", button::DPAD_RIGHT),
+    ];
+    let a = [
+        ("LEFT_X", axis::LEFT_X),
+        ("LEFT_Y", axis::LEFT_Y),
+        ("RIGHT_X", axis::RIGHT_X),
+        ("RIGHT_Y", axis::RIGHT_Y),
+        ("LEFT_TRIGGER", axis::LEFT_TRIGGER),
+        ("RIGHT_TRIGGER", axis::RIGHT_TRIGGER),
+    ];
+    NativeInputConstants {
+        buttons: b.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+        axes: a.iter().map(|(n, v)| (n.to_string(), u32::from(*v))).collect(),
+    }
+}

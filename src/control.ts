@@ -1,0 +1,397 @@
+import { call, callAsync, invalidArg, PunktfunkError } from './errors'
+import { native, type NativeHost, type NativeInput, type NativeSession } from './native'
+import { describe, int, isObject, num, optionsBag, paramsFrom, type SessionOptions } from './options'
+import { Session, Wakeups } from './session'
+
+/** An input event from client to host. Key and button edges are never lost; motion, scroll and axes take the fastest path and may be superseded. */
+export type InputEvent =
+  | { type: 'keyDown'; code: number }
+  | { type: 'keyUp'; code: number }
+  | { type: 'mouseMove'; dx: number; dy: number }
+  | { type: 'mouseMoveAbsolute'; x: number; y: number }
+  | { type: 'mouseButton'; button: number; down: boolean }
+  | { type: 'scroll'; dx: number; dy: number }
+  | { type: 'gamepadButtons'; pad: number; buttons: number }
+  | { type: 'gamepadAxis'; pad: number; axis: number; value: number }
+
+function constants(kind: 'buttons' | 'axes'): Readonly<Record<string, number>> {
+  return Object.freeze(Object.fromEntries(native().inputConstants()[kind]))
+}
+
+/** Gamepad button bits for `gamepadButtons` events (`PUNKTFUNK_BTN_*` in C). */
+export const BUTTON: Readonly<Record<string, number>> = lazyConstants('buttons')
+/** Gamepad axis numbers for `gamepadAxis` events (`PUNKTFUNK_AXIS_*` in C). */
+export const AXIS: Readonly<Record<string, number>> = lazyConstants('axes')
+
+function lazyConstants(kind: 'buttons' | 'axes'): Readonly<Record<string, number>> {
+  let table: Readonly<Record<string, number>> | undefined
+  const get = (): Readonly<Record<string, number>> => (table ??= constants(kind))
+  return new Proxy({} as Record<string, number>, {
+    get: (_t, p) => (typeof p === 'string' ? get()[p] : undefined),
+    ownKeys: () => Reflect.ownKeys(get()),
+    getOwnPropertyDescriptor: (_t, p) => Reflect.getOwnPropertyDescriptor(get(), p),
+    has: (_t, p) => p in get(),
+  })
+}
+
+/** How a control-plane session ended. Codes: 0 normal, 1 protocol error, 2 idle timeout, 3 host shut down, 4 application. */
+export interface CloseReason {
+  /** Machine-readable code. */
+  code: number
+  /** Text both sides can read. */
+  reason: string
+}
+
+/** Something a client told its host. */
+export type ClientMessage =
+  | { type: 'input'; event: InputEvent }
+  | { type: 'keyframeRequest'; firstLost: number }
+  | { type: 'fecChanged'; percent: number }
+  | { type: 'closed'; code: number; reason: string }
+
+/** Options of {@link Host.listen}. */
+export interface HostOptions extends Omit<SessionOptions, 'recvQueue'> {
+  /** QUIC listen address (default `0.0.0.0:0`: all interfaces, a free port). */
+  bind?: string
+  /** Where the host certificate lives (default `$PUNKTFUNK_CONFIG_DIR`, else `~/.config/punktfunk`). */
+  identityDir?: string
+  /** Highest bitrate granted to a client, kbit/s (default and cap 2 000 000). */
+  maxBitrateKbps?: number
+  /** Adaptive FEC band (default `{ min: 5, max: 50 }`), or `false` for a fixed percentage. */
+  adaptiveFec?: { min: number; max: number } | false
+  /** A silent client is dropped after this long, ms (default 10 000). */
+  idleTimeoutMs?: number
+  /** Keep-alive interval, ms (default 2 000). */
+  keepaliveMs?: number
+  /** Data socket buffer size, bytes (default 32 MiB). */
+  socketBufferBytes?: number
+}
+
+/** Options of {@link Client.connect}. */
+export interface ClientOptions extends Omit<SessionOptions, 'fec' | 'sendQueue' | 'backpressure'> {
+  /** The host's fingerprint (64 hex digits) to accept, and no other. */
+  pin?: string
+  /**
+   * Trust on first use: accept a new host and remember its fingerprint in
+   * `known_hosts` of this directory (`true`: the default config directory);
+   * later connects must match. Used when `pin` is absent.
+   */
+  tofu?: boolean | string
+  /** Bitrate to ask for, kbit/s (default: as much as the host grants). */
+  requestedBitrateKbps?: number
+  /** Give up connecting after this long, ms (default 5 000). */
+  connectTimeoutMs?: number
+  /** A silent host is dropped after this long, ms (default 10 000). */
+  idleTimeoutMs?: number
+  /** Keep-alive interval, ms (default 2 000). */
+  keepaliveMs?: number
+  /** Data socket buffer size, bytes (default 32 MiB). */
+  socketBufferBytes?: number
+}
+
+/** Result of {@link Client.speedTest}. */
+export interface SpeedTestResult {
+  /** Rate asked for, kbit/s. */
+  targetKbps: number
+  /** Rate that arrived, kbit/s. */
+  deliveredKbps: number
+  /** Probe datagrams that did not arrive, percent. */
+  lossPercent: number
+  /** Probe datagrams the host dropped locally (its socket buffer was full). */
+  sendDrops: number
+  /** Probe datagrams sent. */
+  packetsSent: number
+  /** Probe datagrams received. */
+  packetsReceived: number
+  /** How long the host sent, ms. */
+  durationMs: number
+}
+
+function toInput(e: unknown): NativeInput {
+  if (!isObject(e) || typeof e.type !== 'string') throw invalidArg(`input must be an object with a type, got ${describe(e)}`)
+  const out: NativeInput = { type: e.type }
+  for (const k of ['code', 'dx', 'dy', 'x', 'y', 'button', 'pad', 'buttons', 'axis', 'value'] as const) {
+    const v = e[k]
+    if (v === undefined) continue
+    if (typeof v !== 'number' || !Number.isInteger(v)) throw invalidArg(`input ${e.type}: ${k} must be an integer, got ${describe(v)}`)
+    out[k] = v
+  }
+  if (e.down !== undefined) {
+    if (typeof e.down !== 'boolean') throw invalidArg(`input ${e.type}: down must be a boolean`)
+    out.down = e.down
+  }
+  return out
+}
+
+function fromInput(n: NativeInput): InputEvent {
+  switch (n.type) {
+    case 'keyDown':
+    case 'keyUp':
+      return { type: n.type, code: n.code ?? 0 }
+    case 'mouseMove':
+    case 'scroll':
+      return { type: n.type, dx: n.dx ?? 0, dy: n.dy ?? 0 }
+    case 'mouseMoveAbsolute':
+      return { type: n.type, x: n.x ?? 0, y: n.y ?? 0 }
+    case 'mouseButton':
+      return { type: n.type, button: n.button ?? 0, down: n.down ?? false }
+    case 'gamepadButtons':
+      return { type: n.type, pad: n.pad ?? 0, buttons: n.buttons ?? 0 }
+    default:
+      return { type: 'gamepadAxis', pad: n.pad ?? 0, axis: n.axis ?? 0, value: n.value ?? 0 }
+  }
+}
+
+/**
+ * One client's session on a host: send frames with `submitFrame` (the
+ * {@link Session} API), read what the client sends with `messages()`.
+ */
+export class HostSession extends Session {
+  /** @internal */
+  constructor(s: NativeSession, w: Wakeups, backpressure: 'wait' | 'reject') {
+    super('host', s, w, backpressure)
+  }
+
+  /** The next message from the client if one is waiting, else `null`. */
+  pollMessage(): ClientMessage | null {
+    if (this.closed) return null
+    const e = call(() => this.native.pollHostEvent())
+    if (!e) return null
+    switch (e.kind) {
+      case 'input':
+        return { type: 'input', event: fromInput(e.input ?? { type: 'keyDown' }) }
+      case 'keyframeRequest':
+        return { type: 'keyframeRequest', firstLost: e.firstLost ?? 0 }
+      case 'fecChanged':
+        return { type: 'fecChanged', percent: e.percent ?? 0 }
+      default:
+        return { type: 'closed', code: e.code ?? 0, reason: e.reason ?? '' }
+    }
+  }
+
+  /** Waits for the next message; `null` after the session closed (a `closed` message comes first when the client leaves). */
+  async nextMessage(): Promise<ClientMessage | null> {
+    for (;;) {
+      if (this.closed) return null
+      const ready = this.wakeups.event()
+      const m = this.pollMessage()
+      if (m) return m
+      await ready
+    }
+  }
+
+  /** Messages from the client (input, keyframe requests, FEC changes), ending after `closed`. */
+  async *messages(): AsyncGenerator<ClientMessage, void, undefined> {
+    for (;;) {
+      const m = await this.nextMessage()
+      if (m === null) return
+      yield m
+      if (m.type === 'closed') return
+    }
+  }
+
+  /** The FEC percentage in use (moves with adaptive FEC). */
+  get fecPercent(): number {
+    return call(() => this.native.fecPercent())
+  }
+
+  /** The client's QUIC address. */
+  get peer(): string {
+    return call(() => this.native.controlInfo())?.peer ?? ''
+  }
+
+  /** The bitrate granted to this client, kbit/s. */
+  get grantedBitrateKbps(): number {
+    return call(() => this.native.controlInfo())?.grantedBitrateKbps ?? 0
+  }
+
+  /** How the session ended, once it did. */
+  get closeReason(): CloseReason | null {
+    return call(() => this.native.closeReason())
+  }
+
+  /** Sends what is queued, then closes with a reason the client reads (default: normal, `"closed"`). */
+  override close(reason = 'closed', code = 0): Promise<void> {
+    return this.closeWith(code, reason)
+  }
+}
+
+/** A host: listens for clients over QUIC and gives each its own {@link HostSession}. */
+export class Host {
+  readonly #native: NativeHost
+  readonly #backpressure: 'wait' | 'reject'
+  #closed = false
+  /** The address clients connect to (`IP:port`). */
+  readonly address: string
+  /** The certificate fingerprint clients pin (64 hex digits). */
+  readonly fingerprint: string
+
+  private constructor(h: NativeHost, backpressure: 'wait' | 'reject') {
+    this.#native = h
+    this.#backpressure = backpressure
+    this.address = call(() => h.address())
+    this.fingerprint = call(() => h.fingerprint())
+  }
+
+  /** Loads (or creates) the host identity and starts listening. */
+  static async listen(options: HostOptions = {}): Promise<Host> {
+    const o = optionsBag(options, 'options')
+    const { bind = '0.0.0.0:0', identityDir, adaptiveFec } = o
+    if (typeof bind !== 'string') throw invalidArg('bind must be an "IP:port" string')
+    if (identityDir !== undefined && typeof identityDir !== 'string') throw invalidArg('identityDir must be a string')
+    let adaptiveMin: number | undefined
+    let adaptiveMax: number | undefined
+    if (adaptiveFec === undefined) [adaptiveMin, adaptiveMax] = [5, 50]
+    else if (adaptiveFec !== false) {
+      const band = optionsBag(adaptiveFec, 'adaptiveFec')
+      if (band.min === undefined || band.max === undefined) throw invalidArg('adaptiveFec needs min and max')
+      adaptiveMin = int(band, 'min', 0, 'adaptiveFec.')
+      adaptiveMax = int(band, 'max', 0, 'adaptiveFec.')
+    }
+    const d = native().defaults()
+    const { params, sendQueue, backpressure } = paramsFrom(o, d)
+    const h = call(() =>
+      native().hostListen({
+        identityDir,
+        bind,
+        params,
+        maxBitrateKbps: int(o, 'maxBitrateKbps', 2_000_000),
+        idleTimeoutMs: num(o, 'idleTimeoutMs', 10_000),
+        keepaliveMs: num(o, 'keepaliveMs', 2_000),
+        adaptiveMin,
+        adaptiveMax,
+        socketBuffer: int(o, 'socketBufferBytes', d.socketBuffer),
+        sendQueue,
+      }),
+    )
+    return new Host(h, backpressure)
+  }
+
+  /** Waits up to `timeoutMs` (default 1 s) for a client; its session, or `null` on timeout. */
+  async accept(options: { timeoutMs?: number } = {}): Promise<HostSession | null> {
+    if (this.#closed) throw new PunktfunkError('ERR_PF_CLOSED', 'the host is closed')
+    const timeoutMs = num(optionsBag(options, 'options'), 'timeoutMs', 1000)
+    const w = new Wakeups()
+    const s = await callAsync(() => this.#native.accept(timeoutMs, w.onWake))
+    return s ? new HostSession(s, w, this.#backpressure) : null
+  }
+
+  /** Every client that connects, until the host closes. Handshake failures are skipped. */
+  async *sessions(): AsyncGenerator<HostSession, void, undefined> {
+    while (!this.#closed) {
+      let s: HostSession | null = null
+      try {
+        s = await this.accept()
+      } catch (e) {
+        if (this.#closed) return
+        if ((e as { code?: string }).code === 'ERR_PF_CLOSED') return
+        continue
+      }
+      if (s) yield s
+    }
+  }
+
+  /** Stops listening and closes every session with `reason`. */
+  async close(reason = 'host shut down'): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await callAsync(() => this.#native.close(reason))
+  }
+}
+
+/**
+ * A client connected to a host over QUIC: `for await (const frame of
+ * client.frames())` (the {@link Session} API), plus input, keyframe requests
+ * and speed tests.
+ */
+export class Client extends Session {
+  /** @internal */
+  constructor(s: NativeSession, w: Wakeups) {
+    super('client', s, w, 'wait')
+  }
+
+  /**
+   * Connects to a host at `address` (`IP:port`), checks its identity (`pin`,
+   * else trust on first use), runs the handshake and starts receiving. Rejects
+   * with `ERR_PF_PIN_MISMATCH` for a wrong fingerprint, `ERR_PF_TIMEOUT` when
+   * nothing answers within `connectTimeoutMs`.
+   */
+  static async connect(address: string, options: ClientOptions = {}): Promise<Client> {
+    if (typeof address !== 'string') throw invalidArg(`address must be an "IP:port" string, got ${describe(address)}`)
+    const o = optionsBag(options, 'options')
+    const { pin, tofu } = o
+    if (pin !== undefined && typeof pin !== 'string') throw invalidArg('pin must be a hex string')
+    if (tofu !== undefined && typeof tofu !== 'boolean' && typeof tofu !== 'string') throw invalidArg('tofu must be a boolean or a directory')
+    if (pin !== undefined && tofu) throw invalidArg('pass either pin or tofu, not both')
+    const d = native().defaults()
+    const { params, recvQueue } = paramsFrom(o, d)
+    const w = new Wakeups()
+    const s = await callAsync(() =>
+      native().clientConnect(
+        address,
+        {
+          pin,
+          tofuDir: typeof tofu === 'string' ? tofu : undefined,
+          requestedBitrateKbps: int(o, 'requestedBitrateKbps', 0),
+          connectTimeoutMs: num(o, 'connectTimeoutMs', 5_000),
+          idleTimeoutMs: num(o, 'idleTimeoutMs', 10_000),
+          keepaliveMs: num(o, 'keepaliveMs', 2_000),
+          params,
+          socketBuffer: int(o, 'socketBufferBytes', d.socketBuffer),
+          recvQueue,
+        },
+        w.onWake,
+      ),
+    )
+    return new Client(s, w)
+  }
+
+  /** The host's fingerprint (as pinned or first seen). */
+  get fingerprint(): string {
+    return call(() => this.native.controlInfo())?.fingerprint ?? ''
+  }
+
+  /** The bitrate the host granted, kbit/s. */
+  get grantedBitrateKbps(): number {
+    return call(() => this.native.controlInfo())?.grantedBitrateKbps ?? 0
+  }
+
+  /** How the session ended, once it did. */
+  get closeReason(): CloseReason | null {
+    return call(() => this.native.closeReason())
+  }
+
+  /** Sends an input event to the host. */
+  sendInput(event: InputEvent): void {
+    this.checkOpen()
+    const n = toInput(event)
+    call(() => this.native.sendInput(n))
+  }
+
+  /** Asks the host for a keyframe (frames from `firstLost` on were lost). */
+  requestKeyframe(firstLost: number): void {
+    this.checkOpen()
+    if (typeof firstLost !== 'number' || !Number.isSafeInteger(firstLost) || firstLost < 0) {
+      throw invalidArg(`firstLost must be a non-negative integer, got ${describe(firstLost)}`)
+    }
+    call(() => this.native.requestKeyframe(firstLost))
+  }
+
+  /**
+   * Speed test: the host sends probe filler through the data plane at
+   * `targetKbps` (≤ 3 000 000) for `durationMs` (≤ 5 000); frames keep flowing.
+   */
+  async speedTest(options: { targetKbps: number; durationMs?: number }): Promise<SpeedTestResult> {
+    this.checkOpen()
+    const o = optionsBag(options, 'options')
+    if (o.targetKbps === undefined) throw invalidArg('targetKbps is required')
+    const targetKbps = int(o, 'targetKbps', 0)
+    const durationMs = num(o, 'durationMs', 2_000)
+    return callAsync(() => this.native.speedTest(targetKbps, durationMs))
+  }
+
+  /** Closes with a reason the host reads (default: normal, `"closed"`). */
+  override close(reason = 'closed', code = 0): Promise<void> {
+    return this.closeWith(code, reason)
+  }
+}
