@@ -79,6 +79,221 @@
 // Longest address string `punktfunk_session_local_address` writes, with its NUL.
 #define PUNKTFUNK_ADDRESS_MAX 64
 
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Buffer size for a fingerprint: 64 hex digits and a NUL.
+#define PUNKTFUNK_FINGERPRINT_LEN 65
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// `PunktfunkInputEvent.kind`: key down (`code`).
+#define PUNKTFUNK_INPUT_KEY_DOWN 1
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Key up (`code`).
+#define PUNKTFUNK_INPUT_KEY_UP 2
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Relative mouse motion (`dx`, `dy`).
+#define PUNKTFUNK_INPUT_MOUSE_MOVE 3
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Absolute mouse position (`x`, `y` in 0..=65535).
+#define PUNKTFUNK_INPUT_MOUSE_MOVE_ABSOLUTE 4
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Mouse button (`button`, `down`).
+#define PUNKTFUNK_INPUT_MOUSE_BUTTON 5
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Scroll (`dx`, `dy` in 1/120 notch).
+#define PUNKTFUNK_INPUT_SCROLL 6
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad button state (`pad`, `buttons` = `PUNKTFUNK_BTN_*` bits).
+#define PUNKTFUNK_INPUT_GAMEPAD_BUTTONS 7
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad axis (`pad`, `axis` = `PUNKTFUNK_AXIS_*`, `value`).
+#define PUNKTFUNK_INPUT_GAMEPAD_AXIS 8
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad button bit: A (south).
+#define PUNKTFUNK_BTN_A (1 << 0)
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad button bit: B (east).
+#define PUNKTFUNK_BTN_B (1 << 1)
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad button bit: X (west).
+#define PUNKTFUNK_BTN_X (1 << 2)
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad button bit: Y (north).
+#define PUNKTFUNK_BTN_Y (1 << 3)
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad button bit: left shoulder.
+#define PUNKTFUNK_BTN_LEFT_SHOULDER (1 << 4)
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad button bit: right shoulder.
+#define PUNKTFUNK_BTN_RIGHT_SHOULDER (1 << 5)
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad button bit: back / select.
+#define PUNKTFUNK_BTN_BACK (1 << 6)
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad button bit: start / menu.
+#define PUNKTFUNK_BTN_START (1 << 7)
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad button bit: guide / home.
+#define PUNKTFUNK_BTN_GUIDE (1 << 8)
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad button bit: left stick press.
+#define PUNKTFUNK_BTN_LEFT_STICK (1 << 9)
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad button bit: right stick press.
+#define PUNKTFUNK_BTN_RIGHT_STICK (1 << 10)
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad button bit: d-pad up.
+#define PUNKTFUNK_BTN_DPAD_UP (1 << 11)
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad button bit: d-pad down.
+#define PUNKTFUNK_BTN_DPAD_DOWN (1 << 12)
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad button bit: d-pad left.
+#define PUNKTFUNK_BTN_DPAD_LEFT (1 << 13)
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad button bit: d-pad right.
+#define PUNKTFUNK_BTN_DPAD_RIGHT (1 << 14)
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad axis: left stick horizontal.
+#define PUNKTFUNK_AXIS_LEFT_X 0
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad axis: left stick vertical.
+#define PUNKTFUNK_AXIS_LEFT_Y 1
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad axis: right stick horizontal.
+#define PUNKTFUNK_AXIS_RIGHT_X 2
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad axis: right stick vertical.
+#define PUNKTFUNK_AXIS_RIGHT_Y 3
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad axis: left trigger.
+#define PUNKTFUNK_AXIS_LEFT_TRIGGER 4
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Gamepad axis: right trigger.
+#define PUNKTFUNK_AXIS_RIGHT_TRIGGER 5
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// `PunktfunkHostEvent.kind`: nothing happened within the timeout.
+#define PUNKTFUNK_HOST_EVENT_NONE 0
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// An input event (`input`).
+#define PUNKTFUNK_HOST_EVENT_INPUT 1
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// The client asks for a keyframe (`first_lost`).
+#define PUNKTFUNK_HOST_EVENT_KEYFRAME_REQUEST 2
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Adaptive FEC moved the percentage (`fec_percent`).
+#define PUNKTFUNK_HOST_EVENT_FEC_CHANGED 3
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// The client left (`close_code`; the reason via `punktfunk_host_session_close_reason`).
+#define PUNKTFUNK_HOST_EVENT_CLOSED 4
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Close code: normal end (e.g. end of stream).
+#define PUNKTFUNK_CLOSE_NORMAL 0
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Close code: the peer broke the protocol.
+#define PUNKTFUNK_CLOSE_PROTOCOL 1
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Close code: nothing heard within the idle timeout.
+#define PUNKTFUNK_CLOSE_IDLE 2
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Close code: the host shut down.
+#define PUNKTFUNK_CLOSE_HOST_SHUTDOWN 3
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Close code: the application closed with its own reason.
+#define PUNKTFUNK_CLOSE_APPLICATION 4
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// A client connected to a host (opaque).
+typedef struct PunktfunkClient PunktfunkClient;
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// A listening host (opaque).
+typedef struct PunktfunkHost PunktfunkHost;
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// One client's session on a host (opaque).
+typedef struct PunktfunkHostSession PunktfunkHostSession;
+#endif
+
 // An open data-plane session (opaque). Create with
 // `punktfunk_session_new_udp` or `punktfunk_loopback_pair_new`, release with
 // `punktfunk_session_free`.
@@ -213,6 +428,72 @@ typedef struct PunktfunkStats {
   // Speed-test probe datagrams received.
   uint64_t probe_packets_received;
 } PunktfunkStats;
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// One input event. Set `kind` and the fields it uses; the rest are ignored.
+typedef struct PunktfunkInputEvent {
+  // `PUNKTFUNK_INPUT_*`.
+  uint32_t kind;
+  // Key code (key events).
+  uint32_t code;
+  // Horizontal delta (mouse move, scroll).
+  int32_t dx;
+  // Vertical delta (mouse move, scroll).
+  int32_t dy;
+  // Absolute x, 0..=65535.
+  uint32_t x;
+  // Absolute y, 0..=65535.
+  uint32_t y;
+  // Mouse button number (1 left, 2 middle, 3 right).
+  uint32_t button;
+  // Gamepad number.
+  uint32_t pad;
+  // Gamepad buttons (`PUNKTFUNK_BTN_*` bits).
+  uint32_t buttons;
+  // Gamepad axis (`PUNKTFUNK_AXIS_*`).
+  uint32_t axis;
+  // Axis value (sticks −32768..=32767, triggers 0..=32767).
+  int32_t value;
+  // Mouse button pressed (true) or released.
+  bool down;
+} PunktfunkInputEvent;
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Something the client told the host.
+typedef struct PunktfunkHostEvent {
+  // `PUNKTFUNK_HOST_EVENT_*`.
+  uint32_t kind;
+  // New FEC percentage (FEC changes).
+  uint32_t fec_percent;
+  // First lost frame (keyframe requests).
+  uint64_t first_lost;
+  // The input event (inputs).
+  struct PunktfunkInputEvent input;
+  // Close code (closed).
+  uint32_t close_code;
+} PunktfunkHostEvent;
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Speed-test result.
+typedef struct PunktfunkProbeResult {
+  // Rate asked for, kbit/s.
+  uint32_t target_kbps;
+  // Datagrams the host dropped locally.
+  uint32_t send_drops;
+  // Rate that arrived, kbit/s.
+  double delivered_kbps;
+  // Datagrams lost, percent.
+  double loss_percent;
+  // Probe datagrams sent.
+  uint64_t packets_sent;
+  // Probe datagrams received.
+  uint64_t packets_received;
+  // How long the host sent, µs.
+  uint64_t duration_us;
+} PunktfunkProbeResult;
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -362,6 +643,236 @@ int32_t punktfunk_session_stats(const struct PunktfunkSession *session, struct P
 // # Safety
 // Always safe to call.
 int32_t punktfunk_debug_panic(void);
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Starts a host listening on `bind` (`"IP:port"`; port 0 picks one), with
+// its identity in `identity_dir` (NULL: `$PUNKTFUNK_CONFIG_DIR`, else
+// `~/.config/punktfunk`; created on first use). `config` (NULL for defaults)
+// sets the data-plane parameters offered to clients; FEC adapts within 5–50 %.
+//
+// # Safety
+// `bind` must be NULL or NUL-terminated; `identity_dir` NULL or
+// NUL-terminated; `config` NULL or a valid config; `out` NULL or writable.
+int32_t punktfunk_host_listen(const char *bind,
+                              const char *identity_dir,
+                              const struct PunktfunkSessionConfig *config,
+                              struct PunktfunkHost **out);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Writes the host's certificate fingerprint (64 hex digits and a NUL; use a
+// buffer of `PUNKTFUNK_FINGERPRINT_LEN`).
+//
+// # Safety
+// `host` must be NULL or a live handle; `buf` NULL or `len` writable bytes.
+int32_t punktfunk_host_fingerprint(const struct PunktfunkHost *host, char *buf, size_t len);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Writes the host's QUIC address (`"IP:port"` and a NUL; `PUNKTFUNK_ADDRESS_MAX` suffices).
+//
+// # Safety
+// `host` must be NULL or a live handle; `buf` NULL or `len` writable bytes.
+int32_t punktfunk_host_local_address(const struct PunktfunkHost *host, char *buf, size_t len);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Waits up to `timeout_ms` for a client and runs the handshake with it. On
+// success `*out` is its session; `PUNKTFUNK_ERR_TIMEOUT` if nobody came. A
+// client that fails the handshake is reported as this call's error.
+//
+// # Safety
+// `host` must be NULL or a live handle; `out` NULL or writable.
+int32_t punktfunk_host_accept(struct PunktfunkHost *host,
+                              uint32_t timeout_ms,
+                              struct PunktfunkHostSession **out);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Stops the host (every session is closed with code
+// `PUNKTFUNK_CLOSE_HOST_SHUTDOWN`) and releases it. NULL is ignored.
+//
+// # Safety
+// `host` must be NULL or a handle from `punktfunk_host_listen` not freed before.
+void punktfunk_host_free(struct PunktfunkHost *host);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Sends one frame to this client.
+//
+// # Safety
+// `session` must be NULL or a live handle; `data` NULL (with `len` 0) or `len` readable bytes.
+int32_t punktfunk_host_session_submit_frame(struct PunktfunkHostSession *session,
+                                            const uint8_t *data,
+                                            size_t len,
+                                            uint64_t pts,
+                                            bool keyframe);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Waits up to `timeout_ms` for the next thing the client sends (input, a
+// keyframe request, an FEC change, its leaving); `out->kind` is
+// `PUNKTFUNK_HOST_EVENT_NONE` on timeout, and `PUNKTFUNK_ERR_CLOSED` is
+// returned after the `CLOSED` event was delivered.
+//
+// # Safety
+// `session` must be NULL or a live handle; `out` NULL or writable.
+int32_t punktfunk_host_session_next_event(struct PunktfunkHostSession *session,
+                                          uint32_t timeout_ms,
+                                          struct PunktfunkHostEvent *out);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Copies the session's counters (set `out->struct_size` first).
+//
+// # Safety
+// `session` must be NULL or a live handle; `out` NULL or writable for its `struct_size`.
+int32_t punktfunk_host_session_stats(const struct PunktfunkHostSession *session,
+                                     struct PunktfunkStats *out);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Writes how the session ended (code, and the reason text into `buf`);
+// `PUNKTFUNK_ERR_INVALID_ARG` while it is still open.
+//
+// # Safety
+// `session` must be NULL or a live handle; `code` NULL or writable; `buf`
+// NULL or `len` writable bytes.
+int32_t punktfunk_host_session_close_reason(const struct PunktfunkHostSession *session,
+                                            uint32_t *code,
+                                            char *buf,
+                                            size_t len);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Closes this client's session with a code and reason it can read (frames
+// already sent are delivered first; waits up to a second). The handle stays
+// valid until `punktfunk_host_session_free`.
+//
+// # Safety
+// `session` must be NULL or a live handle; `reason` NULL (empty) or NUL-terminated.
+int32_t punktfunk_host_session_close(struct PunktfunkHostSession *session,
+                                     uint32_t code,
+                                     const char *reason);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Releases a host session (closing it normally if still open). NULL is ignored.
+//
+// # Safety
+// `session` must be NULL or a handle from `punktfunk_host_accept` not freed before.
+void punktfunk_host_session_free(struct PunktfunkHostSession *session);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Connects to a host at `address` (`"IP:port"`). With `pin_hex` (64 hex
+// digits) only that fingerprint is accepted; with NULL, trust on first use
+// with the `known_hosts` file in `config_dir` (NULL: the default config
+// directory). A wrong fingerprint returns `PUNKTFUNK_ERR_PIN_MISMATCH` before
+// any data flows; no answer within `timeout_ms` returns `PUNKTFUNK_ERR_TIMEOUT`.
+// `config` (NULL for defaults) sets local receive limits.
+//
+// # Safety
+// String arguments must be NULL or NUL-terminated (`address` non-NULL);
+// `config` NULL or valid; `out` NULL or writable.
+int32_t punktfunk_client_connect(const char *address,
+                                 const char *pin_hex,
+                                 const char *config_dir,
+                                 uint32_t timeout_ms,
+                                 const struct PunktfunkSessionConfig *config,
+                                 struct PunktfunkClient **out);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Writes the host's fingerprint as pinned or first seen (use `PUNKTFUNK_FINGERPRINT_LEN`).
+//
+// # Safety
+// `client` must be NULL or a live handle; `buf` NULL or `len` writable bytes.
+int32_t punktfunk_client_fingerprint(const struct PunktfunkClient *client, char *buf, size_t len);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Waits up to `timeout_ms` for the next frame event (`out->kind`
+// `PUNKTFUNK_EVENT_NONE` on timeout). `data` stays valid until the next call
+// on this handle. Returns `PUNKTFUNK_ERR_CLOSED` once the host ended the
+// session and everything was delivered.
+//
+// # Safety
+// `client` must be NULL or a live handle; `out` NULL or writable.
+int32_t punktfunk_client_next_frame(struct PunktfunkClient *client,
+                                    uint32_t timeout_ms,
+                                    struct PunktfunkFrameEvent *out);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Runs a speed test: the host sends probe filler at `target_kbps`
+// (1..=3000000) for `duration_ms` (1..=5000) through the data plane.
+// Frames arriving meanwhile are kept for later `punktfunk_client_next_frame` calls.
+//
+// # Safety
+// `client` must be NULL or a live handle; `out` NULL or writable.
+int32_t punktfunk_client_speed_test(struct PunktfunkClient *client,
+                                    uint32_t target_kbps,
+                                    uint32_t duration_ms,
+                                    struct PunktfunkProbeResult *out);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Sends an input event to the host (key and button edges are never lost).
+//
+// # Safety
+// `client` must be NULL or a live handle; `event` NULL or a valid event.
+int32_t punktfunk_client_send_input(const struct PunktfunkClient *client,
+                                    const struct PunktfunkInputEvent *event);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Asks the host for a keyframe (frames from `first_lost` on were lost).
+//
+// # Safety
+// `client` must be NULL or a live handle.
+int32_t punktfunk_client_request_keyframe(const struct PunktfunkClient *client,
+                                          uint64_t first_lost);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Copies the client's counters (set `out->struct_size` first).
+//
+// # Safety
+// `client` must be NULL or a live handle; `out` NULL or writable for its `struct_size`.
+int32_t punktfunk_client_stats(const struct PunktfunkClient *client, struct PunktfunkStats *out);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Writes how the session ended (code, and the reason into `buf`);
+// `PUNKTFUNK_ERR_INVALID_ARG` while it is still open.
+//
+// # Safety
+// `client` must be NULL or a live handle; `code` NULL or writable; `buf` NULL
+// or `len` writable bytes.
+int32_t punktfunk_client_close_reason(const struct PunktfunkClient *client,
+                                      uint32_t *code,
+                                      char *buf,
+                                      size_t len);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Closes the session with a code and reason the host can read (input already
+// sent is delivered first; waits up to a second). The handle stays valid
+// until `punktfunk_client_free`.
+//
+// # Safety
+// `client` must be NULL or a live handle; `reason` NULL (empty) or NUL-terminated.
+int32_t punktfunk_client_close(struct PunktfunkClient *client, uint32_t code, const char *reason);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Releases a client (closing it normally if still open). NULL is ignored.
+//
+// # Safety
+// `client` must be NULL or a handle from `punktfunk_client_connect` not freed before.
+void punktfunk_client_free(struct PunktfunkClient *client);
+#endif
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -3,6 +3,8 @@
  * library. Built with -std=c11 -Wall -Wextra -Werror and run by `npm test`,
  * directly and under valgrind memcheck (scripts/test-c.sh).
  */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,12 +234,152 @@ static void test_panic_is_contained(void) {
     punktfunk_session_free(c);
 }
 
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+enum { QUIC_FRAMES = 3 };
+static const size_t quic_sizes[QUIC_FRAMES] = {10, 2 * 1024 * 1024, 50000};
+
+struct host_result {
+    int inputs, key_down, mouse_move, axis, keyframe_request;
+    uint64_t first_lost;
+    int32_t status;
+};
+
+static void *host_thread(void *arg) {
+    PunktfunkHost *host = arg;
+    static struct host_result r;
+    PunktfunkHostSession *s = NULL;
+    /* The first client presents a wrong pin: its handshake fails; keep accepting. */
+    for (int tries = 0; tries < 5 && s == NULL; tries++) punktfunk_host_accept(host, 10000, &s);
+    if (!s) {
+        r.status = PUNKTFUNK_ERR_TIMEOUT;
+        return &r;
+    }
+    for (int i = 0; i < QUIC_FRAMES; i++) {
+        uint8_t *buf = malloc(quic_sizes[i]);
+        fill(buf, quic_sizes[i], 900u + (uint32_t)i);
+        int32_t st = punktfunk_host_session_submit_frame(s, buf, quic_sizes[i], (uint64_t)i, i == 0);
+        free(buf);
+        if (st != PUNKTFUNK_OK) r.status = st;
+    }
+    PunktfunkHostEvent ev;
+    for (int waited = 0; waited < 100 && (r.inputs < 3 || !r.keyframe_request); waited++) {
+        if (punktfunk_host_session_next_event(s, 100, &ev) != PUNKTFUNK_OK) break;
+        if (ev.kind == PUNKTFUNK_HOST_EVENT_INPUT) {
+            r.inputs++;
+            r.key_down += ev.input.kind == PUNKTFUNK_INPUT_KEY_DOWN && ev.input.code == 44;
+            r.mouse_move += ev.input.kind == PUNKTFUNK_INPUT_MOUSE_MOVE && ev.input.dx == -4 && ev.input.dy == 9;
+            r.axis += ev.input.kind == PUNKTFUNK_INPUT_GAMEPAD_AXIS && ev.input.axis == PUNKTFUNK_AXIS_LEFT_TRIGGER &&
+                      ev.input.value == 32000;
+        } else if (ev.kind == PUNKTFUNK_HOST_EVENT_KEYFRAME_REQUEST) {
+            r.keyframe_request = 1;
+            r.first_lost = ev.first_lost;
+        }
+    }
+    punktfunk_host_session_close(s, PUNKTFUNK_CLOSE_NORMAL, "end of stream");
+    punktfunk_host_session_free(s);
+    return &r;
+}
+
+static void test_quic(void) {
+    char dir[] = "/tmp/punktfunk-c-XXXXXX";
+    char addr[PUNKTFUNK_ADDRESS_MAX], fp[PUNKTFUNK_FINGERPRINT_LEN], seen[PUNKTFUNK_FINGERPRINT_LEN];
+    PunktfunkHost *host = NULL;
+    PunktfunkClient *client = NULL;
+    PunktfunkFrameEvent ev;
+    pthread_t t;
+    CHECK(mkdtemp(dir) != NULL, "temp dir");
+    CHECK_STATUS(punktfunk_host_listen("127.0.0.1:0", dir, NULL, &host), PUNKTFUNK_OK);
+    if (!host) return;
+    CHECK_STATUS(punktfunk_host_local_address(host, addr, sizeof addr), PUNKTFUNK_OK);
+    CHECK_STATUS(punktfunk_host_fingerprint(host, fp, sizeof fp), PUNKTFUNK_OK);
+    CHECK(strlen(fp) == 64, "fingerprint is 64 hex digits: %s", fp);
+    CHECK(pthread_create(&t, NULL, host_thread, host) == 0, "host thread");
+
+    /* A wrong pin: refused, typed status, no handle. */
+    CHECK_STATUS(punktfunk_client_connect(addr, "0000000000000000000000000000000000000000000000000000000000000000", NULL,
+                                          10000, NULL, &client),
+                 PUNKTFUNK_ERR_PIN_MISMATCH);
+    CHECK(client == NULL, "no handle after a pin mismatch");
+    /* Generous frame timeout: under valgrind a 2 MB frame takes a while to reassemble. */
+    PunktfunkSessionConfig cfg;
+    punktfunk_session_config_default(&cfg);
+    cfg.frame_timeout_ms = 10000;
+    CHECK_STATUS(punktfunk_client_connect(addr, fp, NULL, 10000, &cfg, &client), PUNKTFUNK_OK);
+    if (!client) {
+        pthread_join(t, NULL);
+        punktfunk_host_free(host);
+        return;
+    }
+    CHECK_STATUS(punktfunk_client_fingerprint(client, seen, sizeof seen), PUNKTFUNK_OK);
+    CHECK(strcmp(seen, fp) == 0, "client saw the pinned fingerprint");
+    for (int i = 0; i < QUIC_FRAMES; i++) {
+        int32_t st = PUNKTFUNK_OK;
+        ev.kind = PUNKTFUNK_EVENT_NONE;
+        for (int w = 0; w < 100 && st == PUNKTFUNK_OK && ev.kind == PUNKTFUNK_EVENT_NONE; w++)
+            st = punktfunk_client_next_frame(client, 100, &ev);
+        CHECK(st == PUNKTFUNK_OK && ev.kind == PUNKTFUNK_EVENT_FRAME, "QUIC frame %d (status %d)", i, (int)st);
+        if (ev.kind != PUNKTFUNK_EVENT_FRAME) continue;
+        uint8_t *want = malloc(quic_sizes[i]);
+        fill(want, quic_sizes[i], 900u + (uint32_t)i);
+        CHECK(ev.len == quic_sizes[i] && memcmp(ev.data, want, ev.len) == 0, "QUIC frame %d byte-exact", i);
+        free(want);
+    }
+    PunktfunkProbeResult probe;
+    CHECK_STATUS(punktfunk_client_speed_test(client, 50000, 300, &probe), PUNKTFUNK_OK);
+    CHECK(probe.packets_sent > 0 && probe.packets_received > 0, "probe %llu/%llu",
+          (unsigned long long)probe.packets_received, (unsigned long long)probe.packets_sent);
+    CHECK_STATUS(punktfunk_client_speed_test(client, 3000001, 300, &probe), PUNKTFUNK_ERR_INVALID_ARG);
+
+    PunktfunkInputEvent in = {.kind = PUNKTFUNK_INPUT_KEY_DOWN, .code = 44};
+    CHECK_STATUS(punktfunk_client_send_input(client, &in), PUNKTFUNK_OK);
+    PunktfunkInputEvent move = {.kind = PUNKTFUNK_INPUT_MOUSE_MOVE, .dx = -4, .dy = 9};
+    CHECK_STATUS(punktfunk_client_send_input(client, &move), PUNKTFUNK_OK);
+    PunktfunkInputEvent axis = {.kind = PUNKTFUNK_INPUT_GAMEPAD_AXIS, .axis = PUNKTFUNK_AXIS_LEFT_TRIGGER, .value = 32000};
+    CHECK_STATUS(punktfunk_client_send_input(client, &axis), PUNKTFUNK_OK);
+    PunktfunkInputEvent bad = {.kind = 99};
+    CHECK_STATUS(punktfunk_client_send_input(client, &bad), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_send_input(client, NULL), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_request_keyframe(client, 7), PUNKTFUNK_OK);
+
+    /* The host closes after reading everything: the client reads its reason. */
+    int32_t st = PUNKTFUNK_OK;
+    for (int w = 0; w < 100 && st == PUNKTFUNK_OK; w++) st = punktfunk_client_next_frame(client, 100, &ev);
+    CHECK(st == PUNKTFUNK_ERR_CLOSED, "the host's close ends the stream (status %d)", (int)st);
+    uint32_t code = 99;
+    char reason[64];
+    CHECK_STATUS(punktfunk_client_close_reason(client, &code, reason, sizeof reason), PUNKTFUNK_OK);
+    CHECK(code == PUNKTFUNK_CLOSE_NORMAL && strcmp(reason, "end of stream") == 0, "close reason %u %s", code, reason);
+
+    struct host_result *r;
+    pthread_join(t, (void **)&r);
+    CHECK(r->status == PUNKTFUNK_OK, "host status %d", (int)r->status);
+    CHECK(r->key_down == 1 && r->mouse_move == 1 && r->axis == 1, "inputs arrived once each (%d/%d/%d)", r->key_down,
+          r->mouse_move, r->axis);
+    CHECK(r->keyframe_request && r->first_lost == 7, "keyframe request");
+    printf("quic: pinned connect, %d frames byte-exact, probe %.0f kbit/s, %d inputs and a keyframe request, "
+           "close reason \"%s\"\n",
+           QUIC_FRAMES, probe.delivered_kbps, r->inputs, reason);
+    punktfunk_client_free(client);
+    punktfunk_host_free(host);
+    punktfunk_client_free(NULL);
+    punktfunk_host_free(NULL);
+    punktfunk_host_session_free(NULL);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+#endif
+
 int main(void) {
     test_abi_and_errors();
     test_null_and_bad_arguments();
     test_loopback_with_loss();
     test_udp();
     test_panic_is_contained();
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+    test_quic();
+#endif
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;

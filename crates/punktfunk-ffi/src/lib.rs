@@ -30,6 +30,11 @@ use std::ptr;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "quic")]
+mod quic;
+#[cfg(feature = "quic")]
+pub use quic::*;
+
 use pf::transport::GilbertElliott;
 use pf::{
     Error, ErrorKind, FecConfig, Frame, FrameEvent, FrameMeta, Impaired, ImpairmentConfig, LoopbackTransport,
@@ -519,31 +524,59 @@ impl PunktfunkSession {
     }
 
     fn lend(&mut self, ev: Option<FrameEvent>, out: &mut PunktfunkFrameEvent) {
-        *out = PunktfunkFrameEvent::NONE;
-        match ev {
-            None => {}
-            Some(FrameEvent::Lost { first_index, count }) => {
-                out.kind = PUNKTFUNK_EVENT_LOST;
-                out.index = first_index;
-                out.count = count;
-            }
-            Some(FrameEvent::Frame(f)) => {
-                out.kind = PUNKTFUNK_EVENT_FRAME;
-                out.index = f.index;
-                out.count = 1;
-                out.pts = f.pts;
-                out.keyframe = f.keyframe;
-                out.recovered_shards = f.recovered_shards;
-                out.len = f.data.len();
-                out.data = if f.data.is_empty() {
-                    ptr::null()
-                } else {
-                    f.data.as_ptr()
-                };
-                self.lent = Some(f);
-            }
+        lend(ev, out, &mut self.lent);
+    }
+}
+
+/// Describes `ev` in `out`; a frame is kept in `lent` so its bytes stay valid
+/// until the handle's next call.
+fn lend(ev: Option<FrameEvent>, out: &mut PunktfunkFrameEvent, lent: &mut Option<Frame>) {
+    *out = PunktfunkFrameEvent::NONE;
+    match ev {
+        None => {}
+        Some(FrameEvent::Lost { first_index, count }) => {
+            out.kind = PUNKTFUNK_EVENT_LOST;
+            out.index = first_index;
+            out.count = count;
+        }
+        Some(FrameEvent::Frame(f)) => {
+            out.kind = PUNKTFUNK_EVENT_FRAME;
+            out.index = f.index;
+            out.count = 1;
+            out.pts = f.pts;
+            out.keyframe = f.keyframe;
+            out.recovered_shards = f.recovered_shards;
+            out.len = f.data.len();
+            out.data = if f.data.is_empty() {
+                ptr::null()
+            } else {
+                f.data.as_ptr()
+            };
+            *lent = Some(f);
         }
     }
+}
+
+/// Writes `text` and a NUL into a caller buffer of `len` bytes.
+///
+/// # Safety
+/// `buf` must be NULL or point to `len` writable bytes.
+unsafe fn write_cstr(buf: *mut c_char, len: usize, text: &str) -> Result<(), Error> {
+    if buf.is_null() {
+        return Err(null("buf"));
+    }
+    if text.len() + 1 > len {
+        return Err(Error::invalid(format!(
+            "buffer of {len} bytes is too small for {text:?}"
+        )));
+    }
+    // SAFETY: `buf` has `len > text.len()` writable bytes; the source is a
+    // separate Rust string.
+    unsafe {
+        ptr::copy_nonoverlapping(text.as_ptr(), buf as *mut u8, text.len());
+        *buf.add(text.len()) = 0;
+    }
+    Ok(())
 }
 
 fn keys_from(secret: &[u8], context: &[u8]) -> Result<SessionKeys, Error> {
@@ -798,18 +831,8 @@ pub unsafe extern "C" fn punktfunk_session_local_address(
             .as_ref()
             .ok_or_else(|| Error::invalid("a loopback session has no address"))?;
         let addr = udp.local_addr()?.to_string();
-        if addr.len() + 1 > buf_len {
-            return Err(Error::invalid(format!(
-                "buf_len {buf_len} is too small for {addr:?}"
-            )));
-        }
-        // SAFETY: `buf` has `buf_len > addr.len()` writable bytes; the source is a
-        // separate Rust string.
-        unsafe {
-            ptr::copy_nonoverlapping(addr.as_ptr(), buf as *mut u8, addr.len());
-            *buf.add(addr.len()) = 0;
-        }
-        Ok(())
+        // SAFETY: `buf` is non-NULL with `buf_len` writable bytes per the contract.
+        unsafe { write_cstr(buf, buf_len, &addr) }
     })
 }
 

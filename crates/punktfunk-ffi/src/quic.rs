@@ -1,0 +1,871 @@
+//! The QUIC control plane in C (`#if defined(PUNKTFUNK_FEATURE_QUIC)`): host
+//! listen / accept / fingerprint / close, client connect with a pin or trust
+//! on first use, frames, speed test, input, keyframe requests, close reasons.
+//! The calls block (accept, connect, waits) up to the timeouts given.
+
+use std::ffi::c_char;
+use std::path::PathBuf;
+use std::ptr;
+use std::time::Duration;
+
+use pf::control::{
+    self, axis, Client, ClientConfig, Fingerprint, Host, HostConfig, HostEvent, HostSession, InputEvent,
+    Trust,
+};
+use pf::{Error, ErrorKind, Frame, FrameMeta};
+
+use super::{
+    bytes, config_or_default, ffi, input, lend, out, parse_addr, text, write_cstr, PunktfunkFrameEvent,
+    PunktfunkStats, STATS_V1_SIZE,
+};
+
+/// Buffer size for a fingerprint: 64 hex digits and a NUL.
+pub const PUNKTFUNK_FINGERPRINT_LEN: usize = 65;
+
+/// `PunktfunkInputEvent.kind`: key down (`code`).
+pub const PUNKTFUNK_INPUT_KEY_DOWN: u32 = 1;
+/// Key up (`code`).
+pub const PUNKTFUNK_INPUT_KEY_UP: u32 = 2;
+/// Relative mouse motion (`dx`, `dy`).
+pub const PUNKTFUNK_INPUT_MOUSE_MOVE: u32 = 3;
+/// Absolute mouse position (`x`, `y` in 0..=65535).
+pub const PUNKTFUNK_INPUT_MOUSE_MOVE_ABSOLUTE: u32 = 4;
+/// Mouse button (`button`, `down`).
+pub const PUNKTFUNK_INPUT_MOUSE_BUTTON: u32 = 5;
+/// Scroll (`dx`, `dy` in 1/120 notch).
+pub const PUNKTFUNK_INPUT_SCROLL: u32 = 6;
+/// Gamepad button state (`pad`, `buttons` = `PUNKTFUNK_BTN_*` bits).
+pub const PUNKTFUNK_INPUT_GAMEPAD_BUTTONS: u32 = 7;
+/// Gamepad axis (`pad`, `axis` = `PUNKTFUNK_AXIS_*`, `value`).
+pub const PUNKTFUNK_INPUT_GAMEPAD_AXIS: u32 = 8;
+
+/// Gamepad button bit: A (south).
+pub const PUNKTFUNK_BTN_A: u32 = 1 << 0;
+/// Gamepad button bit: B (east).
+pub const PUNKTFUNK_BTN_B: u32 = 1 << 1;
+/// Gamepad button bit: X (west).
+pub const PUNKTFUNK_BTN_X: u32 = 1 << 2;
+/// Gamepad button bit: Y (north).
+pub const PUNKTFUNK_BTN_Y: u32 = 1 << 3;
+/// Gamepad button bit: left shoulder.
+pub const PUNKTFUNK_BTN_LEFT_SHOULDER: u32 = 1 << 4;
+/// Gamepad button bit: right shoulder.
+pub const PUNKTFUNK_BTN_RIGHT_SHOULDER: u32 = 1 << 5;
+/// Gamepad button bit: back / select.
+pub const PUNKTFUNK_BTN_BACK: u32 = 1 << 6;
+/// Gamepad button bit: start / menu.
+pub const PUNKTFUNK_BTN_START: u32 = 1 << 7;
+/// Gamepad button bit: guide / home.
+pub const PUNKTFUNK_BTN_GUIDE: u32 = 1 << 8;
+/// Gamepad button bit: left stick press.
+pub const PUNKTFUNK_BTN_LEFT_STICK: u32 = 1 << 9;
+/// Gamepad button bit: right stick press.
+pub const PUNKTFUNK_BTN_RIGHT_STICK: u32 = 1 << 10;
+/// Gamepad button bit: d-pad up.
+pub const PUNKTFUNK_BTN_DPAD_UP: u32 = 1 << 11;
+/// Gamepad button bit: d-pad down.
+pub const PUNKTFUNK_BTN_DPAD_DOWN: u32 = 1 << 12;
+/// Gamepad button bit: d-pad left.
+pub const PUNKTFUNK_BTN_DPAD_LEFT: u32 = 1 << 13;
+/// Gamepad button bit: d-pad right.
+pub const PUNKTFUNK_BTN_DPAD_RIGHT: u32 = 1 << 14;
+
+/// Gamepad axis: left stick horizontal.
+pub const PUNKTFUNK_AXIS_LEFT_X: u32 = 0;
+/// Gamepad axis: left stick vertical.
+pub const PUNKTFUNK_AXIS_LEFT_Y: u32 = 1;
+/// Gamepad axis: right stick horizontal.
+pub const PUNKTFUNK_AXIS_RIGHT_X: u32 = 2;
+/// Gamepad axis: right stick vertical.
+pub const PUNKTFUNK_AXIS_RIGHT_Y: u32 = 3;
+/// Gamepad axis: left trigger.
+pub const PUNKTFUNK_AXIS_LEFT_TRIGGER: u32 = 4;
+/// Gamepad axis: right trigger.
+pub const PUNKTFUNK_AXIS_RIGHT_TRIGGER: u32 = 5;
+
+/// `PunktfunkHostEvent.kind`: nothing happened within the timeout.
+pub const PUNKTFUNK_HOST_EVENT_NONE: u32 = 0;
+/// An input event (`input`).
+pub const PUNKTFUNK_HOST_EVENT_INPUT: u32 = 1;
+/// The client asks for a keyframe (`first_lost`).
+pub const PUNKTFUNK_HOST_EVENT_KEYFRAME_REQUEST: u32 = 2;
+/// Adaptive FEC moved the percentage (`fec_percent`).
+pub const PUNKTFUNK_HOST_EVENT_FEC_CHANGED: u32 = 3;
+/// The client left (`close_code`; the reason via `punktfunk_host_session_close_reason`).
+pub const PUNKTFUNK_HOST_EVENT_CLOSED: u32 = 4;
+
+/// Close code: normal end (e.g. end of stream).
+pub const PUNKTFUNK_CLOSE_NORMAL: u32 = 0;
+/// Close code: the peer broke the protocol.
+pub const PUNKTFUNK_CLOSE_PROTOCOL: u32 = 1;
+/// Close code: nothing heard within the idle timeout.
+pub const PUNKTFUNK_CLOSE_IDLE: u32 = 2;
+/// Close code: the host shut down.
+pub const PUNKTFUNK_CLOSE_HOST_SHUTDOWN: u32 = 3;
+/// Close code: the application closed with its own reason.
+pub const PUNKTFUNK_CLOSE_APPLICATION: u32 = 4;
+
+/// One input event. Set `kind` and the fields it uses; the rest are ignored.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PunktfunkInputEvent {
+    /// `PUNKTFUNK_INPUT_*`.
+    pub kind: u32,
+    /// Key code (key events).
+    pub code: u32,
+    /// Horizontal delta (mouse move, scroll).
+    pub dx: i32,
+    /// Vertical delta (mouse move, scroll).
+    pub dy: i32,
+    /// Absolute x, 0..=65535.
+    pub x: u32,
+    /// Absolute y, 0..=65535.
+    pub y: u32,
+    /// Mouse button number (1 left, 2 middle, 3 right).
+    pub button: u32,
+    /// Gamepad number.
+    pub pad: u32,
+    /// Gamepad buttons (`PUNKTFUNK_BTN_*` bits).
+    pub buttons: u32,
+    /// Gamepad axis (`PUNKTFUNK_AXIS_*`).
+    pub axis: u32,
+    /// Axis value (sticks −32768..=32767, triggers 0..=32767).
+    pub value: i32,
+    /// Mouse button pressed (true) or released.
+    pub down: bool,
+}
+
+/// Something the client told the host.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PunktfunkHostEvent {
+    /// `PUNKTFUNK_HOST_EVENT_*`.
+    pub kind: u32,
+    /// New FEC percentage (FEC changes).
+    pub fec_percent: u32,
+    /// First lost frame (keyframe requests).
+    pub first_lost: u64,
+    /// The input event (inputs).
+    pub input: PunktfunkInputEvent,
+    /// Close code (closed).
+    pub close_code: u32,
+}
+
+/// Speed-test result.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PunktfunkProbeResult {
+    /// Rate asked for, kbit/s.
+    pub target_kbps: u32,
+    /// Datagrams the host dropped locally.
+    pub send_drops: u32,
+    /// Rate that arrived, kbit/s.
+    pub delivered_kbps: f64,
+    /// Datagrams lost, percent.
+    pub loss_percent: f64,
+    /// Probe datagrams sent.
+    pub packets_sent: u64,
+    /// Probe datagrams received.
+    pub packets_received: u64,
+    /// How long the host sent, µs.
+    pub duration_us: u64,
+}
+
+/// A listening host (opaque).
+pub struct PunktfunkHost {
+    host: Host,
+}
+
+/// One client's session on a host (opaque).
+pub struct PunktfunkHostSession {
+    session: HostSession,
+}
+
+/// A client connected to a host (opaque).
+pub struct PunktfunkClient {
+    client: Client,
+    lent: Option<Frame>,
+}
+
+fn to_input(e: &PunktfunkInputEvent) -> Result<InputEvent, Error> {
+    let u8_of = |v: u32, what: &str| {
+        u8::try_from(v).map_err(|_| Error::invalid(format!("{what} {v} is out of range")))
+    };
+    let u16_of = |v: u32, what: &str| {
+        u16::try_from(v).map_err(|_| Error::invalid(format!("{what} {v} is out of range")))
+    };
+    let i16_of = |v: i32, what: &str| {
+        i16::try_from(v).map_err(|_| Error::invalid(format!("{what} {v} is out of range")))
+    };
+    Ok(match e.kind {
+        PUNKTFUNK_INPUT_KEY_DOWN => InputEvent::KeyDown { code: e.code },
+        PUNKTFUNK_INPUT_KEY_UP => InputEvent::KeyUp { code: e.code },
+        PUNKTFUNK_INPUT_MOUSE_MOVE => InputEvent::MouseMove { dx: e.dx, dy: e.dy },
+        PUNKTFUNK_INPUT_MOUSE_MOVE_ABSOLUTE => InputEvent::MouseMoveAbsolute {
+            x: u16_of(e.x, "x")?,
+            y: u16_of(e.y, "y")?,
+        },
+        PUNKTFUNK_INPUT_MOUSE_BUTTON => InputEvent::MouseButton {
+            button: u8_of(e.button, "button")?,
+            down: e.down,
+        },
+        PUNKTFUNK_INPUT_SCROLL => InputEvent::Scroll {
+            dx: i16_of(e.dx, "dx")?,
+            dy: i16_of(e.dy, "dy")?,
+        },
+        PUNKTFUNK_INPUT_GAMEPAD_BUTTONS => InputEvent::GamepadButtons {
+            pad: u8_of(e.pad, "pad")?,
+            buttons: e.buttons,
+        },
+        PUNKTFUNK_INPUT_GAMEPAD_AXIS => {
+            let a = u8_of(e.axis, "axis")?;
+            if a >= axis::COUNT {
+                return Err(Error::invalid(format!(
+                    "axis {a} is not a PUNKTFUNK_AXIS_* value"
+                )));
+            }
+            InputEvent::GamepadAxis {
+                pad: u8_of(e.pad, "pad")?,
+                axis: a,
+                value: i16_of(e.value, "value")?,
+            }
+        }
+        k => {
+            return Err(Error::invalid(format!(
+                "input kind {k} is not a PUNKTFUNK_INPUT_* value"
+            )))
+        }
+    })
+}
+
+fn from_input(e: &InputEvent) -> PunktfunkInputEvent {
+    let mut o = PunktfunkInputEvent::default();
+    match *e {
+        InputEvent::KeyDown { code } => (o.kind, o.code) = (PUNKTFUNK_INPUT_KEY_DOWN, code),
+        InputEvent::KeyUp { code } => (o.kind, o.code) = (PUNKTFUNK_INPUT_KEY_UP, code),
+        InputEvent::MouseMove { dx, dy } => (o.kind, o.dx, o.dy) = (PUNKTFUNK_INPUT_MOUSE_MOVE, dx, dy),
+        InputEvent::MouseMoveAbsolute { x, y } => {
+            (o.kind, o.x, o.y) = (PUNKTFUNK_INPUT_MOUSE_MOVE_ABSOLUTE, x.into(), y.into())
+        }
+        InputEvent::MouseButton { button, down } => {
+            (o.kind, o.button, o.down) = (PUNKTFUNK_INPUT_MOUSE_BUTTON, button.into(), down)
+        }
+        InputEvent::Scroll { dx, dy } => {
+            (o.kind, o.dx, o.dy) = (PUNKTFUNK_INPUT_SCROLL, dx.into(), dy.into())
+        }
+        InputEvent::GamepadButtons { pad, buttons } => {
+            (o.kind, o.pad, o.buttons) = (PUNKTFUNK_INPUT_GAMEPAD_BUTTONS, pad.into(), buttons)
+        }
+        InputEvent::GamepadAxis { pad, axis, value } => {
+            (o.kind, o.pad, o.axis, o.value) = (
+                PUNKTFUNK_INPUT_GAMEPAD_AXIS,
+                pad.into(),
+                axis.into(),
+                value.into(),
+            )
+        }
+    }
+    o
+}
+
+fn millis(ms: u32, what: &str) -> Result<Duration, Error> {
+    if ms == 0 {
+        return Err(Error::invalid(format!("{what} must be above zero")));
+    }
+    Ok(Duration::from_millis(ms.into()))
+}
+
+/// Starts a host listening on `bind` (`"IP:port"`; port 0 picks one), with
+/// its identity in `identity_dir` (NULL: `$PUNKTFUNK_CONFIG_DIR`, else
+/// `~/.config/punktfunk`; created on first use). `config` (NULL for defaults)
+/// sets the data-plane parameters offered to clients; FEC adapts within 5–50 %.
+///
+/// # Safety
+/// `bind` must be NULL or NUL-terminated; `identity_dir` NULL or
+/// NUL-terminated; `config` NULL or a valid config; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_host_listen(
+    bind: *const c_char,
+    identity_dir: *const c_char,
+    config: *const super::PunktfunkSessionConfig,
+    out: *mut *mut PunktfunkHost,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: checked or valid per the contract.
+        let out = unsafe { super::out(out, "out") }?;
+        *out = ptr::null_mut();
+        // SAFETY: as above.
+        let bind = parse_addr(unsafe { text(bind, "bind") }?, "bind")?;
+        let dir = if identity_dir.is_null() {
+            control::default_config_dir()
+        } else {
+            // SAFETY: non-NULL and NUL-terminated per the contract.
+            PathBuf::from(unsafe { text(identity_dir, "identity_dir") }?)
+        };
+        // SAFETY: as above.
+        let cfg = unsafe { config_or_default(config) }?;
+        let host = Host::listen(HostConfig {
+            identity_dir: dir,
+            bind,
+            session: cfg.to_core()?,
+            udp: pf::UdpConfig {
+                socket_buffer: cfg.socket_buffer_bytes as usize,
+            },
+            ..HostConfig::default()
+        })?;
+        *out = Box::into_raw(Box::new(PunktfunkHost { host }));
+        Ok(())
+    })
+}
+
+/// Writes the host's certificate fingerprint (64 hex digits and a NUL; use a
+/// buffer of `PUNKTFUNK_FINGERPRINT_LEN`).
+///
+/// # Safety
+/// `host` must be NULL or a live handle; `buf` NULL or `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_host_fingerprint(
+    host: *const PunktfunkHost,
+    buf: *mut c_char,
+    len: usize,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: NULL or a live handle per the contract.
+        let h = unsafe { input(host, "host") }?;
+        // SAFETY: NULL or `len` writable bytes per the contract.
+        unsafe { write_cstr(buf, len, &h.host.fingerprint().to_hex()) }
+    })
+}
+
+/// Writes the host's QUIC address (`"IP:port"` and a NUL; `PUNKTFUNK_ADDRESS_MAX` suffices).
+///
+/// # Safety
+/// `host` must be NULL or a live handle; `buf` NULL or `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_host_local_address(
+    host: *const PunktfunkHost,
+    buf: *mut c_char,
+    len: usize,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: NULL or a live handle per the contract.
+        let h = unsafe { input(host, "host") }?;
+        let addr = h.host.local_addr()?.to_string();
+        // SAFETY: NULL or `len` writable bytes per the contract.
+        unsafe { write_cstr(buf, len, &addr) }
+    })
+}
+
+/// Waits up to `timeout_ms` for a client and runs the handshake with it. On
+/// success `*out` is its session; `PUNKTFUNK_ERR_TIMEOUT` if nobody came. A
+/// client that fails the handshake is reported as this call's error.
+///
+/// # Safety
+/// `host` must be NULL or a live handle; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_host_accept(
+    host: *mut PunktfunkHost,
+    timeout_ms: u32,
+    out: *mut *mut PunktfunkHostSession,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: checked or valid per the contract.
+        let (h, out) = unsafe { (input(host, "host")?, super::out(out, "out")?) };
+        *out = ptr::null_mut();
+        match h.host.accept(Some(millis(timeout_ms, "timeout_ms")?))? {
+            Some(session) => {
+                *out = Box::into_raw(Box::new(PunktfunkHostSession { session }));
+                Ok(())
+            }
+            None => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("no client within {timeout_ms} ms"),
+            )),
+        }
+    })
+}
+
+/// Stops the host (every session is closed with code
+/// `PUNKTFUNK_CLOSE_HOST_SHUTDOWN`) and releases it. NULL is ignored.
+///
+/// # Safety
+/// `host` must be NULL or a handle from `punktfunk_host_listen` not freed before.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_host_free(host: *mut PunktfunkHost) {
+    if host.is_null() {
+        return;
+    }
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: a live handle from `punktfunk_host_listen`, not freed before.
+        drop(unsafe { Box::from_raw(host) });
+    }));
+}
+
+/// Sends one frame to this client.
+///
+/// # Safety
+/// `session` must be NULL or a live handle; `data` NULL (with `len` 0) or `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_host_session_submit_frame(
+    session: *mut PunktfunkHostSession,
+    data: *const u8,
+    len: usize,
+    pts: u64,
+    keyframe: bool,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: checked or valid per the contract.
+        let (s, data) = unsafe { (input(session, "session")?, bytes(data, len, "data")?) };
+        s.session.submit_frame(data, FrameMeta { pts, keyframe })?;
+        Ok(())
+    })
+}
+
+/// Waits up to `timeout_ms` for the next thing the client sends (input, a
+/// keyframe request, an FEC change, its leaving); `out->kind` is
+/// `PUNKTFUNK_HOST_EVENT_NONE` on timeout, and `PUNKTFUNK_ERR_CLOSED` is
+/// returned after the `CLOSED` event was delivered.
+///
+/// # Safety
+/// `session` must be NULL or a live handle; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_host_session_next_event(
+    session: *mut PunktfunkHostSession,
+    timeout_ms: u32,
+    out: *mut PunktfunkHostEvent,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: checked or valid per the contract.
+        let (s, out) = unsafe { (input(session, "session")?, super::out(out, "out")?) };
+        *out = PunktfunkHostEvent::default();
+        match s.session.next_event(Duration::from_millis(timeout_ms.into()))? {
+            None => {}
+            Some(HostEvent::Input(ev)) => {
+                out.kind = PUNKTFUNK_HOST_EVENT_INPUT;
+                out.input = from_input(&ev);
+            }
+            Some(HostEvent::KeyframeRequest { first_lost }) => {
+                out.kind = PUNKTFUNK_HOST_EVENT_KEYFRAME_REQUEST;
+                out.first_lost = first_lost;
+            }
+            Some(HostEvent::FecChanged { percent }) => {
+                out.kind = PUNKTFUNK_HOST_EVENT_FEC_CHANGED;
+                out.fec_percent = percent.into();
+            }
+            Some(HostEvent::Closed(r)) => {
+                out.kind = PUNKTFUNK_HOST_EVENT_CLOSED;
+                out.close_code = r.code;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Copies the session's counters (set `out->struct_size` first).
+///
+/// # Safety
+/// `session` must be NULL or a live handle; `out` NULL or writable for its `struct_size`.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_host_session_stats(
+    session: *const PunktfunkHostSession,
+    out: *mut PunktfunkStats,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: NULL or a live handle per the contract.
+        let s = unsafe { input(session, "session") }?;
+        let stats = PunktfunkStats::from(s.session.stats());
+        // SAFETY: NULL or writable for its struct_size per the contract.
+        unsafe { super::write_growable(out, &stats, "out", STATS_V1_SIZE) }
+    })
+}
+
+/// Writes how the session ended (code, and the reason text into `buf`);
+/// `PUNKTFUNK_ERR_INVALID_ARG` while it is still open.
+///
+/// # Safety
+/// `session` must be NULL or a live handle; `code` NULL or writable; `buf`
+/// NULL or `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_host_session_close_reason(
+    session: *const PunktfunkHostSession,
+    code: *mut u32,
+    buf: *mut c_char,
+    len: usize,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: NULL or a live handle per the contract.
+        let s = unsafe { input(session, "session") }?;
+        let r = s
+            .session
+            .closed_reason()
+            .ok_or_else(|| Error::invalid("the session is still open"))?;
+        // SAFETY: NULL or writable per the contract.
+        *unsafe { out(code, "code") }? = r.code;
+        // SAFETY: NULL or `len` writable bytes per the contract.
+        unsafe { write_cstr(buf, len, &r.reason) }
+    })
+}
+
+/// Closes this client's session with a code and reason it can read (frames
+/// already sent are delivered first; waits up to a second). The handle stays
+/// valid until `punktfunk_host_session_free`.
+///
+/// # Safety
+/// `session` must be NULL or a live handle; `reason` NULL (empty) or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_host_session_close(
+    session: *mut PunktfunkHostSession,
+    code: u32,
+    reason: *const c_char,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: NULL or a live handle per the contract.
+        let s = unsafe { input(session, "session") }?;
+        // SAFETY: NULL or NUL-terminated per the contract.
+        let reason = if reason.is_null() {
+            ""
+        } else {
+            unsafe { text(reason, "reason") }?
+        };
+        s.session.close(code, reason);
+        Ok(())
+    })
+}
+
+/// Releases a host session (closing it normally if still open). NULL is ignored.
+///
+/// # Safety
+/// `session` must be NULL or a handle from `punktfunk_host_accept` not freed before.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_host_session_free(session: *mut PunktfunkHostSession) {
+    if session.is_null() {
+        return;
+    }
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: a live handle from `punktfunk_host_accept`, not freed before.
+        let s = unsafe { Box::from_raw(session) };
+        s.session.close(PUNKTFUNK_CLOSE_NORMAL, "host session released");
+    }));
+}
+
+/// Connects to a host at `address` (`"IP:port"`). With `pin_hex` (64 hex
+/// digits) only that fingerprint is accepted; with NULL, trust on first use
+/// with the `known_hosts` file in `config_dir` (NULL: the default config
+/// directory). A wrong fingerprint returns `PUNKTFUNK_ERR_PIN_MISMATCH` before
+/// any data flows; no answer within `timeout_ms` returns `PUNKTFUNK_ERR_TIMEOUT`.
+/// `config` (NULL for defaults) sets local receive limits.
+///
+/// # Safety
+/// String arguments must be NULL or NUL-terminated (`address` non-NULL);
+/// `config` NULL or valid; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_client_connect(
+    address: *const c_char,
+    pin_hex: *const c_char,
+    config_dir: *const c_char,
+    timeout_ms: u32,
+    config: *const super::PunktfunkSessionConfig,
+    out: *mut *mut PunktfunkClient,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: checked or valid per the contract.
+        let out = unsafe { super::out(out, "out") }?;
+        *out = ptr::null_mut();
+        // SAFETY: as above.
+        let addr = parse_addr(unsafe { text(address, "address") }?, "address")?;
+        let trust = if pin_hex.is_null() {
+            let dir = if config_dir.is_null() {
+                control::default_config_dir()
+            } else {
+                // SAFETY: non-NULL and NUL-terminated per the contract.
+                PathBuf::from(unsafe { text(config_dir, "config_dir") }?)
+            };
+            Trust::Tofu(dir)
+        } else {
+            // SAFETY: non-NULL and NUL-terminated per the contract.
+            Trust::Pin(Fingerprint::from_hex(unsafe { text(pin_hex, "pin_hex") }?)?)
+        };
+        // SAFETY: as above.
+        let cfg = unsafe { config_or_default(config) }?;
+        let mut cc = ClientConfig::new(trust);
+        cc.connect_timeout = millis(timeout_ms, "timeout_ms")?;
+        cc.session = cfg.to_core()?;
+        cc.udp = pf::UdpConfig {
+            socket_buffer: cfg.socket_buffer_bytes as usize,
+        };
+        let client = Client::connect(addr, cc)?;
+        *out = Box::into_raw(Box::new(PunktfunkClient { client, lent: None }));
+        Ok(())
+    })
+}
+
+/// Writes the host's fingerprint as pinned or first seen (use `PUNKTFUNK_FINGERPRINT_LEN`).
+///
+/// # Safety
+/// `client` must be NULL or a live handle; `buf` NULL or `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_client_fingerprint(
+    client: *const PunktfunkClient,
+    buf: *mut c_char,
+    len: usize,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: NULL or a live handle per the contract.
+        let c = unsafe { input(client, "client") }?;
+        // SAFETY: NULL or `len` writable bytes per the contract.
+        unsafe { write_cstr(buf, len, &c.client.fingerprint().to_hex()) }
+    })
+}
+
+/// Waits up to `timeout_ms` for the next frame event (`out->kind`
+/// `PUNKTFUNK_EVENT_NONE` on timeout). `data` stays valid until the next call
+/// on this handle. Returns `PUNKTFUNK_ERR_CLOSED` once the host ended the
+/// session and everything was delivered.
+///
+/// # Safety
+/// `client` must be NULL or a live handle; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_client_next_frame(
+    client: *mut PunktfunkClient,
+    timeout_ms: u32,
+    out: *mut PunktfunkFrameEvent,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: checked or valid per the contract.
+        let (c, out) = unsafe { (super::out(client, "client")?, super::out(out, "out")?) };
+        if let Some(f) = c.lent.take() {
+            c.client.recycle(f.data);
+        }
+        *out = PunktfunkFrameEvent::NONE;
+        let ev = c.client.recv_frame(Duration::from_millis(timeout_ms.into()))?;
+        lend(ev, out, &mut c.lent);
+        Ok(())
+    })
+}
+
+/// Runs a speed test: the host sends probe filler at `target_kbps`
+/// (1..=3000000) for `duration_ms` (1..=5000) through the data plane.
+/// Frames arriving meanwhile are kept for later `punktfunk_client_next_frame` calls.
+///
+/// # Safety
+/// `client` must be NULL or a live handle; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_client_speed_test(
+    client: *mut PunktfunkClient,
+    target_kbps: u32,
+    duration_ms: u32,
+    out: *mut PunktfunkProbeResult,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: checked or valid per the contract.
+        let (c, out) = unsafe { (super::out(client, "client")?, super::out(out, "out")?) };
+        if let Some(f) = c.lent.take() {
+            c.client.recycle(f.data);
+        }
+        let r = c
+            .client
+            .speed_test(target_kbps, Duration::from_millis(duration_ms.into()))?;
+        *out = PunktfunkProbeResult {
+            target_kbps: r.target_kbps,
+            send_drops: u32::try_from(r.send_drops).unwrap_or(u32::MAX),
+            delivered_kbps: r.delivered_kbps,
+            loss_percent: r.loss_percent,
+            packets_sent: r.packets_sent,
+            packets_received: r.packets_received,
+            duration_us: r.duration.as_micros() as u64,
+        };
+        Ok(())
+    })
+}
+
+/// Sends an input event to the host (key and button edges are never lost).
+///
+/// # Safety
+/// `client` must be NULL or a live handle; `event` NULL or a valid event.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_client_send_input(
+    client: *const PunktfunkClient,
+    event: *const PunktfunkInputEvent,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: checked or valid per the contract.
+        let (c, e) = unsafe { (input(client, "client")?, input(event, "event")?) };
+        c.client.send_input(to_input(e)?)
+    })
+}
+
+/// Asks the host for a keyframe (frames from `first_lost` on were lost).
+///
+/// # Safety
+/// `client` must be NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_client_request_keyframe(
+    client: *const PunktfunkClient,
+    first_lost: u64,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: NULL or a live handle per the contract.
+        let c = unsafe { input(client, "client") }?;
+        c.client.request_keyframe(first_lost)
+    })
+}
+
+/// Copies the client's counters (set `out->struct_size` first).
+///
+/// # Safety
+/// `client` must be NULL or a live handle; `out` NULL or writable for its `struct_size`.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_client_stats(
+    client: *const PunktfunkClient,
+    out: *mut PunktfunkStats,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: NULL or a live handle per the contract.
+        let c = unsafe { input(client, "client") }?;
+        let stats = PunktfunkStats::from(c.client.stats());
+        // SAFETY: NULL or writable for its struct_size per the contract.
+        unsafe { super::write_growable(out, &stats, "out", STATS_V1_SIZE) }
+    })
+}
+
+/// Writes how the session ended (code, and the reason into `buf`);
+/// `PUNKTFUNK_ERR_INVALID_ARG` while it is still open.
+///
+/// # Safety
+/// `client` must be NULL or a live handle; `code` NULL or writable; `buf` NULL
+/// or `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_client_close_reason(
+    client: *const PunktfunkClient,
+    code: *mut u32,
+    buf: *mut c_char,
+    len: usize,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: NULL or a live handle per the contract.
+        let c = unsafe { input(client, "client") }?;
+        let r = c
+            .client
+            .closed_reason()
+            .ok_or_else(|| Error::invalid("the session is still open"))?;
+        // SAFETY: NULL or writable per the contract.
+        *unsafe { out(code, "code") }? = r.code;
+        // SAFETY: NULL or `len` writable bytes per the contract.
+        unsafe { write_cstr(buf, len, &r.reason) }
+    })
+}
+
+/// Closes the session with a code and reason the host can read (input already
+/// sent is delivered first; waits up to a second). The handle stays valid
+/// until `punktfunk_client_free`.
+///
+/// # Safety
+/// `client` must be NULL or a live handle; `reason` NULL (empty) or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_client_close(
+    client: *mut PunktfunkClient,
+    code: u32,
+    reason: *const c_char,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: NULL or a live handle per the contract.
+        let c = unsafe { input(client, "client") }?;
+        // SAFETY: NULL or NUL-terminated per the contract.
+        let reason = if reason.is_null() {
+            ""
+        } else {
+            unsafe { text(reason, "reason") }?
+        };
+        c.client.close(code, reason);
+        Ok(())
+    })
+}
+
+/// Releases a client (closing it normally if still open). NULL is ignored.
+///
+/// # Safety
+/// `client` must be NULL or a handle from `punktfunk_client_connect` not freed before.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_client_free(client: *mut PunktfunkClient) {
+    if client.is_null() {
+        return;
+    }
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: a live handle from `punktfunk_client_connect`, not freed before.
+        drop(unsafe { Box::from_raw(client) });
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pf::control::button;
+
+    #[test]
+    fn input_constants_match_the_core() {
+        let b = [
+            (PUNKTFUNK_BTN_A, button::A),
+            (PUNKTFUNK_BTN_B, button::B),
+            (PUNKTFUNK_BTN_X, button::X),
+            (PUNKTFUNK_BTN_Y, button::Y),
+            (PUNKTFUNK_BTN_LEFT_SHOULDER, button::LEFT_SHOULDER),
+            (PUNKTFUNK_BTN_RIGHT_SHOULDER, button::RIGHT_SHOULDER),
+            (PUNKTFUNK_BTN_BACK, button::BACK),
+            (PUNKTFUNK_BTN_START, button::START),
+            (PUNKTFUNK_BTN_GUIDE, button::GUIDE),
+            (PUNKTFUNK_BTN_LEFT_STICK, button::LEFT_STICK),
+            (PUNKTFUNK_BTN_RIGHT_STICK, button::RIGHT_STICK),
+            (PUNKTFUNK_BTN_DPAD_UP, button::DPAD_UP),
+            (PUNKTFUNK_BTN_DPAD_DOWN, button::DPAD_DOWN),
+            (PUNKTFUNK_BTN_DPAD_LEFT, button::DPAD_LEFT),
+            (PUNKTFUNK_BTN_DPAD_RIGHT, button::DPAD_RIGHT),
+        ];
+        for (c, core) in b {
+            assert_eq!(c, core);
+        }
+        let a = [
+            (PUNKTFUNK_AXIS_LEFT_X, axis::LEFT_X),
+            (PUNKTFUNK_AXIS_LEFT_Y, axis::LEFT_Y),
+            (PUNKTFUNK_AXIS_RIGHT_X, axis::RIGHT_X),
+            (PUNKTFUNK_AXIS_RIGHT_Y, axis::RIGHT_Y),
+            (PUNKTFUNK_AXIS_LEFT_TRIGGER, axis::LEFT_TRIGGER),
+            (PUNKTFUNK_AXIS_RIGHT_TRIGGER, axis::RIGHT_TRIGGER),
+        ];
+        for (c, core) in a {
+            assert_eq!(c, u32::from(core));
+        }
+        let codes = [
+            (PUNKTFUNK_CLOSE_NORMAL, control::close_code::NORMAL),
+            (PUNKTFUNK_CLOSE_PROTOCOL, control::close_code::PROTOCOL),
+            (PUNKTFUNK_CLOSE_IDLE, control::close_code::IDLE),
+            (PUNKTFUNK_CLOSE_HOST_SHUTDOWN, control::close_code::HOST_SHUTDOWN),
+            (PUNKTFUNK_CLOSE_APPLICATION, control::close_code::APPLICATION),
+        ];
+        for (c, core) in codes {
+            assert_eq!(c, core);
+        }
+    }
+
+    #[test]
+    fn input_events_convert_both_ways() {
+        let evs = [
+            InputEvent::KeyDown { code: 5 },
+            InputEvent::MouseMoveAbsolute { x: 9, y: 65535 },
+            InputEvent::Scroll { dx: -120, dy: 3 },
+            InputEvent::GamepadAxis {
+                pad: 1,
+                axis: axis::RIGHT_Y,
+                value: -7,
+            },
+        ];
+        for e in evs {
+            assert_eq!(to_input(&from_input(&e)).unwrap(), e);
+        }
+        let bad = PunktfunkInputEvent {
+            kind: PUNKTFUNK_INPUT_SCROLL,
+            dx: 1 << 20,
+            ..Default::default()
+        };
+        assert!(to_input(&bad).is_err());
+    }
+}
