@@ -148,14 +148,32 @@ async fn read_msg(recv: &mut quinn::RecvStream) -> Result<Option<ControlMsg>> {
     }
 }
 
+/// Encodes a message for sending. Tests record every message sent, to check
+/// that no key material ever appears on the control stream.
+fn wire(m: &ControlMsg) -> Vec<u8> {
+    let b = m.encode();
+    #[cfg(test)]
+    tests::SENT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(b.clone());
+    b
+}
+
 /// Writes queued control messages in order until the queue closes.
 async fn write_loop(mut send: quinn::SendStream, mut rx: tokio::sync::mpsc::UnboundedReceiver<ControlMsg>) {
     while let Some(m) = rx.recv().await {
-        if send.write_all(&m.encode()).await.is_err() {
+        if send.write_all(&wire(&m)).await.is_err() {
             return;
         }
     }
     let _ = send.finish();
+}
+
+/// The key material of both directions (tests only).
+#[cfg(test)]
+fn material(keys: &SessionKeys) -> Vec<u8> {
+    [keys.host_to_client.material(), keys.client_to_host.material()].concat()
 }
 
 fn exported_keys(conn: &quinn::Connection, session_id: &[u8; 16]) -> Result<SessionKeys> {
@@ -368,6 +386,8 @@ impl HostShared {
 
 /// One client's session on the host: send frames, read its events.
 pub struct HostSession {
+    #[cfg(test)]
+    key_material: Vec<u8>,
     rt: Arc<Runtime>,
     conn: quinn::Connection,
     slot: CloseSlot,
@@ -401,6 +421,30 @@ async fn host_handshake(
             .map_err(|e| protocol(format!("QUIC handshake failed: {e}")))
     })
     .await?;
+    match host_handshake_on(conn.clone(), cfg, rt).await {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            // Tell the client why before dropping it.
+            if conn.close_reason().is_none() {
+                let mut reason = e.to_string();
+                let mut end = reason.len().min(msg::MAX_REASON_LEN);
+                while !reason.is_char_boundary(end) {
+                    end -= 1;
+                }
+                reason.truncate(end);
+                conn.close(quinn::VarInt::from_u32(close_code::PROTOCOL), reason.as_bytes());
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn host_handshake_on(
+    conn: quinn::Connection,
+    cfg: &HostConfig,
+    rt: Arc<Runtime>,
+) -> Result<HostSession> {
+    let limit = cfg.handshake_timeout;
     let (send, mut recv) = within(limit, "control stream", async {
         conn.accept_bi()
             .await
@@ -501,6 +545,8 @@ async fn host_handshake(
     ));
     tokio::spawn(host_datagram_loop(conn.clone(), shared.clone(), tx, dedup));
     Ok(HostSession {
+        #[cfg(test)]
+        key_material: material(&keys),
         rt,
         conn,
         slot,
@@ -962,6 +1008,11 @@ pub struct ProbeResult {
 /// test, host messages, close. Usable from any thread while a
 /// [`ClientReceiver`] runs elsewhere (see [`Client::split`]).
 pub struct ClientControl {
+    #[cfg(test)]
+    key_material: Vec<u8>,
+    /// Tests: pretend every input datagram is lost.
+    #[cfg(test)]
+    drop_datagrams: std::sync::atomic::AtomicBool,
     rt: Arc<Runtime>,
     endpoint: quinn::Endpoint,
     conn: quinn::Connection,
@@ -1164,6 +1215,10 @@ impl Client {
                 pending: Default::default(),
             },
             control: ClientControl {
+                #[cfg(test)]
+                key_material: hello.2,
+                #[cfg(test)]
+                drop_datagrams: Default::default(),
                 rt,
                 endpoint,
                 conn,
@@ -1294,7 +1349,11 @@ impl ClientControl {
             return Err(Error::closed(format!("the session is closed: {}", r.reason)));
         }
         let d = msg::encode_input_datagram(seq, &event);
-        let datagram_ok = self.conn.send_datagram(bytes::Bytes::copy_from_slice(&d)).is_ok();
+        #[cfg(test)]
+        let lost = self.drop_datagrams.load(Ordering::Relaxed);
+        #[cfg(not(test))]
+        let lost = false;
+        let datagram_ok = lost || self.conn.send_datagram(bytes::Bytes::copy_from_slice(&d)).is_ok();
         if event.must_arrive() || !datagram_ok {
             self.send_ctrl(ControlMsg::Input { seq, event })?;
         }
@@ -1418,7 +1477,7 @@ type Handshake = (
     Ctrl,
     FrameReceiver<DataSession>,
     mpsc::Receiver<HostMessage>,
-    (u32, [u8; 16]),
+    (u32, [u8; 16], Vec<u8>),
 );
 
 async fn client_handshake(
@@ -1444,7 +1503,7 @@ async fn client_handshake(
         capabilities: msg::CAP_PROBE | msg::CAP_INPUT,
         data_port: udp.local_addr()?.port(),
     };
-    send.write_all(&hello.encode())
+    send.write_all(&wire(&hello))
         .await
         .map_err(|e| protocol(format!("control stream: {e}")))?;
     let hello = read_msg(&mut recv).await?;
@@ -1478,11 +1537,15 @@ async fn client_handshake(
         .map_err(|e| protocol(format!("host parameters rejected: {}", e.message())))?;
     udp.connect(SocketAddr::new(conn.remote_address().ip(), data_port))?;
     let keys = exported_keys(&conn, &session_id)?;
+    #[cfg(test)]
+    let km = material(&keys);
+    #[cfg(not(test))]
+    let km = Vec::new();
     let session = Session::new(Role::Client, session_cfg, &keys, Arc::new(udp))?;
     let (_sender, receiver) = session.split();
     // Ready is written before connect returns, so a client that closes at
     // once still completes the handshake the host is waiting on.
-    send.write_all(&ControlMsg::Ready.encode())
+    send.write_all(&wire(&ControlMsg::Ready))
         .await
         .map_err(|e| protocol(format!("control stream: {e}")))?;
     let (ctrl, ctrl_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -1501,7 +1564,7 @@ async fn client_handshake(
         ctrl,
         receiver,
         events,
-        (granted_bitrate_kbps, session_id),
+        (granted_bitrate_kbps, session_id, km),
     ))
 }
 

@@ -42,6 +42,14 @@ pub struct DirectionKey {
     salt: [u8; SALT_LEN],
 }
 
+impl DirectionKey {
+    /// The key and salt bytes, for tests that check where key material goes.
+    #[cfg(test)]
+    pub(crate) fn material(&self) -> Vec<u8> {
+        [&self.key[..], &self.salt[..]].concat()
+    }
+}
+
 impl std::fmt::Debug for DirectionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("DirectionKey { <redacted> }")

@@ -748,6 +748,12 @@ mod tests {
         host.submit_frame(&[5u8; 5000], FrameMeta::default()).unwrap();
         let ev = rx.next(Some(Duration::from_secs(5))).unwrap();
         assert!(matches!(ev, Some(FrameEvent::Frame(ref f)) if f.data == [5u8; 5000]));
+        // The callback runs on the worker thread right after the push; the
+        // event may be taken before it returns, so wait for it (bounded).
+        let t0 = Instant::now();
+        while count.load(std::sync::atomic::Ordering::SeqCst) == 0 && t0.elapsed() < Duration::from_secs(2) {
+            std::thread::yield_now();
+        }
         assert!(count.load(std::sync::atomic::Ordering::SeqCst) >= 1);
         let before = count.load(std::sync::atomic::Ordering::SeqCst);
         rx.close();
