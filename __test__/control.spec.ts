@@ -50,6 +50,7 @@ test('a pinned client gets frames; input, keyframe requests and close reasons re
   for (const ev of inputs) client.sendInput(ev)
   client.requestKeyframe(2)
   const seen: ClientMessage[] = []
+  t.is(typeof session.inputs, 'function')
   await within(10_000, 'client messages', (async () => {
     for await (const m of session.messages()) {
       if (m.type === 'fecChanged') continue
@@ -118,12 +119,12 @@ test('trust on first use remembers the host and refuses an impostor at the same 
       await s?.close('bye')
     }
   })()
-  const c1 = await Client.connect(host.address, { tofu: join(dir, 'client') })
+  const c1 = await Client.connect(host.address, { trustOnFirstUse: true, knownHosts: join(dir, 'client', 'known_hosts') })
   t.is(c1.fingerprint, host.fingerprint)
   await c1.close()
   const known = readFileSync(join(dir, 'client', 'known_hosts'), 'utf8')
   t.true(known.includes(`${host.address} ${host.fingerprint}`))
-  const c2 = await Client.connect(host.address, { tofu: join(dir, 'client') })
+  const c2 = await Client.connect(host.address, { trustOnFirstUse: true, knownHosts: join(dir, 'client', 'known_hosts') })
   t.is(c2.fingerprint, host.fingerprint)
   await c2.close()
   await serving
@@ -134,7 +135,7 @@ test('trust on first use remembers the host and refuses an impostor at the same 
   t.teardown(() => impostor.close())
   t.not(impostor.fingerprint, host.fingerprint)
   const accepting = impostor.accept({ timeoutMs: 3_000 }).catch(() => null)
-  await t.throwsAsync(Client.connect(address, { tofu: join(dir, 'client') }), { code: 'ERR_PF_PIN_MISMATCH' })
+  await t.throwsAsync(Client.connect(address, { trustOnFirstUse: true, knownHosts: join(dir, 'client', 'known_hosts') }), { code: 'ERR_PF_PIN_MISMATCH' })
   await accepting
 })
 
@@ -179,7 +180,8 @@ test('bad control-plane arguments give ERR_PF_INVALID_ARG', async (t) => {
   await t.throwsAsync(anyConnect(42), invalid)
   await t.throwsAsync(anyConnect('nowhere'), invalid)
   await t.throwsAsync(anyConnect('127.0.0.1:1', { pin: 'xyz' }), invalid)
-  await t.throwsAsync(anyConnect('127.0.0.1:1', { pin: 'ab'.repeat(32), tofu: true }), invalid)
+  await t.throwsAsync(anyConnect('127.0.0.1:1', { pin: 'ab'.repeat(32), trustOnFirstUse: true }), invalid)
+  await t.throwsAsync(anyConnect('127.0.0.1:1', {}), invalid, 'no trust decision')
   const anyListen = Host.listen as unknown as (o: unknown) => Promise<Host>
   await t.throwsAsync(anyListen({ bind: 'localhost' }), invalid)
   await t.throwsAsync(anyListen({ adaptiveFec: { min: 60, max: 10 } }), invalid)

@@ -767,8 +767,8 @@ void punktfunk_host_session_free(struct PunktfunkHostSession *session);
 #if defined(PUNKTFUNK_FEATURE_QUIC)
 // Connects to a host at `address` (`"IP:port"`). With `pin_hex` (64 hex
 // digits) only that fingerprint is accepted; with NULL, trust on first use
-// with the `known_hosts` file in `config_dir` (NULL: the default config
-// directory). A wrong fingerprint returns `PUNKTFUNK_ERR_PIN_MISMATCH` before
+// with the known-hosts file at `known_hosts` (NULL:
+// `~/.config/punktfunk/known_hosts`). A wrong fingerprint returns `PUNKTFUNK_ERR_PIN_MISMATCH` before
 // any data flows; no answer within `timeout_ms` returns `PUNKTFUNK_ERR_TIMEOUT`.
 // `config` (NULL for defaults) sets local receive limits.
 //
@@ -777,7 +777,7 @@ void punktfunk_host_session_free(struct PunktfunkHostSession *session);
 // `config` NULL or valid; `out` NULL or writable.
 int32_t punktfunk_client_connect(const char *address,
                                  const char *pin_hex,
-                                 const char *config_dir,
+                                 const char *known_hosts,
                                  uint32_t timeout_ms,
                                  const struct PunktfunkSessionConfig *config,
                                  struct PunktfunkClient **out);

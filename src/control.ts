@@ -53,6 +53,8 @@ export type ClientMessage =
 export interface HostOptions extends Omit<SessionOptions, 'recvQueue'> {
   /** QUIC listen address (default `0.0.0.0:0`: all interfaces, a free port). */
   bind?: string
+  /** Listen port on all interfaces (shorthand for `bind: '0.0.0.0:PORT'`; 0 picks a free one). */
+  port?: number
   /** Where the host certificate lives (default `$PUNKTFUNK_CONFIG_DIR`, else `~/.config/punktfunk`). */
   identityDir?: string
   /** Highest bitrate granted to a client, kbit/s (default and cap 2 000 000). */
@@ -72,11 +74,13 @@ export interface ClientOptions extends Omit<SessionOptions, 'fec' | 'sendQueue' 
   /** The host's fingerprint (64 hex digits) to accept, and no other. */
   pin?: string
   /**
-   * Trust on first use: accept a new host and remember its fingerprint in
-   * `known_hosts` of this directory (`true`: the default config directory);
-   * later connects must match. Used when `pin` is absent.
+   * Trust on first use (instead of `pin`): accept a host seen for the first
+   * time and remember its fingerprint in `knownHosts`; later connects to the
+   * same address must present the same one.
    */
-  tofu?: boolean | string
+  trustOnFirstUse?: boolean
+  /** The known-hosts file for `trustOnFirstUse` (default `~/.config/punktfunk/known_hosts`). */
+  knownHosts?: string
   /** Bitrate to ask for, kbit/s (default: as much as the host grants). */
   requestedBitrateKbps?: number
   /** Give up connecting after this long, ms (default 5 000). */
@@ -190,6 +194,11 @@ export class HostSession extends Session {
     }
   }
 
+  /** Just the input events from the client, in arrival order, until it leaves. */
+  async *inputs(): AsyncGenerator<InputEvent, void, undefined> {
+    for await (const m of this.messages()) if (m.type === 'input') yield m.event
+  }
+
   /** The FEC percentage in use (moves with adaptive FEC). */
   get fecPercent(): number {
     return call(() => this.native.fecPercent())
@@ -236,7 +245,9 @@ export class Host {
   /** Loads (or creates) the host identity and starts listening. */
   static async listen(options: HostOptions = {}): Promise<Host> {
     const o = optionsBag(options, 'options')
-    const { bind = '0.0.0.0:0', identityDir, adaptiveFec } = o
+    const { identityDir, adaptiveFec } = o
+    if (o.port !== undefined && o.bind !== undefined) throw invalidArg('pass either bind or port, not both')
+    const bind = o.port !== undefined ? `0.0.0.0:${int(o, 'port', 0)}` : (o.bind ?? '0.0.0.0:0')
     if (typeof bind !== 'string') throw invalidArg('bind must be an "IP:port" string')
     if (identityDir !== undefined && typeof identityDir !== 'string') throw invalidArg('identityDir must be a string')
     let adaptiveMin: number | undefined
@@ -319,10 +330,14 @@ export class Client extends Session {
   static async connect(address: string, options: ClientOptions = {}): Promise<Client> {
     if (typeof address !== 'string') throw invalidArg(`address must be an "IP:port" string, got ${describe(address)}`)
     const o = optionsBag(options, 'options')
-    const { pin, tofu } = o
+    const { pin, trustOnFirstUse = false, knownHosts } = o
     if (pin !== undefined && typeof pin !== 'string') throw invalidArg('pin must be a hex string')
-    if (tofu !== undefined && typeof tofu !== 'boolean' && typeof tofu !== 'string') throw invalidArg('tofu must be a boolean or a directory')
-    if (pin !== undefined && tofu) throw invalidArg('pass either pin or tofu, not both')
+    if (typeof trustOnFirstUse !== 'boolean') throw invalidArg('trustOnFirstUse must be a boolean')
+    if (knownHosts !== undefined && typeof knownHosts !== 'string') throw invalidArg('knownHosts must be a file path')
+    if (pin !== undefined && trustOnFirstUse) throw invalidArg('pass either pin or trustOnFirstUse, not both')
+    if (pin === undefined && !trustOnFirstUse) {
+      throw invalidArg('say how to trust the host: { pin } or { trustOnFirstUse: true, knownHosts? }')
+    }
     const d = native().defaults()
     const { params, recvQueue } = paramsFrom(o, d)
     const w = new Wakeups()
@@ -331,7 +346,8 @@ export class Client extends Session {
         address,
         {
           pin,
-          tofuDir: typeof tofu === 'string' ? tofu : undefined,
+          trustOnFirstUse,
+          knownHosts,
           requestedBitrateKbps: int(o, 'requestedBitrateKbps', 0),
           connectTimeoutMs: num(o, 'connectTimeoutMs', 5_000),
           idleTimeoutMs: num(o, 'idleTimeoutMs', 10_000),

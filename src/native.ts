@@ -155,7 +155,8 @@ export interface NativeHostOptions {
 /** @internal */
 export interface NativeClientOptions {
   pin?: string
-  tofuDir?: string
+  knownHosts?: string
+  trustOnFirstUse: boolean
   requestedBitrateKbps: number
   connectTimeoutMs: number
   idleTimeoutMs: number

@@ -550,8 +550,8 @@ pub unsafe extern "C" fn punktfunk_host_session_free(session: *mut PunktfunkHost
 
 /// Connects to a host at `address` (`"IP:port"`). With `pin_hex` (64 hex
 /// digits) only that fingerprint is accepted; with NULL, trust on first use
-/// with the `known_hosts` file in `config_dir` (NULL: the default config
-/// directory). A wrong fingerprint returns `PUNKTFUNK_ERR_PIN_MISMATCH` before
+/// with the known-hosts file at `known_hosts` (NULL:
+/// `~/.config/punktfunk/known_hosts`). A wrong fingerprint returns `PUNKTFUNK_ERR_PIN_MISMATCH` before
 /// any data flows; no answer within `timeout_ms` returns `PUNKTFUNK_ERR_TIMEOUT`.
 /// `config` (NULL for defaults) sets local receive limits.
 ///
@@ -562,7 +562,7 @@ pub unsafe extern "C" fn punktfunk_host_session_free(session: *mut PunktfunkHost
 pub unsafe extern "C" fn punktfunk_client_connect(
     address: *const c_char,
     pin_hex: *const c_char,
-    config_dir: *const c_char,
+    known_hosts: *const c_char,
     timeout_ms: u32,
     config: *const super::PunktfunkSessionConfig,
     out: *mut *mut PunktfunkClient,
@@ -574,13 +574,13 @@ pub unsafe extern "C" fn punktfunk_client_connect(
         // SAFETY: as above.
         let addr = parse_addr(unsafe { text(address, "address") }?, "address")?;
         let trust = if pin_hex.is_null() {
-            let dir = if config_dir.is_null() {
-                control::default_config_dir()
+            let path = if known_hosts.is_null() {
+                control::default_known_hosts()
             } else {
                 // SAFETY: non-NULL and NUL-terminated per the contract.
-                PathBuf::from(unsafe { text(config_dir, "config_dir") }?)
+                PathBuf::from(unsafe { text(known_hosts, "known_hosts") }?)
             };
-            Trust::Tofu(dir)
+            Trust::Tofu(path)
         } else {
             // SAFETY: non-NULL and NUL-terminated per the contract.
             Trust::Pin(Fingerprint::from_hex(unsafe { text(pin_hex, "pin_hex") }?)?)

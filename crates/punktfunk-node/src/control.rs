@@ -255,8 +255,10 @@ impl Task for AcceptTask {
 pub struct NativeClientOptions {
     /// Pinned fingerprint (hex); exclusive with `tofu_dir`.
     pub pin: Option<String>,
-    /// Trust on first use with the known-hosts file of this directory.
-    pub tofu_dir: Option<String>,
+    /// Trust on first use with this known-hosts file (default: the user's).
+    pub known_hosts: Option<String>,
+    /// Trust on first use (when no pin is given).
+    pub trust_on_first_use: bool,
     /// Bitrate to ask for, kbit/s (0 = as granted).
     pub requested_bitrate_kbps: f64,
     /// Give up connecting after this long, ms.
@@ -282,11 +284,20 @@ pub fn client_connect(
 ) -> napi::Result<AsyncTask<ConnectTask>> {
     guard(|| {
         let host = parse_addr(&address, "host address")?;
-        let trust = match (&opts.pin, &opts.tofu_dir) {
-            (Some(p), None) => Trust::Pin(Fingerprint::from_hex(p).map_err(js_error)?),
-            (None, Some(d)) => Trust::Tofu(PathBuf::from(d)),
-            (None, None) => Trust::Tofu(control::default_config_dir()),
-            (Some(_), Some(_)) => return Err(invalid("pass either pin or tofu, not both")),
+        let trust = match (&opts.pin, opts.trust_on_first_use) {
+            (Some(p), false) => Trust::Pin(Fingerprint::from_hex(p).map_err(js_error)?),
+            (None, true) => Trust::Tofu(
+                opts.known_hosts
+                    .as_ref()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(control::default_known_hosts),
+            ),
+            (Some(_), true) => return Err(invalid("pass either pin or trustOnFirstUse, not both")),
+            (None, false) => {
+                return Err(invalid(
+                    "say how to trust the host: { pin } or { trustOnFirstUse: true, knownHosts? }",
+                ))
+            }
         };
         let mut cfg = ClientConfig::new(trust);
         cfg.requested_bitrate_kbps =

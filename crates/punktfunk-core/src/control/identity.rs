@@ -75,6 +75,11 @@ impl std::fmt::Display for Fingerprint {
     }
 }
 
+/// The default known-hosts file: `known_hosts` in [`default_config_dir`].
+pub fn default_known_hosts() -> PathBuf {
+    default_config_dir().join(KNOWN_HOSTS_FILE)
+}
+
 /// The default config directory: `$PUNKTFUNK_CONFIG_DIR`, else
 /// `$XDG_CONFIG_HOME/punktfunk`, else `~/.config/punktfunk`.
 pub fn default_config_dir() -> PathBuf {
@@ -176,9 +181,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 pub enum Trust {
     /// Only this fingerprint.
     Pin(Fingerprint),
-    /// Trust on first use: the fingerprint recorded for this address in the
-    /// known-hosts file of this directory, or, for a new address, whatever the
-    /// host presents (then recorded).
+    /// Trust on first use: the fingerprint recorded for this address in this
+    /// known-hosts file, or, for a new address, whatever the host presents
+    /// (then recorded). [`default_known_hosts`] is the usual file.
     Tofu(PathBuf),
 }
 
@@ -190,9 +195,12 @@ pub struct KnownHosts {
 impl KnownHosts {
     /// The known-hosts file in `dir`.
     pub fn in_dir(dir: &Path) -> KnownHosts {
-        KnownHosts {
-            path: dir.join(KNOWN_HOSTS_FILE),
-        }
+        KnownHosts::at(dir.join(KNOWN_HOSTS_FILE))
+    }
+
+    /// The known-hosts file at `path`.
+    pub fn at(path: PathBuf) -> KnownHosts {
+        KnownHosts { path }
     }
 
     /// The fingerprint recorded for `host`, if any.

@@ -34,7 +34,9 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use tokio::runtime::Runtime;
 
 pub use adaptive::{AdaptiveFec, FecBand};
-pub use identity::{default_config_dir, Fingerprint, Identity, KnownHosts, Trust, KNOWN_HOSTS_FILE};
+pub use identity::{
+    default_config_dir, default_known_hosts, Fingerprint, Identity, KnownHosts, Trust, KNOWN_HOSTS_FILE,
+};
 pub use msg::{axis, button, close_code, CloseReason, InputEvent};
 
 use crate::crypto::SessionKeys;
@@ -1135,7 +1137,7 @@ impl Client {
         let rt = runtime()?;
         let known = match &config.trust {
             Trust::Pin(_) => None,
-            Trust::Tofu(dir) => Some(KnownHosts::in_dir(dir)),
+            Trust::Tofu(path) => Some(KnownHosts::at(path.clone())),
         };
         let expected = match (&config.trust, &known) {
             (Trust::Pin(fp), _) => Some(*fp),

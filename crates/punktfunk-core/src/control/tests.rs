@@ -186,14 +186,14 @@ fn trust_on_first_use_records_and_then_enforces_the_fingerprint() {
         }
         h
     });
-    let c = Client::connect(addr, ClientConfig::new(Trust::Tofu(dir.clone()))).unwrap();
+    let c = Client::connect(addr, ClientConfig::new(Trust::Tofu(dir.join(KNOWN_HOSTS_FILE)))).unwrap();
     assert_eq!(c.fingerprint(), fp);
     assert_eq!(
         KnownHosts::in_dir(&dir).lookup(&addr.to_string()).unwrap(),
         Some(fp)
     );
     drop(c);
-    let c = Client::connect(addr, ClientConfig::new(Trust::Tofu(dir.clone()))).unwrap();
+    let c = Client::connect(addr, ClientConfig::new(Trust::Tofu(dir.join(KNOWN_HOSTS_FILE)))).unwrap();
     assert_eq!(c.fingerprint(), fp, "second connect uses the recorded pin");
     drop(c);
     let _h = host_side.join().unwrap();
@@ -205,7 +205,11 @@ fn trust_on_first_use_records_and_then_enforces_the_fingerprint() {
         .record(&other_addr.to_string(), fp)
         .unwrap();
     let t = thread::spawn(move || other.accept(Some(Duration::from_secs(5))).map(|s| s.is_some()));
-    let e = Client::connect(other_addr, ClientConfig::new(Trust::Tofu(dir.clone()))).unwrap_err();
+    let e = Client::connect(
+        other_addr,
+        ClientConfig::new(Trust::Tofu(dir.join(KNOWN_HOSTS_FILE))),
+    )
+    .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PinMismatch);
     let _ = t.join();
     std::fs::remove_dir_all(&dir).unwrap();
