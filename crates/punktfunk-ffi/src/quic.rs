@@ -268,6 +268,33 @@ fn from_input(e: &InputEvent) -> PunktfunkInputEvent {
     o
 }
 
+/// Writes a stats snapshot into a caller's growable struct.
+///
+/// # Safety
+/// `out` must be NULL or writable for its `struct_size` bytes.
+unsafe fn stats_into(snapshot: pf::StatsSnapshot, out: *mut PunktfunkStats) -> Result<(), Error> {
+    let stats = PunktfunkStats::from(snapshot);
+    // SAFETY: NULL or writable for its struct_size per the caller's contract.
+    unsafe { super::write_growable(out, &stats, "out", STATS_V1_SIZE) }
+}
+
+/// Writes a close reason (code and text), or fails while the session is open.
+///
+/// # Safety
+/// `code` must be NULL or writable; `buf` NULL or `len` writable bytes.
+unsafe fn reason_into(
+    reason: Option<control::CloseReason>,
+    code: *mut u32,
+    buf: *mut c_char,
+    len: usize,
+) -> Result<(), Error> {
+    let r = reason.ok_or_else(|| Error::invalid("the session is still open"))?;
+    // SAFETY: NULL or writable per the caller's contract.
+    *unsafe { out(code, "code") }? = r.code;
+    // SAFETY: NULL or `len` writable bytes per the caller's contract.
+    unsafe { write_cstr(buf, len, &r.reason) }
+}
+
 fn millis(ms: u32, what: &str) -> Result<Duration, Error> {
     if ms == 0 {
         return Err(Error::invalid(format!("{what} must be above zero")));
@@ -473,9 +500,8 @@ pub unsafe extern "C" fn punktfunk_host_session_stats(
     ffi(|| {
         // SAFETY: NULL or a live handle per the contract.
         let s = unsafe { input(session, "session") }?;
-        let stats = PunktfunkStats::from(s.session.stats());
         // SAFETY: NULL or writable for its struct_size per the contract.
-        unsafe { super::write_growable(out, &stats, "out", STATS_V1_SIZE) }
+        unsafe { stats_into(s.session.stats(), out) }
     })
 }
 
@@ -495,14 +521,8 @@ pub unsafe extern "C" fn punktfunk_host_session_close_reason(
     ffi(|| {
         // SAFETY: NULL or a live handle per the contract.
         let s = unsafe { input(session, "session") }?;
-        let r = s
-            .session
-            .closed_reason()
-            .ok_or_else(|| Error::invalid("the session is still open"))?;
-        // SAFETY: NULL or writable per the contract.
-        *unsafe { out(code, "code") }? = r.code;
-        // SAFETY: NULL or `len` writable bytes per the contract.
-        unsafe { write_cstr(buf, len, &r.reason) }
+        // SAFETY: `code` and `buf` are valid per the contract.
+        unsafe { reason_into(s.session.closed_reason(), code, buf, len) }
     })
 }
 
@@ -722,9 +742,8 @@ pub unsafe extern "C" fn punktfunk_client_stats(
     ffi(|| {
         // SAFETY: NULL or a live handle per the contract.
         let c = unsafe { input(client, "client") }?;
-        let stats = PunktfunkStats::from(c.client.stats());
         // SAFETY: NULL or writable for its struct_size per the contract.
-        unsafe { super::write_growable(out, &stats, "out", STATS_V1_SIZE) }
+        unsafe { stats_into(c.client.stats(), out) }
     })
 }
 
@@ -744,14 +763,8 @@ pub unsafe extern "C" fn punktfunk_client_close_reason(
     ffi(|| {
         // SAFETY: NULL or a live handle per the contract.
         let c = unsafe { input(client, "client") }?;
-        let r = c
-            .client
-            .closed_reason()
-            .ok_or_else(|| Error::invalid("the session is still open"))?;
-        // SAFETY: NULL or writable per the contract.
-        *unsafe { out(code, "code") }? = r.code;
-        // SAFETY: NULL or `len` writable bytes per the contract.
-        unsafe { write_cstr(buf, len, &r.reason) }
+        // SAFETY: `code` and `buf` are valid per the contract.
+        unsafe { reason_into(c.client.closed_reason(), code, buf, len) }
     })
 }
 

@@ -129,6 +129,25 @@ fn close_reason(e: &quinn::ConnectionError) -> CloseReason {
     }
 }
 
+/// Closes a live connection whose peer broke the protocol, with the error as
+/// the reason. On a connection that is already closed the read error is just
+/// the close, whose own reason must survive, so nothing is done.
+fn close_for_protocol_error(conn: &quinn::Connection, e: &Error) {
+    if conn.close_reason().is_none() {
+        let reason = clip_reason(&e.to_string()).to_string();
+        conn.close(quinn::VarInt::from_u32(close_code::PROTOCOL), reason.as_bytes());
+    }
+}
+
+/// Cuts a close reason to [`msg::MAX_REASON_LEN`] bytes at a character boundary.
+fn clip_reason(text: &str) -> &str {
+    let mut end = text.len().min(msg::MAX_REASON_LEN);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Reads one control message, skipping unknown types; `Ok(None)` at the end of the stream.
 async fn read_msg(recv: &mut quinn::RecvStream) -> Result<Option<ControlMsg>> {
     loop {
@@ -427,15 +446,7 @@ async fn host_handshake(
         Ok(s) => Ok(s),
         Err(e) => {
             // Tell the client why before dropping it.
-            if conn.close_reason().is_none() {
-                let mut reason = e.to_string();
-                let mut end = reason.len().min(msg::MAX_REASON_LEN);
-                while !reason.is_char_boundary(end) {
-                    end -= 1;
-                }
-                reason.truncate(end);
-                conn.close(quinn::VarInt::from_u32(close_code::PROTOCOL), reason.as_bytes());
-            }
+            close_for_protocol_error(&conn, &e);
             Err(e)
         }
     }
@@ -599,14 +610,7 @@ async fn host_control_loop(
             Ok(Some(m)) => m,
             Ok(None) => break,
             Err(e) => {
-                // A read error on a live connection is the peer's fault; on a
-                // closed one it is just the close, whose reason must survive.
-                if conn.close_reason().is_none() {
-                    conn.close(
-                        quinn::VarInt::from_u32(close_code::PROTOCOL),
-                        e.message().as_bytes(),
-                    );
-                }
+                close_for_protocol_error(&conn, &e);
                 break;
             }
         };
@@ -867,14 +871,7 @@ fn close_conn(rt: &Runtime, conn: &quinn::Connection, ctrl: &Ctrl, code: u32, re
     if conn.close_reason().is_some() {
         return;
     }
-    let mut text = reason;
-    while text.len() > msg::MAX_REASON_LEN {
-        let mut end = msg::MAX_REASON_LEN;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text = &text[..end];
-    }
+    let text = clip_reason(reason);
     let sent = ctrl
         .send(ControlMsg::Close(CloseReason {
             code,
@@ -1601,12 +1598,7 @@ async fn client_control_loop(
             Ok(Some(_)) => {}
             Ok(None) => break,
             Err(e) => {
-                if conn.close_reason().is_none() {
-                    conn.close(
-                        quinn::VarInt::from_u32(close_code::PROTOCOL),
-                        e.message().as_bytes(),
-                    );
-                }
+                close_for_protocol_error(&conn, &e);
                 break;
             }
         }
