@@ -49,6 +49,7 @@ test('stats() has exactly the core counters', async (t) => {
     recvWaitSyscalls: true,
     keyRotations: true,
     probePacketsReceived: true,
+    recvDroppedForeign: true,
   }
   const { host } = closeAfter(t, createLoopbackPair())
   const stats = host.stats()

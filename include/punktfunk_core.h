@@ -427,6 +427,8 @@ typedef struct PunktfunkStats {
   uint64_t key_rotations;
   // Speed-test probe datagrams received.
   uint64_t probe_packets_received;
+  // Datagrams from a source other than the session's peer (control-plane sessions).
+  uint64_t recv_dropped_foreign;
 } PunktfunkStats;
 
 #if defined(PUNKTFUNK_FEATURE_QUIC)

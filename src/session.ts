@@ -93,6 +93,8 @@ export interface SessionStats {
   keyRotations: number
   /** Speed-test probe datagrams received. */
   probePacketsReceived: number
+  /** Datagrams from a source other than the peer, dropped before any other check (control-plane sessions). */
+  recvDroppedForeign: number
 }
 
 /** What the kernel granted for a UDP session's socket buffers. */

@@ -81,6 +81,9 @@ counters! {
     key_rotations,
     /// Probe (speed-test filler) packets received and authenticated.
     probe_packets_received,
+    /// Datagrams from a source other than the session's peer, dropped by a
+    /// filtering UDP transport before any other check (not in `packets_received`).
+    recv_dropped_foreign,
 }
 
 impl Stats {
@@ -116,7 +119,7 @@ mod tests {
         assert_eq!(snap.packets_sent, 3);
         assert_eq!(snap.recv_dropped_total(), 7);
         let fields = snap.fields();
-        assert_eq!(fields.len(), 21);
+        assert_eq!(fields.len(), 22);
         assert!(fields.contains(&("recv_dropped_auth", 2)));
     }
 }

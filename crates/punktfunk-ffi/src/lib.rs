@@ -437,6 +437,8 @@ pub struct PunktfunkStats {
     pub key_rotations: u64,
     /// Speed-test probe datagrams received.
     pub probe_packets_received: u64,
+    /// Datagrams from a source other than the session's peer (control-plane sessions).
+    pub recv_dropped_foreign: u64,
 }
 
 const STATS_V1_SIZE: usize = size_of::<PunktfunkStats>();
@@ -467,6 +469,7 @@ impl From<StatsSnapshot> for PunktfunkStats {
             recv_wait_syscalls,
             key_rotations,
             probe_packets_received,
+            recv_dropped_foreign,
         } = s;
         PunktfunkStats {
             struct_size: STATS_V1_SIZE as u32,
@@ -492,6 +495,7 @@ impl From<StatsSnapshot> for PunktfunkStats {
             recv_wait_syscalls,
             key_rotations,
             probe_packets_received,
+            recv_dropped_foreign,
         }
     }
 }

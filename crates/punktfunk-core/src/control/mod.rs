@@ -494,7 +494,7 @@ async fn host_handshake_on(
     } else {
         IpAddr::from([0u16; 8])
     });
-    let udp = UdpTransport::connect_to(SocketAddr::new(local_ip, 0), data_peer, &cfg.udp)
+    let udp = UdpTransport::bind_filtered(SocketAddr::new(local_ip, 0), data_peer, &cfg.udp)
         .map_err(|e| io(format!("cannot open the data socket for {data_peer}: {e}")))?;
     let mut session_cfg = cfg.session.clone();
     let shard = session_cfg
@@ -1534,7 +1534,8 @@ async fn client_handshake(
     session_cfg
         .validate()
         .map_err(|e| protocol(format!("host parameters rejected: {}", e.message())))?;
-    udp.connect(SocketAddr::new(conn.remote_address().ip(), data_port))?;
+    // Only the host's data socket may feed this session; others are counted.
+    udp.set_filter_peer(SocketAddr::new(conn.remote_address().ip(), data_port));
     let keys = exported_keys(&conn, &session_id)?;
     #[cfg(test)]
     let km = material(&keys);

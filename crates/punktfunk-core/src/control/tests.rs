@@ -738,3 +738,44 @@ fn a_misbehaving_client_is_closed_with_a_reason_while_another_keeps_streaming() 
     let frames = read_frames(&mut good, total);
     assert_eq!(frames.len(), total, "the good client got every frame");
 }
+
+#[test]
+fn datagrams_from_anyone_but_the_peer_are_dropped_and_counted() {
+    let h = host(None);
+    let addr = h.local_addr().unwrap();
+    let fp = h.fingerprint();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let host_side = thread::spawn(move || {
+        let s = h.accept(Some(Duration::from_secs(10))).unwrap().expect("client");
+        go_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        for i in 0..5 {
+            s.submit_frame(&frame(i, 30_000), FrameMeta::default()).unwrap();
+        }
+        while !matches!(
+            s.next_event(Duration::from_secs(10)).unwrap(),
+            Some(HostEvent::Closed(_)) | None
+        ) {}
+    });
+    let mut c = Client::connect(addr, ClientConfig::new(Trust::Pin(fp))).unwrap();
+    let data_addr = c.receiver.receiver.transport().local_addr().unwrap();
+    // A stranger who learned the data port floods it with datagrams of the right size.
+    let stranger = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let junk = vec![0x5Au8; c.receiver.receiver.datagram_len()];
+    for _ in 0..200 {
+        stranger.send_to(&junk, data_addr).unwrap();
+    }
+    go_tx.send(()).unwrap();
+    let frames = read_frames(&mut c, 5);
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(f.data, frame(i, 30_000));
+    }
+    let s = c.stats();
+    assert_eq!(s.recv_dropped_foreign, 200, "every stranger datagram is counted");
+    assert_eq!(
+        s.recv_dropped_auth + s.recv_dropped_malformed,
+        0,
+        "and none reached the opener"
+    );
+    c.close(close_code::NORMAL, "done");
+    host_side.join().unwrap();
+}

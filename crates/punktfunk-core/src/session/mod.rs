@@ -231,6 +231,7 @@ fn snapshot_with_io<T: Transport>(stats: &Stats, transport: &T) -> StatsSnapshot
     s.send_syscalls = io.send_syscalls;
     s.recv_syscalls = io.recv_syscalls;
     s.recv_wait_syscalls = io.wait_syscalls;
+    s.recv_dropped_foreign = io.foreign_dropped;
     s
 }
 

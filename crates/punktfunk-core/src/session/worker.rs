@@ -115,6 +115,7 @@ impl StatsHandle {
         s.send_syscalls = io.send_syscalls;
         s.recv_syscalls = io.recv_syscalls;
         s.recv_wait_syscalls = io.wait_syscalls;
+        s.recv_dropped_foreign = io.foreign_dropped;
         s
     }
 }

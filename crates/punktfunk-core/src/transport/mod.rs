@@ -35,6 +35,9 @@ pub struct IoCounters {
     pub recv_syscalls: u64,
     /// Readiness waits (`ppoll`) made so far.
     pub wait_syscalls: u64,
+    /// Datagrams dropped because they came from someone other than the peer
+    /// (filtering UDP transports only).
+    pub foreign_dropped: u64,
 }
 
 /// A non-blocking, lossy datagram pipe to one peer.

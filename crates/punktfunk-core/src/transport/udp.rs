@@ -10,7 +10,7 @@ use std::os::fd::AsRawFd;
 
 #[cfg(target_os = "linux")]
 use super::sys::linux as sys;
-use super::{is_transient, IoCounters, Transport, SEND_BATCH};
+use super::{is_transient, IoCounters, Transport, RECV_BATCH, SEND_BATCH};
 
 /// Socket buffer size we ask for on both sides: 32 MiB holds several multi-MB
 /// keyframes in flight, where the Linux default (~208 KB) overflows on one.
@@ -76,6 +76,10 @@ pub struct UdpTransport {
     send_calls: AtomicU64,
     recv_calls: AtomicU64,
     wait_calls: AtomicU64,
+    /// Filtering mode ([`UdpTransport::bind_filtered`]): the only peer, checked in
+    /// user space so that datagrams from anyone else are counted, not just lost.
+    filter: std::sync::RwLock<Option<SocketAddr>>,
+    foreign: AtomicU64,
 }
 
 impl UdpTransport {
@@ -91,7 +95,30 @@ impl UdpTransport {
             send_calls: AtomicU64::new(0),
             recv_calls: AtomicU64::new(0),
             wait_calls: AtomicU64::new(0),
+            filter: std::sync::RwLock::new(None),
+            foreign: AtomicU64::new(0),
         })
+    }
+
+    /// Binds on `local` for one peer without connecting the socket: sends go to
+    /// `peer`, and datagrams from any other source are dropped and counted
+    /// ([`IoCounters::foreign_dropped`], the session's `recv_dropped_foreign`).
+    /// A connected socket ([`UdpTransport::connect_to`]) filters in the kernel
+    /// instead, where nothing can count the drops.
+    pub fn bind_filtered(local: SocketAddr, peer: SocketAddr, config: &UdpConfig) -> io::Result<Self> {
+        let t = UdpTransport::bind(local, config)?;
+        t.set_filter_peer(peer);
+        Ok(t)
+    }
+
+    /// Switches to (or re-aims) filtering mode: `peer` becomes the only source
+    /// accepted and the destination of sends.
+    pub fn set_filter_peer(&self, peer: SocketAddr) {
+        *self.filter.write().unwrap_or_else(|p| p.into_inner()) = Some(peer);
+    }
+
+    fn filter_peer(&self) -> Option<SocketAddr> {
+        *self.filter.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Binds on `local` and connects to `remote` in one step.
@@ -112,9 +139,12 @@ impl UdpTransport {
         self.sock.local_addr()
     }
 
-    /// The connected peer, if connected.
+    /// The peer: the filtering peer, else the connected one.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.peer_addr()
+        match self.filter_peer() {
+            Some(p) => Ok(p),
+            None => self.sock.peer_addr(),
+        }
     }
 
     /// The socket buffer sizes the kernel granted.
@@ -123,15 +153,40 @@ impl UdpTransport {
     }
 
     fn send_chunk(&self, chunk: &[&[u8]]) -> io::Result<usize> {
+        let dest = self.filter_peer();
         #[cfg(target_os = "linux")]
         {
             self.send_calls.fetch_add(1, Ordering::Relaxed);
-            sys::send_mmsg(self.sock.as_raw_fd(), chunk)
+            sys::send_mmsg(self.sock.as_raw_fd(), chunk, dest.as_ref())
         }
         #[cfg(not(target_os = "linux"))]
         {
-            portable::send_each(&self.sock, chunk, &self.send_calls)
+            portable::send_each(&self.sock, chunk, dest, &self.send_calls)
         }
+    }
+
+    /// Filtering mode: keeps the datagrams from `peer` at the front of the
+    /// batch (in order) and counts the rest as foreign. Returns how many remain.
+    fn keep_from(
+        &self,
+        peer: SocketAddr,
+        bufs: &mut [Vec<u8>],
+        lens: &mut [usize],
+        from: &[Option<SocketAddr>],
+        n: usize,
+    ) -> usize {
+        let mut kept = 0;
+        for i in 0..n {
+            if from[i] == Some(peer) {
+                if kept != i {
+                    bufs.swap(kept, i);
+                    lens[kept] = lens[i];
+                }
+                kept += 1;
+            }
+        }
+        self.foreign.fetch_add((n - kept) as u64, Ordering::Relaxed);
+        kept
     }
 }
 
@@ -162,7 +217,11 @@ fn size_buffers(_sock: &UdpSocket, bytes: usize) -> io::Result<BufferReport> {
 impl Transport for UdpTransport {
     fn send(&self, datagram: &[u8]) -> io::Result<bool> {
         self.send_calls.fetch_add(1, Ordering::Relaxed);
-        match self.sock.send(datagram) {
+        let r = match self.filter_peer() {
+            Some(p) => self.sock.send_to(datagram, p),
+            None => self.sock.send(datagram),
+        };
+        match r {
             Ok(_) => Ok(true),
             Err(e) if is_transient(&e) => Ok(false),
             Err(e) => Err(e),
@@ -192,28 +251,47 @@ impl Transport for UdpTransport {
     }
 
     fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        self.recv_calls.fetch_add(1, Ordering::Relaxed);
-        match self.sock.recv(buf) {
-            Ok(n) => Ok(Some(n)),
-            Err(e) if is_transient(&e) => Ok(None),
-            Err(e) => Err(e),
+        loop {
+            self.recv_calls.fetch_add(1, Ordering::Relaxed);
+            let r = match self.filter_peer() {
+                Some(peer) => match self.sock.recv_from(buf) {
+                    Ok((_, src)) if src != peer => {
+                        self.foreign.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    other => other.map(|(n, _)| n),
+                },
+                None => self.sock.recv(buf),
+            };
+            return match r {
+                Ok(n) => Ok(Some(n)),
+                Err(e) if is_transient(&e) => Ok(None),
+                Err(e) => Err(e),
+            };
         }
     }
 
     fn recv_batch(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
+        let filter = self.filter_peer();
+        let mut from = [None; RECV_BATCH];
         #[cfg(target_os = "linux")]
-        {
+        let n = {
             self.recv_calls.fetch_add(1, Ordering::Relaxed);
-            match sys::recv_mmsg(self.sock.as_raw_fd(), bufs, lens) {
-                Ok(n) => Ok(n),
-                Err(e) if is_transient(&e) => Ok(0),
-                Err(e) => Err(e),
+            let names = filter.is_some().then_some(&mut from);
+            match sys::recv_mmsg(self.sock.as_raw_fd(), bufs, lens, names) {
+                Ok(n) => n,
+                Err(e) if is_transient(&e) => 0,
+                Err(e) => return Err(e),
             }
-        }
+        };
         #[cfg(not(target_os = "linux"))]
-        {
-            portable::recv_each(&self.sock, bufs, lens, &self.recv_calls)
-        }
+        let n = portable::recv_each(&self.sock, bufs, lens, &mut from, &self.recv_calls)?;
+        Ok(match filter {
+            // Only the peer's datagrams go on; a batch that held nothing but
+            // foreign ones reads as empty (the caller then waits for more).
+            Some(peer) => self.keep_from(peer, bufs, lens, &from, n),
+            None => n,
+        })
     }
 
     fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
@@ -233,6 +311,7 @@ impl Transport for UdpTransport {
             send_syscalls: self.send_calls.load(Ordering::Relaxed),
             recv_syscalls: self.recv_calls.load(Ordering::Relaxed),
             wait_syscalls: self.wait_calls.load(Ordering::Relaxed),
+            foreign_dropped: self.foreign.load(Ordering::Relaxed),
         }
     }
 }
@@ -243,18 +322,27 @@ impl Transport for UdpTransport {
 mod portable {
     use super::is_transient;
     use std::io;
-    use std::net::UdpSocket;
+    use std::net::{SocketAddr, UdpSocket};
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 
     /// Same contract as `sendmmsg`: returns how many datagrams from the front
     /// of `chunk` were sent, stopping at the first error; the error itself is
     /// returned only when the very first datagram failed.
-    pub(super) fn send_each(sock: &UdpSocket, chunk: &[&[u8]], calls: &AtomicU64) -> io::Result<usize> {
+    pub(super) fn send_each(
+        sock: &UdpSocket,
+        chunk: &[&[u8]],
+        dest: Option<SocketAddr>,
+        calls: &AtomicU64,
+    ) -> io::Result<usize> {
         let mut sent = 0;
         for d in chunk {
             calls.fetch_add(1, Ordering::Relaxed);
-            match sock.send(d) {
+            let r = match dest {
+                Some(p) => sock.send_to(d, p),
+                None => sock.send(d),
+            };
+            match r {
                 Ok(_) => sent += 1,
                 Err(e) if sent == 0 => return Err(e),
                 Err(_) => break,
@@ -267,14 +355,16 @@ mod portable {
         sock: &UdpSocket,
         bufs: &mut [Vec<u8>],
         lens: &mut [usize],
+        from: &mut [Option<SocketAddr>],
         calls: &AtomicU64,
     ) -> io::Result<usize> {
         let mut got = 0;
-        for (buf, len) in bufs.iter_mut().zip(lens.iter_mut()) {
+        for ((buf, len), src) in bufs.iter_mut().zip(lens.iter_mut()).zip(from.iter_mut()) {
             calls.fetch_add(1, Ordering::Relaxed);
-            match sock.recv(buf) {
-                Ok(n) => {
+            match sock.recv_from(buf) {
+                Ok((n, addr)) => {
                     *len = n;
+                    *src = Some(addr);
                     got += 1;
                 }
                 Err(e) if is_transient(&e) => break,
@@ -428,18 +518,54 @@ mod tests {
         let calls = AtomicU64::new(0);
         let msgs: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 100 + i as usize]).collect();
         let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
-        assert_eq!(portable::send_each(&a.sock, &refs, &calls).unwrap(), 10);
+        assert_eq!(portable::send_each(&a.sock, &refs, None, &calls).unwrap(), 10);
         assert_eq!(calls.load(Ordering::Relaxed), 10);
         assert!(portable::wait_readable(&b.sock, Duration::from_secs(2)).unwrap());
         std::thread::sleep(Duration::from_millis(20));
         let mut bufs = vec![vec![0u8; 512]; 16];
         let mut lens = vec![0; 16];
-        let n = portable::recv_each(&b.sock, &mut bufs, &mut lens, &calls).unwrap();
+        let mut from = [None; 16];
+        let n = portable::recv_each(&b.sock, &mut bufs, &mut lens, &mut from, &calls).unwrap();
         assert_eq!(n, 10);
         for i in 0..n {
             assert_eq!(&bufs[i][..lens[i]], &msgs[i][..]);
+            assert_eq!(from[i], Some(a.local_addr().unwrap()), "the source is reported");
         }
         assert!(!portable::wait_readable(&b.sock, Duration::from_millis(5)).unwrap());
+    }
+
+    #[test]
+    fn filtering_mode_counts_foreign_datagrams_and_keeps_the_peers() {
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let cfg = UdpConfig::default();
+        let peer = UdpTransport::bind(local, &cfg).unwrap();
+        let me = UdpTransport::bind_filtered(local, peer.local_addr().unwrap(), &cfg).unwrap();
+        peer.connect(me.local_addr().unwrap()).unwrap();
+        let stranger = std::net::UdpSocket::bind(local).unwrap();
+        for i in 0..6u8 {
+            stranger.send_to(&[0xEE; 40], me.local_addr().unwrap()).unwrap();
+            peer.send(&[i; 50]).unwrap();
+        }
+        // Sends from the filtering side go to the peer without a connect.
+        assert_eq!(me.send_batch(&[&[7u8; 30][..], &[8u8; 30][..]]).unwrap(), 2);
+        std::thread::sleep(Duration::from_millis(30));
+        let mut bufs = vec![vec![0u8; 128]; RECV_BATCH];
+        let mut lens = vec![0; RECV_BATCH];
+        let n = me.recv_batch(&mut bufs, &mut lens).unwrap();
+        assert_eq!(n, 6, "only the peer's datagrams are delivered");
+        for (i, b) in bufs.iter().take(n).enumerate() {
+            assert_eq!(&b[..lens[i]], &[i as u8; 50][..], "in order");
+        }
+        assert_eq!(me.io_counters().foreign_dropped, 6, "the stranger's are counted");
+        assert_eq!(peer.recv_batch(&mut bufs, &mut lens).unwrap(), 2);
+        stranger.send_to(&[1; 10], me.local_addr().unwrap()).unwrap();
+        peer.send(&[9; 10]).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let mut one = [0u8; 64];
+        assert_eq!(me.recv(&mut one).unwrap(), Some(10));
+        assert_eq!(one[0], 9, "scalar receive skips the stranger too");
+        assert_eq!(me.io_counters().foreign_dropped, 7);
+        assert_eq!(me.peer_addr().unwrap(), peer.local_addr().unwrap());
     }
 
     #[test]

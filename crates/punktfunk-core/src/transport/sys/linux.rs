@@ -5,15 +5,81 @@
 //! state: callers pass a raw descriptor they own for the duration of the call.
 
 use std::io;
+use std::mem::size_of;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 use std::ptr;
 use std::time::Duration;
 
 use crate::transport::{RECV_BATCH, SEND_BATCH};
 
-/// Sends up to [`SEND_BATCH`] datagrams on a connected socket with one `sendmmsg`.
-/// Returns how many the kernel took (a prefix of `datagrams`).
-pub(crate) fn send_mmsg(fd: RawFd, datagrams: &[&[u8]]) -> io::Result<usize> {
+/// A socket address in the C layout, with its length.
+fn to_raw(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid (empty) `sockaddr_storage`.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: `sockaddr_storage` is larger than and aligned for any
+            // `sockaddr_*`; writing a `sockaddr_in` at its start is how C fills it.
+            unsafe { ptr::write(&mut ss as *mut _ as *mut libc::sockaddr_in, sin) };
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: as above, for `sockaddr_in6`.
+            unsafe { ptr::write(&mut ss as *mut _ as *mut libc::sockaddr_in6, sin6) };
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (ss, len as libc::socklen_t)
+}
+
+/// The Rust form of a socket address the kernel wrote; `None` for families
+/// other than IPv4 and IPv6.
+fn from_raw(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    match ss.ss_family as libc::c_int {
+        libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a `sockaddr_in`, and the
+            // kernel wrote at least that many bytes; the storage is aligned for it.
+            let sin = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
+            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+        }
+        libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for `sockaddr_in6`.
+            let sin6 = unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Sends up to [`SEND_BATCH`] datagrams with one `sendmmsg`, to the connected
+/// peer or, with `dest`, to that address on an unconnected socket. Returns how
+/// many the kernel took (a prefix of `datagrams`).
+pub(crate) fn send_mmsg(fd: RawFd, datagrams: &[&[u8]], dest: Option<&SocketAddr>) -> io::Result<usize> {
     let n = datagrams.len().min(SEND_BATCH);
     if n == 0 {
         return Ok(0);
@@ -25,16 +91,22 @@ pub(crate) fn send_mmsg(fd: RawFd, datagrams: &[&[u8]]) -> io::Result<usize> {
     // SAFETY: `mmsghdr` is a plain C struct of integers and pointers (plus, on some
     // libcs, private padding); all-zero is its documented "empty" value.
     let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
+    let mut name = dest.map(to_raw);
     for (i, d) in datagrams[..n].iter().enumerate() {
         iovs[i].iov_base = d.as_ptr() as *mut libc::c_void;
         iovs[i].iov_len = d.len();
         msgs[i].msg_hdr.msg_iov = &mut iovs[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
+        if let Some((ss, len)) = name.as_mut() {
+            msgs[i].msg_hdr.msg_name = ss as *mut _ as *mut libc::c_void;
+            msgs[i].msg_hdr.msg_namelen = *len;
+        }
     }
-    // SAFETY: `msgs[..n]` point at `iovs[..n]`, which point at the caller's slices;
-    // all of them outlive the call, and the kernel only reads through them (the
-    // `*mut` in `iov_base` is the C signature, not a write). `fd` is an open socket
-    // owned by the caller for the duration of the call.
+    // SAFETY: `msgs[..n]` point at `iovs[..n]`, which point at the caller's slices,
+    // and (with `dest`) at one address in `name`; all of them outlive the call, and
+    // the kernel only reads through them (the `*mut` in `iov_base` and `msg_name`
+    // is the C signature, not a write). `fd` is an open socket owned by the caller
+    // for the duration of the call.
     let r = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
     if r < 0 {
         Err(io::Error::last_os_error())
@@ -44,8 +116,14 @@ pub(crate) fn send_mmsg(fd: RawFd, datagrams: &[&[u8]]) -> io::Result<usize> {
 }
 
 /// Receives up to [`RECV_BATCH`] datagrams with one non-blocking `recvmmsg`.
-/// Each buffer's whole length is usable space; lengths go to `lens`.
-pub(crate) fn recv_mmsg(fd: RawFd, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
+/// Each buffer's whole length is usable space; lengths go to `lens`, and with
+/// `from` each datagram's source address (`None` for an unknown family).
+pub(crate) fn recv_mmsg(
+    fd: RawFd,
+    bufs: &mut [Vec<u8>],
+    lens: &mut [usize],
+    from: Option<&mut [Option<SocketAddr>; RECV_BATCH]>,
+) -> io::Result<usize> {
     let n = bufs.len().min(lens.len()).min(RECV_BATCH);
     if n == 0 {
         return Ok(0);
@@ -56,16 +134,25 @@ pub(crate) fn recv_mmsg(fd: RawFd, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> 
     }; RECV_BATCH];
     // SAFETY: as in `send_mmsg`, all-zero is a valid empty `mmsghdr`.
     let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: all-zero is a valid (empty) `sockaddr_storage`.
+    let mut names: [libc::sockaddr_storage; RECV_BATCH] = unsafe { std::mem::zeroed() };
+    let want_names = from.is_some();
     for (i, b) in bufs[..n].iter_mut().enumerate() {
         iovs[i].iov_base = b.as_mut_ptr() as *mut libc::c_void;
         iovs[i].iov_len = b.len();
         msgs[i].msg_hdr.msg_iov = &mut iovs[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
+        if want_names {
+            msgs[i].msg_hdr.msg_name = &mut names[i] as *mut _ as *mut libc::c_void;
+            msgs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        }
     }
     // SAFETY: each iovec points at the initialised contents of a distinct caller
     // buffer, exclusively borrowed for the call, with its exact length, so the
-    // kernel writes only inside them. No address or control buffers are passed.
-    // A null timeout is allowed and MSG_DONTWAIT makes the call non-blocking.
+    // kernel writes only inside them; each address buffer is a distinct local
+    // `sockaddr_storage` with its true size in `msg_namelen`. No control buffers
+    // are passed. A null timeout is allowed and MSG_DONTWAIT makes the call
+    // non-blocking.
     let r = unsafe {
         libc::recvmmsg(
             fd,
@@ -81,6 +168,11 @@ pub(crate) fn recv_mmsg(fd: RawFd, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> 
     let got = r as usize;
     for (len, m) in lens.iter_mut().zip(msgs.iter()).take(got) {
         *len = m.msg_len as usize;
+    }
+    if let Some(from) = from {
+        for i in 0..got {
+            from[i] = from_raw(&names[i], msgs[i].msg_hdr.msg_namelen);
+        }
     }
     Ok(got)
 }
