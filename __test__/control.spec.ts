@@ -225,3 +225,20 @@ test('the process exits by itself after host and client close', (t) => {
   t.is(r.status, 0, r.stderr)
   t.is(r.stdout.trim(), 'closed true')
 })
+
+test('host.sessions() yields clients and reports failed handshakes to onError', async (t) => {
+  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: tempDir(t) })
+  t.teardown(() => host.close())
+  const errors: string[] = []
+  const it = host.sessions({ onError: (e) => errors.push(e.code) })
+  const first = it.next()
+  await t.throwsAsync(Client.connect(host.address, { pin: 'cd'.repeat(32) }), { code: 'ERR_PF_PIN_MISMATCH' })
+  const client = await Client.connect(host.address, { pin: host.fingerprint })
+  t.teardown(() => client.close())
+  const s = await within(10_000, 'session', first)
+  t.false(s.done)
+  t.is(errors.length, 1, 'the refused client was reported, not silently dropped')
+  await s.value?.close()
+  await host.close()
+  t.true((await it.next()).done, 'the iterator ends when the host closes')
+})

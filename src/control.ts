@@ -287,15 +287,21 @@ export class Host {
     return s ? new HostSession(s, w, this.#backpressure) : null
   }
 
-  /** Every client that connects, until the host closes. Handshake failures are skipped. */
-  async *sessions(): AsyncGenerator<HostSession, void, undefined> {
+  /**
+   * Every client that connects, until the host closes. A client whose
+   * handshake fails (wrong protocol, timeout, refused pin) is skipped; pass
+   * `onError` to hear about it.
+   */
+  async *sessions(options: { onError?: (error: PunktfunkError) => void } = {}): AsyncGenerator<HostSession, void, undefined> {
+    const { onError } = optionsBag(options, 'options')
+    if (onError !== undefined && typeof onError !== 'function') throw invalidArg('onError must be a function')
     while (!this.#closed) {
       let s: HostSession | null = null
       try {
         s = await this.accept()
       } catch (e) {
-        if (this.#closed) return
-        if ((e as { code?: string }).code === 'ERR_PF_CLOSED') return
+        if (this.#closed || (e as { code?: string }).code === 'ERR_PF_CLOSED') return
+        if (onError) (onError as (error: PunktfunkError) => void)(e as PunktfunkError)
         continue
       }
       if (s) yield s
