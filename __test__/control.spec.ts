@@ -70,6 +70,7 @@ test('a pinned client gets frames; input, keyframe requests and close reasons re
   await client.close('user quit', 4)
   const last = await within(10_000, 'closed message', session.nextMessage())
   t.deepEqual(last, { type: 'closed', code: 4, reason: 'user quit' })
+  t.is(await within(2_000, 'after closed', session.nextMessage()), null, 'nothing follows closed')
   t.deepEqual(session.closeReason, { code: 4, reason: 'user quit' })
   await t.throwsAsync(session.submitFrame(Buffer.from('late')), { instanceOf: PunktfunkError })
 })

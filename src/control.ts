@@ -151,6 +151,9 @@ function fromInput(n: NativeInput): InputEvent {
  * {@link Session} API), read what the client sends with `messages()`.
  */
 export class HostSession extends Session {
+  /** The client's `closed` message was handed out: nothing follows it. */
+  #ended = false
+
   /** @internal */
   constructor(s: NativeSession, w: Wakeups, backpressure: 'wait' | 'reject') {
     super('host', s, w, backpressure)
@@ -158,9 +161,10 @@ export class HostSession extends Session {
 
   /** The next message from the client if one is waiting, else `null`. */
   pollMessage(): ClientMessage | null {
-    if (this.closed) return null
+    if (this.closed || this.#ended) return null
     const e = call(() => this.native.pollHostEvent())
     if (!e) return null
+    if (e.kind === 'closed') this.#ended = true
     switch (e.kind) {
       case 'input':
         return { type: 'input', event: fromInput(e.input ?? { type: 'keyDown' }) }
@@ -173,10 +177,10 @@ export class HostSession extends Session {
     }
   }
 
-  /** Waits for the next message; `null` after the session closed (a `closed` message comes first when the client leaves). */
+  /** Waits for the next message; `null` after the session closed or after the client's `closed` message. */
   async nextMessage(): Promise<ClientMessage | null> {
     for (;;) {
-      if (this.closed) return null
+      if (this.closed || this.#ended) return null
       const ready = this.wakeups.event()
       const m = this.pollMessage()
       if (m) return m
