@@ -92,10 +92,10 @@ impl AdaptiveFec {
         let last = self.last.replace(now)?;
         let d: Vec<u64> = now.iter().zip(last).map(|(a, b)| a.saturating_sub(b)).collect();
         let (d_completed, d_dropped, d_recovered, d_received) = (d[0], d[1], d[2], d[3]);
-        if d_completed + d_dropped == 0 {
+        if d_completed.saturating_add(d_dropped) == 0 {
             return None;
         }
-        let loss = d_recovered as f64 / (d_received + d_recovered).max(1) as f64;
+        let loss = d_recovered as f64 / d_received.saturating_add(d_recovered).max(1) as f64;
         let needed = ((2.0 * loss * 100.0).ceil() as u32 + 2).min(100) as u8;
         let before = self.current;
         let (min, max) = (self.band.min, self.band.max);

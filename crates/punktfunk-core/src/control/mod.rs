@@ -61,6 +61,9 @@ pub const MAX_PROBE_MS: u32 = 5_000;
 const EXPORTER_LABEL: &[u8] = b"EXPORTER-pkf1 data plane";
 /// How often a client reports its receive counters.
 const LOSS_REPORT_INTERVAL: Duration = Duration::from_millis(250);
+/// Host messages a client queues before dropping more (they are tiny; a host
+/// that floods them only loses its own messages).
+const CLIENT_EVENT_BACKLOG: usize = 256;
 /// Reliable input sequence numbers remembered for de-duplication.
 const INPUT_DEDUP_WINDOW: u32 = 4096;
 
@@ -263,7 +266,30 @@ pub struct Host {
     rt: Arc<Runtime>,
     endpoint: quinn::Endpoint,
     identity: Identity,
+    /// Finished handshakes (sessions or the reason one failed), in order of
+    /// completion: every connecting client gets its own handshake task, so a
+    /// slow or silent one cannot hold up the others.
+    ready: Mutex<tokio::sync::mpsc::Receiver<Result<HostSession>>>,
+}
+
+/// Handshakes finished but not yet taken by [`Host::accept`]; beyond this the
+/// handshake tasks wait (and time out if nobody accepts).
+const ACCEPT_BACKLOG: usize = 64;
+
+/// Accepts every incoming connection and runs its handshake in a task of its own.
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
     config: HostConfig,
+    rt: Arc<Runtime>,
+    ready: tokio::sync::mpsc::Sender<Result<HostSession>>,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        let (config, rt, ready) = (config.clone(), rt.clone(), ready.clone());
+        tokio::spawn(async move {
+            let r = host_handshake(incoming, &config, rt).await;
+            let _ = ready.send(r).await;
+        });
+    }
 }
 
 impl std::fmt::Debug for Host {
@@ -303,11 +329,13 @@ impl Host {
             quinn::Endpoint::server(server, config.bind)
                 .map_err(|e| io(format!("cannot listen on {}: {e}", config.bind)))?
         };
+        let (tx, rx) = tokio::sync::mpsc::channel(ACCEPT_BACKLOG);
+        rt.spawn(accept_loop(endpoint.clone(), config, rt.clone(), tx));
         Ok(Host {
             rt,
             endpoint,
             identity,
-            config,
+            ready: Mutex::new(rx),
         })
     }
 
@@ -321,22 +349,23 @@ impl Host {
         self.identity.fingerprint()
     }
 
-    /// Waits for the next client and runs the handshake with it; `Ok(None)` if
-    /// `timeout` passed first. A client that fails the handshake is dropped and
-    /// reported as the error of this call; the host keeps listening.
+    /// The next client whose handshake finished; `Ok(None)` if none finished
+    /// within `timeout`. Handshakes run in the background as clients connect
+    /// (each bounded by `handshake_timeout`), so a timeout here never cuts one
+    /// off. A client that failed its handshake is reported as the error of
+    /// this call; the host keeps listening.
     pub fn accept(&self, timeout: Option<Duration>) -> Result<Option<HostSession>> {
-        let fut = async {
-            let incoming = self
-                .endpoint
-                .accept()
-                .await
-                .ok_or_else(|| Error::closed("the host is closed"))?;
-            host_handshake(incoming, &self.config, self.rt.clone()).await
+        let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+        let next = async {
+            match ready.recv().await {
+                Some(r) => r.map(Some),
+                None => Err(Error::closed("the host is closed")),
+            }
         };
         match timeout {
-            None => self.rt.block_on(fut).map(Some),
-            Some(t) => match self.rt.block_on(async { tokio::time::timeout(t, fut).await }) {
-                Ok(r) => r.map(Some),
+            None => self.rt.block_on(next),
+            Some(t) => match self.rt.block_on(async { tokio::time::timeout(t, next).await }) {
+                Ok(r) => r,
                 Err(_) => Ok(None),
             },
         }
@@ -390,13 +419,30 @@ pub enum HostEvent {
 struct HostShared {
     sender: Mutex<FrameSender<DataSession>>,
     fec: Mutex<Option<AdaptiveFec>>,
+    /// Input datagrams that could not be decoded, and input events dropped
+    /// because the application left too many unread.
     input_dropped: AtomicU64,
     notify: Mutex<Option<crate::session::Notify>>,
+    /// A speed test is running (one at a time per session).
+    probing: std::sync::atomic::AtomicBool,
+    /// Events queued and not yet taken by the application.
+    queued: std::sync::atomic::AtomicUsize,
 }
 
+/// Most host events left unread before further input events are dropped
+/// (and counted); other events are always queued, and are few.
+const HOST_EVENT_BACKLOG: usize = 4096;
+
 impl HostShared {
-    /// Queues an event for the application and wakes it if it asked to be woken.
+    /// Queues an event for the application and wakes it if it asked to be
+    /// woken. Input beyond [`HOST_EVENT_BACKLOG`] unread events is dropped and
+    /// counted: memory stays bounded whatever the client sends.
     fn emit(&self, tx: &mpsc::Sender<HostEvent>, ev: HostEvent) {
+        if matches!(ev, HostEvent::Input(_)) && self.queued.load(Ordering::Relaxed) >= HOST_EVENT_BACKLOG {
+            self.input_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
         if tx.send(ev).is_ok() {
             if let Some(n) = self.notify.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
                 n();
@@ -543,6 +589,8 @@ async fn host_handshake_on(
         ),
         input_dropped: AtomicU64::new(0),
         notify: Mutex::new(None),
+        probing: Default::default(),
+        queued: Default::default(),
     });
     let (tx, events) = mpsc::channel();
     let dedup = Arc::new(Mutex::new(InputDedup::default()));
@@ -582,15 +630,15 @@ struct InputDedup {
 }
 
 impl InputDedup {
-    /// True the first time `seq` is offered.
+    /// True the first time `seq` is offered. Remembers the last
+    /// [`INPUT_DEDUP_WINDOW`] sequences offered (bounded whatever the client
+    /// sends), so every later copy of one of them is refused.
     fn first(&mut self, seq: u32) -> bool {
         if !self.seen.insert(seq) {
-            self.seen.remove(&seq);
             return false;
         }
         if self.seen.len() > INPUT_DEDUP_WINDOW as usize {
-            let floor = seq.saturating_sub(INPUT_DEDUP_WINDOW);
-            self.seen = self.seen.split_off(&floor);
+            self.seen.pop_first();
         }
         true
     }
@@ -642,10 +690,12 @@ async fn host_control_loop(
                     }
                 }
             }
+            // One probe at a time: the guard claims the slot, and an
+            // overlapping request falls through to the catch-all (ignored).
             ControlMsg::ProbeRequest {
                 target_kbps,
                 duration_ms,
-            } => {
+            } if !shared.probing.swap(true, Ordering::AcqRel) => {
                 let shared = shared.clone();
                 let ctrl = ctrl.clone();
                 tokio::task::spawn_blocking(move || {
@@ -654,12 +704,15 @@ async fn host_control_loop(
                         target_kbps.min(MAX_PROBE_KBPS),
                         duration_ms.min(MAX_PROBE_MS),
                     );
+                    shared.probing.store(false, Ordering::Release);
                     let _ = ctrl.send(done);
                 });
             }
             ControlMsg::Close(r) => {
-                conn.close(quinn::VarInt::from_u32(r.code), r.reason.as_bytes());
+                // Store the reason first: a reader racing the close sees it.
+                let (code, text) = (r.code, r.reason.clone());
                 *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                conn.close(quinn::VarInt::from_u32(code), text.as_bytes());
                 break;
             }
             // Host-bound streams carry nothing else; ignore what does not apply.
@@ -775,7 +828,10 @@ impl HostSession {
     /// the `Closed` event has been taken.
     pub fn try_next_event(&self) -> Result<Option<HostEvent>> {
         match self.events.lock().unwrap_or_else(|p| p.into_inner()).try_recv() {
-            Ok(e) => Ok(Some(e)),
+            Ok(e) => {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                Ok(Some(e))
+            }
             Err(mpsc::TryRecvError::Empty) => Ok(None),
             Err(mpsc::TryRecvError::Disconnected) => Err(Error::closed("the session is closed")),
         }
@@ -789,7 +845,10 @@ impl HostSession {
             .unwrap_or_else(|p| p.into_inner())
             .recv_timeout(timeout)
         {
-            Ok(e) => Ok(Some(e)),
+            Ok(e) => {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                Ok(Some(e))
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::closed("the session is closed")),
         }
@@ -1018,6 +1077,8 @@ pub struct ClientControl {
     slot: CloseSlot,
     ctrl: Ctrl,
     events: Mutex<mpsc::Receiver<HostMessage>>,
+    /// Host events read while a speed test waited for its result, for `poll_event`.
+    held: Mutex<std::collections::VecDeque<ClientEvent>>,
     input_seq: std::sync::atomic::AtomicU32,
     stats: crate::session::StatsHandle,
     datagram_len: usize,
@@ -1224,6 +1285,7 @@ impl Client {
                 slot,
                 ctrl,
                 events: Mutex::new(events),
+                held: Mutex::default(),
                 input_seq: Default::default(),
                 stats,
                 datagram_len,
@@ -1386,6 +1448,15 @@ impl ClientControl {
                 "probe duration {ms} ms is outside 1..={MAX_PROBE_MS}"
             )));
         }
+        // A result left over from an earlier test that timed out is not ours.
+        loop {
+            let next = self.events.lock().unwrap_or_else(|p| p.into_inner()).try_recv();
+            match next {
+                Ok(HostMessage::Event(e)) => self.hold(e),
+                Ok(HostMessage::ProbeDone { .. }) => {}
+                Err(_) => break,
+            }
+        }
         let before = self.stats.snapshot().probe_packets_received;
         self.send_ctrl(ControlMsg::ProbeRequest {
             target_kbps,
@@ -1413,7 +1484,8 @@ impl ClientControl {
                         r.reason
                     )))
                 }
-                Ok(HostMessage::Event(_)) | Err(mpsc::TryRecvError::Empty) => {}
+                Ok(HostMessage::Event(e)) => self.hold(e),
+                Err(mpsc::TryRecvError::Empty) => {}
                 Err(mpsc::TryRecvError::Disconnected) => return Err(Error::closed("the session is closed")),
             }
         };
@@ -1441,8 +1513,20 @@ impl ClientControl {
         })
     }
 
+    /// Keeps a host event for `poll_event` (the oldest goes beyond the bound).
+    fn hold(&self, e: ClientEvent) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held.len() >= CLIENT_EVENT_BACKLOG {
+            held.pop_front();
+        }
+        held.push_back(e);
+    }
+
     /// The next message from the host (FEC changes, close), if one is waiting.
     pub fn poll_event(&self) -> Option<ClientEvent> {
+        if let Some(e) = self.held.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
+            return Some(e);
+        }
         let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             match events.try_recv() {
@@ -1550,7 +1634,7 @@ async fn client_handshake(
         .map_err(|e| protocol(format!("control stream: {e}")))?;
     let (ctrl, ctrl_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(write_loop(send, ctrl_rx));
-    let (tx, events) = mpsc::channel();
+    let (tx, events) = mpsc::sync_channel(CLIENT_EVENT_BACKLOG);
     let slot = CloseSlot::default();
     tokio::spawn(client_control_loop(recv, conn.clone(), slot.clone(), tx));
     tokio::spawn(loss_report_loop(
@@ -1572,12 +1656,12 @@ async fn client_control_loop(
     mut recv: quinn::RecvStream,
     conn: quinn::Connection,
     slot: CloseSlot,
-    tx: mpsc::Sender<HostMessage>,
+    tx: mpsc::SyncSender<HostMessage>,
 ) {
     loop {
         match read_msg(&mut recv).await {
             Ok(Some(ControlMsg::FecChanged { percent })) => {
-                let _ = tx.send(HostMessage::Event(ClientEvent::FecChanged { percent }));
+                let _ = tx.try_send(HostMessage::Event(ClientEvent::FecChanged { percent }));
             }
             Ok(Some(ControlMsg::ProbeDone {
                 packets_sent,
@@ -1585,15 +1669,16 @@ async fn client_control_loop(
                 duration_us,
                 ..
             })) => {
-                let _ = tx.send(HostMessage::ProbeDone {
+                let _ = tx.try_send(HostMessage::ProbeDone {
                     packets_sent,
                     send_drops,
                     duration_us,
                 });
             }
             Ok(Some(ControlMsg::Close(r))) => {
-                conn.close(quinn::VarInt::from_u32(r.code), r.reason.as_bytes());
+                let (code, text) = (r.code, r.reason.clone());
                 *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                conn.close(quinn::VarInt::from_u32(code), text.as_bytes());
                 break;
             }
             Ok(Some(_)) => {}
@@ -1609,7 +1694,7 @@ async fn client_control_loop(
         code: close_code::NORMAL,
         reason: String::new(),
     });
-    let _ = tx.send(HostMessage::Event(ClientEvent::Closed(reason)));
+    let _ = tx.try_send(HostMessage::Event(ClientEvent::Closed(reason)));
 }
 
 /// Sends the client's cumulative receive counters every [`LOSS_REPORT_INTERVAL`].

@@ -779,3 +779,25 @@ fn datagrams_from_anyone_but_the_peer_are_dropped_and_counted() {
     c.close(close_code::NORMAL, "done");
     host_side.join().unwrap();
 }
+
+#[test]
+fn input_dedup_is_bounded_and_refuses_every_later_copy() {
+    let mut d = InputDedup::default();
+    assert!(d.first(7));
+    assert!(!d.first(7), "the second copy is refused");
+    assert!(!d.first(7), "and the third");
+    // A client sending ever-decreasing sequences cannot grow the set.
+    for seq in (0..100_000u32).rev() {
+        d.first(seq);
+    }
+    assert!(d.seen.len() <= INPUT_DEDUP_WINDOW as usize);
+}
+
+#[test]
+fn hostile_loss_reports_do_not_panic_the_policy() {
+    let mut a = AdaptiveFec::new(FecBand::default(), 10);
+    a.on_counters(0, 0, 0, 0);
+    let _ = a.on_counters(u64::MAX, u64::MAX, u64::MAX, u64::MAX);
+    let _ = a.on_counters(1, 0, 0, 0);
+    assert!((5..=50).contains(&a.current()));
+}

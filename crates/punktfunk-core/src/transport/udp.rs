@@ -177,7 +177,7 @@ impl UdpTransport {
     ) -> usize {
         let mut kept = 0;
         for i in 0..n {
-            if from[i] == Some(peer) {
+            if from[i].is_some_and(|a| same_endpoint(a, peer)) {
                 if kept != i {
                     bufs.swap(kept, i);
                     lens[kept] = lens[i];
@@ -187,6 +187,20 @@ impl UdpTransport {
         }
         self.foreign.fetch_add((n - kept) as u64, Ordering::Relaxed);
         kept
+    }
+}
+
+/// Whether a datagram's source is the peer: the same IP (IPv4-mapped IPv6
+/// counts as IPv4) and port; an IPv6 scope is compared only when both name one.
+fn same_endpoint(src: SocketAddr, peer: SocketAddr) -> bool {
+    if src.port() != peer.port() || src.ip().to_canonical() != peer.ip().to_canonical() {
+        return false;
+    }
+    match (src, peer) {
+        (SocketAddr::V6(a), SocketAddr::V6(b)) => {
+            a.scope_id() == 0 || b.scope_id() == 0 || a.scope_id() == b.scope_id()
+        }
+        _ => true,
     }
 }
 
@@ -255,7 +269,7 @@ impl Transport for UdpTransport {
             self.recv_calls.fetch_add(1, Ordering::Relaxed);
             let r = match self.filter_peer() {
                 Some(peer) => match self.sock.recv_from(buf) {
-                    Ok((_, src)) if src != peer => {
+                    Ok((_, src)) if !same_endpoint(src, peer) => {
                         self.foreign.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
@@ -566,6 +580,23 @@ mod tests {
         assert_eq!(one[0], 9, "scalar receive skips the stranger too");
         assert_eq!(me.io_counters().foreign_dropped, 7);
         assert_eq!(me.peer_addr().unwrap(), peer.local_addr().unwrap());
+    }
+
+    #[test]
+    fn the_peer_is_recognised_in_any_spelling() {
+        let v4: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:5000".parse().unwrap();
+        assert!(same_endpoint(mapped, v4) && same_endpoint(v4, mapped));
+        assert!(!same_endpoint("127.0.0.1:5001".parse().unwrap(), v4));
+        assert!(!same_endpoint("127.0.0.2:5000".parse().unwrap(), v4));
+        let scoped = SocketAddr::V6(std::net::SocketAddrV6::new("fe80::1".parse().unwrap(), 9, 0, 3));
+        let unscoped: SocketAddr = "[fe80::1]:9".parse().unwrap();
+        assert!(
+            same_endpoint(scoped, unscoped),
+            "a scope is compared only when both name one"
+        );
+        let other = SocketAddr::V6(std::net::SocketAddrV6::new("fe80::1".parse().unwrap(), 9, 0, 4));
+        assert!(!same_endpoint(scoped, other));
     }
 
     #[test]

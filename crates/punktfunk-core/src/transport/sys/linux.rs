@@ -199,6 +199,10 @@ pub(crate) fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
         }
         return Err(e);
     }
+    if pfd.revents & libc::POLLNVAL != 0 {
+        // A closed descriptor would otherwise read as "not readable" forever.
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
     Ok(r > 0 && pfd.revents & (libc::POLLIN | libc::POLLERR) != 0)
 }
 
