@@ -6,12 +6,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use napi::bindgen_prelude::{AsyncTask, Function};
-use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi::{Env, Task};
 use napi_derive::napi;
 
@@ -22,8 +20,8 @@ use punktfunk_core::control::{
 use punktfunk_core::{ErrorKind, FrameSource, RecvWorker, SendWorker, UdpConfig};
 
 use super::{
-    guard, invalid, js_error, params_to_config, waker, Inner, NativeParams, NativeSession, Waker, Workers,
-    WAKE_READABLE, WAKE_WRITABLE,
+    guard, invalid, js_error, params_to_config, wake, waker, Inner, NativeParams, NativeSession, Waker,
+    Workers, WAKE_READABLE, WAKE_WRITABLE,
 };
 
 /// Wake-up reason: a control event (input, keyframe request, close) is queued.
@@ -218,30 +216,22 @@ impl Task for AcceptTask {
             let Some(session) = self.host.accept(Some(self.timeout)).map_err(js_error)? else {
                 return Ok(None);
             };
-            let w = self.waker.clone();
-            session.set_notify(Some(Arc::new(move || {
-                w.call(WAKE_EVENT, ThreadsafeFunctionCallMode::NonBlocking);
-            })));
-            let w = self.waker.clone();
-            let wake_writable = Arc::new(move || {
-                w.call(WAKE_WRITABLE, ThreadsafeFunctionCallMode::NonBlocking);
-            });
-            let stats = punktfunk_core::FrameSink::stats_handle(&session.sink());
-            let send = SendWorker::spawn(session.sink(), self.send_queue as usize, Some(wake_writable))
-                .map_err(js_error)?;
-            Ok(Some(NativeSession {
-                inner: Arc::new(Inner {
-                    workers: Mutex::new(Some(Workers {
-                        send: Some(send),
-                        recv: None,
-                        host: Some(Arc::new(session)),
-                        client: None,
-                    })),
-                    stats,
-                    udp: None,
-                    connected: AtomicBool::new(true),
-                }),
-            }))
+            session.set_notify(Some(wake(&self.waker, WAKE_EVENT)));
+            let sink = session.sink();
+            let stats = punktfunk_core::FrameSink::stats_handle(&sink);
+            let send = SendWorker::spawn(
+                sink,
+                self.send_queue as usize,
+                Some(wake(&self.waker, WAKE_WRITABLE)),
+            )
+            .map_err(js_error)?;
+            let workers = Workers {
+                send: Some(send),
+                recv: None,
+                host: Some(Arc::new(session)),
+                client: None,
+            };
+            Ok(Some(NativeSession::new(workers, stats, None, true)))
         })
     }
 
@@ -334,25 +324,19 @@ impl Task for ConnectTask {
             let client = Client::connect(self.host, cfg).map_err(js_error)?;
             let (receiver, control) = client.split();
             let stats = FrameSource::stats_handle(&receiver);
-            let w = self.waker.clone();
-            let wake_readable = Arc::new(move || {
-                w.call(WAKE_READABLE, ThreadsafeFunctionCallMode::NonBlocking);
-            });
-            let recv = RecvWorker::spawn(receiver, self.recv_queue as usize, Some(wake_readable))
-                .map_err(js_error)?;
-            Ok(NativeSession {
-                inner: Arc::new(Inner {
-                    workers: Mutex::new(Some(Workers {
-                        send: None,
-                        recv: Some(recv),
-                        host: None,
-                        client: Some(Arc::new(control)),
-                    })),
-                    stats,
-                    udp: None,
-                    connected: AtomicBool::new(true),
-                }),
-            })
+            let recv = RecvWorker::spawn(
+                receiver,
+                self.recv_queue as usize,
+                Some(wake(&self.waker, WAKE_READABLE)),
+            )
+            .map_err(js_error)?;
+            let workers = Workers {
+                send: None,
+                recv: Some(recv),
+                host: None,
+                client: Some(Arc::new(control)),
+            };
+            Ok(NativeSession::new(workers, stats, None, true))
         })
     }
 

@@ -318,31 +318,43 @@ fn start_session(
     let stats = sender.stats_handle();
     // The workers hold the only references to the waker: once they are gone
     // (after close) it is released and no longer keeps the event loop alive.
-    let w = waker.clone();
-    let wake_writable = Arc::new(move || {
-        w.call(WAKE_WRITABLE, ThreadsafeFunctionCallMode::NonBlocking);
-    });
-    let send = SendWorker::spawn(sender, c.send_queue as usize, Some(wake_writable)).map_err(js_error)?;
+    let send = SendWorker::spawn(sender, c.send_queue as usize, Some(wake(&waker, WAKE_WRITABLE)))
+        .map_err(js_error)?;
     let recv = if c.receive {
-        let wake_readable = Arc::new(move || {
-            waker.call(WAKE_READABLE, ThreadsafeFunctionCallMode::NonBlocking);
-        });
-        Some(RecvWorker::spawn(receiver, c.recv_queue as usize, Some(wake_readable)).map_err(js_error)?)
+        Some(
+            RecvWorker::spawn(receiver, c.recv_queue as usize, Some(wake(&waker, WAKE_READABLE)))
+                .map_err(js_error)?,
+        )
     } else {
         None
     };
-    Ok(NativeSession {
-        inner: Arc::new(Inner {
-            workers: Mutex::new(Some(Workers {
-                send: Some(send),
-                recv,
-                host: None,
-                client: None,
-            })),
-            stats,
-            udp,
-            connected: AtomicBool::new(connected),
-        }),
+    let workers = Workers {
+        send: Some(send),
+        recv,
+        host: None,
+        client: None,
+    };
+    Ok(NativeSession::new(workers, stats, udp, connected))
+}
+
+impl NativeSession {
+    fn new(workers: Workers, stats: StatsHandle, udp: Option<Arc<UdpTransport>>, connected: bool) -> Self {
+        NativeSession {
+            inner: Arc::new(Inner {
+                workers: Mutex::new(Some(workers)),
+                stats,
+                udp,
+                connected: AtomicBool::new(connected),
+            }),
+        }
+    }
+}
+
+/// A worker callback that wakes JS with `kind` (never blocks the worker).
+fn wake(waker: &Arc<Waker>, kind: u32) -> punktfunk_core::session::Notify {
+    let w = waker.clone();
+    Arc::new(move || {
+        w.call(kind, ThreadsafeFunctionCallMode::NonBlocking);
     })
 }
 

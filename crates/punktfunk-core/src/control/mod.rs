@@ -47,7 +47,7 @@ use crate::session::{
 use crate::stats::StatsSnapshot;
 use crate::transport::{UdpConfig, UdpTransport};
 use identity::PinVerifier;
-use msg::ControlMsg;
+use msg::{clip_reason, ControlMsg};
 
 /// ALPN protocol id of the control connection.
 pub const ALPN: &[u8] = b"punktfunk/1";
@@ -140,15 +140,6 @@ fn close_for_protocol_error(conn: &quinn::Connection, e: &Error) {
         let reason = clip_reason(&e.to_string()).to_string();
         conn.close(quinn::VarInt::from_u32(close_code::PROTOCOL), reason.as_bytes());
     }
-}
-
-/// Cuts a close reason to [`msg::MAX_REASON_LEN`] bytes at a character boundary.
-fn clip_reason(text: &str) -> &str {
-    let mut end = text.len().min(msg::MAX_REASON_LEN);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// Reads one control message, skipping unknown types; `Ok(None)` at the end of the stream.
@@ -434,6 +425,25 @@ struct HostShared {
 const HOST_EVENT_BACKLOG: usize = 4096;
 
 impl HostShared {
+    /// The session's frame sender (shared with the speed-test task).
+    fn sender(&self) -> std::sync::MutexGuard<'_, FrameSender<DataSession>> {
+        self.sender.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends a frame, unless the client is gone.
+    fn submit(
+        &self,
+        slot: &CloseSlot,
+        conn: &quinn::Connection,
+        data: &[u8],
+        meta: FrameMeta,
+    ) -> Result<SubmitReport> {
+        if let Some(r) = reason_of(slot, conn) {
+            return Err(Error::closed(format!("the client is gone: {}", r.reason)));
+        }
+        self.sender().submit_frame(data, meta)
+    }
+
     /// Queues an event for the application and wakes it if it asked to be
     /// woken. Input beyond [`HOST_EVENT_BACKLOG`] unread events is dropped and
     /// counted: memory stays bounded whatever the client sends.
@@ -679,11 +689,7 @@ async fn host_control_loop(
                     .as_mut()
                     .and_then(|a| a.on_report(&m));
                 if let Some(pct) = change {
-                    let applied = shared
-                        .sender
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .set_fec_percent(pct);
+                    let applied = shared.sender().set_fec_percent(pct);
                     if applied.is_ok() {
                         let _ = ctrl.send(ControlMsg::FecChanged { percent: pct });
                         shared.emit(&tx, HostEvent::FecChanged { percent: pct });
@@ -753,7 +759,7 @@ async fn host_datagram_loop(
 /// 1 ms steps; never touches the frame index.
 fn run_probe(shared: &HostShared, kbps: u32, ms: u32) -> ControlMsg {
     let datagram_bits = {
-        let s = shared.sender.lock().unwrap_or_else(|p| p.into_inner());
+        let s = shared.sender();
         (s.datagram_len() * 8) as f64
     };
     let start = Instant::now();
@@ -764,11 +770,7 @@ fn run_probe(shared: &HostShared, kbps: u32, ms: u32) -> ControlMsg {
         let due = (start.elapsed().as_secs_f64() * per_sec) as u64;
         if due > sent + drops {
             let n = (due - sent - drops).min(4096) as usize;
-            let r = shared
-                .sender
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .send_probe(n);
+            let r = shared.sender().send_probe(n);
             match r {
                 Ok((s, d)) => {
                     sent += s as u64;
@@ -792,14 +794,7 @@ fn run_probe(shared: &HostShared, kbps: u32, ms: u32) -> ControlMsg {
 impl HostSession {
     /// Sends a frame to this client (see [`FrameSender::submit_frame`]).
     pub fn submit_frame(&self, data: &[u8], meta: FrameMeta) -> Result<SubmitReport> {
-        if let Some(r) = self.closed_reason() {
-            return Err(Error::closed(format!("the client is gone: {}", r.reason)));
-        }
-        self.shared
-            .sender
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .submit_frame(data, meta)
+        self.shared.submit(&self.slot, &self.conn, data, meta)
     }
 
     /// A handle that sends this session's frames from another thread (a
@@ -809,12 +804,7 @@ impl HostSession {
             shared: self.shared.clone(),
             conn: self.conn.clone(),
             slot: self.slot.clone(),
-            stats: self
-                .shared
-                .sender
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .stats_handle(),
+            stats: self.shared.sender().stats_handle(),
         }
     }
 
@@ -856,11 +846,7 @@ impl HostSession {
 
     /// Sets the FEC percentage (and tells the client); adaptive FEC continues from it.
     pub fn set_fec_percent(&self, percent: u8) -> Result<()> {
-        self.shared
-            .sender
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .set_fec_percent(percent)?;
+        self.shared.sender().set_fec_percent(percent)?;
         if let Some(a) = self.shared.fec.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             a.set_current(percent);
         }
@@ -870,11 +856,7 @@ impl HostSession {
 
     /// The FEC percentage in use.
     pub fn fec_percent(&self) -> u8 {
-        self.shared
-            .sender
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .fec_percent()
+        self.shared.sender().fec_percent()
     }
 
     /// Data-plane counters of this session.
@@ -961,30 +943,15 @@ impl std::fmt::Debug for HostSink {
 
 impl crate::session::FrameSink for HostSink {
     fn submit_frame(&mut self, data: &[u8], meta: FrameMeta) -> Result<SubmitReport> {
-        if let Some(r) = reason_of(&self.slot, &self.conn) {
-            return Err(Error::closed(format!("the client is gone: {}", r.reason)));
-        }
-        self.shared
-            .sender
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .submit_frame(data, meta)
+        self.shared.submit(&self.slot, &self.conn, data, meta)
     }
 
     fn set_fec_percent(&mut self, pct: u8) -> Result<()> {
-        self.shared
-            .sender
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .set_fec_percent(pct)
+        self.shared.sender().set_fec_percent(pct)
     }
 
     fn max_frame_bytes(&self) -> usize {
-        self.shared
-            .sender
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .max_frame_bytes()
+        self.shared.sender().max_frame_bytes()
     }
 
     fn stats_handle(&self) -> crate::session::StatsHandle {

@@ -282,6 +282,15 @@ pub fn decode_input_datagram(b: &[u8]) -> Result<(u32, InputEvent)> {
     Ok((seq, InputEvent::decode(&b[4..])?))
 }
 
+/// Cuts a close reason to [`MAX_REASON_LEN`] bytes at a character boundary.
+pub fn clip_reason(text: &str) -> &str {
+    let mut end = text.len().min(MAX_REASON_LEN);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Why a side closed the session; both ends can read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CloseReason {
@@ -487,16 +496,7 @@ impl ControlMsg {
             }
             ControlMsg::Close(r) => {
                 p.extend_from_slice(&r.code.to_be_bytes());
-                let mut text = r.reason.as_str();
-                while text.len() > MAX_REASON_LEN {
-                    // Cut at a character boundary.
-                    let mut end = MAX_REASON_LEN;
-                    while !text.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    text = &text[..end];
-                }
-                p.extend_from_slice(text.as_bytes());
+                p.extend_from_slice(clip_reason(&r.reason).as_bytes());
             }
         }
         let mut out = Vec::with_capacity(HEADER_LEN + p.len());
