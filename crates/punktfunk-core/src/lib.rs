@@ -32,6 +32,8 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "bench")]
+pub mod bench;
 #[cfg(feature = "quic")]
 pub mod control;
 pub mod crypto;
