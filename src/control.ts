@@ -1,6 +1,16 @@
 import { call, callAsync, invalidArg, PunktfunkError } from './errors'
 import { native, type NativeHost, type NativeInput, type NativeSession } from './native'
-import { describe, int, isObject, num, optionsBag, paramsFrom, type SessionOptions } from './options'
+import {
+  describe,
+  int,
+  isObject,
+  normaliseImpairment,
+  num,
+  optionsBag,
+  paramsFrom,
+  type ImpairmentOptions,
+  type SessionOptions,
+} from './options'
 import { Session, Wakeups } from './session'
 
 /** An input event from client to host. Key and button edges are never lost; motion, scroll and axes take the fastest path and may be superseded. */
@@ -67,6 +77,33 @@ export interface HostOptions extends Omit<SessionOptions, 'recvQueue'> {
   keepaliveMs?: number
   /** Data socket buffer size, bytes (default 32 MiB). */
   socketBufferBytes?: number
+  /**
+   * Simulated network impairment on every client's data path as it leaves
+   * the host (loss, bursts, reordering...), for demos and FEC tests over a
+   * real socket. Default: none.
+   */
+  impairment?: ImpairmentOptions
+}
+
+/** A host identity on disk (see {@link loadIdentity}). */
+export interface HostIdentity {
+  /** The directory holding the certificate and key. */
+  dir: string
+  /** The certificate fingerprint clients pin (64 hex digits). */
+  fingerprint: string
+  /** Whether this call created it. */
+  created: boolean
+}
+
+/**
+ * Loads the host identity from `identityDir` (default `$PUNKTFUNK_CONFIG_DIR`,
+ * else `~/.config/punktfunk`), creating it if there is none: the same one
+ * {@link Host.listen} uses. Throws `ERR_PF_IO` if the directory is unusable.
+ */
+export function loadIdentity(options: { identityDir?: string } = {}): HostIdentity {
+  const { identityDir } = optionsBag(options, 'options')
+  if (identityDir !== undefined && typeof identityDir !== 'string') throw invalidArg('identityDir must be a string')
+  return call(() => native().loadIdentity(identityDir))
 }
 
 /** Options of {@link Client.connect}. */
@@ -210,17 +247,17 @@ export class HostSession extends Session {
 
   /** The client's QUIC address. */
   get peer(): string {
-    return call(() => this.native.controlInfo())?.peer ?? ''
+    return this.controlInfo()?.peer ?? ''
   }
 
   /** The bitrate granted to this client, kbit/s. */
   get grantedBitrateKbps(): number {
-    return call(() => this.native.controlInfo())?.grantedBitrateKbps ?? 0
+    return this.controlInfo()?.grantedBitrateKbps ?? 0
   }
 
   /** How the session ended, once it did. */
   get closeReason(): CloseReason | null {
-    return call(() => this.native.closeReason())
+    return this.endReason()
   }
 
   /** Sends what is queued, then closes with a reason the client reads (default: normal, `"closed"`). */
@@ -277,6 +314,7 @@ export class Host {
         adaptiveMax,
         socketBuffer: int(o, 'socketBufferBytes', d.socketBuffer),
         sendQueue,
+        impairment: normaliseImpairment(o.impairment),
       }),
     )
     return new Host(h, backpressure)
@@ -374,17 +412,17 @@ export class Client extends Session {
 
   /** The host's fingerprint (as pinned or first seen). */
   get fingerprint(): string {
-    return call(() => this.native.controlInfo())?.fingerprint ?? ''
+    return this.controlInfo()?.fingerprint ?? ''
   }
 
   /** The bitrate the host granted, kbit/s. */
   get grantedBitrateKbps(): number {
-    return call(() => this.native.controlInfo())?.grantedBitrateKbps ?? 0
+    return this.controlInfo()?.grantedBitrateKbps ?? 0
   }
 
   /** How the session ended, once it did. */
   get closeReason(): CloseReason | null {
-    return call(() => this.native.closeReason())
+    return this.endReason()
   }
 
   /** Sends an input event to the host. */
@@ -406,6 +444,8 @@ export class Client extends Session {
   /**
    * Speed test: the host sends probe filler through the data plane at
    * `targetKbps` (≤ 3 000 000) for `durationMs` (≤ 5 000); frames keep flowing.
+   * Keep reading frames meanwhile: the receive thread counts the probe
+   * datagrams, and it waits while the received-event queue is full.
    */
   async speedTest(options: { targetKbps: number; durationMs?: number }): Promise<SpeedTestResult> {
     this.checkOpen()

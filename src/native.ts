@@ -150,6 +150,32 @@ export interface NativeHostOptions {
   adaptiveMax?: number
   socketBuffer: number
   sendQueue: number
+  impairment?: NativeImpairment
+}
+
+/** @internal One case of the Rust benchmark (see `punktfunk_core::bench::Row`). */
+export interface NativeBenchRow {
+  name: string
+  secs: number
+  framesSent: number
+  framesLost: number
+  payloadBytes: number
+  wireBytes: number
+  packetsSent: number
+  packetsReceived: number
+  sendSyscalls: number
+  recvSyscalls: number
+  polls: number
+  sendDrops: number
+  txCpu: number
+  rxCpu: number
+}
+
+/** @internal */
+export interface NativeIdentity {
+  dir: string
+  fingerprint: string
+  created: boolean
 }
 
 /** @internal */
@@ -192,6 +218,8 @@ export interface NativeBinding {
   ): NativeSession[]
   statsFields(): string[]
   hostListen(opts: NativeHostOptions): NativeHost
+  loadIdentity(dir?: string | null): NativeIdentity
+  benchRun(kase: string, seconds: number, rateMbps: number): Promise<NativeBenchRow>
   clientConnect(address: string, opts: NativeClientOptions, onWake: (kind: number) => void): Promise<NativeSession>
   inputConstants(): { buttons: Array<[string, number]>; axes: Array<[string, number]> }
   errorCodes(): string[]

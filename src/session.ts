@@ -1,5 +1,5 @@
 import { call, callAsync, invalidArg, PunktfunkError } from './errors'
-import { native, WAKE_EVENT, WAKE_READABLE, type NativeEvent, type NativeSession } from './native'
+import { native, WAKE_EVENT, WAKE_READABLE, type NativeControlInfo, type NativeEvent, type NativeSession } from './native'
 import { describe, isObject, type Backpressure, type Role } from './options'
 
 /** What the sender says about a frame besides its bytes. */
@@ -206,6 +206,8 @@ export class Session {
   /** Submits waiting for queue room, in call order. */
   #waiting = 0
   #tail: Promise<void> = Promise.resolve()
+  /** Control-plane facts as they were when the session closed (the addon forgets them). */
+  #final: { info: NativeControlInfo | null; reason: { code: number; reason: string } | null } | undefined
 
   /** @internal Use {@link createUdpSession} or {@link createLoopbackPair}. */
   constructor(role: Role, nativeSession: NativeSession, wakeups: Wakeups, backpressure: Backpressure) {
@@ -218,6 +220,24 @@ export class Session {
   /** @internal The addon's session, for subclasses. */
   protected get native(): NativeSession {
     return this.#native
+  }
+
+  /** @internal Control-plane session facts (peer, fingerprint, bitrate); kept past close. */
+  protected controlInfo(): NativeControlInfo | null {
+    return this.#final ? this.#final.info : call(() => this.#native.controlInfo())
+  }
+
+  #orNull<T>(f: () => T | null): T | null {
+    try {
+      return f()
+    } catch {
+      return null
+    }
+  }
+
+  /** @internal How a control-plane session ended; kept past close. */
+  protected endReason(): { code: number; reason: string } | null {
+    return this.#final ? this.#final.reason : call(() => this.#native.closeReason())
   }
 
   /** @internal The wake-ups, for subclasses. */
@@ -303,18 +323,28 @@ export class Session {
     return ev ? toEvent(ev) : null
   }
 
-  /** Waits for the next event; `null` once the session is closed. */
+  /**
+   * Waits for the next event; `null` once the session is closed, here or by
+   * the peer (a control-plane session's `closeReason` says why). Every event
+   * received before the end is handed out first.
+   */
   async nextEvent(): Promise<FrameEvent | null> {
     for (;;) {
       if (this.#closed) return null
       const ready = this.#wakeups.readable()
-      const ev = this.poll()
+      let ev: FrameEvent | null
+      try {
+        ev = this.poll()
+      } catch (e) {
+        if (e instanceof PunktfunkError && e.code === 'ERR_PF_CLOSED') return null
+        throw e
+      }
       if (ev) return ev
       await ready
     }
   }
 
-  /** Every event (frames and losses) in index order, until the session closes. */
+  /** Every event (frames and losses) in index order, until the session closes (either side). */
   async *events(): AsyncGenerator<FrameEvent, void, undefined> {
     for (;;) {
       const ev = await this.nextEvent()
@@ -396,6 +426,12 @@ export class Session {
 
   /** @internal Closes with a control-plane code and reason. */
   protected closeWith(code: number | undefined, reason: string | undefined): Promise<void> {
+    if (!this.#closed) {
+      // A reason the peer gave first stays; otherwise this close is the reason.
+      const info = this.#orNull(() => this.#native.controlInfo())
+      const ended = this.#orNull(() => this.#native.closeReason())
+      this.#final = { info, reason: ended ?? (info ? { code: code ?? 0, reason: reason ?? 'closed' } : null) }
+    }
     this.#closed = true
     this.#closing ??= callAsync(() => this.#native.close(code, reason))
     this.#wakeups.releaseAll()

@@ -20,8 +20,8 @@ use punktfunk_core::control::{
 use punktfunk_core::{ErrorKind, FrameSource, RecvWorker, SendWorker, UdpConfig};
 
 use super::{
-    guard, invalid, js_error, params_to_config, wake, waker, Inner, NativeParams, NativeSession, Waker,
-    Workers, WAKE_READABLE, WAKE_WRITABLE,
+    guard, impairment_config, invalid, js_error, params_to_config, wake, waker, Inner, NativeImpairment,
+    NativeParams, NativeSession, Waker, Workers, WAKE_READABLE, WAKE_WRITABLE,
 };
 
 /// Wake-up reason: a control event (input, keyframe request, close) is queued.
@@ -76,6 +76,35 @@ pub struct NativeHostOptions {
     pub socket_buffer: f64,
     /// Frames each session's send queue holds.
     pub send_queue: u32,
+    /// Simulated impairment of every client's data path (demos and tests).
+    pub impairment: Option<NativeImpairment>,
+}
+
+/// A host identity on disk.
+#[napi(object)]
+pub struct NativeIdentity {
+    /// The directory holding it.
+    pub dir: String,
+    /// The certificate fingerprint clients pin (64 hex digits).
+    pub fingerprint: String,
+    /// Whether it was created by this call.
+    pub created: bool,
+}
+
+/// Loads the host identity in `dir` (default: the user's config directory),
+/// creating it if there is none.
+#[napi]
+pub fn load_identity(dir: Option<String>) -> napi::Result<NativeIdentity> {
+    guard(|| {
+        let dir = dir.map(PathBuf::from).unwrap_or_else(control::default_config_dir);
+        let created = !control::Identity::exists_in(&dir);
+        let id = control::Identity::load_or_create(&dir).map_err(js_error)?;
+        Ok(NativeIdentity {
+            dir: dir.display().to_string(),
+            fingerprint: id.fingerprint().to_hex(),
+            created,
+        })
+    })
 }
 
 /// A listening host.
@@ -124,6 +153,7 @@ pub fn host_listen(opts: NativeHostOptions) -> napi::Result<NativeHost> {
             keepalive: ms(opts.keepalive_ms, "keepaliveMs")?,
             adaptive_fec: band,
             udp: socket_buffer(opts.socket_buffer)?,
+            impairment: opts.impairment.as_ref().map(impairment_config).transpose()?,
             ..HostConfig::default()
         };
         let host = Host::listen(cfg).map_err(js_error)?;

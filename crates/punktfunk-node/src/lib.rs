@@ -11,6 +11,7 @@
 
 #![deny(clippy::all)]
 
+pub mod bench;
 pub mod control;
 
 use std::net::SocketAddr;
@@ -233,7 +234,7 @@ fn session_config(c: &NativeConfig) -> napi::Result<(SessionConfig, SessionKeys)
     Ok((params_to_config(&c.params)?, keys))
 }
 
-fn impairment_config(i: &NativeImpairment) -> napi::Result<ImpairmentConfig> {
+pub(crate) fn impairment_config(i: &NativeImpairment) -> napi::Result<ImpairmentConfig> {
     let cfg = ImpairmentConfig {
         seed: to_u64(i.seed, "impairment.seed")?,
         loss_percent: i.loss_percent,

@@ -131,6 +131,11 @@ impl Identity {
         Ok(id)
     }
 
+    /// Whether `dir` holds a saved identity (what [`Identity::load_or_create`] would load).
+    pub fn exists_in(dir: &Path) -> bool {
+        dir.join(CERT_FILE).exists() && dir.join(KEY_FILE).exists()
+    }
+
     /// A fresh identity held only in memory.
     pub fn generate() -> Result<Identity> {
         let ck = rcgen::generate_simple_self_signed(vec!["punktfunk.invalid".to_string()])

@@ -45,7 +45,7 @@ use crate::session::{
     FrameEvent, FrameMeta, FrameReceiver, FrameSender, Role, Session, SessionConfig, SubmitReport,
 };
 use crate::stats::StatsSnapshot;
-use crate::transport::{UdpConfig, UdpTransport};
+use crate::transport::{Impaired, ImpairmentConfig, IoCounters, Transport, UdpConfig, UdpTransport};
 use identity::PinVerifier;
 use msg::{clip_reason, ControlMsg};
 
@@ -77,6 +77,52 @@ fn reason_of(slot: &CloseSlot, conn: &quinn::Connection) -> Option<CloseReason> 
     stored.or_else(|| conn.close_reason().map(|e| close_reason(&e)))
 }
 type DataSession = Arc<UdpTransport>;
+
+/// A host's data path to one client: the UDP socket, or the socket behind
+/// simulated network impairment ([`HostConfig::impairment`]).
+enum HostPath {
+    Plain(UdpTransport),
+    Impaired(Box<Impaired<UdpTransport>>),
+}
+
+impl Transport for HostPath {
+    fn send(&self, datagram: &[u8]) -> std::io::Result<bool> {
+        match self {
+            HostPath::Plain(t) => t.send(datagram),
+            HostPath::Impaired(t) => t.send(datagram),
+        }
+    }
+    fn send_batch(&self, datagrams: &[&[u8]]) -> std::io::Result<usize> {
+        match self {
+            HostPath::Plain(t) => t.send_batch(datagrams),
+            HostPath::Impaired(t) => t.send_batch(datagrams),
+        }
+    }
+    fn recv(&self, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+        match self {
+            HostPath::Plain(t) => t.recv(buf),
+            HostPath::Impaired(t) => t.recv(buf),
+        }
+    }
+    fn recv_batch(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> std::io::Result<usize> {
+        match self {
+            HostPath::Plain(t) => t.recv_batch(bufs, lens),
+            HostPath::Impaired(t) => t.recv_batch(bufs, lens),
+        }
+    }
+    fn wait_readable(&self, timeout: Duration) -> std::io::Result<bool> {
+        match self {
+            HostPath::Plain(t) => t.wait_readable(timeout),
+            HostPath::Impaired(t) => t.wait_readable(timeout),
+        }
+    }
+    fn io_counters(&self) -> IoCounters {
+        match self {
+            HostPath::Plain(t) => t.io_counters(),
+            HostPath::Impaired(t) => t.io_counters(),
+        }
+    }
+}
 
 fn runtime() -> Result<Arc<Runtime>> {
     tokio::runtime::Builder::new_multi_thread()
@@ -234,6 +280,10 @@ pub struct HostConfig {
     pub udp: UdpConfig,
     /// Longest a client may take to finish the handshake.
     pub handshake_timeout: Duration,
+    /// Simulated network impairment (loss, bursts, reordering...) applied to
+    /// every client's data path as it leaves the host, for demos and tests of
+    /// FEC over a real socket. `None` (the default) sends untouched.
+    pub impairment: Option<ImpairmentConfig>,
 }
 
 impl Default for HostConfig {
@@ -248,6 +298,7 @@ impl Default for HostConfig {
             adaptive_fec: Some(FecBand::default()),
             udp: UdpConfig::default(),
             handshake_timeout: Duration::from_secs(5),
+            impairment: None,
         }
     }
 }
@@ -303,6 +354,9 @@ impl Host {
     /// Starts listening with a given identity.
     pub fn with_identity(config: HostConfig, identity: Identity) -> Result<Host> {
         config.session.validate()?;
+        if let Some(imp) = &config.impairment {
+            imp.validate()?;
+        }
         let rt = runtime()?;
         let mut tls = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -408,7 +462,7 @@ pub enum HostEvent {
 }
 
 struct HostShared {
-    sender: Mutex<FrameSender<DataSession>>,
+    sender: Mutex<FrameSender<Arc<HostPath>>>,
     fec: Mutex<Option<AdaptiveFec>>,
     /// Input datagrams that could not be decoded, and input events dropped
     /// because the application left too many unread.
@@ -426,7 +480,7 @@ const HOST_EVENT_BACKLOG: usize = 4096;
 
 impl HostShared {
     /// The session's frame sender (shared with the speed-test task).
-    fn sender(&self) -> std::sync::MutexGuard<'_, FrameSender<DataSession>> {
+    fn sender(&self) -> std::sync::MutexGuard<'_, FrameSender<Arc<HostPath>>> {
         self.sender.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -588,7 +642,18 @@ async fn host_handshake_on(
         other => return Err(protocol(format!("expected ready, got {other:?}"))),
     }
     let keys = exported_keys(&conn, &session_id)?;
-    let session = Session::new(Role::Host, session_cfg.clone(), &keys, Arc::new(udp))?;
+    let path = match &cfg.impairment {
+        // Each client gets its own generator, seeded apart, so clients do not lose in lockstep.
+        Some(imp) => HostPath::Impaired(Box::new(Impaired::new(
+            udp,
+            ImpairmentConfig {
+                seed: imp.seed ^ u64::from_le_bytes(session_id[..8].try_into().unwrap_or_default()),
+                ..imp.clone()
+            },
+        ))),
+        None => HostPath::Plain(udp),
+    };
+    let session = Session::new(Role::Host, session_cfg.clone(), &keys, Arc::new(path))?;
     let (sender, _receiver) = session.split();
     let stats = sender.stats_handle();
     let shared = Arc::new(HostShared {
