@@ -1,0 +1,326 @@
+// The `punktfunk` command line, run as real processes over UDP and QUIC on 127.0.0.1.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createSocket } from 'node:dgram'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+import test, { type ExecutionContext } from 'ava'
+
+import { Flags, parse, UsageError, type CommandSpec } from '../src/cli/args'
+import { DatagramBundler, syntheticFrame, syntheticIntact, unbundle } from '../src/cli/stream'
+import { pseudoRandom, sha256, within } from './helpers'
+
+const BIN = join(__dirname, '..', 'bin', 'punktfunk.js')
+
+interface Run {
+  code: number | null
+  stdout: Buffer
+  stderr: string
+}
+
+/** A CLI process: its exit, its output, and (for hosts) the listening line. */
+class Cli {
+  readonly proc: ChildProcess
+  readonly #out: Buffer[] = []
+  #err = ''
+  readonly done: Promise<Run>
+
+  constructor(args: string[], opts: { stdin?: 'pipe' | 'ignore'; env?: Record<string, string> } = {}) {
+    this.proc = spawn(process.execPath, [BIN, ...args], {
+      stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...opts.env },
+    })
+    this.proc.stdout?.on('data', (d: Buffer) => this.#out.push(d))
+    this.proc.stderr?.on('data', (d: Buffer) => (this.#err += d.toString()))
+    this.done = new Promise((resolve) =>
+      this.proc.on('close', (code) => resolve({ code, stdout: Buffer.concat(this.#out), stderr: this.#err })),
+    )
+  }
+
+  get stderr(): string {
+    return this.#err
+  }
+
+  /** Waits for `listening on ADDR fingerprint HEX` on stderr. */
+  async listening(): Promise<{ address: string; fingerprint: string }> {
+    return within(15_000, 'the listening line', (async () => {
+      for (;;) {
+        const m = /listening on ([\d.]+):(\d+) fingerprint ([0-9a-f]{64})/.exec(this.#err)
+        if (m) return { address: `127.0.0.1:${m[2]}`, fingerprint: m[3] as string }
+        if (this.proc.exitCode !== null) throw new Error(`the host exited: ${this.#err}`)
+        await new Promise((r) => setTimeout(r, 20))
+      }
+    })())
+  }
+}
+
+function cli(t: ExecutionContext, args: string[], opts?: ConstructorParameters<typeof Cli>[1]): Cli {
+  const c = new Cli(args, opts)
+  t.teardown(() => {
+    if (c.proc.exitCode === null) c.proc.kill('SIGKILL')
+  })
+  return c
+}
+
+function tempDir(t: ExecutionContext): string {
+  const d = mkdtempSync(join(tmpdir(), 'punktfunk-cli-'))
+  t.teardown(() => rmSync(d, { recursive: true, force: true }))
+  return d
+}
+
+const finished = (c: Cli, ms = 60_000): Promise<Run> => within(ms, 'the process to exit', c.done)
+
+test.serial('demo --json streams every frame byte-exact and reports its numbers', async (t) => {
+  const run = await finished(cli(t, ['demo', '--seconds', '1.5', '--bitrate-mbps', '200', '--fps', '60', '--loss', '2', '--fec', '25', '--json']))
+  t.is(run.code, 0, run.stderr)
+  const r = JSON.parse(run.stdout.toString()) as Record<string, number>
+  for (const k of ['framesSent', 'framesDelivered', 'framesLost', 'corruptFrames', 'goodputMbps', 'wireMbps', 'fecRecoveredShards', 'sendDropped', 'latencyP50Ms', 'latencyP99Ms']) {
+    t.is(typeof r[k], 'number', k)
+  }
+  t.is(r.framesSent, 90, '1.5 s at 60 fps')
+  t.is(r.corruptFrames, 0)
+  t.is(r.framesDelivered, 90, `25 % FEC covers 2 % random loss: ${run.stdout.toString()}`)
+  t.is(r.framesLost, 0)
+  t.true((r.fecRecoveredShards as number) > 0, 'the simulated loss was repaired by FEC')
+  t.true((r.packetsReceived as number) < (r.packetsSent as number), 'datagrams really were lost on the way')
+  t.true((r.goodputMbps as number) > 50 && (r.goodputMbps as number) < 400, `goodput ${r.goodputMbps} near the 200 Mbit/s asked for`)
+  t.true((r.wireMbps as number) > (r.goodputMbps as number), 'the wire carries FEC and headers on top')
+  t.true((r.latencyP50Ms as number) > 0 && (r.latencyP99Ms as number) >= (r.latencyP50Ms as number))
+  t.is(r.sendDropped, 0)
+})
+
+test.serial('host and connect as two processes carry 20 MB from stdin to a file byte-exact', async (t) => {
+  const dir = tempDir(t)
+  const input = pseudoRandom(20_000_000, 7)
+  const out = join(dir, 'out.bin')
+  const host = cli(t, ['host', '--port', '0', '--bind', '127.0.0.1', '--identity', join(dir, 'id'), '--source', '-'], { stdin: 'pipe' })
+  const { address, fingerprint } = await host.listening()
+  const conn = cli(t, ['connect', address, '--pin', fingerprint, '--output', out, '--json'])
+  // The host waits for its first client before it reads stdin.
+  host.proc.stdin?.end(input)
+  const c = await finished(conn)
+  t.is(c.code, 0, c.stderr)
+  const summary = JSON.parse(c.stdout.toString()) as { bytesWritten: number; framesMissing: number; framesLost: number; ended: string }
+  t.is(summary.bytesWritten, input.length)
+  t.is(summary.framesLost, 0)
+  t.is(summary.framesMissing, 0, 'every frame the host announced arrived')
+  t.regex(summary.ended, /^end of stream \(\d+ frames\) \(code 0\)$/)
+  t.is(sha256(readFileSync(out)), sha256(input))
+  const h = await finished(host)
+  t.is(h.code, 0, h.stderr)
+  t.regex(h.stderr, /end of input/)
+})
+
+test.serial('datagrams in through udp:// come out through udp:// with their boundaries', async (t) => {
+  const dir = tempDir(t)
+  const sink = createSocket({ type: 'udp4', recvBufferSize: 4 << 20 })
+  const got: Buffer[] = []
+  sink.on('message', (m) => got.push(m))
+  await new Promise<void>((r) => sink.bind(0, '127.0.0.1', () => r()))
+  t.teardown(() => sink.close())
+  const source = createSocket('udp4')
+  await new Promise<void>((r) => source.bind(0, '127.0.0.1', () => r()))
+  const sourcePort = source.address().port
+  source.close()
+  const host = cli(t, ['host', '--port', '0', '--bind', '127.0.0.1', '--identity', join(dir, 'id'), '--source', `udp://127.0.0.1:${sourcePort}`])
+  const { address, fingerprint } = await host.listening()
+  const conn = cli(t, ['connect', address, '--pin', fingerprint, '--output', `udp://127.0.0.1:${sink.address().port}`, '--json'])
+  await within(15_000, 'the udp source to open', (async () => {
+    while (!/reading datagrams/.test(host.stderr)) await new Promise((r) => setTimeout(r, 20))
+  })())
+  const sender = createSocket('udp4')
+  t.teardown(() => sender.close())
+  const sent: Buffer[] = []
+  for (let i = 0; i < 2000; i++) {
+    // 1 … 9000 bytes: tiny datagrams, MPEG-TS sized ones and jumbo ones.
+    const d = pseudoRandom(1 + ((i * 7919) % 9000), i)
+    sent.push(d)
+    await new Promise<void>((r) => sender.send(d, sourcePort, '127.0.0.1', () => r()))
+    if (i % 20 === 19) await new Promise((r) => setTimeout(r, 2))
+  }
+  // An empty datagram ends the input; the host finishes and closes cleanly.
+  await new Promise<void>((r) => sender.send(Buffer.alloc(0), sourcePort, '127.0.0.1', () => r()))
+  const c = await finished(conn)
+  t.is(c.code, 0, c.stderr)
+  const summary = JSON.parse(c.stdout.toString()) as { datagramsWritten: number; framesLost: number }
+  t.is(summary.datagramsWritten, sent.length)
+  await within(5_000, 'the sink to read everything', (async () => {
+    while (got.length < sent.length) await new Promise((r) => setTimeout(r, 20))
+  })())
+  t.is(got.length, sent.length)
+  t.true(got.every((g, i) => g.equals(sent[i] as Buffer)), 'same datagrams, same order, same boundaries')
+  t.is((await finished(host)).code, 0)
+})
+
+test.serial('probe measures a running host and gives a verdict', async (t) => {
+  const dir = tempDir(t)
+  const host = cli(t, ['host', '--port', '0', '--bind', '127.0.0.1', '--identity', join(dir, 'id'), '--bitrate-mbps', '20'])
+  const { address, fingerprint } = await host.listening()
+  const run = await finished(cli(t, ['probe', address, '--pin', fingerprint, '--mbps', '100', '--seconds', '1', '--json']))
+  t.is(run.code, 0, run.stderr)
+  const r = JSON.parse(run.stdout.toString()) as { targetMbps: number; deliveredMbps: number; lossPercent: number; packetsSent: number; verdict: string }
+  t.is(r.targetMbps, 100)
+  t.true(r.packetsSent > 5000, `${r.packetsSent} probe datagrams`)
+  t.true(r.lossPercent < 1, `loopback loses nothing at 100 Mbit/s: ${r.lossPercent} %`)
+  t.true(r.deliveredMbps > 80 && r.deliveredMbps < 120, `${r.deliveredMbps} Mbit/s`)
+  t.regex(r.verdict, /^clean/)
+  host.proc.kill('SIGINT')
+  const h = await finished(host)
+  t.is(h.code, 0, 'Ctrl-C stops the host cleanly')
+  t.regex(h.stderr, /left: probe finished/)
+})
+
+test.serial('connect --seconds leaves a synthetic stream whose frames all pass the check; PUNKTFUNK_PERF prints counters', async (t) => {
+  const dir = tempDir(t)
+  const host = cli(t, ['host', '--port', '0', '--bind', '127.0.0.1', '--identity', join(dir, 'id'), '--bitrate-mbps', '40', '--fps', '30'])
+  const { address, fingerprint } = await host.listening()
+  const run = await finished(cli(t, ['connect', address, '--pin', fingerprint, '--seconds', '2.2', '--json'], { env: { PUNKTFUNK_PERF: '1' } }))
+  t.is(run.code, 0, run.stderr)
+  const r = JSON.parse(run.stdout.toString()) as { framesDelivered: number; framesFailedCheck: number; ended: string; goodputMbps: number }
+  t.true(r.framesDelivered >= 40, `${r.framesDelivered} frames at 30 fps`)
+  t.is(r.framesFailedCheck, 0)
+  t.is(r.ended, 'time is up')
+  t.regex(run.stderr, /^perf client\[0\] tx [\d.]+ Mbit\/s rx [\d.]+ Mbit\/s .*recv-drops none/m)
+  host.proc.kill('SIGTERM')
+  t.is((await finished(host)).code, 0)
+})
+
+test('a wrong pin is refused, and trust on first use remembers the host', async (t) => {
+  const dir = tempDir(t)
+  const host = cli(t, ['host', '--port', '0', '--bind', '127.0.0.1', '--identity', join(dir, 'id'), '--bitrate-mbps', '5', '--seconds', '20'])
+  const { address } = await host.listening()
+  const wrong = await finished(cli(t, ['probe', address, '--pin', 'ab'.repeat(32), '--seconds', '0.2']))
+  t.is(wrong.code, 1)
+  t.regex(wrong.stderr, /ERR_PF_PIN_MISMATCH/)
+  const kh = join(dir, 'known_hosts')
+  const first = await finished(cli(t, ['probe', address, '--tofu', '--known-hosts', kh, '--mbps', '10', '--seconds', '0.2']))
+  t.is(first.code, 0, first.stderr)
+  t.regex(readFileSync(kh, 'utf8'), new RegExp(`^${address.replace(/\./g, '\\.')} [0-9a-f]{64}$`, 'm'))
+  writeFileSync(kh, `${address} ${'cd'.repeat(32)}\n`)
+  const changed = await finished(cli(t, ['probe', address, '--tofu', '--known-hosts', kh, '--seconds', '0.2']))
+  t.is(changed.code, 1, 'a host whose fingerprint changed is refused')
+  t.regex(changed.stderr, /ERR_PF_PIN_MISMATCH/)
+  host.proc.kill('SIGINT')
+  await finished(host)
+})
+
+test('connect to a closed port fails within its timeout with a clear message', async (t) => {
+  const started = Date.now()
+  const run = await finished(cli(t, ['connect', '127.0.0.1:9', '--pin', 'ab'.repeat(32), '--timeout-ms', '1000']), 15_000)
+  t.is(run.code, 1)
+  t.regex(run.stderr, /^punktfunk connect: no host answered at 127\.0\.0\.1:9 within 1000 ms/)
+  t.is(run.stderr.trim().split('\n').length, 1, 'one line')
+  t.true(Date.now() - started < 10_000)
+})
+
+test('usage errors exit 2 with one line naming the problem', async (t) => {
+  const cases: Array<[string[], RegExp]> = [
+    [['demo', '--bogus'], /unknown flag --bogus/],
+    [['demo', '--seconds', 'soon'], /--seconds must be a number/],
+    [['demo', '--fec', '101'], /--fec must be between 0 and 100/],
+    [['host', '--source', 'tcp://x:1'], /--source must be synthetic, - or udp:\/\/HOST:PORT/],
+    [['host', '--bind', '127.0.0.1:5', '--port', '6'], /not both/],
+    [['connect'], /missing HOST:PORT/],
+    [['connect', '127.0.0.1:7447'], /say how to trust the host/],
+    [['connect', '127.0.0.1:7447', '--pin', 'abc'], /--pin must be 64 hex digits/],
+    [['connect', '127.0.0.1:7447', '--tofu', '--output', 'udp://nowhere'], /is not udp:\/\/HOST:PORT/],
+    [['probe', 'not-an-address', '--tofu'], /is not IP:PORT/],
+    [['frobnicate'], /unknown command "frobnicate"/],
+    [[], /usage: punktfunk COMMAND/],
+  ]
+  await Promise.all(
+    cases.map(async ([args, why]) => {
+      const run = await finished(cli(t, args), 20_000)
+      t.is(run.code, 2, args.join(' '))
+      const text = args.length ? run.stderr : run.stdout.toString()
+      t.regex(text, why, args.join(' '))
+      if (args.length) t.is(run.stderr.trim().split('\n').length, 1, `one line for ${args.join(' ')}`)
+    }),
+  )
+  const help = await finished(cli(t, ['connect', '--help']))
+  t.is(help.code, 0)
+  t.regex(help.stdout.toString(), /--output OUT/)
+})
+
+test('identity creates the host identity once, then shows the same fingerprint', async (t) => {
+  const dir = join(tempDir(t), 'id')
+  const a = await finished(cli(t, ['identity', '--identity', dir, '--json']))
+  const b = await finished(cli(t, ['identity', '--identity', dir, '--json']))
+  const ja = JSON.parse(a.stdout.toString()) as { fingerprint: string; created: boolean }
+  const jb = JSON.parse(b.stdout.toString()) as { fingerprint: string; created: boolean }
+  t.true(ja.created)
+  t.false(jb.created)
+  t.regex(ja.fingerprint, /^[0-9a-f]{64}$/)
+  t.is(jb.fingerprint, ja.fingerprint)
+  const host = cli(t, ['host', '--port', '0', '--bind', '127.0.0.1', '--identity', dir, '--seconds', '0.5'])
+  t.is((await host.listening()).fingerprint, ja.fingerprint, 'the host serves with that identity')
+  t.is((await finished(host)).code, 0, '--seconds ends the host')
+})
+
+test.serial('bench --json measures every case with frames delivered', async (t) => {
+  const run = await finished(cli(t, ['bench', '--seconds', '0.3', '--json']), 120_000)
+  t.is(run.code, 0, run.stderr)
+  const r = JSON.parse(run.stdout.toString()) as {
+    rows: Array<{ case: string; goodputGbps: number; framesSent: number; packetsPerSec: number }>
+    sdkOverRust: { unpaced: number; window2: number }
+  }
+  const names = r.rows.map((x) => x.case)
+  for (const want of [/^raw UDP, send\/recv/, /^raw UDP, sendmmsg/, /^rust session, unpaced/, /^sdk session, unpaced/, /^rust session, paced/, /^sdk session, paced/]) {
+    t.true(names.some((n) => want.test(n)), `${want} in ${names.join(', ')}`)
+  }
+  for (const row of r.rows) {
+    t.true(row.goodputGbps > 0 && row.framesSent > 0 && row.packetsPerSec > 0, JSON.stringify(row))
+  }
+  t.true(r.sdkOverRust.unpaced > 0)
+})
+
+// ---------------------------------------------------------------- pieces
+
+const spec: CommandSpec = {
+  name: 'x',
+  summary: '',
+  positionals: ['A'],
+  flags: {
+    n: { kind: 'number', value: 'N', help: '', min: 0, max: 10, integer: true },
+    s: { kind: 'string', value: 'S', help: '' },
+    b: { kind: 'boolean', help: '' },
+  },
+}
+
+test('the flag parser reads values both ways and refuses the rest', (t) => {
+  const f = new Flags(parse(spec, ['pos', '--n', '3', '--s=hi', '--b']))
+  t.is(f.positional(0), 'pos')
+  t.is(f.num('n'), 3)
+  t.is(f.str('s'), 'hi')
+  t.true(f.bool('b'))
+  t.is(new Flags(parse(spec, ['-'])).positional(0), '-', 'a lone dash is an argument')
+  for (const bad of [['p', '--n', '2.5'], ['p', '--n', '11'], ['p', '--n'], ['p', '--b=1'], ['p', '--n', '1', '--n', '2'], ['p', 'q'], []]) {
+    t.throws(() => parse(spec, bad), { instanceOf: UsageError }, bad.join(' '))
+  }
+})
+
+test('datagram bundles keep every boundary, empty datagrams included, and malformed ones are refused', (t) => {
+  const b = new DatagramBundler(1 << 16)
+  const ds = [Buffer.alloc(0), Buffer.from('a'), pseudoRandom(1316, 1), pseudoRandom(9000, 2)]
+  for (const d of ds) {
+    t.true(b.fits(d.length))
+    b.add(d)
+  }
+  const frame = b.take()
+  t.deepEqual(unbundle(frame), ds)
+  t.is(b.count, 0)
+  t.is(unbundle(frame.subarray(0, frame.length - 1)), null, 'a cut bundle is malformed')
+  t.false(new DatagramBundler(100).fits(99))
+})
+
+test('a synthetic frame passes its check and any flipped byte fails it', (t) => {
+  const f = syntheticFrame(12, 50_000)
+  t.true(syntheticIntact(f))
+  for (const at of [0, 6, 9, 30_000, 49_999]) {
+    const g = Buffer.from(f)
+    g[at] = (g[at] as number) ^ 1
+    t.false(syntheticIntact(g), `byte ${at}`)
+  }
+  t.false(syntheticIntact(f.subarray(0, 5)))
+})

@@ -1,0 +1,235 @@
+/** `punktfunk connect`: receives a stream and writes it out byte-exact. */
+import { createSocket, type Socket } from 'node:dgram'
+import { createWriteStream } from 'node:fs'
+import { once } from 'node:events'
+import { isIPv6 } from 'node:net'
+
+import type { Frame } from '../session'
+import { udpTarget, type CommandSpec, type Flags } from './args'
+import { bufferAdvice, interrupted } from './common'
+import { connectClient, TRUST_FLAGS } from './misc'
+import { dropReasons, mbps, perfReporter, printSummary, round } from './report'
+import { syntheticIntact, TAG_BYTES, TAG_DATAGRAMS, TAG_SYNTHETIC, unbundle } from './stream'
+
+export const connectSpec: CommandSpec = {
+  name: 'connect',
+  summary: 'Receives a stream from a host and writes it out byte-exact.',
+  positionals: ['HOST:PORT'],
+  flags: {
+    ...TRUST_FLAGS,
+    output: { kind: 'string', value: 'OUT', help: 'null (default: count only), - for stdout, a FILE, or udp://HOST:PORT' },
+    seconds: { kind: 'number', value: 'N', help: 'leave after N seconds (default: until the host ends the stream)', min: 0.1, max: 31_536_000 },
+    'datagram-bytes': { kind: 'number', value: 'B', help: 'udp output of a byte stream: datagram size (default 1316)', min: 1, max: 65507, integer: true },
+    raw: { kind: 'boolean', help: 'write frames exactly as received (for hosts that do not tag frames the way punktfunk host does)' },
+    json: { kind: 'boolean', help: 'print the summary as one JSON object' },
+  },
+  notes: [
+    'Exits 0 when the host ends the stream (or after --seconds), 1 on a failure or if a frame failed its check.',
+    'Datagrams from a udp:// host source keep their boundaries on udp:// output; to a file they are concatenated.',
+  ],
+}
+
+/** Where received bytes go. */
+interface Output {
+  /** Writes a byte-stream piece. */
+  bytes(b: Buffer): Promise<void>
+  /** Writes one datagram (a boundary worth keeping). */
+  datagram(d: Buffer): Promise<void>
+  close(): Promise<void>
+}
+
+function nullOutput(): Output {
+  return { bytes: async () => {}, datagram: async () => {}, close: async () => {} }
+}
+
+function streamOutput(w: NodeJS.WritableStream, closeIt: boolean): Output {
+  let failed: Error | undefined
+  w.on('error', (e: Error) => (failed = e))
+  const write = async (b: Buffer): Promise<void> => {
+    if (failed) throw failed
+    if (!w.write(b)) await once(w, 'drain')
+  }
+  return {
+    bytes: write,
+    datagram: write,
+    close: async () => {
+      if (failed) throw failed
+      if (closeIt) {
+        w.end()
+        await once(w, 'close')
+      }
+    },
+  }
+}
+
+async function udpOutput(target: { host: string; port: number }, datagramBytes: number): Promise<Output> {
+  const socket: Socket = createSocket({ type: isIPv6(target.host) ? 'udp6' : 'udp4', sendBufferSize: 8 << 20 })
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject)
+    socket.connect(target.port, target.host, () => {
+      socket.off('error', reject)
+      resolve()
+    })
+  })
+  const send = (d: Buffer): Promise<void> =>
+    new Promise((resolve, reject) => socket.send(d, (e) => (e ? reject(e) : resolve())))
+  return {
+    bytes: async (b) => {
+      for (let at = 0; at < b.length; at += datagramBytes) await send(b.subarray(at, at + datagramBytes))
+    },
+    datagram: send,
+    close: async () => new Promise<void>((r) => socket.close(() => r())),
+  }
+}
+
+async function openOutput(f: Flags): Promise<Output> {
+  const out = f.str('output', 'null')
+  if (out === 'null') return nullOutput()
+  if (out === '-') return streamOutput(process.stdout, false)
+  if (out.startsWith('udp://')) return udpOutput(udpTarget(out, '--output'), f.num('datagram-bytes', 1316))
+  const file = createWriteStream(out)
+  await Promise.race([once(file, 'open'), once(file, 'error').then(([e]) => Promise.reject(e as Error))])
+  return streamOutput(file, true)
+}
+
+/** What `end of stream (N frames)` says about the stream's length. */
+function announcedFrames(reason: string | undefined): number | undefined {
+  const m = /^end of stream \((\d+) frames\)$/.exec(reason ?? '')
+  return m ? Number(m[1]) : undefined
+}
+
+export async function connect(f: Flags): Promise<number> {
+  const raw = f.bool('raw')
+  const json = f.bool('json')
+  const seconds = f.num('seconds')
+  const advice = bufferAdvice()
+  if (advice) process.stderr.write(`${advice}\n`)
+  const output = await openOutput(f)
+  const client = await connectClient(f).catch(async (e: unknown) => {
+    await output.close().catch(() => {})
+    throw e
+  })
+  if (!json) process.stderr.write(`connected to ${f.positional(0)}, fingerprint ${client.fingerprint}\n`)
+  const stopPerf = perfReporter('client', () => [client.stats()])
+  const signal = interrupted()
+  let leaving: string | undefined
+  const leave = (why: string): void => {
+    leaving ??= why
+    void client.close(why)
+  }
+  void signal.promise.then((s) => leave(`interrupted (${s})`))
+  const timer = seconds === undefined ? undefined : setTimeout(() => leave('time is up'), seconds * 1000)
+
+  let delivered = 0
+  let lost = 0
+  let failedCheck = 0
+  let written = 0
+  let datagrams = 0
+  const t0 = performance.now()
+  let lastAt = t0
+  const write = async (fr: Frame): Promise<void> => {
+    const d = fr.data
+    if (raw) {
+      await output.bytes(d)
+      written += d.length
+      return
+    }
+    switch (d[0]) {
+      case TAG_BYTES:
+        await output.bytes(d.subarray(1))
+        written += d.length - 1
+        return
+      case TAG_DATAGRAMS: {
+        const parts = unbundle(d)
+        if (!parts) {
+          failedCheck++
+          return
+        }
+        for (const p of parts) {
+          await output.datagram(p)
+          written += p.length
+        }
+        datagrams += parts.length
+        return
+      }
+      case TAG_SYNTHETIC:
+        if (!syntheticIntact(d)) failedCheck++
+        await output.bytes(d)
+        written += d.length
+        return
+      default:
+        failedCheck++
+    }
+  }
+  let failure: unknown
+  try {
+    for await (const ev of client.events()) {
+      if (ev.type === 'lost') {
+        lost += ev.count
+        if (!json) process.stderr.write(`lost frames ${ev.firstIndex}…${ev.firstIndex + ev.count - 1}: the output has a gap there\n`)
+        continue
+      }
+      delivered++
+      lastAt = performance.now()
+      await write(ev)
+    }
+  } catch (e) {
+    failure = e
+    leave('output failed')
+  } finally {
+    if (timer) clearTimeout(timer)
+    signal.dispose()
+    stopPerf()
+  }
+  // Read before closing: afterwards the session no longer holds the host's reason.
+  const reason = client.closeReason
+  await client.close(leaving ?? 'closed')
+  await output.close()
+  if (failure) throw failure
+
+  const stats = client.stats()
+  const announced = announcedFrames(reason?.reason)
+  const elapsed = Math.max(1e-3, (lastAt - t0) / 1000)
+  const result = {
+    framesDelivered: delivered,
+    framesLost: lost,
+    framesMissing: announced === undefined ? null : Math.max(0, announced - delivered - lost),
+    framesFailedCheck: failedCheck,
+    bytesWritten: written,
+    datagramsWritten: datagrams,
+    goodputMbps: round(mbps(stats.payloadBytesDelivered, elapsed)),
+    wireMbps: round(mbps(stats.bytesReceived, elapsed)),
+    fecRecoveredShards: stats.fecRecoveredShards,
+    seconds: round(elapsed, 3),
+    ended: leaving ?? (reason ? `${reason.reason} (code ${reason.code})` : 'closed'),
+    recvDropped: {
+      auth: stats.recvDroppedAuth,
+      replay: stats.recvDroppedReplay,
+      malformed: stats.recvDroppedMalformed,
+      outOfBounds: stats.recvDroppedOutOfBounds,
+      stale: stats.recvDroppedStale,
+      foreign: stats.recvDroppedForeign,
+    },
+  }
+  // With the stream on stdout, the summary goes to stderr.
+  const sink = f.str('output', 'null') === '-' ? process.stderr : process.stdout
+  if (json) sink.write(`${JSON.stringify(result)}\n`)
+  else {
+    printSummary(
+      'connect summary',
+      [
+        ['frames', `${delivered} delivered, ${lost} lost${result.framesMissing ? `, ${result.framesMissing} never seen` : ''}, ${failedCheck} failed the check`],
+        ['written', `${written} bytes${datagrams ? ` in ${datagrams} datagrams` : ''}`],
+        ['rate', `${result.goodputMbps} Mbit/s goodput, ${result.wireMbps} Mbit/s on the wire, over ${result.seconds} s`],
+        ['FEC', `${stats.fecRecoveredShards} shards rebuilt`],
+        ['dropped on receive', dropReasons(stats)],
+        ['ended', result.ended],
+      ],
+      sink,
+    )
+  }
+  if (failedCheck > 0) return 1
+  // The host went away without saying so (idle timeout, protocol error).
+  if (!leaving && reason && reason.code !== 0) return 1
+  return 0
+}

@@ -1,0 +1,179 @@
+/** Where `punktfunk host` gets its frames: stdin, or UDP datagrams. */
+import { createSocket, type Socket } from 'node:dgram'
+import { isIPv6 } from 'node:net'
+
+import { bytesFrame, DatagramBundler, MAX_DATAGRAM } from './stream'
+
+/** A frame from a source, ready to send. */
+export interface SourceFrame {
+  data: Buffer
+}
+
+/**
+ * A bounded queue between a source and the sender. `push` waits for room
+ * (stdin: back-pressure up to the writer); `offer` drops when full (UDP: the
+ * datagrams would be lost in the socket buffer anyway) and counts it.
+ */
+export class FrameQueue {
+  readonly #items: SourceFrame[] = []
+  #ended = false
+  #error: Error | undefined
+  #readers: Array<() => void> = []
+  #writers: Array<() => void> = []
+  /** Frames dropped by `offer` because the queue was full. */
+  dropped = 0
+
+  constructor(private readonly capacity: number) {}
+
+  #wakeReaders(): void {
+    for (const r of this.#readers.splice(0)) r()
+  }
+
+  async push(f: SourceFrame): Promise<void> {
+    while (this.#items.length >= this.capacity) await new Promise<void>((r) => this.#writers.push(r))
+    this.#items.push(f)
+    this.#wakeReaders()
+  }
+
+  offer(f: SourceFrame): boolean {
+    if (this.#items.length >= this.capacity) {
+      this.dropped++
+      return false
+    }
+    this.#items.push(f)
+    this.#wakeReaders()
+    return true
+  }
+
+  /** No more frames will come (after those queued); with `error`, the source failed. */
+  end(error?: Error): void {
+    this.#ended = true
+    this.#error ??= error
+    this.#wakeReaders()
+  }
+
+  /** The next frame; `null` at the end of input. Rejects if the source failed. */
+  async next(): Promise<SourceFrame | null> {
+    for (;;) {
+      const f = this.#items.shift()
+      if (f) {
+        this.#writers.shift()?.()
+        return f
+      }
+      if (this.#error) throw this.#error
+      if (this.#ended) return null
+      await new Promise<void>((r) => this.#readers.push(r))
+    }
+  }
+}
+
+/**
+ * Reads a byte stream into bytes frames: whatever is readable at once goes
+ * out together (at most `maxFrame` bytes per frame), so nothing waits for a
+ * bundle to fill.
+ */
+export async function readStream(input: NodeJS.ReadableStream, queue: FrameQueue, maxFrame: number): Promise<void> {
+  const stream = input
+  let ended = false
+  let failed: Error | undefined
+  let wake: (() => void) | undefined
+  const poke = (): void => {
+    const w = wake
+    wake = undefined
+    w?.()
+  }
+  stream.on('readable', poke)
+  stream.on('end', () => {
+    ended = true
+    poke()
+  })
+  stream.on('error', (e: Error) => {
+    failed = e
+    poke()
+  })
+  const limit = maxFrame - 1
+  try {
+    for (;;) {
+      const parts: Buffer[] = []
+      let n = 0
+      let c: string | Buffer | null
+      while (n < limit && (c = stream.read()) !== null) {
+        const b = typeof c === 'string' ? Buffer.from(c) : c
+        parts.push(b)
+        n += b.length
+      }
+      if (n > 0) {
+        const all = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, n)
+        for (let at = 0; at < all.length; at += limit) await queue.push({ data: bytesFrame(all.subarray(at, at + limit)) })
+        continue
+      }
+      if (failed) throw failed
+      if (ended) break
+      await new Promise<void>((r) => (wake = r))
+    }
+    queue.end()
+  } catch (e) {
+    queue.end(e instanceof Error ? e : new Error(String(e)))
+  }
+}
+
+/** A UDP source: the bound socket and a way to stop it. */
+export interface UdpSource {
+  socket: Socket
+  /** Datagrams received. */
+  readonly datagrams: () => number
+  close(): void
+}
+
+/**
+ * Listens for datagrams at `host:port` and bundles them into datagram frames,
+ * boundaries kept: a bundle goes out `windowMs` after its first datagram, or
+ * sooner when it reaches `maxFrame` bytes. An empty datagram ends the input.
+ */
+export async function listenUdp(
+  host: string,
+  port: number,
+  queue: FrameQueue,
+  maxFrame: number,
+  windowMs: number,
+): Promise<UdpSource> {
+  const socket = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4', recvBufferSize: 8 << 20 })
+  const bundler = new DatagramBundler(maxFrame)
+  let timer: NodeJS.Timeout | undefined
+  let count = 0
+  let closed = false
+  const flush = (): void => {
+    if (timer) clearTimeout(timer)
+    timer = undefined
+    if (bundler.count > 0) queue.offer({ data: bundler.take() })
+  }
+  const close = (): void => {
+    if (closed) return
+    closed = true
+    flush()
+    socket.close()
+    queue.end()
+  }
+  socket.on('message', (d: Buffer) => {
+    if (closed) return
+    if (d.length === 0) return close()
+    if (d.length > MAX_DATAGRAM) return
+    count++
+    if (!bundler.fits(d.length)) flush()
+    bundler.add(d)
+    timer ??= setTimeout(flush, windowMs)
+  })
+  socket.on('error', (e) => {
+    if (closed) return
+    closed = true
+    queue.end(e)
+  })
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject)
+    socket.bind(port, host, () => {
+      socket.off('error', reject)
+      resolve()
+    })
+  })
+  return { socket, datagrams: () => count, close }
+}
