@@ -28,7 +28,7 @@ test('npm pack installs into a fresh project and works from ESM, CommonJS and Ty
     execFileSync(npm, ['pack', '--json', '--ignore-scripts', '--pack-destination', dir], { cwd: root, encoding: 'utf8' }),
   ) as Array<{ filename: string; files: Array<{ path: string }> }>
   const files = packed[0].files.map((f) => f.path)
-  for (const must of ['index.js', 'index.d.ts', 'platform.js', 'dist/index.js', 'dist/index.d.ts', 'dist/session.d.ts', 'scripts/install.js', 'crates/punktfunk-node/src/lib.rs', 'Cargo.lock']) {
+  for (const must of ['bin/punktfunk.js', 'dist/cli/main.js', 'index.js', 'index.d.ts', 'platform.js', 'dist/index.js', 'dist/index.d.ts', 'dist/session.d.ts', 'scripts/install.js', 'crates/punktfunk-node/src/lib.rs', 'Cargo.lock']) {
     t.true(files.includes(must), `the package contains ${must}`)
   }
   t.true(files.some((f) => /^punktfunk-core\..+\.node$/.test(f)), 'the package contains the built addon')
@@ -52,6 +52,15 @@ test('npm pack installs into a fresh project and works from ESM, CommonJS and Ty
     t.is(r.status, 0, `${script}: ${r.stderr}`)
     t.is(r.stdout.trim(), 'ok true ERR_PF_INVALID_ARG', script)
   }
+
+  // The command line is installed as the package's bin.
+  const cli = spawnSync(join(app, 'node_modules', '.bin', 'punktfunk'), ['identity', '--json', '--identity', join(dir, 'identity')], {
+    cwd: app,
+    encoding: 'utf8',
+    timeout: 30_000,
+  })
+  t.is(cli.status, 0, cli.stderr)
+  t.regex(cli.stdout, /"fingerprint":"[0-9a-f]{64}","created":true/)
 
   // The shipped declarations type-check a consumer under strict settings.
   writeFileSync(

@@ -2,6 +2,7 @@
 import { Host, type HostSession } from '../control'
 import { UsageError, udpTarget, type CommandSpec, type Flags } from './args'
 import { bufferAdvice, interrupted, nowUs, sleepUntil } from './common'
+import { IDENTITY_FLAG } from './misc'
 import { perfReporter } from './report'
 import { FrameQueue, listenUdp, readStream, type UdpSource } from './sources'
 import { FrameSizes, syntheticFrame } from './stream'
@@ -16,7 +17,7 @@ export const hostSpec: CommandSpec = {
   flags: {
     bind: { kind: 'string', value: 'ADDR', help: 'listen address, IP or IP:PORT (default 0.0.0.0)' },
     port: { kind: 'number', value: 'P', help: `listen port; 0 picks a free one (default ${DEFAULT_PORT})`, min: 0, max: 65535, integer: true },
-    identity: { kind: 'string', value: 'DIR', help: 'identity directory (default $PUNKTFUNK_CONFIG_DIR, else ~/.config/punktfunk)' },
+    identity: IDENTITY_FLAG,
     source: { kind: 'string', value: 'SRC', help: "synthetic (default), - for stdin, or udp://HOST:PORT to listen for datagrams" },
     'bitrate-mbps': { kind: 'number', value: 'R', help: 'synthetic: stream rate (default 50); stdin/udp: rate cap (default none)', min: 0.01, max: 2000 },
     fps: { kind: 'number', value: 'F', help: 'synthetic frames per second (default 60)', min: 1, max: 1000 },

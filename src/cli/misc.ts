@@ -3,12 +3,19 @@ import { Client, loadIdentity, type SpeedTestResult } from '../control'
 import { hostPort, UsageError, type CommandSpec, type Flags } from './args'
 import { printSummary, round } from './report'
 
+/** `--identity DIR`, shared by `host` and `identity`. */
+export const IDENTITY_FLAG: CommandSpec['flags'][string] = {
+  kind: 'string',
+  value: 'DIR',
+  help: 'identity directory (default $PUNKTFUNK_CONFIG_DIR, else ~/.config/punktfunk)',
+}
+
 export const identitySpec: CommandSpec = {
   name: 'identity',
   summary: "Creates or shows the host identity (certificate and key) and prints the fingerprint clients pin.",
   positionals: [],
   flags: {
-    identity: { kind: 'string', value: 'DIR', help: 'identity directory (default $PUNKTFUNK_CONFIG_DIR, else ~/.config/punktfunk)' },
+    identity: IDENTITY_FLAG,
     json: { kind: 'boolean', help: 'print { dir, fingerprint, created } as JSON' },
   },
 }
