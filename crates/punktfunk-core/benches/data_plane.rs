@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use punktfunk_core::crypto::{DirectionKey, Opener, Sealer};
+use punktfunk_core::crypto::{Backend, DirectionKey, Opener, Sealer};
 use punktfunk_core::fec::{recovery_count, FecDecoder, FecEncoder};
 
 /// A datagram as the session sizes them on a typical path (headers and tag included).
@@ -28,45 +28,48 @@ fn crypto(c: &mut Criterion) {
     g.sample_size(50)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
+    // Both AES-GCM implementations side by side (ring is the default).
+    for backend in Backend::ALL {
+        let name = backend.name();
+        // Resealing the same buffer is fine: the sealer takes a fresh sequence each time.
+        let mut sealer = Sealer::with_backend(key(), 0, backend);
+        let mut packet = vec![0xA5u8; PACKET_BYTES];
+        g.bench_function(format!("seal/{name}"), |b| {
+            b.iter(|| sealer.seal(black_box(&mut packet)).expect("sequences left"))
+        });
 
-    // Resealing the same buffer is fine: the sealer takes a fresh sequence each time.
-    let mut sealer = Sealer::new(key());
-    let mut packet = vec![0xA5u8; PACKET_BYTES];
-    g.bench_function("seal", |b| {
-        b.iter(|| sealer.seal(black_box(&mut packet)).expect("sequences left"))
-    });
+        // Opening needs packets never seen by this opener (it rejects replays), so the
+        // untimed setup seals fresh ones; sequences only grow across batches, so one
+        // opener serves the whole run.
+        let mut sealer = Sealer::with_backend(key(), 0, backend);
+        let mut opener = Opener::with_backend(key(), backend);
+        let plain = vec![0xA5u8; PACKET_BYTES];
+        g.bench_function(format!("open/{name}"), |b| {
+            b.iter_batched(
+                || {
+                    let mut p = plain.clone();
+                    sealer.seal(&mut p).expect("sequences left");
+                    p
+                },
+                |mut p| opener.open(black_box(&mut p)).expect("fresh packet opens"),
+                BatchSize::SmallInput,
+            )
+        });
 
-    // Opening needs packets never seen by this opener (it rejects replays), so the
-    // untimed setup seals fresh ones; sequences only grow across batches, so one
-    // opener serves the whole run.
-    let mut sealer = Sealer::new(key());
-    let mut opener = Opener::new(key());
-    let plain = vec![0xA5u8; PACKET_BYTES];
-    g.bench_function("open", |b| {
-        b.iter_batched(
-            || {
-                let mut p = plain.clone();
-                sealer.seal(&mut p).expect("sequences left");
-                p
-            },
-            |mut p| opener.open(black_box(&mut p)).expect("fresh packet opens"),
-            BatchSize::SmallInput,
-        )
-    });
-
-    // The full round trip one datagram costs across both ends.
-    let mut sealer = Sealer::new(key());
-    let mut opener = Opener::new(key());
-    g.bench_function("seal+open", |b| {
-        b.iter_batched(
-            || plain.clone(),
-            |mut p| {
-                sealer.seal(&mut p).expect("sequences left");
-                opener.open(black_box(&mut p)).expect("fresh packet opens")
-            },
-            BatchSize::SmallInput,
-        )
-    });
+        // The full round trip one datagram costs across both ends.
+        let mut sealer = Sealer::with_backend(key(), 0, backend);
+        let mut opener = Opener::with_backend(key(), backend);
+        g.bench_function(format!("seal+open/{name}"), |b| {
+            b.iter_batched(
+                || plain.clone(),
+                |mut p| {
+                    sealer.seal(&mut p).expect("sequences left");
+                    opener.open(black_box(&mut p)).expect("fresh packet opens")
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
     g.finish();
 }
 

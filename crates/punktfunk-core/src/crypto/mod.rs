@@ -11,13 +11,14 @@
 //! * AAD = the clear header (version + sequence): the sequence is authenticated.
 //! * Keys are zeroized on drop and never printed by `Debug`.
 //!
-//! The cipher sits behind [`Sealer`] and [`Opener`] only, so a faster AES-GCM
-//! backend can replace `aes-gcm` without touching the session.
+//! The cipher sits behind [`Sealer`] and [`Opener`] only; [`aead`] picks the
+//! implementation ([`Backend`]: `ring` by default, or the `aes-gcm` crate).
 
+mod aead;
 mod replay;
 
-use aes_gcm::aead::AeadInPlace;
-use aes_gcm::{Aes128Gcm, KeyInit, Nonce, Tag};
+use aead::Aead;
+pub use aead::Backend;
 use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -44,7 +45,7 @@ pub struct DirectionKey {
 
 impl DirectionKey {
     /// The key and salt bytes, for tests that check where key material goes.
-    #[cfg(test)]
+    #[cfg(all(test, feature = "quic"))]
     pub(crate) fn material(&self) -> Vec<u8> {
         [&self.key[..], &self.salt[..]].concat()
     }
@@ -63,7 +64,7 @@ impl DirectionKey {
     }
 
     /// The key of rotation epoch `epoch`.
-    fn epoch_cipher(&self, epoch: u64) -> Aes128Gcm {
+    fn epoch_cipher(&self, epoch: u64, backend: Backend) -> Aead {
         let hk = Hkdf::<Sha256>::new(Some(&self.salt), &self.key);
         let mut okm = [0u8; KEY_LEN];
         let mut info = [0u8; 22];
@@ -71,7 +72,7 @@ impl DirectionKey {
         info[14..].copy_from_slice(&epoch.to_be_bytes());
         hk.expand(&info, &mut okm)
             .expect("16 bytes is a valid HKDF-SHA256 output length");
-        let cipher = Aes128Gcm::new(&okm.into());
+        let cipher = Aead::new(backend, &okm);
         okm.zeroize();
         cipher
     }
@@ -153,7 +154,8 @@ pub struct Sealer {
     key: DirectionKey,
     next_seq: u64,
     epoch: u64,
-    cipher: Aes128Gcm,
+    backend: Backend,
+    cipher: Aead,
     rotations: u64,
 }
 
@@ -162,6 +164,7 @@ impl std::fmt::Debug for Sealer {
         f.debug_struct("Sealer")
             .field("next_seq", &self.next_seq)
             .field("epoch", &self.epoch)
+            .field("backend", &self.backend)
             .finish_non_exhaustive()
     }
 }
@@ -174,12 +177,18 @@ impl Sealer {
 
     /// A sealer whose first packet gets sequence `seq` (tests of rotation).
     pub fn starting_at(key: DirectionKey, seq: u64) -> Self {
+        Sealer::with_backend(key, seq, Backend::default())
+    }
+
+    /// A sealer on a chosen AES-GCM implementation, first sequence `seq`.
+    pub fn with_backend(key: DirectionKey, seq: u64, backend: Backend) -> Self {
         let epoch = seq >> EPOCH_SHIFT;
-        let cipher = key.epoch_cipher(epoch);
+        let cipher = key.epoch_cipher(epoch, backend);
         Sealer {
             key,
             next_seq: seq,
             epoch,
+            backend,
             cipher,
             rotations: 0,
         }
@@ -214,7 +223,7 @@ impl Sealer {
         self.next_seq = seq + 1;
         let epoch = seq >> EPOCH_SHIFT;
         if epoch != self.epoch {
-            self.cipher = self.key.epoch_cipher(epoch);
+            self.cipher = self.key.epoch_cipher(epoch, self.backend);
             self.epoch = epoch;
             self.rotations += 1;
         }
@@ -223,11 +232,7 @@ impl Sealer {
         ClearHeader { seq }.encode(header);
         let body_len = rest.len() - TAG_LEN;
         let (body, tag_out) = rest.split_at_mut(body_len);
-        let nonce = self.key.nonce(seq);
-        let tag = self
-            .cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), header, body)
-            .expect("AES-GCM seals any length below 64 GiB");
+        let tag = self.cipher.seal(self.key.nonce(seq), header, body);
         tag_out.copy_from_slice(&tag);
         Ok(seq)
     }
@@ -235,7 +240,7 @@ impl Sealer {
 
 struct EpochCipher {
     epoch: u64,
-    cipher: Aes128Gcm,
+    cipher: Aead,
 }
 
 /// Opens incoming packets of one direction: replay filter, key epochs, AES-GCM.
@@ -248,6 +253,7 @@ pub struct Opener {
     previous: Option<EpochCipher>,
     trial: Option<EpochCipher>,
     replay: ReplayWindow,
+    backend: Backend,
 }
 
 impl std::fmt::Debug for Opener {
@@ -261,13 +267,19 @@ impl std::fmt::Debug for Opener {
 impl Opener {
     /// An opener expecting sequences from 0 upwards.
     pub fn new(key: DirectionKey) -> Self {
-        let cipher = key.epoch_cipher(0);
+        Opener::with_backend(key, Backend::default())
+    }
+
+    /// An opener on a chosen AES-GCM implementation.
+    pub fn with_backend(key: DirectionKey, backend: Backend) -> Self {
+        let cipher = key.epoch_cipher(0, backend);
         Opener {
             key,
             current: EpochCipher { epoch: 0, cipher },
             previous: None,
             trial: None,
             replay: ReplayWindow::new(),
+            backend,
         }
     }
 
@@ -285,10 +297,6 @@ impl Opener {
         let epoch = seq >> EPOCH_SHIFT;
         let nonce = self.key.nonce(seq);
         let (header, rest) = packet.split_at_mut(CLEAR_HEADER_LEN);
-        let body_len = rest.len() - TAG_LEN;
-        let (body, tag) = rest.split_at_mut(body_len);
-        let tag = Tag::from_slice(tag);
-        let nonce = Nonce::from_slice(&nonce);
         let cipher = if epoch == self.current.epoch {
             &self.current.cipher
         } else if let Some(p) = self.previous.as_ref().filter(|p| p.epoch == epoch) {
@@ -297,14 +305,12 @@ impl Opener {
             if self.trial.as_ref().is_none_or(|t| t.epoch != epoch) {
                 self.trial = Some(EpochCipher {
                     epoch,
-                    cipher: self.key.epoch_cipher(epoch),
+                    cipher: self.key.epoch_cipher(epoch, self.backend),
                 });
             }
             &self.trial.as_ref().expect("just set").cipher
         };
-        cipher
-            .decrypt_in_place_detached(nonce, header, body, tag)
-            .map_err(|_| OpenError::Auth)?;
+        cipher.open(nonce, header, rest).map_err(|_| OpenError::Auth)?;
         self.replay.commit(seq);
         if let Some(t) = self.trial.take_if(|t| t.epoch == epoch) {
             if t.epoch > self.current.epoch {
