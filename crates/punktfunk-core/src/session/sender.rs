@@ -14,6 +14,29 @@ use super::{snapshot_with_io, FrameMeta, SessionConfig, StatsHandle};
 /// Offset of the shard payload inside a datagram.
 const PAYLOAD_AT: usize = CLEAR_HEADER_LEN + INNER_HEADER_LEN;
 
+/// Datagrams handed to one `send_batch` call at most (slices on the stack).
+const SEND_CHUNK: usize = 1024;
+
+/// Hands `bufs` to the transport in order without allocating: the slices go
+/// through a fixed array, [`SEND_CHUNK`] at a time. Stops at the first chunk
+/// the transport did not take whole (its send buffer is full: the rest would
+/// be dropped too). Returns how many were taken.
+fn send_all<T: Transport + ?Sized>(transport: &T, bufs: &[Vec<u8>]) -> std::io::Result<usize> {
+    let mut refs: [&[u8]; SEND_CHUNK] = [&[]; SEND_CHUNK];
+    let mut sent = 0;
+    for chunk in bufs.chunks(SEND_CHUNK) {
+        for (r, b) in refs.iter_mut().zip(chunk) {
+            *r = b.as_slice();
+        }
+        let n = transport.send_batch(&refs[..chunk.len()])?.min(chunk.len());
+        sent += n;
+        if n < chunk.len() {
+            break;
+        }
+    }
+    Ok(sent)
+}
+
 /// What happened to one submitted frame.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SubmitReport {
@@ -198,9 +221,7 @@ impl<T: Transport> FrameSender<T> {
         // The index is spent even if the socket fails below: sequences were used.
         self.next_index += 1;
         Stats::add(&self.stats.frames_submitted, 1);
-        let refs: Vec<&[u8]> = self.pool[..total].iter().map(|b| b.as_slice()).collect();
-        let sent = self.transport.send_batch(&refs).map_err(Error::from)?;
-        let sent = sent.min(total);
+        let sent = send_all(&*self.transport, &self.pool[..total]).map_err(Error::from)?;
         report.packets_sent = sent;
         report.packets_dropped = total - sent;
         let st = &self.stats;
@@ -244,8 +265,7 @@ impl<T: Transport> FrameSender<T> {
                     .map_err(|e| Error::new(ErrorKind::Closed, e.to_string()))?;
                 Stats::add(&self.stats.key_rotations, self.sealer.rotations() - before);
             }
-            let refs: Vec<&[u8]> = self.pool[..n].iter().map(|b| b.as_slice()).collect();
-            let sent = self.transport.send_batch(&refs).map_err(Error::from)?.min(n);
+            let sent = send_all(&*self.transport, &self.pool[..n]).map_err(Error::from)?;
             let st = &self.stats;
             Stats::add(&st.packets_sent, sent as u64);
             Stats::add(&st.packets_send_dropped, (n - sent) as u64);
