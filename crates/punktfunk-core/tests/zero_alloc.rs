@@ -147,7 +147,7 @@ fn steady_state_allocates_nothing_per_packet_on_either_side() {
     let (_, rx) = client.split();
     let mut tx = SendWorker::spawn(tx, 4, None).unwrap();
     let mut rx = RecvWorker::spawn(rx, 4, None).unwrap();
-    let mut run = |frames: &[Vec<u8>]| -> u64 {
+    let run = |frames: &[Vec<u8>]| -> u64 {
         let before = tx.stats().packets_sent;
         for (i, f) in frames.iter().enumerate() {
             let mut buf = tx.take_buffer();
