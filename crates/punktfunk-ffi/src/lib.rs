@@ -732,6 +732,7 @@ pub unsafe extern "C" fn punktfunk_session_new_udp(
         let local = parse_addr(bind, "bind")?;
         let udp_cfg = UdpConfig {
             socket_buffer: cfg.socket_buffer_bytes as usize,
+            ..UdpConfig::default()
         };
         let udp = match peer {
             Some(p) => UdpTransport::connect_to(local, parse_addr(p, "peer")?, &udp_cfg),

@@ -337,6 +337,7 @@ pub unsafe extern "C" fn punktfunk_host_listen(
             session: cfg.to_core()?,
             udp: pf::UdpConfig {
                 socket_buffer: cfg.socket_buffer_bytes as usize,
+                ..pf::UdpConfig::default()
             },
             ..HostConfig::default()
         })?;
@@ -612,6 +613,7 @@ pub unsafe extern "C" fn punktfunk_client_connect(
         cc.session = cfg.to_core()?;
         cc.udp = pf::UdpConfig {
             socket_buffer: cfg.socket_buffer_bytes as usize,
+            ..pf::UdpConfig::default()
         };
         let client = Client::connect(addr, cc)?;
         *out = Box::into_raw(Box::new(PunktfunkClient { client, lent: None }));

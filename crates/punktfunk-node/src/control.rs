@@ -50,6 +50,7 @@ fn socket_buffer(v: f64) -> napi::Result<UdpConfig> {
     }
     Ok(UdpConfig {
         socket_buffer: v as usize,
+        ..UdpConfig::default()
     })
 }
 

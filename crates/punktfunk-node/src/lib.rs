@@ -384,6 +384,7 @@ pub fn create_udp_session(
         let local = parse_addr(&bind, "bind address")?;
         let udp_cfg = UdpConfig {
             socket_buffer: to_u64(socket_buffer, "socketBuffer")? as usize,
+            ..UdpConfig::default()
         };
         let udp = match &peer {
             Some(p) => UdpTransport::connect_to(local, parse_addr(p, "peer address")?, &udp_cfg),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::crypto::{DirectionKey, OpenError, Opener};
 use crate::error::Result;
 use crate::stats::{Stats, StatsSnapshot};
-use crate::transport::{Transport, RECV_BATCH};
+use crate::transport::{Transport, RECV_BATCH, SEGMENTED_RECV_BUFFER};
 use crate::wire::{InnerHeader, CLEAR_HEADER_LEN, INNER_HEADER_LEN, TAG_LEN};
 
 use super::reassembly::Reassembler;
@@ -14,9 +14,11 @@ use super::{snapshot_with_io, FrameEvent, SessionConfig, StatsHandle};
 
 /// The receiving half of a session.
 ///
-/// It owns a ring of [`RECV_BATCH`] datagram buffers, allocated on first use,
-/// refilled with one `recv_batch` call when drained and consumed one packet at a
-/// time across calls, so a poll never does more work than it must.
+/// It owns a ring of [`RECV_BATCH`] receive buffers, allocated on first use,
+/// refilled with one `recv_segments` call when drained and consumed one packet
+/// at a time across calls, so a poll never does more work than it must. Where
+/// the transport coalesces datagrams (UDP GRO), a buffer holds several of
+/// them, opened in place one after the other.
 pub struct FrameReceiver<T: Transport> {
     opener: Opener,
     transport: Arc<T>,
@@ -29,8 +31,12 @@ pub struct FrameReceiver<T: Transport> {
     drained: bool,
     ring: Vec<Vec<u8>>,
     lens: [usize; RECV_BATCH],
+    /// Segment size of each buffer (its whole length unless coalesced).
+    segs: [usize; RECV_BATCH],
     ring_len: usize,
     ring_pos: usize,
+    /// Offset of the next datagram inside `ring[ring_pos]`.
+    seg_at: usize,
 }
 
 impl<T: Transport> FrameReceiver<T> {
@@ -51,8 +57,10 @@ impl<T: Transport> FrameReceiver<T> {
             stats,
             ring: Vec::new(),
             lens: [0; RECV_BATCH],
+            segs: [0; RECV_BATCH],
             ring_len: 0,
             ring_pos: 0,
+            seg_at: 0,
         }
     }
 
@@ -116,20 +124,39 @@ impl<T: Transport> FrameReceiver<T> {
                     return Ok(None);
                 }
                 if self.ring.is_empty() {
-                    // One spare byte: a longer datagram shows up as the wrong length.
-                    self.ring = vec![vec![0u8; self.datagram_len + 1]; RECV_BATCH];
+                    // Coalesced datagrams need room for a whole GRO buffer; else one
+                    // spare byte makes a longer datagram show up as the wrong length.
+                    let len = if self.transport.enable_segmented_receive() {
+                        SEGMENTED_RECV_BUFFER
+                    } else {
+                        self.datagram_len + 1
+                    };
+                    self.ring = vec![vec![0u8; len]; RECV_BATCH];
                 }
-                let n = self.transport.recv_batch(&mut self.ring, &mut self.lens)?;
+                let n = self
+                    .transport
+                    .recv_segments(&mut self.ring, &mut self.lens, &mut self.segs)?;
                 self.drained = n < RECV_BATCH;
                 if n == 0 {
                     return Ok(None);
                 }
                 self.ring_len = n.min(RECV_BATCH);
                 self.ring_pos = 0;
+                self.seg_at = 0;
             }
-            let i = self.ring_pos;
-            self.ring_pos += 1;
-            self.process(i, now);
+            let (i, at) = (self.ring_pos, self.seg_at);
+            let total = self.lens[i];
+            let seg = match self.segs[i] {
+                s if s == 0 || s > total => total,
+                s => s,
+            };
+            let len = seg.min(total - at);
+            self.seg_at += len;
+            if self.seg_at >= total {
+                self.ring_pos += 1;
+                self.seg_at = 0;
+            }
+            self.process(i, at, len, now);
         }
     }
 
@@ -162,8 +189,8 @@ impl<T: Transport> FrameReceiver<T> {
         }
     }
 
-    fn process(&mut self, i: usize, now: Instant) {
-        let len = self.lens[i];
+    /// Handles the datagram at `ring[i][at..at + len]`.
+    fn process(&mut self, i: usize, at: usize, len: usize, now: Instant) {
         let st = &self.stats;
         Stats::add(&st.packets_received, 1);
         Stats::add(&st.bytes_received, len as u64);
@@ -171,7 +198,7 @@ impl<T: Transport> FrameReceiver<T> {
             Stats::add(&st.recv_dropped_malformed, 1);
             return;
         }
-        let packet = &mut self.ring[i][..len];
+        let packet = &mut self.ring[i][at..at + len];
         if let Err(e) = self.opener.open(packet) {
             let counter = match e {
                 OpenError::Malformed => &st.recv_dropped_malformed,

@@ -19,7 +19,7 @@ pub use impair::{GilbertElliott, Impaired, ImpairmentConfig, ImpairmentCounters,
 pub use loopback::LoopbackTransport;
 #[cfg(test)]
 pub(crate) use udp::test_pair as udp_test_pair;
-pub use udp::{BufferReport, UdpConfig, UdpTransport, DESIRED_SOCKET_BUFFER};
+pub use udp::{BufferReport, Offload, UdpConfig, UdpTransport, DESIRED_SOCKET_BUFFER};
 
 /// Largest number of datagrams one `sendmmsg` call carries.
 pub const SEND_BATCH: usize = 64;
@@ -88,7 +88,36 @@ pub trait Transport: Send + Sync {
     fn io_counters(&self) -> IoCounters {
         IoCounters::default()
     }
+
+    /// Asks for segmented receive (UDP GRO): from then on
+    /// [`Transport::recv_segments`] may put several datagrams into one buffer,
+    /// and its buffers must be [`SEGMENTED_RECV_BUFFER`] bytes long. Returns
+    /// whether it is on; the default (and every transport without such an
+    /// offload) says no, and `recv_segments` stays one datagram per buffer.
+    fn enable_segmented_receive(&self) -> bool {
+        false
+    }
+
+    /// [`Transport::recv_batch`], plus the segment size of each buffer in
+    /// `segs`: buffer `i` holds `lens[i]` bytes as consecutive datagrams of
+    /// `segs[i]` bytes each, the last possibly shorter. Without segmented
+    /// receive, `segs[i] == lens[i]`.
+    fn recv_segments(
+        &self,
+        bufs: &mut [Vec<u8>],
+        lens: &mut [usize],
+        segs: &mut [usize],
+    ) -> io::Result<usize> {
+        let n = self.recv_batch(bufs, lens)?;
+        for (s, l) in segs.iter_mut().zip(lens.iter()).take(n) {
+            *s = *l;
+        }
+        Ok(n)
+    }
 }
+
+/// Receive buffer length that holds any coalesced (UDP GRO) datagram.
+pub const SEGMENTED_RECV_BUFFER: usize = 65_536;
 
 /// Smart pointers to a transport are transports (for sharing one socket).
 macro_rules! forward_transport {
@@ -111,6 +140,17 @@ macro_rules! forward_transport {
             }
             fn io_counters(&self) -> IoCounters {
                 (**self).io_counters()
+            }
+            fn enable_segmented_receive(&self) -> bool {
+                (**self).enable_segmented_receive()
+            }
+            fn recv_segments(
+                &self,
+                bufs: &mut [Vec<u8>],
+                lens: &mut [usize],
+                segs: &mut [usize],
+            ) -> io::Result<usize> {
+                (**self).recv_segments(bufs, lens, segs)
             }
         }
     };

@@ -16,17 +16,40 @@ use super::{is_transient, IoCounters, Transport, RECV_BATCH, SEND_BATCH};
 /// keyframes in flight, where the Linux default (~208 KB) overflows on one.
 pub const DESIRED_SOCKET_BUFFER: usize = 32 * 1024 * 1024;
 
+/// Whether to use a kernel offload: UDP GSO (`UDP_SEGMENT`) on send, UDP GRO
+/// (`UDP_GRO`) on receive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Offload {
+    /// Use it where the kernel offers it, else the batched calls
+    /// (`sendmmsg`/`recvmmsg`). A GSO send the kernel refuses later (a device
+    /// without checksum offload) turns GSO off for the socket and is retried
+    /// without it.
+    #[default]
+    Auto,
+    /// Require it: binding fails with `Unsupported` where the kernel lacks it.
+    On,
+    /// Never: always the batched calls.
+    Off,
+}
+
 /// Options for [`UdpTransport`].
 #[derive(Clone, Debug)]
 pub struct UdpConfig {
     /// Socket buffer size to request for send and receive, in bytes.
     pub socket_buffer: usize,
+    /// UDP GSO for sending (default [`Offload::Auto`]).
+    pub gso: Offload,
+    /// UDP GRO for receiving, once a receiver asks for segmented receive
+    /// (default [`Offload::Auto`]).
+    pub gro: Offload,
 }
 
 impl Default for UdpConfig {
     fn default() -> Self {
         UdpConfig {
             socket_buffer: DESIRED_SOCKET_BUFFER,
+            gso: Offload::Auto,
+            gro: Offload::Auto,
         }
     }
 }
@@ -66,13 +89,21 @@ impl BufferReport {
 
 /// A UDP socket connected to one peer, non-blocking, with large buffers.
 ///
-/// On Linux `send_batch` uses `sendmmsg` ([`SEND_BATCH`] per call) and
-/// `recv_batch` uses `recvmmsg` with `MSG_DONTWAIT`; elsewhere both fall back to
-/// one system call per datagram.
+/// On Linux `send_batch` uses `sendmmsg` ([`SEND_BATCH`] per call, or with UDP
+/// GSO up to 64 datagrams per message and 1024 per call) and `recv_batch` uses
+/// `recvmmsg` with `MSG_DONTWAIT` (with UDP GRO through
+/// [`Transport::recv_segments`]); elsewhere both fall back to one system call
+/// per datagram.
 #[derive(Debug)]
 pub struct UdpTransport {
     sock: UdpSocket,
     buffers: BufferReport,
+    /// GSO is in use for sends (may be turned off by a refused send in `Auto`).
+    gso: std::sync::atomic::AtomicBool,
+    gso_mode: Offload,
+    gro_mode: Offload,
+    /// GRO is on: reads go through `recv_segments`.
+    gro: std::sync::atomic::AtomicBool,
     send_calls: AtomicU64,
     recv_calls: AtomicU64,
     wait_calls: AtomicU64,
@@ -85,13 +116,38 @@ pub struct UdpTransport {
 impl UdpTransport {
     /// Binds a non-blocking socket on `local` (port 0 picks a free port) and sizes
     /// its buffers. Call [`UdpTransport::connect`] before sending.
+    /// Fails with `Unsupported` if `config` requires GSO ([`Offload::On`]) and
+    /// the kernel lacks it.
     pub fn bind(local: SocketAddr, config: &UdpConfig) -> io::Result<Self> {
         let sock = UdpSocket::bind(local)?;
         sock.set_nonblocking(true)?;
         let buffers = size_buffers(&sock, config.socket_buffer)?;
+        let gso = match config.gso {
+            Offload::Off => false,
+            mode => {
+                let ok = gso_supported(&sock);
+                if !ok && mode == Offload::On {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "UDP GSO (UDP_SEGMENT) is not supported by this kernel",
+                    ));
+                }
+                ok
+            }
+        };
+        if config.gro == Offload::On && !gro_supported(&sock) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "UDP GRO (UDP_GRO) is not supported by this kernel",
+            ));
+        }
         Ok(UdpTransport {
             sock,
             buffers,
+            gso: std::sync::atomic::AtomicBool::new(gso),
+            gso_mode: config.gso,
+            gro_mode: config.gro,
+            gro: std::sync::atomic::AtomicBool::new(false),
             send_calls: AtomicU64::new(0),
             recv_calls: AtomicU64::new(0),
             wait_calls: AtomicU64::new(0),
@@ -152,12 +208,45 @@ impl UdpTransport {
         self.buffers
     }
 
+    /// Whether sends use UDP GSO right now.
+    pub fn gso_active(&self) -> bool {
+        self.gso.load(Ordering::Relaxed)
+    }
+
+    /// Whether receives use UDP GRO (after [`Transport::enable_segmented_receive`]).
+    pub fn gro_active(&self) -> bool {
+        self.gro.load(Ordering::Relaxed)
+    }
+
+    /// Datagrams one `send_chunk` call takes at most.
+    fn chunk_len(&self) -> usize {
+        #[cfg(target_os = "linux")]
+        if self.gso_active() {
+            return sys::SEND_MAX_DATAGRAMS;
+        }
+        SEND_BATCH
+    }
+
     fn send_chunk(&self, chunk: &[&[u8]]) -> io::Result<usize> {
         let dest = self.filter_peer();
         #[cfg(target_os = "linux")]
         {
+            let fd = self.sock.as_raw_fd();
             self.send_calls.fetch_add(1, Ordering::Relaxed);
-            sys::send_mmsg(self.sock.as_raw_fd(), chunk, dest.as_ref())
+            if !self.gso_active() {
+                return sys::send_mmsg(fd, chunk, dest.as_ref(), 1);
+            }
+            match sys::send_mmsg(fd, chunk, dest.as_ref(), sys::GSO_MAX_SEGMENTS) {
+                // A device that cannot segment refuses the send (EIO), and some
+                // kernels refuse odd segmentations (EINVAL): in Auto mode, stop
+                // using GSO on this socket and send the same datagrams plainly.
+                Err(e) if self.gso_mode == Offload::Auto && gso_refused(&e) => {
+                    self.gso.store(false, Ordering::Relaxed);
+                    self.send_calls.fetch_add(1, Ordering::Relaxed);
+                    sys::send_mmsg(fd, &chunk[..chunk.len().min(SEND_BATCH)], dest.as_ref(), 1)
+                }
+                r => r,
+            }
         }
         #[cfg(not(target_os = "linux"))]
         {
@@ -172,6 +261,7 @@ impl UdpTransport {
         peer: SocketAddr,
         bufs: &mut [Vec<u8>],
         lens: &mut [usize],
+        mut segs: Option<&mut [usize]>,
         from: &[Option<SocketAddr>],
         n: usize,
     ) -> usize {
@@ -181,13 +271,86 @@ impl UdpTransport {
                 if kept != i {
                     bufs.swap(kept, i);
                     lens[kept] = lens[i];
+                    if let Some(s) = segs.as_deref_mut() {
+                        s[kept] = s[i];
+                    }
                 }
                 kept += 1;
+            } else {
+                // A coalesced buffer holds several foreign datagrams.
+                let seg = segs.as_deref().map_or(lens[i], |s| s[i]).max(1);
+                self.foreign
+                    .fetch_add(lens[i].div_ceil(seg).max(1) as u64, Ordering::Relaxed);
             }
         }
-        self.foreign.fetch_add((n - kept) as u64, Ordering::Relaxed);
         kept
     }
+
+    /// Reads one batch, with segment sizes when `segs` is given (GRO).
+    fn read_batch(
+        &self,
+        bufs: &mut [Vec<u8>],
+        lens: &mut [usize],
+        mut segs: Option<&mut [usize]>,
+    ) -> io::Result<usize> {
+        let filter = self.filter_peer();
+        let mut from = [None; RECV_BATCH];
+        #[cfg(target_os = "linux")]
+        let n = {
+            self.recv_calls.fetch_add(1, Ordering::Relaxed);
+            let names = filter.is_some().then_some(&mut from);
+            match sys::recv_mmsg(self.sock.as_raw_fd(), bufs, lens, names, segs.as_deref_mut()) {
+                Ok(n) => n,
+                Err(e) if is_transient(&e) => 0,
+                Err(e) => return Err(e),
+            }
+        };
+        #[cfg(not(target_os = "linux"))]
+        let n = {
+            let n = portable::recv_each(&self.sock, bufs, lens, &mut from, &self.recv_calls)?;
+            if let Some(s) = segs.as_deref_mut() {
+                s[..n].copy_from_slice(&lens[..n]);
+            }
+            n
+        };
+        Ok(match filter {
+            // Only the peer's datagrams go on; a batch that held nothing but
+            // foreign ones reads as empty (the caller then waits for more).
+            Some(peer) => self.keep_from(peer, bufs, lens, segs, &from, n),
+            None => n,
+        })
+    }
+}
+
+/// GSO sends the kernel or the device refuses (rather than a full buffer).
+#[cfg(target_os = "linux")]
+fn gso_refused(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(libc::ENOPROTOOPT)
+    )
+}
+
+#[cfg(target_os = "linux")]
+fn gso_supported(sock: &UdpSocket) -> bool {
+    sys::gso_supported(sock.as_raw_fd())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn gso_supported(_sock: &UdpSocket) -> bool {
+    false
+}
+
+/// Whether the kernel offers UDP GRO (turned on and straight off again).
+#[cfg(target_os = "linux")]
+fn gro_supported(sock: &UdpSocket) -> bool {
+    let fd = sock.as_raw_fd();
+    sys::set_gro(fd, true).is_ok() && sys::set_gro(fd, false).is_ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn gro_supported(_sock: &UdpSocket) -> bool {
+    false
 }
 
 /// Whether a datagram's source is the peer: the same IP (IPv4-mapped IPv6
@@ -249,7 +412,7 @@ impl Transport for UdpTransport {
         let mut sent = 0;
         let mut at = 0;
         while at < datagrams.len() {
-            let end = (at + SEND_BATCH).min(datagrams.len());
+            let end = (at + self.chunk_len()).min(datagrams.len());
             match self.send_chunk(&datagrams[at..end]) {
                 Ok(0) => break,
                 Ok(n) => {
@@ -285,27 +448,38 @@ impl Transport for UdpTransport {
         }
     }
 
+    /// Plain datagrams, one per buffer. Once GRO is on (see
+    /// [`Transport::enable_segmented_receive`]) read with `recv_segments`: a
+    /// coalesced buffer read here would arrive as one oversized datagram.
     fn recv_batch(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
-        let filter = self.filter_peer();
-        let mut from = [None; RECV_BATCH];
+        self.read_batch(bufs, lens, None)
+    }
+
+    fn recv_segments(
+        &self,
+        bufs: &mut [Vec<u8>],
+        lens: &mut [usize],
+        segs: &mut [usize],
+    ) -> io::Result<usize> {
+        if !self.gro_active() {
+            let k = bufs.len().min(segs.len());
+            let n = self.read_batch(&mut bufs[..k], lens, None)?;
+            segs[..n].copy_from_slice(&lens[..n]);
+            return Ok(n);
+        }
+        self.read_batch(bufs, lens, Some(segs))
+    }
+
+    fn enable_segmented_receive(&self) -> bool {
+        if self.gro_active() {
+            return true;
+        }
         #[cfg(target_os = "linux")]
-        let n = {
-            self.recv_calls.fetch_add(1, Ordering::Relaxed);
-            let names = filter.is_some().then_some(&mut from);
-            match sys::recv_mmsg(self.sock.as_raw_fd(), bufs, lens, names) {
-                Ok(n) => n,
-                Err(e) if is_transient(&e) => 0,
-                Err(e) => return Err(e),
-            }
-        };
-        #[cfg(not(target_os = "linux"))]
-        let n = portable::recv_each(&self.sock, bufs, lens, &mut from, &self.recv_calls)?;
-        Ok(match filter {
-            // Only the peer's datagrams go on; a batch that held nothing but
-            // foreign ones reads as empty (the caller then waits for more).
-            Some(peer) => self.keep_from(peer, bufs, lens, &from, n),
-            None => n,
-        })
+        if self.gro_mode != Offload::Off && sys::set_gro(self.sock.as_raw_fd(), true).is_ok() {
+            self.gro.store(true, Ordering::Relaxed);
+            return true;
+        }
+        false
     }
 
     fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
@@ -436,6 +610,115 @@ mod tests {
 
     fn pair() -> (UdpTransport, UdpTransport) {
         test_pair()
+    }
+
+    /// A pair with chosen offloads; `None` where the kernel lacks one asked for.
+    fn offload_pair(gso: Offload, gro: Offload) -> Option<(UdpTransport, UdpTransport)> {
+        let cfg = UdpConfig {
+            gso,
+            gro,
+            ..UdpConfig::default()
+        };
+        let a = match UdpTransport::bind("127.0.0.1:0".parse().unwrap(), &cfg) {
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                eprintln!("skipped: {e}");
+                return None;
+            }
+            r => r.unwrap(),
+        };
+        let b = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
+        a.connect(b.local_addr().unwrap()).unwrap();
+        b.connect(a.local_addr().unwrap()).unwrap();
+        Some((a, b))
+    }
+
+    /// Datagrams of the shape the session sends (equal lengths) with a shorter
+    /// one at the end of each run and a lone odd one in between.
+    fn gso_shaped() -> Vec<Vec<u8>> {
+        let mut lens = vec![1401usize; 150];
+        lens[70] = 700; // ends a run: the next datagram starts a new message
+        lens.push(333); // the last, shorter segment of the final run
+        lens.push(1401);
+        lens.iter()
+            .enumerate()
+            .map(|(i, &n)| (0..n).map(|j| (i * 31 + j) as u8).collect())
+            .collect()
+    }
+
+    #[test]
+    fn gso_sends_runs_in_one_call_and_the_receiver_sees_every_boundary() {
+        let Some((a, b)) = offload_pair(Offload::On, Offload::Off) else {
+            return;
+        };
+        assert!(a.gso_active());
+        let msgs = gso_shaped();
+        let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+        let before = a.io_counters().send_syscalls;
+        assert_eq!(a.send_batch(&refs).unwrap(), msgs.len());
+        assert_eq!(
+            a.io_counters().send_syscalls - before,
+            1,
+            "{} datagrams in one sendmmsg of GSO messages",
+            msgs.len()
+        );
+        let mut bufs = vec![vec![0u8; 2048]; 32];
+        let (got, _) = drain(&b, msgs.len(), &mut bufs);
+        assert_eq!(got, msgs, "same datagrams, same order, same boundaries");
+    }
+
+    #[test]
+    fn gro_coalesces_and_the_segments_split_back_into_the_datagrams() {
+        let Some((a, b)) = offload_pair(Offload::On, Offload::On) else {
+            return;
+        };
+        assert!(b.enable_segmented_receive());
+        assert!(b.gro_active());
+        let msgs = gso_shaped();
+        let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+        assert_eq!(a.send_batch(&refs).unwrap(), msgs.len());
+        let mut bufs = vec![vec![0u8; crate::transport::SEGMENTED_RECV_BUFFER]; RECV_BATCH];
+        let (mut lens, mut segs) = ([0usize; RECV_BATCH], [0usize; RECV_BATCH]);
+        let (mut got, mut coalesced, mut calls) = (Vec::new(), 0, 0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.len() < msgs.len() && Instant::now() < deadline {
+            if !b.wait_readable(Duration::from_millis(100)).unwrap() {
+                continue;
+            }
+            let n = b.recv_segments(&mut bufs, &mut lens, &mut segs).unwrap();
+            calls += 1;
+            for i in 0..n {
+                if segs[i] < lens[i] {
+                    coalesced += 1;
+                }
+                for d in bufs[i][..lens[i]].chunks(segs[i]) {
+                    got.push(d.to_vec());
+                }
+            }
+        }
+        assert_eq!(got, msgs);
+        assert!(coalesced > 0, "the kernel coalesced datagrams ({calls} reads)");
+        assert!(calls < 10, "{} datagrams in {calls} reads", msgs.len());
+    }
+
+    #[test]
+    fn offload_off_keeps_to_sendmmsg_batches() {
+        let Some((a, b)) = offload_pair(Offload::Off, Offload::Off) else {
+            return;
+        };
+        assert!(!a.gso_active());
+        assert!(!b.enable_segmented_receive(), "GRO stays off when switched off");
+        let msgs = gso_shaped();
+        let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+        let before = a.io_counters().send_syscalls;
+        assert_eq!(a.send_batch(&refs).unwrap(), msgs.len());
+        if cfg!(target_os = "linux") {
+            assert_eq!(
+                a.io_counters().send_syscalls - before,
+                msgs.len().div_ceil(SEND_BATCH) as u64
+            );
+        }
+        let mut bufs = vec![vec![0u8; 2048]; 32];
+        assert_eq!(drain(&b, msgs.len(), &mut bufs).0, msgs);
     }
 
     fn drain(t: &UdpTransport, want: usize, bufs: &mut [Vec<u8>]) -> (Vec<Vec<u8>>, usize) {

@@ -76,55 +76,155 @@ fn from_raw(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketA
     }
 }
 
-/// Sends up to [`SEND_BATCH`] datagrams with one `sendmmsg`, to the connected
-/// peer or, with `dest`, to that address on an unconnected socket. Returns how
-/// many the kernel took (a prefix of `datagrams`).
-pub(crate) fn send_mmsg(fd: RawFd, datagrams: &[&[u8]], dest: Option<&SocketAddr>) -> io::Result<usize> {
-    let n = datagrams.len().min(SEND_BATCH);
-    if n == 0 {
+/// `UDP_SEGMENT` (linux/udp.h): the GSO segment size of a send, as a control
+/// message. Not among every libc target's constants, so spelled out here.
+const UDP_SEGMENT: libc::c_int = 103;
+/// `UDP_GRO` (linux/udp.h): coalesce received datagrams; the segment size
+/// arrives as a control message.
+const UDP_GRO: libc::c_int = 104;
+/// Most UDP payload bytes one GSO message carries (64 KiB less the IPv6 and
+/// UDP headers, rounded down).
+pub(crate) const GSO_MAX_BYTES: usize = 65_000;
+/// Most segments one GSO message carries (the kernel's `UDP_MAX_SEGMENTS` is
+/// 64 on older kernels, 128 on newer ones).
+pub(crate) const GSO_MAX_SEGMENTS: usize = 64;
+/// Most datagrams one [`send_mmsg`] call takes (one iovec each, on the stack).
+pub(crate) const SEND_MAX_DATAGRAMS: usize = 1024;
+
+/// Room for one control message with a 4-byte payload, aligned for `cmsghdr`.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct CmsgBuf([u8; 32]);
+
+/// Sends datagrams with one `sendmmsg`, to the connected peer or, with `dest`,
+/// to that address on an unconnected socket; returns how many the kernel took
+/// (a prefix of `datagrams`).
+///
+/// With `max_segments` of 1 every datagram is a message of its own (at most
+/// [`SEND_BATCH`]). Above 1 this is UDP GSO: runs of consecutive datagrams of
+/// one length (the last of a run may be shorter) go as one message with a
+/// `UDP_SEGMENT` control message, which the kernel (or the NIC) splits back
+/// into those datagrams; at most `max_segments` and [`GSO_MAX_BYTES`] per
+/// message, [`SEND_BATCH`] messages and [`SEND_MAX_DATAGRAMS`] datagrams per call.
+/// A message the kernel did not take is not taken at all, so the count stays
+/// a prefix.
+pub(crate) fn send_mmsg(
+    fd: RawFd,
+    datagrams: &[&[u8]],
+    dest: Option<&SocketAddr>,
+    max_segments: usize,
+) -> io::Result<usize> {
+    let datagrams = &datagrams[..datagrams.len().min(SEND_MAX_DATAGRAMS)];
+    if datagrams.is_empty() {
         return Ok(0);
     }
     let mut iovs = [libc::iovec {
         iov_base: ptr::null_mut(),
         iov_len: 0,
-    }; SEND_BATCH];
+    }; SEND_MAX_DATAGRAMS];
+    for (iov, d) in iovs.iter_mut().zip(datagrams) {
+        iov.iov_base = d.as_ptr() as *mut libc::c_void;
+        iov.iov_len = d.len();
+    }
+    // Group the datagrams into messages: (first datagram, count, segment size).
+    let mut groups = [(0usize, 0usize, 0usize); SEND_BATCH];
+    let mut nmsg = 0;
+    let mut at = 0;
+    while at < datagrams.len() && nmsg < SEND_BATCH {
+        let seg = datagrams[at].len();
+        let mut end = at + 1;
+        let mut bytes = seg;
+        if max_segments > 1 && seg > 0 && seg <= usize::from(u16::MAX) {
+            while end < datagrams.len() && end - at < max_segments {
+                let l = datagrams[end].len();
+                if l == 0 || l > seg || bytes + l > GSO_MAX_BYTES {
+                    break;
+                }
+                bytes += l;
+                end += 1;
+                if l < seg {
+                    break; // only the last segment of a message may be shorter
+                }
+            }
+        }
+        groups[nmsg] = (at, end - at, seg);
+        nmsg += 1;
+        at = end;
+    }
     // SAFETY: `mmsghdr` is a plain C struct of integers and pointers (plus, on some
     // libcs, private padding); all-zero is its documented "empty" value.
     let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
+    let mut ctrl = [CmsgBuf([0; 32]); SEND_BATCH];
     let mut name = dest.map(to_raw);
-    for (i, d) in datagrams[..n].iter().enumerate() {
-        iovs[i].iov_base = d.as_ptr() as *mut libc::c_void;
-        iovs[i].iov_len = d.len();
-        msgs[i].msg_hdr.msg_iov = &mut iovs[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
+    let iov_base = iovs.as_mut_ptr();
+    for (i, &(first, count, seg)) in groups[..nmsg].iter().enumerate() {
+        let hdr = &mut msgs[i].msg_hdr;
+        // SAFETY: `first + count <= datagrams.len() <= SEND_MAX_DATAGRAMS`, so the
+        // pointer stays inside `iovs`.
+        hdr.msg_iov = unsafe { iov_base.add(first) };
+        hdr.msg_iovlen = count as _;
         if let Some((ss, len)) = name.as_mut() {
-            msgs[i].msg_hdr.msg_name = ss as *mut _ as *mut libc::c_void;
-            msgs[i].msg_hdr.msg_namelen = *len;
+            hdr.msg_name = ss as *mut _ as *mut libc::c_void;
+            hdr.msg_namelen = *len;
+        }
+        if count > 1 {
+            hdr.msg_control = ctrl[i].0.as_mut_ptr() as *mut libc::c_void;
+            // SAFETY: CMSG_SPACE only computes a size.
+            hdr.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as _;
+            // SAFETY: the control buffer is 32 bytes, aligned for `cmsghdr`, and
+            // `msg_controllen` (24 on 64-bit Linux) fits in it, so CMSG_FIRSTHDR
+            // returns a pointer to its start and CMSG_DATA one 16 bytes in; the
+            // two-byte write stays inside the buffer (unaligned write allowed).
+            unsafe {
+                let c = libc::CMSG_FIRSTHDR(hdr);
+                (*c).cmsg_level = libc::SOL_UDP;
+                (*c).cmsg_type = UDP_SEGMENT;
+                (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
+                ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, seg as u16);
+            }
         }
     }
-    // SAFETY: `msgs[..n]` point at `iovs[..n]`, which point at the caller's slices,
-    // and (with `dest`) at one address in `name`; all of them outlive the call, and
-    // the kernel only reads through them (the `*mut` in `iov_base` and `msg_name`
-    // is the C signature, not a write). `fd` is an open socket owned by the caller
-    // for the duration of the call.
-    let r = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
+    // SAFETY: `msgs[..nmsg]` point at runs of `iovs`, which point at the caller's
+    // slices, at one address in `name` (with `dest`) and at their own control
+    // buffer in `ctrl`; all of them outlive the call, and the kernel only reads
+    // through them (the `*mut` is the C signature, not a write). `fd` is an open
+    // socket owned by the caller for the duration of the call.
+    let r = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), nmsg as libc::c_uint, libc::MSG_DONTWAIT) };
     if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
+        return Err(io::Error::last_os_error());
     }
+    Ok(groups[..r as usize].iter().map(|g| g.1).sum())
 }
 
-/// Receives up to [`RECV_BATCH`] datagrams with one non-blocking `recvmmsg`.
+/// Whether the kernel offers UDP GSO on this socket.
+pub(crate) fn gso_supported(fd: RawFd) -> bool {
+    get_int(fd, libc::SOL_UDP, UDP_SEGMENT).is_ok()
+}
+
+/// Turns UDP GRO on or off; fails where the kernel does not support it.
+pub(crate) fn set_gro(fd: RawFd, on: bool) -> io::Result<()> {
+    set_int(fd, libc::SOL_UDP, UDP_GRO, libc::c_int::from(on))
+}
+
+/// Receives up to [`RECV_BATCH`] buffers with one non-blocking `recvmmsg`.
 /// Each buffer's whole length is usable space; lengths go to `lens`, and with
 /// `from` each datagram's source address (`None` for an unknown family).
+///
+/// With `segs`, each buffer may hold several datagrams the kernel coalesced
+/// (UDP GRO): `segs[i]` is their size (the last may be shorter), or the whole
+/// length for a single datagram. Buffers should then be
+/// [`SEGMENTED_RECV_BUFFER`](crate::transport::SEGMENTED_RECV_BUFFER) long.
 pub(crate) fn recv_mmsg(
     fd: RawFd,
     bufs: &mut [Vec<u8>],
     lens: &mut [usize],
     from: Option<&mut [Option<SocketAddr>; RECV_BATCH]>,
+    segs: Option<&mut [usize]>,
 ) -> io::Result<usize> {
-    let n = bufs.len().min(lens.len()).min(RECV_BATCH);
+    let mut n = bufs.len().min(lens.len()).min(RECV_BATCH);
+    if let Some(s) = &segs {
+        n = n.min(s.len());
+    }
     if n == 0 {
         return Ok(0);
     }
@@ -134,25 +234,36 @@ pub(crate) fn recv_mmsg(
     }; RECV_BATCH];
     // SAFETY: as in `send_mmsg`, all-zero is a valid empty `mmsghdr`.
     let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
+    let mut ctrl = [CmsgBuf([0; 32]); RECV_BATCH];
+    let want_names = from.is_some();
+    let want_segs = segs.is_some();
     // SAFETY: all-zero is a valid (empty) `sockaddr_storage`.
     let mut names: [libc::sockaddr_storage; RECV_BATCH] = unsafe { std::mem::zeroed() };
-    let want_names = from.is_some();
     for (i, b) in bufs[..n].iter_mut().enumerate() {
         iovs[i].iov_base = b.as_mut_ptr() as *mut libc::c_void;
         iovs[i].iov_len = b.len();
-        msgs[i].msg_hdr.msg_iov = &mut iovs[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    let iov_base = iovs.as_mut_ptr();
+    for i in 0..n {
+        let hdr = &mut msgs[i].msg_hdr;
+        // SAFETY: `i < n <= RECV_BATCH`, inside `iovs`.
+        hdr.msg_iov = unsafe { iov_base.add(i) };
+        hdr.msg_iovlen = 1;
         if want_names {
-            msgs[i].msg_hdr.msg_name = &mut names[i] as *mut _ as *mut libc::c_void;
-            msgs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdr.msg_name = &mut names[i] as *mut _ as *mut libc::c_void;
+            hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        }
+        if want_segs {
+            hdr.msg_control = ctrl[i].0.as_mut_ptr() as *mut libc::c_void;
+            hdr.msg_controllen = size_of::<CmsgBuf>() as _;
         }
     }
     // SAFETY: each iovec points at the initialised contents of a distinct caller
     // buffer, exclusively borrowed for the call, with its exact length, so the
     // kernel writes only inside them; each address buffer is a distinct local
-    // `sockaddr_storage` with its true size in `msg_namelen`. No control buffers
-    // are passed. A null timeout is allowed and MSG_DONTWAIT makes the call
-    // non-blocking.
+    // `sockaddr_storage` and each control buffer a distinct local `CmsgBuf`,
+    // with their true sizes in `msg_namelen` / `msg_controllen`. A null timeout
+    // is allowed and MSG_DONTWAIT makes the call non-blocking.
     let r = unsafe {
         libc::recvmmsg(
             fd,
@@ -174,7 +285,39 @@ pub(crate) fn recv_mmsg(
             from[i] = from_raw(&names[i], msgs[i].msg_hdr.msg_namelen);
         }
     }
+    if let Some(segs) = segs {
+        for i in 0..got {
+            segs[i] = gro_segment(&msgs[i].msg_hdr).unwrap_or(lens[i]);
+        }
+    }
     Ok(got)
+}
+
+/// The `UDP_GRO` segment size among a received message's control messages.
+// `msg_controllen` and `cmsg_len` are `usize` on glibc but `u32` on musl.
+#[allow(clippy::unnecessary_cast)]
+fn gro_segment(hdr: &libc::msghdr) -> Option<usize> {
+    if hdr.msg_control.is_null() || (hdr.msg_controllen as usize) < size_of::<libc::cmsghdr>() {
+        return None;
+    }
+    // SAFETY: the kernel filled `msg_control` (a live `CmsgBuf`) with
+    // `msg_controllen` bytes of well-formed control messages; CMSG_FIRSTHDR and
+    // CMSG_NXTHDR only return headers that lie whole inside that length, and
+    // the payload read is bounded by the header's own `cmsg_len`.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP
+                && (*c).cmsg_type == UDP_GRO
+                && (*c).cmsg_len as usize >= libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as usize
+            {
+                let v = ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
+                return usize::try_from(v).ok().filter(|&v| v > 0);
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    None
 }
 
 /// Waits until `fd` is readable or `timeout` passes. An interrupted wait
