@@ -284,6 +284,7 @@ impl PunktfunkSessionConfig {
             frame_timeout: Duration::from_millis(self.frame_timeout_ms.into()),
             max_index_lag: self.max_index_lag,
             recv_coalesce: Duration::from_micros(self.recv_coalesce_us.into()),
+            pacing: None,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -224,6 +224,7 @@ fn params_to_config(p: &NativeParams) -> napi::Result<SessionConfig> {
         frame_timeout: Duration::from_secs_f64(p.frame_timeout_ms.max(0.0) / 1e3),
         max_index_lag: to_u64(p.max_index_lag, "max_index_lag")?,
         recv_coalesce: Duration::from_secs_f64(p.recv_coalesce_us.max(0.0) / 1e6),
+        pacing: None,
     };
     cfg.validate().map_err(js_error)?;
     Ok(cfg)

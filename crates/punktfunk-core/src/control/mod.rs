@@ -491,11 +491,14 @@ impl HostShared {
         conn: &quinn::Connection,
         data: &[u8],
         meta: FrameMeta,
+        hurry: &dyn Fn() -> bool,
     ) -> Result<SubmitReport> {
         if let Some(r) = reason_of(slot, conn) {
             return Err(Error::closed(format!("the client is gone: {}", r.reason)));
         }
-        self.sender().submit_frame(data, meta)
+        // A paced frame holds the sender until its last datagram is out; a
+        // speed test waits for it.
+        self.sender().submit_frame_paced(data, meta, hurry)
     }
 
     /// Queues an event for the application and wakes it if it asked to be
@@ -859,7 +862,7 @@ fn run_probe(shared: &HostShared, kbps: u32, ms: u32) -> ControlMsg {
 impl HostSession {
     /// Sends a frame to this client (see [`FrameSender::submit_frame`]).
     pub fn submit_frame(&self, data: &[u8], meta: FrameMeta) -> Result<SubmitReport> {
-        self.shared.submit(&self.slot, &self.conn, data, meta)
+        self.shared.submit(&self.slot, &self.conn, data, meta, &|| false)
     }
 
     /// A handle that sends this session's frames from another thread (a
@@ -1008,7 +1011,16 @@ impl std::fmt::Debug for HostSink {
 
 impl crate::session::FrameSink for HostSink {
     fn submit_frame(&mut self, data: &[u8], meta: FrameMeta) -> Result<SubmitReport> {
-        self.shared.submit(&self.slot, &self.conn, data, meta)
+        self.shared.submit(&self.slot, &self.conn, data, meta, &|| false)
+    }
+
+    fn submit_frame_paced(
+        &mut self,
+        data: &[u8],
+        meta: FrameMeta,
+        hurry: &dyn Fn() -> bool,
+    ) -> Result<SubmitReport> {
+        self.shared.submit(&self.slot, &self.conn, data, meta, hurry)
     }
 
     fn set_fec_percent(&mut self, pct: u8) -> Result<()> {

@@ -5,6 +5,7 @@
 //! the wire; the [`Role`] only picks which direction key seals and which opens.
 //! The halves can be split onto separate threads with [`Session::split`].
 
+mod pacing;
 mod reassembly;
 mod receiver;
 mod sender;
@@ -13,6 +14,7 @@ mod worker;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use pacing::Pacing;
 pub use reassembly::Reassembler;
 pub use receiver::FrameReceiver;
 pub use sender::{FrameSender, SubmitReport};
@@ -61,6 +63,12 @@ pub struct SessionConfig {
     /// batch instead of the first few datagrams. Adds at most this much latency
     /// per burst; zero turns it off (`0..=10 ms`).
     pub recv_coalesce: Duration,
+    /// Sender pacing ([`Pacing`]): spread each frame's datagrams instead of
+    /// handing them to the kernel at once. `None` (the default here) sends each
+    /// frame in one burst; the worker-driven hosts of the SDKs turn it on.
+    /// With pacing, [`FrameSender::submit_frame`] returns once the frame's last
+    /// datagram is sent, up to most of a frame interval later.
+    pub pacing: Option<Pacing>,
 }
 
 impl Default for SessionConfig {
@@ -72,6 +80,7 @@ impl Default for SessionConfig {
             frame_timeout: Duration::from_millis(200),
             max_index_lag: 32,
             recv_coalesce: Duration::from_micros(50),
+            pacing: None,
         }
     }
 }
@@ -112,6 +121,9 @@ impl SessionConfig {
                 "recv_coalesce {:?} is above 10 ms",
                 self.recv_coalesce
             )));
+        }
+        if let Some(p) = &self.pacing {
+            p.validate()?;
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! Host side: frame → shards → FEC → sealed datagrams → one `send_batch`.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::crypto::{DirectionKey, Sealer};
 use crate::error::{Error, ErrorKind, Result};
@@ -9,6 +10,7 @@ use crate::stats::{Stats, StatsSnapshot};
 use crate::transport::Transport;
 use crate::wire::{InnerHeader, CLEAR_HEADER_LEN, FLAG_KEYFRAME, FLAG_PROBE, INNER_HEADER_LEN};
 
+use super::pacing::Pacer;
 use super::{snapshot_with_io, FrameMeta, SessionConfig, StatsHandle};
 
 /// Offset of the shard payload inside a datagram.
@@ -66,6 +68,8 @@ pub struct FrameSender<T: Transport> {
     next_index: u64,
     /// Wire buffers, each exactly one datagram long; grows to the largest frame.
     pool: Vec<Vec<u8>>,
+    /// Spreads each frame's datagrams ([`SessionConfig::pacing`]).
+    pacer: Option<Pacer>,
 }
 
 impl<T: Transport> FrameSender<T> {
@@ -77,6 +81,7 @@ impl<T: Transport> FrameSender<T> {
     ) -> Self {
         FrameSender {
             fec_percent: config.fec.fec_percent,
+            pacer: config.pacing.map(Pacer::new),
             config,
             sealer: Sealer::new(key),
             encoder: FecEncoder::new(),
@@ -138,11 +143,25 @@ impl<T: Transport> FrameSender<T> {
     }
 
     /// Splits `data` into shards, adds FEC, seals every datagram and hands the
-    /// whole frame to the transport in one `send_batch` call. Datagrams the
-    /// transport could not take are counted as `packets_send_dropped`, never an
-    /// error. Fails with `ERR_PF_INVALID_ARG` if the frame exceeds
-    /// `max_frame_bytes`, or `ERR_PF_IO` if the socket itself failed.
+    /// frame to the transport: in one `send_batch` call, or spread out when
+    /// pacing is on ([`SessionConfig::pacing`]; then this returns once the last
+    /// datagram is sent). Datagrams the transport could not take are counted
+    /// as `packets_send_dropped`, never an error. Fails with
+    /// `ERR_PF_INVALID_ARG` if the frame exceeds `max_frame_bytes`, or
+    /// `ERR_PF_IO` if the socket itself failed.
     pub fn submit_frame(&mut self, data: &[u8], meta: FrameMeta) -> Result<SubmitReport> {
+        self.submit_frame_paced(data, meta, &|| false)
+    }
+
+    /// [`FrameSender::submit_frame`], asking `hurry` between paced sends:
+    /// `true` (say, because the next frame is waiting) sends the rest of this
+    /// frame at once, so pacing never holds up the stream.
+    pub fn submit_frame_paced(
+        &mut self,
+        data: &[u8],
+        meta: FrameMeta,
+        hurry: &dyn Fn() -> bool,
+    ) -> Result<SubmitReport> {
         if data.len() > self.config.max_frame_bytes {
             return Err(Error::invalid(format!(
                 "frame of {} bytes exceeds max_frame_bytes {}",
@@ -221,7 +240,7 @@ impl<T: Transport> FrameSender<T> {
         // The index is spent even if the socket fails below: sequences were used.
         self.next_index += 1;
         Stats::add(&self.stats.frames_submitted, 1);
-        let sent = send_all(&*self.transport, &self.pool[..total]).map_err(Error::from)?;
+        let sent = self.send_frame(total, datagram_len, hurry).map_err(Error::from)?;
         report.packets_sent = sent;
         report.packets_dropped = total - sent;
         let st = &self.stats;
@@ -229,6 +248,49 @@ impl<T: Transport> FrameSender<T> {
         Stats::add(&st.packets_send_dropped, (total - sent) as u64);
         Stats::add(&st.bytes_sent, (sent * datagram_len) as u64);
         Ok(report)
+    }
+
+    /// Sends the first `total` pooled datagrams, paced when pacing is on.
+    /// Returns how many the transport took.
+    fn send_frame(
+        &mut self,
+        total: usize,
+        datagram_len: usize,
+        hurry: &dyn Fn() -> bool,
+    ) -> std::io::Result<usize> {
+        let transport = &*self.transport;
+        let pool = &self.pool[..total];
+        let Some(pacer) = self.pacer.as_mut() else {
+            return send_all(transport, pool);
+        };
+        let start = Instant::now();
+        let plan = pacer.plan(start, total * datagram_len);
+        let datagrams = |bytes: usize| bytes.div_ceil(datagram_len).max(1);
+        let first = datagrams(plan.burst_bytes).min(total);
+        let mut sent = send_all(transport, &pool[..first])?;
+        let Some(rate) = plan.bytes_per_sec.filter(|r| *r > 0.0) else {
+            return Ok(sent + send_all(transport, &pool[first..])?);
+        };
+        let chunk = datagrams(plan.chunk_bytes);
+        let mut at = first;
+        while at < total {
+            if hurry() {
+                sent += send_all(transport, &pool[at..])?;
+                break;
+            }
+            // Each chunk leaves when the rate says the bytes before it are out;
+            // times are from the frame's start, so oversleeping does not add up.
+            let due = start + Duration::from_secs_f64(((at - first) * datagram_len) as f64 / rate);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            let end = (at + chunk).min(total);
+            // A chunk the full buffer refused is lost; later chunks try again.
+            sent += send_all(transport, &pool[at..end])?;
+            at = end;
+        }
+        Ok(sent)
     }
 
     /// Sends `count` probe datagrams (speed-test filler) in batches of at most

@@ -685,3 +685,111 @@ fn probe_datagrams_are_counted_and_leave_frames_alone() {
     assert_eq!(s.frames_dropped, 0);
     assert_eq!(host.stats().packets_sent, s.packets_received);
 }
+
+/// The shape a stream of datagrams arrived in: bursts separated by gaps.
+#[derive(Debug)]
+struct BurstShape {
+    bursts: usize,
+    largest_burst_bytes: usize,
+    median_gap: Duration,
+    spread: Duration,
+}
+
+/// Reads `count` datagrams as they arrive, each stamped by the kernel, and
+/// groups them into bursts: arrivals less than `split` apart belong together.
+fn arrival_shape(t: &UdpTransport, count: usize, split: Duration) -> BurstShape {
+    let mut buf = vec![0u8; 2048];
+    let mut arrivals = Vec::with_capacity(count);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while arrivals.len() < count && Instant::now() < deadline {
+        match t.recv_timestamped(&mut buf).unwrap() {
+            Some((len, stamp)) => arrivals.push((stamp.expect("kernel timestamp"), len)),
+            None => {
+                t.wait_readable(Duration::from_millis(5)).unwrap();
+            }
+        }
+    }
+    assert_eq!(arrivals.len(), count, "every datagram arrived");
+    let (mut bursts, mut gaps, mut largest, mut current) = (1, Vec::new(), 0, 0);
+    for w in arrivals.windows(2) {
+        current += w[0].1;
+        let gap = w[1].0.saturating_sub(w[0].0);
+        if gap >= split {
+            largest = largest.max(current);
+            current = 0;
+            bursts += 1;
+            gaps.push(gap);
+        }
+    }
+    largest = largest.max(current + arrivals.last().map_or(0, |a| a.1));
+    gaps.sort();
+    BurstShape {
+        bursts,
+        largest_burst_bytes: largest,
+        median_gap: gaps.get(gaps.len() / 2).copied().unwrap_or_default(),
+        spread: arrivals.last().unwrap().0.saturating_sub(arrivals[0].0),
+    }
+}
+
+#[test]
+fn the_paced_sender_spreads_a_frame_into_small_bursts_with_regular_gaps() {
+    let frame = pattern(1, 1 << 20);
+    let mut shapes = Vec::new();
+    // Unpaced, then paced at a fixed 400 Mbit/s: 64 KiB at once, then 32 KiB
+    // every 655 µs, about 21 ms for the frame's 1.1 MB of datagrams.
+    let paced = Pacing {
+        fixed_rate_kbps: 400_000,
+        ..Pacing::default()
+    };
+    for pacing in [None, Some(paced)] {
+        let (a, b) = udp_pair();
+        b.enable_rx_timestamps().unwrap();
+        let config = SessionConfig {
+            pacing,
+            ..SessionConfig::default()
+        };
+        let mut host = Session::new(Role::Host, config.clone(), &keys(), a).unwrap();
+        let datagram = config.fec.datagram_len();
+        let shape = thread::scope(|s| {
+            let sender = s.spawn(|| host.submit_frame(&frame, FrameMeta::default()).unwrap());
+            let count = {
+                let l = crate::fec::FrameLayout::new(frame.len(), &config.fec);
+                (0..l.blocks)
+                    .map(|i| {
+                        let k = l.block(i).data_shards;
+                        k + crate::fec::recovery_count(k, config.fec.fec_percent)
+                    })
+                    .sum::<usize>()
+            };
+            let shape = arrival_shape(&b, count, Duration::from_micros(100));
+            let report = sender.join().unwrap();
+            assert_eq!(report.packets_dropped, 0);
+            shape
+        });
+        println!(
+            "pacing {:?}: {shape:?} ({} B datagrams)",
+            pacing.map(|p| p.fixed_rate_kbps),
+            datagram
+        );
+        shapes.push(shape);
+    }
+    let (burst, spread) = (&shapes[0], &shapes[1]);
+    let frame_wire = frame.len() * 11 / 10;
+    assert!(
+        burst.largest_burst_bytes * 10 >= frame_wire * 9,
+        "unpaced, the frame leaves as one burst: {burst:?}"
+    );
+    assert!(
+        spread.largest_burst_bytes <= 160 * 1024,
+        "paced, no burst is more than a few chunks: {spread:?}"
+    );
+    assert!(spread.bursts >= 15, "{spread:?}");
+    assert!(
+        spread.spread >= Duration::from_millis(10) && spread.spread <= Duration::from_millis(80),
+        "about 21 ms at 400 Mbit/s: {spread:?}"
+    );
+    assert!(
+        spread.median_gap >= Duration::from_micros(300) && spread.median_gap <= Duration::from_millis(3),
+        "chunks about 655 µs apart: {spread:?}"
+    );
+}

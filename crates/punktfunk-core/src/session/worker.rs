@@ -49,6 +49,17 @@ const STOP_CHECK: Duration = Duration::from_millis(20);
 pub trait FrameSink: Send + 'static {
     /// Sends one frame.
     fn submit_frame(&mut self, data: &[u8], meta: FrameMeta) -> Result<SubmitReport>;
+    /// Sends one frame; a paced sink asks `hurry` between paced sends and
+    /// sends the rest at once when it says `true` (the default ignores it).
+    fn submit_frame_paced(
+        &mut self,
+        data: &[u8],
+        meta: FrameMeta,
+        hurry: &dyn Fn() -> bool,
+    ) -> Result<SubmitReport> {
+        let _ = hurry;
+        self.submit_frame(data, meta)
+    }
     /// Changes the FEC percentage for later frames.
     fn set_fec_percent(&mut self, pct: u8) -> Result<()>;
     /// Largest frame accepted.
@@ -60,6 +71,14 @@ pub trait FrameSink: Send + 'static {
 impl<T: Transport + 'static> FrameSink for FrameSender<T> {
     fn submit_frame(&mut self, data: &[u8], meta: FrameMeta) -> Result<SubmitReport> {
         FrameSender::submit_frame(self, data, meta)
+    }
+    fn submit_frame_paced(
+        &mut self,
+        data: &[u8],
+        meta: FrameMeta,
+        hurry: &dyn Fn() -> bool,
+    ) -> Result<SubmitReport> {
+        FrameSender::submit_frame_paced(self, data, meta, hurry)
     }
     fn set_fec_percent(&mut self, pct: u8) -> Result<()> {
         FrameSender::set_fec_percent(self, pct)
@@ -486,7 +505,12 @@ fn send_loop<S: FrameSink>(mut sender: S, shared: &Shared<SendJob>, spare: &Mute
         }
         match job {
             SendJob::Frame(data, meta) => {
-                sender.submit_frame(&data, meta)?;
+                // Pacing gives way as soon as another frame waits (or close is asked).
+                let hurry = || {
+                    let st = shared.lock();
+                    !st.queue.is_empty() || st.stopping
+                };
+                sender.submit_frame_paced(&data, meta, &hurry)?;
                 let mut spare = spare.lock().unwrap_or_else(|p| p.into_inner());
                 if spare.len() < spare.capacity() {
                     spare.push(data);

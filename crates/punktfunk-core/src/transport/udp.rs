@@ -208,6 +208,22 @@ impl UdpTransport {
         self.buffers
     }
 
+    /// Turns on kernel receive timestamps for [`UdpTransport::recv_timestamped`]
+    /// (measurement tools; the session does not use them).
+    #[cfg(target_os = "linux")]
+    pub fn enable_rx_timestamps(&self) -> io::Result<()> {
+        sys::enable_rx_timestamps(self.sock.as_raw_fd())
+    }
+
+    /// Receives one datagram without blocking, with the time the kernel
+    /// received it (since the Unix epoch) once timestamps are on.
+    /// `Ok(None)` when nothing is pending. For measuring burst shapes.
+    #[cfg(target_os = "linux")]
+    pub fn recv_timestamped(&self, buf: &mut [u8]) -> io::Result<Option<(usize, Option<Duration>)>> {
+        self.recv_calls.fetch_add(1, Ordering::Relaxed);
+        sys::recv_timestamped(self.sock.as_raw_fd(), buf)
+    }
+
     /// Whether sends use UDP GSO right now.
     pub fn gso_active(&self) -> bool {
         self.gso.load(Ordering::Relaxed)

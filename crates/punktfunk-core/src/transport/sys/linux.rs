@@ -411,3 +411,62 @@ pub(crate) fn set_buffer(fd: RawFd, which: Buffer, bytes: usize) -> io::Result<(
     let reported = get_int(fd, libc::SOL_SOCKET, plain)?;
     Ok(((reported.max(0) as usize) / 2, forced))
 }
+
+/// Asks the kernel to stamp every received datagram with its arrival time
+/// (`SO_TIMESTAMPNS`, read by [`recv_timestamped`]).
+pub(crate) fn enable_rx_timestamps(fd: RawFd) -> io::Result<()> {
+    set_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+}
+
+/// Receives one datagram without blocking, with the kernel's arrival time
+/// (`CLOCK_REALTIME`, since the epoch) when timestamps are on; `Ok(None)` when
+/// nothing is pending.
+pub(crate) fn recv_timestamped(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, Option<Duration>)>> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    #[derive(Clone, Copy)]
+    #[repr(C, align(8))]
+    struct Ctrl([u8; 64]);
+    let mut ctrl = Ctrl([0; 64]);
+    // SAFETY: all-zero is a valid empty `msghdr`.
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_iov = &mut iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = ctrl.0.as_mut_ptr() as *mut libc::c_void;
+    hdr.msg_controllen = size_of::<Ctrl>() as _;
+    // SAFETY: `hdr` points at one iovec over the caller's buffer (exclusively
+    // borrowed, exact length) and at a local, aligned control buffer with its
+    // true size; both outlive the call. MSG_DONTWAIT keeps it non-blocking.
+    let r = unsafe { libc::recvmsg(fd, &mut hdr, libc::MSG_DONTWAIT) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    let mut stamp = None;
+    // SAFETY: the kernel filled the control buffer with `msg_controllen` bytes
+    // of well-formed control messages; the macros stay inside that length and
+    // the timespec read is bounded by the header's own length.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET
+                && (*c).cmsg_type == libc::SCM_TIMESTAMPNS
+                && (*c).cmsg_len as usize >= libc::CMSG_LEN(size_of::<libc::timespec>() as u32) as usize
+            {
+                let ts = ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                stamp = Some(Duration::new(
+                    ts.tv_sec.max(0) as u64,
+                    ts.tv_nsec.clamp(0, 999_999_999) as u32,
+                ));
+            }
+            c = libc::CMSG_NXTHDR(&hdr, c);
+        }
+    }
+    Ok(Some((r as usize, stamp)))
+}
