@@ -31,6 +31,8 @@ class Cli {
       stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...opts.env },
     })
+    // A process that stops reading its stdin must not crash the test with EPIPE.
+    this.proc.stdin?.on('error', () => {})
     this.proc.stdout?.on('data', (d: Buffer) => this.#out.push(d))
     this.proc.stderr?.on('data', (d: Buffer) => (this.#err += d.toString()))
     this.done = new Promise((resolve) =>
@@ -126,8 +128,9 @@ test.serial('datagrams in through udp:// come out through udp:// with their boun
   const host = cli(t, ['host', '--port', '0', '--bind', '127.0.0.1', '--identity', join(dir, 'id'), '--source', `udp://127.0.0.1:${sourcePort}`])
   const { address, fingerprint } = await host.listening()
   const conn = cli(t, ['connect', address, '--pin', fingerprint, '--output', `udp://127.0.0.1:${sink.address().port}`, '--json'])
-  await within(15_000, 'the udp source to open', (async () => {
-    while (!/reading datagrams/.test(host.stderr)) await new Promise((r) => setTimeout(r, 20))
+  // Datagrams that arrive before any client is connected are dropped (and counted).
+  await within(15_000, 'the client to connect', (async () => {
+    while (!/connected, granted/.test(host.stderr)) await new Promise((r) => setTimeout(r, 20))
   })())
   const sender = createSocket('udp4')
   t.teardown(() => sender.close())
@@ -181,9 +184,69 @@ test.serial('connect --seconds leaves a synthetic stream whose frames all pass t
   t.true(r.framesDelivered >= 40, `${r.framesDelivered} frames at 30 fps`)
   t.is(r.framesFailedCheck, 0)
   t.is(r.ended, 'time is up')
-  t.regex(run.stderr, /^perf client\[0\] tx [\d.]+ Mbit\/s rx [\d.]+ Mbit\/s .*recv-drops none/m)
+  t.regex(run.stderr, /^perf client\[127\.0\.0\.1:\d+\] tx [\d.]+ Mbit\/s rx [\d.]+ Mbit\/s .*recv-drops none/m)
   host.proc.kill('SIGTERM')
   t.is((await finished(host)).code, 0)
+})
+
+test.serial('a cut stream says so: Ctrl-C on the host closes with code 3, and late joiners of a byte stream are turned away', async (t) => {
+  const dir = tempDir(t)
+  const host = cli(t, ['host', '--port', '0', '--bind', '127.0.0.1', '--identity', join(dir, 'id'), '--source', '-', '--bitrate-mbps', '4'], { stdin: 'pipe' })
+  const { address, fingerprint } = await host.listening()
+  const first = cli(t, ['connect', address, '--pin', fingerprint, '--json'])
+  await within(15_000, 'the first client', (async () => {
+    while (!/connected, granted/.test(host.stderr)) await new Promise((r) => setTimeout(r, 20))
+  })())
+  // 4 Mbit/s of a stream that would take 5 s: still running when the host is stopped.
+  host.proc.stdin?.write(pseudoRandom(2_500_000, 3))
+  await new Promise((r) => setTimeout(r, 800))
+  const late = await finished(cli(t, ['connect', address, '--pin', fingerprint, '--json']))
+  t.is(late.code, 1, 'a late joiner is turned away')
+  t.regex(late.stdout.toString(), /already started.*\(code 4\)/)
+  host.proc.kill('SIGINT')
+  const c = await finished(first)
+  t.is(c.code, 0, c.stderr)
+  const r = JSON.parse(c.stdout.toString()) as { ended: string; framesMissing: number | null; bytesWritten: number }
+  t.regex(r.ended, /^host shut down \(\d+ frames\) \(code 3\)$/)
+  t.is(r.framesMissing, null, 'no end of stream was announced')
+  t.true(r.bytesWritten > 0 && r.bytesWritten < 2_500_000, `${r.bytesWritten} bytes of a cut stream`)
+  const h = await finished(host)
+  t.is(h.code, 0)
+  t.regex(h.stderr, /turned away: the byte stream has already started/)
+})
+
+test('host --seconds also ends a host still waiting for its first client', async (t) => {
+  const dir = tempDir(t)
+  const started = Date.now()
+  const host = cli(t, ['host', '--port', '0', '--bind', '127.0.0.1', '--identity', join(dir, 'id'), '--source', '-', '--seconds', '1'], { stdin: 'pipe' })
+  await host.listening()
+  const h = await finished(host, 15_000)
+  t.is(h.code, 0, h.stderr)
+  t.true(Date.now() - started < 10_000)
+  t.regex(h.stderr, /stopping \(time\)/)
+})
+
+test('connect checks its flags before touching the output file, and udp output needs no listener', async (t) => {
+  const dir = tempDir(t)
+  const keep = join(dir, 'keep.ts')
+  writeFileSync(keep, 'precious')
+  const bad = await finished(cli(t, ['connect', '127.0.0.1:7447', '--output', keep]))
+  t.is(bad.code, 2)
+  t.is(readFileSync(keep, 'utf8'), 'precious', 'a usage error leaves the file alone')
+  const refused = await finished(cli(t, ['connect', '127.0.0.1:9', '--pin', 'ab'.repeat(32), '--timeout-ms', '500', '--output', keep]), 15_000)
+  t.is(refused.code, 1)
+  t.is(readFileSync(keep, 'utf8'), 'precious', 'so does a host that never answers')
+  // Nobody listens on the udp output: the datagrams are lost, the stream is not.
+  const host = cli(t, ['host', '--port', '0', '--bind', '127.0.0.1', '--identity', join(dir, 'id'), '--bitrate-mbps', '5', '--seconds', '1.5'])
+  const { address, fingerprint } = await host.listening()
+  const closedPort = createSocket('udp4')
+  await new Promise<void>((r) => closedPort.bind(0, '127.0.0.1', () => r()))
+  const port = closedPort.address().port
+  closedPort.close()
+  const c = await finished(cli(t, ['connect', address, '--pin', fingerprint, '--output', `udp://127.0.0.1:${port}`, '--json']))
+  t.is(c.code, 0, c.stderr)
+  t.regex(JSON.parse(c.stdout.toString()).ended as string, /^end of stream/)
+  await finished(host)
 })
 
 test('a wrong pin is refused, and trust on first use remembers the host', async (t) => {

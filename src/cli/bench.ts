@@ -101,6 +101,7 @@ async function sdk(label: string, pair: { host: Session; client: Session }, seco
   const latencies: number[] = []
   const cpu0 = process.cpuUsage()
   const start = performance.now()
+  let readError: unknown
   const reading = (async () => {
     for await (const ev of client.events()) {
       if (ev.type === 'frame') {
@@ -110,7 +111,9 @@ async function sdk(label: string, pair: { host: Session; client: Session }, seco
       lastDelivery = performance.now()
       creditWaiter?.()
     }
-  })()
+  })().catch((e: unknown) => {
+    readError = e
+  })
   const interval = typeof pace === 'object' && 'rateMbps' in pace ? (FRAME_BYTES * 8) / (pace.rateMbps * 1e3) : 0
   while (performance.now() - start < seconds * 1000) {
     if (typeof pace === 'object' && 'window' in pace) {
@@ -137,6 +140,7 @@ async function sdk(label: string, pair: { host: Session; client: Session }, seco
   const cs = client.stats()
   await Promise.all([host.close(), client.close()])
   await reading
+  if (readError) throw readError
   const secs = Math.max(1e-3, (lastDelivery - start) / 1000)
   const sorted = Float64Array.from(latencies).sort()
   const paced = interval > 0

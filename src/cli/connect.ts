@@ -5,9 +5,9 @@ import { once } from 'node:events'
 import { isIPv6 } from 'node:net'
 
 import type { Frame } from '../session'
-import { udpTarget, type CommandSpec, type Flags } from './args'
+import { udpTarget, UsageError, type CommandSpec, type Flags } from './args'
 import { bufferAdvice, interrupted } from './common'
-import { connectClient, TRUST_FLAGS } from './misc'
+import { connectClient, targetOf, TRUST_FLAGS } from './misc'
 import { dropReasons, mbps, perfReporter, printSummary, round } from './report'
 import { syntheticIntact, TAG_BYTES, TAG_DATAGRAMS, TAG_SYNTHETIC, unbundle } from './stream'
 
@@ -35,61 +35,110 @@ interface Output {
   bytes(b: Buffer): Promise<void>
   /** Writes one datagram (a boundary worth keeping). */
   datagram(d: Buffer): Promise<void>
+  /** Flushes and closes. */
   close(): Promise<void>
+  /** Gives up at once: a write waiting for a stalled reader returns. */
+  abort(): void
 }
 
 function nullOutput(): Output {
-  return { bytes: async () => {}, datagram: async () => {}, close: async () => {} }
+  return { bytes: async () => {}, datagram: async () => {}, close: async () => {}, abort: () => {} }
 }
 
-function streamOutput(w: NodeJS.WritableStream, closeIt: boolean): Output {
+function streamOutput(w: NodeJS.WritableStream & { destroy?: () => void }, closeIt: boolean): Output {
   let failed: Error | undefined
-  w.on('error', (e: Error) => (failed = e))
+  let aborted = false
+  let wake: (() => void) | undefined
+  w.on('error', (e: Error) => {
+    failed = e
+    wake?.()
+  })
   const write = async (b: Buffer): Promise<void> => {
     if (failed) throw failed
-    if (!w.write(b)) await once(w, 'drain')
+    if (aborted) return
+    if (!w.write(b)) {
+      await new Promise<void>((r) => {
+        wake = r
+        w.once('drain', r)
+      })
+      wake = undefined
+      if (failed) throw failed
+    }
   }
   return {
     bytes: write,
     datagram: write,
     close: async () => {
       if (failed) throw failed
-      if (closeIt) {
+      if (closeIt && !aborted) {
         w.end()
         await once(w, 'close')
       }
+    },
+    abort: () => {
+      aborted = true
+      wake?.()
+      // A reader that stopped reading must not keep the process alive.
+      w.destroy?.()
     },
   }
 }
 
 async function udpOutput(target: { host: string; port: number }, datagramBytes: number): Promise<Output> {
+  // Not connected: a receiver that is not there yet (or restarts) costs the
+  // datagrams sent meanwhile, not the whole stream (no ECONNREFUSED).
   const socket: Socket = createSocket({ type: isIPv6(target.host) ? 'udp6' : 'udp4', sendBufferSize: 8 << 20 })
   await new Promise<void>((resolve, reject) => {
     socket.once('error', reject)
-    socket.connect(target.port, target.host, () => {
+    socket.bind(0, () => {
       socket.off('error', reject)
       resolve()
     })
   })
+  let closed = false
   const send = (d: Buffer): Promise<void> =>
-    new Promise((resolve, reject) => socket.send(d, (e) => (e ? reject(e) : resolve())))
+    closed ? Promise.resolve() : new Promise((resolve, reject) => socket.send(d, target.port, target.host, (e) => (e ? reject(e) : resolve())))
+  const close = (): Promise<void> =>
+    closed ? Promise.resolve() : ((closed = true), new Promise<void>((r) => socket.close(() => r())))
   return {
     bytes: async (b) => {
       for (let at = 0; at < b.length; at += datagramBytes) await send(b.subarray(at, at + datagramBytes))
     },
     datagram: send,
-    close: async () => new Promise<void>((r) => socket.close(() => r())),
+    close,
+    abort: () => void close(),
   }
 }
 
-async function openOutput(f: Flags): Promise<Output> {
+/** What `--output` names, checked before anything is opened. */
+type OutputTarget = { kind: 'null' } | { kind: 'stdout' } | { kind: 'udp'; host: string; port: number } | { kind: 'file'; path: string }
+
+function outputTargetOf(f: Flags): OutputTarget {
   const out = f.str('output', 'null')
-  if (out === 'null') return nullOutput()
-  if (out === '-') return streamOutput(process.stdout, false)
-  if (out.startsWith('udp://')) return udpOutput(udpTarget(out, '--output'), f.num('datagram-bytes', 1316))
-  const file = createWriteStream(out)
-  await Promise.race([once(file, 'open'), once(file, 'error').then(([e]) => Promise.reject(e as Error))])
-  return streamOutput(file, true)
+  if (out === 'null') return { kind: 'null' }
+  if (out === '-') return { kind: 'stdout' }
+  if (out.startsWith('udp://')) {
+    const t = udpTarget(out, '--output')
+    if (t.port === 0) throw new UsageError('--output udp:// needs a port above 0')
+    return { kind: 'udp', ...t }
+  }
+  return { kind: 'file', path: out }
+}
+
+async function openOutput(t: OutputTarget, datagramBytes: number): Promise<Output> {
+  switch (t.kind) {
+    case 'null':
+      return nullOutput()
+    case 'stdout':
+      return streamOutput(process.stdout, false)
+    case 'udp':
+      return udpOutput(t, datagramBytes)
+    case 'file': {
+      const file = createWriteStream(t.path)
+      await Promise.race([once(file, 'open'), once(file, 'error').then(([e]) => Promise.reject(e as Error))])
+      return streamOutput(file, true)
+    }
+  }
 }
 
 /** What `end of stream (N frames)` says about the stream's length. */
@@ -102,20 +151,28 @@ export async function connect(f: Flags): Promise<number> {
   const raw = f.bool('raw')
   const json = f.bool('json')
   const seconds = f.num('seconds')
+  // Every flag is checked before a file is truncated or a host is contacted.
+  const target = targetOf(f)
+  const outTarget = outputTargetOf(f)
   const advice = bufferAdvice()
   if (advice) process.stderr.write(`${advice}\n`)
-  const output = await openOutput(f)
-  const client = await connectClient(f).catch(async (e: unknown) => {
-    await output.close().catch(() => {})
+  const client = await connectClient(target)
+  let output: Output
+  try {
+    output = await openOutput(outTarget, f.num('datagram-bytes', 1316))
+  } catch (e) {
+    await client.close('cannot open the output', 4).catch(() => {})
     throw e
-  })
-  if (!json) process.stderr.write(`connected to ${f.positional(0)}, fingerprint ${client.fingerprint}\n`)
-  const stopPerf = perfReporter('client', () => [client.stats()])
+  }
+  if (!json) process.stderr.write(`connected to ${target.address}, fingerprint ${client.fingerprint}\n`)
+  const stopPerf = perfReporter('client', () => [[target.address, client.stats()] as const])
   const signal = interrupted()
   let leaving: string | undefined
-  const leave = (why: string): void => {
-    leaving ??= why
-    void client.close(why)
+  const leave = (why: string, code = 0): void => {
+    if (leaving) return
+    leaving = why
+    output.abort()
+    client.close(why, code).catch(() => {})
   }
   void signal.promise.then((s) => leave(`interrupted (${s})`))
   const timer = seconds === undefined ? undefined : setTimeout(() => leave('time is up'), seconds * 1000)
@@ -126,6 +183,7 @@ export async function connect(f: Flags): Promise<number> {
   let written = 0
   let datagrams = 0
   const t0 = performance.now()
+  let firstAt: number | undefined
   let lastAt = t0
   const write = async (fr: Frame): Promise<void> => {
     const d = fr.data
@@ -164,6 +222,7 @@ export async function connect(f: Flags): Promise<number> {
   let failure: unknown
   try {
     for await (const ev of client.events()) {
+      if (leaving) break
       if (ev.type === 'lost') {
         lost += ev.count
         if (!json) process.stderr.write(`lost frames ${ev.firstIndex}…${ev.firstIndex + ev.count - 1}: the output has a gap there\n`)
@@ -171,11 +230,12 @@ export async function connect(f: Flags): Promise<number> {
       }
       delivered++
       lastAt = performance.now()
+      firstAt ??= lastAt
       await write(ev)
     }
   } catch (e) {
     failure = e
-    leave('output failed')
+    leave('the output failed', 4)
   } finally {
     if (timer) clearTimeout(timer)
     signal.dispose()
@@ -183,13 +243,17 @@ export async function connect(f: Flags): Promise<number> {
   }
   // Read before closing: afterwards the session no longer holds the host's reason.
   const reason = client.closeReason
-  await client.close(leaving ?? 'closed')
+  await client.close(leaving ?? 'closed').catch(() => {})
+  if (failure) {
+    output.abort()
+    throw failure
+  }
   await output.close()
-  if (failure) throw failure
 
   const stats = client.stats()
   const announced = announcedFrames(reason?.reason)
-  const elapsed = Math.max(1e-3, (lastAt - t0) / 1000)
+  // Rates over the time frames were arriving (first to last).
+  const active = Math.max(1e-3, (lastAt - (firstAt ?? lastAt)) / 1000)
   const result = {
     framesDelivered: delivered,
     framesLost: lost,
@@ -197,10 +261,11 @@ export async function connect(f: Flags): Promise<number> {
     framesFailedCheck: failedCheck,
     bytesWritten: written,
     datagramsWritten: datagrams,
-    goodputMbps: round(mbps(stats.payloadBytesDelivered, elapsed)),
-    wireMbps: round(mbps(stats.bytesReceived, elapsed)),
+    goodputMbps: round(mbps(stats.payloadBytesDelivered, active)),
+    wireMbps: round(mbps(stats.bytesReceived, active)),
     fecRecoveredShards: stats.fecRecoveredShards,
-    seconds: round(elapsed, 3),
+    seconds: round(active, 3),
+    sessionSeconds: round((performance.now() - t0) / 1000, 3),
     ended: leaving ?? (reason ? `${reason.reason} (code ${reason.code})` : 'closed'),
     recvDropped: {
       auth: stats.recvDroppedAuth,
@@ -212,7 +277,7 @@ export async function connect(f: Flags): Promise<number> {
     },
   }
   // With the stream on stdout, the summary goes to stderr.
-  const sink = f.str('output', 'null') === '-' ? process.stderr : process.stdout
+  const sink = outTarget.kind === 'stdout' ? process.stderr : process.stdout
   if (json) sink.write(`${JSON.stringify(result)}\n`)
   else {
     printSummary(
@@ -220,7 +285,7 @@ export async function connect(f: Flags): Promise<number> {
       [
         ['frames', `${delivered} delivered, ${lost} lost${result.framesMissing ? `, ${result.framesMissing} never seen` : ''}, ${failedCheck} failed the check`],
         ['written', `${written} bytes${datagrams ? ` in ${datagrams} datagrams` : ''}`],
-        ['rate', `${result.goodputMbps} Mbit/s goodput, ${result.wireMbps} Mbit/s on the wire, over ${result.seconds} s`],
+        ['rate', `${result.goodputMbps} Mbit/s goodput, ${result.wireMbps} Mbit/s on the wire, over ${result.seconds} s of frames`],
         ['FEC', `${stats.fecRecoveredShards} shards rebuilt`],
         ['dropped on receive', dropReasons(stats)],
         ['ended', result.ended],
@@ -229,7 +294,8 @@ export async function connect(f: Flags): Promise<number> {
     )
   }
   if (failedCheck > 0) return 1
-  // The host went away without saying so (idle timeout, protocol error).
-  if (!leaving && reason && reason.code !== 0) return 1
+  // The session died rather than being ended (idle timeout, protocol error):
+  // codes 0 (end of stream) and 3 (host shut down) are ends the host chose.
+  if (!leaving && reason && reason.code !== 0 && reason.code !== 3) return 1
   return 0
 }

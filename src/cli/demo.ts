@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { Client, Host, type HostSession } from '../control'
 import type { Frame, SessionStats } from '../session'
 import type { CommandSpec, Flags } from './args'
-import { bufferAdvice, nowUs, sleepUntil } from './common'
+import { bufferAdvice, interrupted, nowUs, sleepUntil } from './common'
 import { dropReasons, Latencies, mbps, printSummary, rates, round, StatusLine } from './report'
 import { FrameSizes, syntheticFrame, syntheticIntact, syntheticSeq } from './stream'
 
@@ -55,10 +55,14 @@ export async function demo(f: Flags): Promise<number> {
       impairment: loss > 0 ? { lossPercent: loss, seed: f.num('seed', 1) } : undefined,
       sendQueue: 4,
     })
-    const accepted = host.accept({ timeoutMs: 5000 })
+    let acceptError: unknown
+    const accepted = host.accept({ timeoutMs: 5000 }).catch((e: unknown) => {
+      acceptError = e
+      return null
+    })
     client = await Client.connect(host.address, { pin: host.fingerprint, connectTimeoutMs: 5000 })
     session = (await accepted) ?? undefined
-    if (!session) throw new Error('the host did not accept the client')
+    if (!session) throw acceptError ?? new Error('the host did not accept the client')
     const hs = session
     const c = client
     if (!json) {
@@ -86,15 +90,20 @@ export async function demo(f: Flags): Promise<number> {
         lat.add((arrived - fr.pts) / 1000)
       } else corrupt++
     }
+    let lastEventAt = 0
+    let receiveError: unknown
     const receiving = (async () => {
       for await (const ev of c.events()) {
+        lastEventAt = performance.now()
         if (ev.type === 'frame') onFrame(ev)
         else {
           lost += ev.count
           if (lostRuns.length < 16) lostRuns.push([ev.firstIndex, ev.count])
         }
       }
-    })()
+    })().catch((e: unknown) => {
+      receiveError = e
+    })
 
     const status = new StatusLine()
     let prevHost = hs.stats()
@@ -117,28 +126,40 @@ export async function demo(f: Flags): Promise<number> {
       ;[prevHost, prevClient, prevFrames, prevAt] = [hst, cst, delivered, now]
     }
     const timer = json ? undefined : setInterval(tick, status.intervalMs)
+    // Ctrl-C ends the stream early; the summary and the clean-up still run.
+    const signal = interrupted()
+    let stopped = false
+    void signal.promise.then(() => (stopped = true))
 
     const t0 = performance.now()
-    for (let i = 0; i < total; i++) {
-      await sleepUntil(t0 + (i * 1000) / fps)
-      await hs.submitFrame(syntheticFrame(i, sizes.size(i)), { keyframe: sizes.keyframe(i), pts: nowUs() })
-      sent++
+    let sendEnd = t0
+    try {
+      for (let i = 0; i < total && !stopped; i++) {
+        await sleepUntil(t0 + (i * 1000) / fps)
+        await hs.submitFrame(syntheticFrame(i, sizes.size(i)), { keyframe: sizes.keyframe(i), pts: nowUs() })
+        sent++
+      }
+      sendEnd = performance.now()
+      // Wait until every frame is delivered or reported lost (bounded).
+      const deadline = performance.now() + 2000
+      while (accounted() < sent && performance.now() < deadline && !stopped) await sleepUntil(performance.now() + 5)
+    } finally {
+      signal.dispose()
+      if (timer) {
+        clearInterval(timer)
+        tick()
+        status.end()
+      }
     }
-    // Wait until every frame is delivered or reported lost (bounded).
-    const deadline = performance.now() + 2000
-    while (accounted() < sent && performance.now() < deadline) await sleepUntil(performance.now() + 5)
-    const elapsed = (performance.now() - t0) / 1000
-    if (timer) {
-      clearInterval(timer)
-      tick()
-      status.end()
-    }
+    // The stream lasted from the first submit to the last frame sent or accounted for.
+    const elapsed = (Math.max(sendEnd, lastEventAt) - t0) / 1000
     const hostStats: SessionStats = hs.stats()
     const clientStats: SessionStats = c.stats()
     const fecPercent = hs.fecPercent
     await c.close('demo finished')
     await receiving
     await hs.close('demo finished')
+    if (receiveError) throw receiveError
 
     const q = lat.total()
     const result = {

@@ -25,11 +25,16 @@ export const hostSpec: CommandSpec = {
     seconds: { kind: 'number', value: 'N', help: 'stop after N seconds (default: run until the input ends or Ctrl-C)', min: 0.1, max: 31_536_000 },
     'frame-bytes': { kind: 'number', value: 'B', help: 'stdin/udp: largest frame bundled from the input (default 262144)', min: 1024, max: 16 << 20, integer: true },
     'bundle-ms': { kind: 'number', value: 'MS', help: 'udp: longest a datagram waits for others to share its frame (default 2)', min: 0, max: 1000 },
+    'max-clients': { kind: 'number', value: 'N', help: 'clients served at once; more are turned away (default 8)', min: 1, max: 1024, integer: true },
+    'late-join': { kind: 'boolean', help: 'stdin: let clients join after the stream started (they get only the rest)' },
   },
   notes: [
     "Prints 'listening on HOST:PORT fingerprint HEX' on stderr once ready; clients pin that fingerprint.",
-    'stdin and udp sources wait for the first client, then fan out to every connected client. At the end of',
-    'input (EOF, or an empty datagram for udp) the host finishes sending and closes each session cleanly.',
+    'stdin and udp sources wait for the first client, then fan out to every connected client. A byte stream',
+    'from stdin goes only to the clients present when it starts (unless --late-join); udp datagrams that',
+    'arrive while no client is connected are dropped and counted. At the end of input (EOF, or an empty',
+    "datagram) the host finishes sending and closes each session with 'end of stream (N frames)', code 0;",
+    "Ctrl-C, or --seconds with a stdin/udp source, closes with 'host shut down (N frames)', code 3.",
   ],
 }
 
@@ -48,6 +53,7 @@ function bindOf(f: Flags): string {
   const m = /^(\[[0-9a-fA-F:.]+\]|[0-9.]+)(?::(\d+))?$/.exec(bind)
   if (!m) throw new UsageError(`--bind ${JSON.stringify(bind)} is not an IP or IP:PORT`)
   if (m[2] !== undefined && port !== undefined) throw new UsageError('give the port in --bind or --port, not both')
+  if (m[2] !== undefined && Number(m[2]) > 65535) throw new UsageError(`--bind port ${m[2]} is above 65535`)
   return m[2] !== undefined ? bind : `${m[1]}:${port ?? DEFAULT_PORT}`
 }
 
@@ -61,7 +67,30 @@ interface Served {
   wantKeyframe: boolean
 }
 
+/** Why the host stops: how each session is closed. */
+type Ending = 'end of input' | 'time' | 'signal' | 'no clients' | 'failed'
+
 const log = (line: string): void => void process.stderr.write(`${line}\n`)
+
+/** The clients being served, and a way to wait for the next one. */
+class Clients {
+  readonly served = new Set<Served>()
+  readonly everyone: Served[] = []
+  #arrived: () => void = () => {}
+  #arrival = new Promise<void>((r) => (this.#arrived = r))
+
+  add(s: Served): void {
+    this.served.add(s)
+    if (this.everyone.length < 1000) this.everyone.push(s)
+    this.#arrived()
+    this.#arrival = new Promise<void>((r) => (this.#arrived = r))
+  }
+
+  /** Resolves when the next client arrives. */
+  arrival(): Promise<void> {
+    return this.#arrival
+  }
+}
 
 export async function host(f: Flags): Promise<number> {
   const source = sourceOf(f.str('source', 'synthetic'))
@@ -70,32 +99,41 @@ export async function host(f: Flags): Promise<number> {
   const fps = f.num('fps', 60)
   const seconds = f.num('seconds')
   const maxFrame = f.num('frame-bytes', 256 << 10)
+  const maxClients = f.num('max-clients', 8)
   const bitrate = f.num('bitrate-mbps', source.kind === 'synthetic' ? 50 : 0)
   if (source.kind !== 'synthetic' && f.has('fps')) throw new UsageError('--fps applies to the synthetic source only')
+  if (source.kind !== 'stdin' && f.bool('late-join')) throw new UsageError('--late-join applies to the stdin source only')
+  const lateJoin = source.kind !== 'stdin' || f.bool('late-join')
 
   const advice = bufferAdvice()
   if (advice) log(advice)
-  const h = await Host.listen({
-    bind,
-    identityDir: f.str('identity'),
-    fec: { percent: fixedFec ?? 10 },
-    adaptiveFec: fixedFec === undefined ? { min: 5, max: 50 } : false,
-    maxBitrateKbps: bitrate > 0 ? Math.round(bitrate * 1000) : undefined,
-  })
-  log(`listening on ${h.address} fingerprint ${h.fingerprint}`)
-
-  const served = new Set<Served>()
-  const everyone: Served[] = []
-  let clientArrived: () => void = () => {}
-  let arrival = new Promise<void>((r) => (clientArrived = r))
-  let stopping = false
-  const stopPerf = perfReporter('host', () => [...served].map((s) => s.session.stats()))
-  const signal = interrupted()
-
-  const endSession = async (s: Served, reason: string): Promise<void> => {
-    served.delete(s)
-    await s.session.close(reason).catch(() => {})
+  const clients = new Clients()
+  const queue = source.kind === 'synthetic' ? undefined : new FrameQueue(source.kind === 'udp' ? 256 : 8)
+  // The udp source is bound first, so a busy port fails before anyone connects.
+  let udp: UdpSource | undefined
+  if (source.kind === 'udp' && queue) {
+    udp = await listenUdp(source.host, source.port, queue, maxFrame, f.num('bundle-ms', 2), () => clients.served.size > 0)
   }
+  let h: Host
+  try {
+    h = await Host.listen({
+      bind,
+      identityDir: f.str('identity'),
+      fec: { percent: fixedFec ?? 10 },
+      adaptiveFec: fixedFec === undefined ? { min: 5, max: 50 } : false,
+      maxBitrateKbps: bitrate > 0 ? Math.round(bitrate * 1000) : undefined,
+    })
+  } catch (e) {
+    udp?.close()
+    throw e
+  }
+  log(`listening on ${h.address} fingerprint ${h.fingerprint}`)
+  if (udp) log(`reading datagrams on ${udp.address}`)
+
+  let started = false
+  let stopping = false
+  const stopPerf = perfReporter('host', () => [...clients.served].map((s) => [s.peer, s.session.stats()] as const))
+  const signal = interrupted()
 
   /** Reads what a client says: keyframe requests, and its leaving. */
   const listen = async (s: Served): Promise<void> => {
@@ -103,7 +141,7 @@ export async function host(f: Flags): Promise<number> {
       if (m.type === 'keyframeRequest') s.wantKeyframe = true
       else if (m.type === 'closed') {
         log(`client ${s.peer} left: ${m.reason || 'no reason'} (code ${m.code}) after ${s.frames} frames`)
-        served.delete(s)
+        clients.served.delete(s)
         await s.session.close().catch(() => {})
       }
     }
@@ -113,7 +151,7 @@ export async function host(f: Flags): Promise<number> {
   const synthetic = async (s: Served): Promise<void> => {
     const sizes = new FrameSizes(bitrate * 1e6, fps)
     const t0 = performance.now()
-    for (let i = 0; !stopping && served.has(s); i++) {
+    for (let i = 0; !stopping && clients.served.has(s); i++) {
       await sleepUntil(t0 + (i * 1000) / fps)
       const key = sizes.keyframe(i) || s.wantKeyframe
       s.wantKeyframe = false
@@ -122,90 +160,124 @@ export async function host(f: Flags): Promise<number> {
         await s.session.submitFrame(syntheticFrame(i, size), { keyframe: key, pts: nowUs() })
         s.frames++
       } catch {
-        served.delete(s)
+        clients.served.delete(s)
       }
     }
   }
 
   const accepting = (async () => {
     for await (const session of h.sessions({ onError: (e) => log(`a client failed to connect: ${e.message}`) })) {
-      if (stopping) {
-        await session.close('host shut down', 3)
+      const peer = session.peer
+      const refuse = stopping
+        ? 'host shut down'
+        : clients.served.size >= maxClients
+          ? `the host is full (${maxClients} clients)`
+          : started && !lateJoin
+            ? 'the byte stream has already started (the host allows no late joining)'
+            : undefined
+      if (refuse) {
+        log(`client ${peer} turned away: ${refuse}`)
+        await session.close(refuse, stopping ? 3 : 4).catch(() => {})
         continue
       }
-      const s: Served = { session, peer: session.peer, frames: 0, wantKeyframe: true }
-      served.add(s)
-      if (everyone.length < 1000) everyone.push(s)
-      log(`client ${s.peer} connected, granted ${session.grantedBitrateKbps / 1000} Mbit/s`)
-      clientArrived()
-      arrival = new Promise<void>((r) => (clientArrived = r))
-      void listen(s)
+      const s: Served = { session, peer, frames: 0, wantKeyframe: true }
+      clients.add(s)
+      log(`client ${peer} connected, granted ${session.grantedBitrateKbps / 1000} Mbit/s`)
+      listen(s).catch((e: unknown) => log(`client ${peer}: ${e instanceof Error ? e.message : String(e)}`))
       if (source.kind === 'synthetic') void synthetic(s)
     }
-  })()
+  })().catch((e: unknown) => log(`accepting clients failed: ${e instanceof Error ? e.message : String(e)}`))
 
-  const stop = async (): Promise<void> => {
-    stopping = true
-    await Promise.all([...served].map((s) => endSession(s, `end of stream (${s.frames} frames)`)))
-    await h.close('host shut down')
-    await accepting
-  }
-
-  const timeLimit = seconds === undefined ? undefined : new Promise<string>((r) => setTimeout(() => r('time'), seconds * 1000).unref())
-  let why: string
-  let udp: UdpSource | undefined
+  const forever = new Promise<never>(() => {})
+  const timeLimit = seconds === undefined ? forever : new Promise<Ending>((r) => setTimeout(() => r('time'), seconds * 1000).unref())
+  const signalled = signal.promise.then((): Ending => 'signal')
+  let why: Ending = 'failed'
+  let failure: unknown
+  let undelivered = 0
   try {
-    if (source.kind === 'synthetic') {
-      why = await Promise.race([signal.promise, timeLimit ?? new Promise<string>(() => {})])
+    if (source.kind === 'synthetic' || !queue) {
+      why = await Promise.race([signalled, timeLimit])
     } else {
-      const queue = new FrameQueue(source.kind === 'udp' ? 256 : 8)
-      await Promise.race([arrival, signal.promise])
-      if (served.size > 0) {
-        if (source.kind === 'udp') {
-          udp = await listenUdp(source.host, source.port, queue, maxFrame, f.num('bundle-ms', 2))
-          log(`reading datagrams on ${source.host}:${udp.socket.address().port}`)
-        } else void readStream(process.stdin, queue, maxFrame)
-      } else queue.end()
-      const pumped = pump(queue, served, () => arrival, bitrate)
-      why = await Promise.race([pumped.then(() => 'end of input'), signal.promise, timeLimit ?? new Promise<string>(() => {})])
-      if (udp && queue.dropped > 0) log(`dropped ${queue.dropped} bundles: the clients did not keep up with the udp source`)
-      if (udp) log(`${udp.datagrams()} datagrams read`)
+      // Wait for the first client before reading: stdin is not consumed for nobody.
+      const first = await Promise.race([clients.arrival().then((): Ending | null => null), signalled, timeLimit])
+      if (first) why = first
+      else {
+        started = true
+        if (source.kind === 'stdin') void readStream(process.stdin, queue, maxFrame)
+        const pumped = pump(queue, clients, bitrate, lateJoin).then((r): Ending => {
+          undelivered = r.undelivered
+          return r.clientsGone ? 'no clients' : 'end of input'
+        })
+        why = await Promise.race([pumped, signalled, timeLimit])
+      }
     }
+  } catch (e) {
+    failure = e
   } finally {
     signal.dispose()
     stopPerf()
     udp?.close()
   }
-  log(why === 'end of input' ? 'end of input: finishing delivery' : `stopping (${why})`)
-  await stop()
-  for (const s of everyone) log(`client ${s.peer}: ${s.frames} frames sent`)
-  if (why !== 'end of input' && source.kind === 'stdin') process.stdin.destroy()
+  if (udp) {
+    log(`${udp.datagrams()} datagrams read, ${udp.idleDropped()} dropped while no client was connected, ${udp.oversize()} too large to carry`)
+    if (queue && queue.dropped > 0) log(`dropped ${queue.dropped} bundles: the clients did not keep up with the udp source`)
+  }
+  if (why === 'no clients') log('every client left and the byte stream allows no late joining: the rest of the input is not read')
+  else if (undelivered > 0) log(`${undelivered} frames of input were not delivered: no client was connected`)
+  log(why === 'end of input' ? 'end of input: finishing delivery' : `stopping (${failure ? 'failed' : why})`)
+  // A planned end (input exhausted, or a synthetic stream's --seconds) is an end of stream;
+  // anything else cuts the stream short and says so.
+  const clean = why === 'end of input' || (why === 'time' && source.kind === 'synthetic')
+  stopping = true
+  await Promise.all(
+    [...clients.served].map(async (s) => {
+      clients.served.delete(s)
+      const reason = clean ? `end of stream (${s.frames} frames)` : `host shut down (${s.frames} frames)`
+      await s.session.close(reason, clean ? 0 : 3).catch(() => {})
+    }),
+  )
+  await h.close('host shut down')
+  await accepting
+  for (const s of clients.everyone) log(`client ${s.peer}: ${s.frames} frames sent`)
+  if (source.kind === 'stdin' && why !== 'end of input') process.stdin.destroy()
+  if (failure) throw failure
   return 0
 }
 
 /**
- * Sends queued source frames to every connected client (waiting for one when
- * there are none), at most `rateMbps` on average when set.
+ * Sends queued source frames to every connected client, at most `rateMbps` on
+ * average when set. With no client connected it waits for one (when late
+ * joining is allowed) or gives up; frames left when the input ends with nobody
+ * there are counted as undelivered.
  */
-async function pump(queue: FrameQueue, served: Set<Served>, arrival: () => Promise<void>, rateMbps: number): Promise<void> {
+async function pump(
+  queue: FrameQueue,
+  clients: Clients,
+  rateMbps: number,
+  lateJoin: boolean,
+): Promise<{ undelivered: number; clientsGone: boolean }> {
   const t0 = performance.now()
   let bytes = 0
   for (;;) {
     const fr = await queue.next()
-    if (!fr) return
-    while (served.size === 0) await arrival()
+    if (!fr) return { undelivered: 0, clientsGone: false }
+    if (clients.served.size === 0) {
+      if (!lateJoin) return { undelivered: 1 + queue.length, clientsGone: true }
+      const came = await Promise.race([clients.arrival().then(() => true), queue.ended().then(() => false)])
+      if (!came && clients.served.size === 0) return { undelivered: 1 + queue.length, clientsGone: false }
+    }
     if (rateMbps > 0) await sleepUntil(t0 + (bytes * 8) / (rateMbps * 1e3))
     bytes += fr.data.length
     const pts = nowUs()
     await Promise.all(
-      [...served].map(async (s) => {
+      [...clients.served].map(async (s) => {
         const keyframe = s.wantKeyframe
         s.wantKeyframe = false
         try {
           await s.session.submitFrame(fr.data, { pts, keyframe })
           s.frames++
         } catch {
-          served.delete(s)
+          clients.served.delete(s)
         }
       }),
     )

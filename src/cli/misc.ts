@@ -38,8 +38,15 @@ export const TRUST_FLAGS: CommandSpec['flags'] = {
   'timeout-ms': { kind: 'number', value: 'MS', help: 'give up connecting after this long (default 5000)', min: 1, max: 600_000 },
 }
 
-/** Connects as `connect` and `probe` do, with the trust the flags name. */
-export async function connectClient(f: Flags, extra: { requestedBitrateKbps?: number } = {}): Promise<Client> {
+/** Where and how to connect, from the flags (checked before anything is opened). */
+export interface Target {
+  address: string
+  trust: { pin: string } | { trustOnFirstUse: true; knownHosts: string | undefined }
+  timeoutMs: number
+}
+
+/** Reads and checks the address and trust flags of `connect` and `probe`. */
+export function targetOf(f: Flags): Target {
   const address = hostPort(f.positional(0), 'host address')
   const pin = f.str('pin')?.replace(/:/g, '')
   if (pin !== undefined && f.bool('tofu')) throw new UsageError('pass either --pin or --tofu, not both')
@@ -50,13 +57,17 @@ export async function connectClient(f: Flags, extra: { requestedBitrateKbps?: nu
     throw new UsageError('--pin must be 64 hex digits (SHA-256 of the host certificate)')
   }
   if (f.has('known-hosts') && !f.bool('tofu')) throw new UsageError('--known-hosts goes with --tofu')
-  const timeoutMs = f.num('timeout-ms', 5000)
-  const trust = pin !== undefined ? { pin } : { trustOnFirstUse: true, knownHosts: f.str('known-hosts') }
+  const trust = pin !== undefined ? { pin } : { trustOnFirstUse: true as const, knownHosts: f.str('known-hosts') }
+  return { address, trust, timeoutMs: f.num('timeout-ms', 5000) }
+}
+
+/** Connects to `target`; a timeout becomes a plain-words error. */
+export async function connectClient(target: Target): Promise<Client> {
   try {
-    return await Client.connect(address, { ...trust, ...extra, connectTimeoutMs: timeoutMs })
+    return await Client.connect(target.address, { ...target.trust, connectTimeoutMs: target.timeoutMs })
   } catch (e) {
     if ((e as { code?: string }).code === 'ERR_PF_TIMEOUT') {
-      throw new Error(`no host answered at ${address} within ${timeoutMs} ms (is 'punktfunk host' running there?)`)
+      throw new Error(`no host answered at ${target.address} within ${target.timeoutMs} ms (is 'punktfunk host' running there?)`)
     }
     throw e
   }
@@ -91,7 +102,7 @@ export function verdict(r: SpeedTestResult): string {
 export async function probe(f: Flags): Promise<number> {
   const mbpsTarget = f.num('mbps', 100)
   const seconds = f.num('seconds', 2)
-  const client = await connectClient(f)
+  const client = await connectClient(targetOf(f))
   // The host's frames keep coming during the test; read (and drop) them so
   // the receive thread never stalls on a full queue and miscounts the probe.
   const draining = (async () => {

@@ -113,18 +113,19 @@ export function dropReasons(s: SessionStats): string {
 
 /**
  * With `PUNKTFUNK_PERF=1`, prints `label` wire rates and drop counters of the
- * sessions `stats()` returns, every second on stderr. Returns a stop function.
+ * sessions `stats()` returns (each under a name of its own, such as the peer's
+ * address), every second on stderr. Returns a stop function.
  */
-export function perfReporter(label: string, stats: () => SessionStats[]): () => void {
+export function perfReporter(label: string, stats: () => ReadonlyArray<readonly [string, SessionStats]>): () => void {
   if (process.env.PUNKTFUNK_PERF !== '1') return () => {}
-  let prev = new Map<number, SessionStats>()
+  let prev = new Map<string, SessionStats>()
   let t = performance.now()
   const timer = setInterval(() => {
     const now = performance.now()
     const secs = (now - t) / 1000
     t = now
-    const next = new Map<number, SessionStats>()
-    stats().forEach((s, i) => {
+    const next = new Map<string, SessionStats>()
+    stats().forEach(([i, s]) => {
       const p = prev.get(i)
       next.set(i, s)
       const tx = p ? mbps(s.bytesSent - p.bytesSent, secs) : 0

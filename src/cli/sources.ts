@@ -20,6 +20,7 @@ export class FrameQueue {
   #error: Error | undefined
   #readers: Array<() => void> = []
   #writers: Array<() => void> = []
+  #endedWaiters: Array<() => void> = []
   /** Frames dropped by `offer` because the queue was full. */
   dropped = 0
 
@@ -45,11 +46,22 @@ export class FrameQueue {
     return true
   }
 
+  /** Frames waiting. */
+  get length(): number {
+    return this.#items.length
+  }
+
   /** No more frames will come (after those queued); with `error`, the source failed. */
   end(error?: Error): void {
     this.#ended = true
     this.#error ??= error
     this.#wakeReaders()
+    for (const w of this.#endedWaiters.splice(0)) w()
+  }
+
+  /** Resolves once the source has ended (frames may still be queued). */
+  ended(): Promise<void> {
+    return this.#ended ? Promise.resolve() : new Promise<void>((r) => this.#endedWaiters.push(r))
   }
 
   /** The next frame; `null` at the end of input. Rejects if the source failed. */
@@ -117,18 +129,26 @@ export async function readStream(input: NodeJS.ReadableStream, queue: FrameQueue
   }
 }
 
-/** A UDP source: the bound socket and a way to stop it. */
+/** A UDP source: the bound socket, its counters and a way to stop it. */
 export interface UdpSource {
   socket: Socket
-  /** Datagrams received. */
-  readonly datagrams: () => number
+  /** `HOST:PORT` it listens on. */
+  address: string
+  /** Datagrams received and passed on. */
+  datagrams(): number
+  /** Datagrams dropped because no client was connected (`accepting` said no). */
+  idleDropped(): number
+  /** Datagrams too large for a bundle's 16-bit length, dropped. */
+  oversize(): number
   close(): void
 }
 
 /**
  * Listens for datagrams at `host:port` and bundles them into datagram frames,
  * boundaries kept: a bundle goes out `windowMs` after its first datagram, or
- * sooner when it reaches `maxFrame` bytes. An empty datagram ends the input.
+ * sooner when the next datagram would take it past `maxFrame` bytes (a single
+ * larger datagram goes alone). An empty datagram ends the input. While
+ * `accepting()` says no, datagrams are dropped and counted.
  */
 export async function listenUdp(
   host: string,
@@ -136,11 +156,14 @@ export async function listenUdp(
   queue: FrameQueue,
   maxFrame: number,
   windowMs: number,
+  accepting: () => boolean,
 ): Promise<UdpSource> {
   const socket = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4', recvBufferSize: 8 << 20 })
   const bundler = new DatagramBundler(maxFrame)
   let timer: NodeJS.Timeout | undefined
   let count = 0
+  let idle = 0
+  let oversize = 0
   let closed = false
   const flush = (): void => {
     if (timer) clearTimeout(timer)
@@ -157,9 +180,16 @@ export async function listenUdp(
   socket.on('message', (d: Buffer) => {
     if (closed) return
     if (d.length === 0) return close()
-    if (d.length > MAX_DATAGRAM) return
+    if (d.length > MAX_DATAGRAM) {
+      oversize++
+      return
+    }
+    if (!accepting()) {
+      idle++
+      return
+    }
     count++
-    if (!bundler.fits(d.length)) flush()
+    if (bundler.count > 0 && !bundler.fits(d.length)) flush()
     bundler.add(d)
     timer ??= setTimeout(flush, windowMs)
   })
@@ -169,11 +199,20 @@ export async function listenUdp(
     queue.end(e)
   })
   await new Promise<void>((resolve, reject) => {
-    socket.once('error', reject)
+    const fail = (e: Error): void => reject(new Error(`cannot read datagrams on ${host}:${port}: ${e.message}`))
+    socket.once('error', fail)
     socket.bind(port, host, () => {
-      socket.off('error', reject)
+      socket.off('error', fail)
       resolve()
     })
   })
-  return { socket, datagrams: () => count, close }
+  const a = socket.address()
+  return {
+    socket,
+    address: `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`,
+    datagrams: () => count,
+    idleDropped: () => idle,
+    oversize: () => oversize,
+    close,
+  }
 }

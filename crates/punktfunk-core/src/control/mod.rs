@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use tokio::runtime::Runtime;
+use tokio::runtime::Runtime as TokioRuntime;
 
 pub use adaptive::{AdaptiveFec, FecBand};
 pub use identity::{
@@ -124,13 +124,36 @@ impl Transport for HostPath {
     }
 }
 
+/// The QUIC runtime of a host or client. Tasks hold it too, so the last
+/// reference may go away on one of its own threads, where dropping a tokio
+/// runtime (which waits for its threads) panics: there it shuts down in the
+/// background instead.
+struct Runtime(Option<TokioRuntime>);
+
+impl std::ops::Deref for Runtime {
+    type Target = TokioRuntime;
+    fn deref(&self) -> &TokioRuntime {
+        self.0.as_ref().expect("the runtime lives until drop")
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                rt.shutdown_background();
+            }
+        }
+    }
+}
+
 fn runtime() -> Result<Arc<Runtime>> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("punktfunk-quic")
         .enable_all()
         .build()
-        .map(Arc::new)
+        .map(|rt| Arc::new(Runtime(Some(rt))))
         .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the QUIC runtime: {e}")))
 }
 
