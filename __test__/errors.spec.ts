@@ -100,6 +100,11 @@ test('out-of-range options give ERR_PF_INVALID_ARG naming the option', (t) => {
     [{ impairment: { lossPercent: 150 } }, /impairment\.lossPercent/],
     [{ impairment: { burst: { goodToBadPercent: 1 } } }, /badToGoodPercent is required/],
     [{ impairment: { seed: -1 } }, /impairment\.seed/],
+    [{ pacing: 'fast' }, /pacing must be an object/],
+    [{ pacing: { ratePercent: 50 } }, /pacing\.ratePercent/],
+    [{ pacing: { chunkBytes: 0 } }, /pacing\.burstBytes and pacing\.chunkBytes/],
+    [{ pacing: { fixedRateMbps: -1 } }, /pacing\.fixedRateMbps/],
+    [{ udpOffload: 'sometimes' }, /udpOffload must be 'auto', 'on' or 'off'/],
   ]
   for (const [opts, message] of cases) {
     const e = t.throws(() => createLoopbackPair(opts), invalid, JSON.stringify(opts))

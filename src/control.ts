@@ -107,7 +107,7 @@ export function loadIdentity(options: { identityDir?: string } = {}): HostIdenti
 }
 
 /** Options of {@link Client.connect}. */
-export interface ClientOptions extends Omit<SessionOptions, 'fec' | 'sendQueue' | 'backpressure'> {
+export interface ClientOptions extends Omit<SessionOptions, 'fec' | 'sendQueue' | 'backpressure' | 'pacing'> {
   /** The host's fingerprint (64 hex digits) to accept, and no other. */
   pin?: string
   /**
@@ -301,7 +301,7 @@ export class Host {
       adaptiveMax = int(band, 'max', 0, 'adaptiveFec.')
     }
     const d = native().defaults()
-    const { params, sendQueue, backpressure } = paramsFrom(o, d)
+    const { params, sendQueue, backpressure } = paramsFrom(o, d, true)
     const h = call(() =>
       native().hostListen({
         identityDir,

@@ -25,6 +25,7 @@ export {
   type FecOptions,
   type ImpairmentOptions,
   type LoopbackPairOptions,
+  type PacingOptions,
   type Role,
   type SessionKeyOptions,
   type SessionOptions,
@@ -74,7 +75,7 @@ export function createUdpSession(options: UdpSessionOptions): Session {
   if (role !== 'host' && role !== 'client') throw invalidArg(`role must be 'host' or 'client', got ${describe(role)}`)
   if (typeof bind !== 'string') throw invalidArg('bind must be an "IP:port" string')
   if (peer !== undefined && typeof peer !== 'string') throw invalidArg('peer must be an "IP:port" string')
-  const n = normalise(opts, true, role === 'client')
+  const n = normalise(opts, true, role === 'client', role === 'host')
   const buf = socketBufferBytes === undefined ? native().defaults().socketBuffer : socketBufferBytes
   if (typeof buf !== 'number' || !Number.isSafeInteger(buf) || buf < 0) {
     throw invalidArg('socketBufferBytes must be a non-negative integer')

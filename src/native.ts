@@ -11,6 +11,16 @@ export interface NativeParams {
   frameTimeoutMs: number
   maxIndexLag: number
   recvCoalesceUs: number
+  pacing?: NativePacing
+  offload?: 'auto' | 'on' | 'off'
+}
+
+/** @internal Sender pacing (lib.rs `NativePacing`). */
+export interface NativePacing {
+  burstBytes: number
+  chunkBytes: number
+  ratePercent: number
+  fixedRateKbps: number
 }
 
 /** @internal Everything a session needs, after normalisation (lib.rs `NativeConfig`). */

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 
 import { invalidArg, PunktfunkError } from './errors'
-import { native, type NativeConfig, type NativeDefaults, type NativeImpairment, type NativeParams } from './native'
+import { native, type NativeConfig, type NativeDefaults, type NativeImpairment, type NativePacing, type NativeParams } from './native'
 
 /** Which end of the stream a session is. */
 export type Role = 'host' | 'client'
@@ -55,6 +55,33 @@ export interface SessionOptions {
   recvQueue?: number
   /** What `submitFrame` does on a full send queue (default `'wait'`). */
   backpressure?: Backpressure
+  /**
+   * Sender pacing (host side): send the first `burstBytes` of each frame at
+   * once, the rest in `chunkBytes` pieces at `ratePercent` of the measured
+   * stream rate (or `fixedRateMbps`), finishing within the frame interval and
+   * all at once when the next frame is waiting, so a real NIC sees no
+   * line-rate microbursts. `true` for the defaults, `false` for one burst per
+   * frame. Default: on for UDP hosts and `Host.listen`, off for loopback pairs.
+   */
+  pacing?: boolean | PacingOptions
+  /**
+   * UDP offload: `'auto'` (default) uses GSO on send and GRO on receive where
+   * the kernel has them (several times fewer system calls); `'on'` requires
+   * them (`ERR_PF_IO` where missing); `'off'` keeps to `sendmmsg`/`recvmmsg`.
+   */
+  udpOffload?: 'auto' | 'on' | 'off'
+}
+
+/** Tuning of {@link SessionOptions.pacing}. */
+export interface PacingOptions {
+  /** Bytes sent at once when a frame starts (default 65 536). */
+  burstBytes?: number
+  /** Bytes per paced send after that (default 32 768). */
+  chunkBytes?: number
+  /** Pace at this percentage of the measured stream rate, `100..10000` (default 200). */
+  ratePercent?: number
+  /** Pace at this fixed rate instead, Mbit/s (default: measure the stream). */
+  fixedRateMbps?: number
 }
 
 /** Options of {@link createUdpSession}. */
@@ -201,6 +228,7 @@ export interface Normalised {
 export function paramsFrom(
   opts: Record<string, unknown>,
   defaults: NativeDefaults,
+  pacingByDefault = false,
 ): { params: NativeParams; sendQueue: number; recvQueue: number; backpressure: Backpressure } {
   const d = defaults.params
   const fec = optionsBag(opts.fec, 'fec')
@@ -227,8 +255,32 @@ export function paramsFrom(
       frameTimeoutMs: num(opts, 'frameTimeoutMs', d.frameTimeoutMs),
       maxIndexLag: int(opts, 'maxIndexLag', d.maxIndexLag),
       recvCoalesceUs: num(opts, 'recvCoalesceUs', d.recvCoalesceUs),
+      pacing: pacingFrom(opts.pacing, pacingByDefault),
+      offload: offloadFrom(opts.udpOffload),
     },
   }
+}
+
+const PACING_DEFAULTS = { burstBytes: 65_536, chunkBytes: 32_768, ratePercent: 200 }
+
+function pacingFrom(v: unknown, byDefault: boolean): NativePacing | undefined {
+  if (v === undefined) v = byDefault
+  if (v === false) return undefined
+  if (v === true) return { ...PACING_DEFAULTS, fixedRateKbps: 0 }
+  const p = optionsBag(v, 'pacing')
+  const fixed = p.fixedRateMbps === undefined ? 0 : num(p, 'fixedRateMbps', 0, 'pacing.')
+  if (!(fixed >= 0 && fixed <= 4_000_000)) throw invalidArg(`pacing.fixedRateMbps must be within 0..4000000, got ${fixed}`)
+  return {
+    burstBytes: int(p, 'burstBytes', PACING_DEFAULTS.burstBytes, 'pacing.'),
+    chunkBytes: int(p, 'chunkBytes', PACING_DEFAULTS.chunkBytes, 'pacing.'),
+    ratePercent: int(p, 'ratePercent', PACING_DEFAULTS.ratePercent, 'pacing.'),
+    fixedRateKbps: Math.round(fixed * 1000),
+  }
+}
+
+function offloadFrom(v: unknown): 'auto' | 'on' | 'off' | undefined {
+  if (v === undefined || v === 'auto' || v === 'on' || v === 'off') return v
+  throw invalidArg(`udpOffload must be 'auto', 'on' or 'off', got ${describe(v)}`)
 }
 
 /** @internal Validates types and fills defaults; ranges are checked by the core. */
@@ -236,8 +288,9 @@ export function normalise(
   opts: Record<string, unknown>,
   keysRequired: boolean,
   receive: boolean,
+  pacingByDefault = false,
 ): Normalised {
-  const { params, sendQueue, recvQueue, backpressure } = paramsFrom(opts, native().defaults())
+  const { params, sendQueue, recvQueue, backpressure } = paramsFrom(opts, native().defaults(), pacingByDefault)
   const { secret, context } = keyBytes(opts.keys, keysRequired)
   return {
     backpressure,
@@ -284,6 +337,8 @@ const OPTION_NAMES: ReadonlyArray<[RegExp, string]> = [
   [/\bframe_timeout\b/g, 'frameTimeoutMs'],
   [/\bmax_index_lag\b/g, 'maxIndexLag'],
   [/\brecv_coalesce\b/g, 'recvCoalesceUs'],
+  [/\bpacing burst_bytes and chunk_bytes\b/g, 'pacing.burstBytes and pacing.chunkBytes'],
+  [/\bpacing rate_percent\b/g, 'pacing.ratePercent'],
 ]
 
 /** @internal Rewrites core field names in an option error into the SDK's option names. */

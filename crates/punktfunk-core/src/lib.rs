@@ -48,10 +48,11 @@ pub use crypto::{DirectionKey, SessionKeys};
 pub use error::{Error, ErrorKind, Result};
 pub use fec::FecConfig;
 pub use session::{
-    Frame, FrameEvent, FrameMeta, FrameReceiver, FrameSender, FrameSink, FrameSource, RecvWorker, Rejected,
-    Role, SendWorker, Session, SessionConfig, StatsHandle, SubmitReport,
+    Frame, FrameEvent, FrameMeta, FrameReceiver, FrameSender, FrameSink, FrameSource, Pacing, RecvWorker,
+    Rejected, Role, SendWorker, Session, SessionConfig, StatsHandle, SubmitReport,
 };
 pub use stats::{Stats, StatsSnapshot};
 pub use transport::{
-    Impaired, ImpairmentConfig, LoopbackTransport, Transport, UdpConfig, UdpTransport, RECV_BATCH, SEND_BATCH,
+    Impaired, ImpairmentConfig, LoopbackTransport, Offload, Transport, UdpConfig, UdpTransport, RECV_BATCH,
+    SEND_BATCH,
 };

@@ -17,11 +17,11 @@ use punktfunk_core::control::{
     self, axis, button, Client, ClientConfig, FecBand, Fingerprint, Host, HostConfig, HostEvent, InputEvent,
     ProbeResult, Trust,
 };
-use punktfunk_core::{ErrorKind, FrameSource, RecvWorker, SendWorker, UdpConfig};
+use punktfunk_core::{ErrorKind, FrameSource, RecvWorker, SendWorker};
 
 use super::{
-    guard, impairment_config, invalid, js_error, params_to_config, wake, waker, Inner, NativeImpairment,
-    NativeParams, NativeSession, Waker, Workers, WAKE_READABLE, WAKE_WRITABLE,
+    guard, impairment_config, invalid, js_error, params_to_config, udp_config, wake, waker, Inner,
+    NativeImpairment, NativeParams, NativeSession, Waker, Workers, WAKE_READABLE, WAKE_WRITABLE,
 };
 
 /// Wake-up reason: a control event (input, keyframe request, close) is queued.
@@ -40,18 +40,6 @@ fn ms(v: f64, name: &str) -> napi::Result<Duration> {
 fn parse_addr(s: &str, what: &str) -> napi::Result<SocketAddr> {
     s.parse()
         .map_err(|_| invalid(format!("{what} {s:?} is not an IP:port socket address")))
-}
-
-fn socket_buffer(v: f64) -> napi::Result<UdpConfig> {
-    if !(v.is_finite() && v >= 0.0) {
-        return Err(invalid(format!(
-            "socketBufferBytes must be a non-negative integer, got {v}"
-        )));
-    }
-    Ok(UdpConfig {
-        socket_buffer: v as usize,
-        ..UdpConfig::default()
-    })
 }
 
 /// Host settings (normalised by the TS layer).
@@ -153,7 +141,7 @@ pub fn host_listen(opts: NativeHostOptions) -> napi::Result<NativeHost> {
             idle_timeout: ms(opts.idle_timeout_ms, "idleTimeoutMs")?,
             keepalive: ms(opts.keepalive_ms, "keepaliveMs")?,
             adaptive_fec: band,
-            udp: socket_buffer(opts.socket_buffer)?,
+            udp: udp_config(opts.socket_buffer, &opts.params)?,
             impairment: opts.impairment.as_ref().map(impairment_config).transpose()?,
             ..HostConfig::default()
         };
@@ -327,7 +315,7 @@ pub fn client_connect(
         cfg.idle_timeout = ms(opts.idle_timeout_ms, "idleTimeoutMs")?;
         cfg.keepalive = ms(opts.keepalive_ms, "keepaliveMs")?;
         cfg.session = params_to_config(&opts.params)?;
-        cfg.udp = socket_buffer(opts.socket_buffer)?;
+        cfg.udp = udp_config(opts.socket_buffer, &opts.params)?;
         Ok(AsyncTask::new(ConnectTask {
             host,
             cfg: Some(cfg),

@@ -27,8 +27,8 @@ use napi_derive::napi;
 
 use punktfunk_core::{
     Error as CoreError, ErrorKind, FecConfig, FrameEvent, FrameMeta, Impaired, ImpairmentConfig,
-    LoopbackTransport, RecvWorker, Role, SendWorker, Session, SessionConfig, SessionKeys, StatsHandle,
-    Transport, UdpConfig, UdpTransport,
+    LoopbackTransport, Offload, Pacing, RecvWorker, Role, SendWorker, Session, SessionConfig, SessionKeys,
+    StatsHandle, Transport, UdpConfig, UdpTransport,
 };
 
 /// Datagrams an in-process loopback link holds per direction.
@@ -96,6 +96,59 @@ pub struct NativeParams {
     pub max_index_lag: f64,
     /// Receive coalescing window, microseconds.
     pub recv_coalesce_us: f64,
+    /// Sender pacing; absent: each frame goes out in one burst.
+    pub pacing: Option<NativePacing>,
+    /// UDP offload (GSO/GRO): "auto", "on" or "off"; absent: "auto".
+    pub offload: Option<String>,
+}
+
+/// Sender pacing settings (`punktfunk_core::session::Pacing`).
+#[napi(object)]
+#[derive(Clone, Copy)]
+pub struct NativePacing {
+    /// Bytes sent at once when a frame starts.
+    pub burst_bytes: u32,
+    /// Bytes per paced send after that.
+    pub chunk_bytes: u32,
+    /// Pace at this percentage of the measured stream rate.
+    pub rate_percent: u32,
+    /// Fixed pacing rate, kbit/s (0: measure the stream).
+    pub fixed_rate_kbps: u32,
+}
+
+impl From<Pacing> for NativePacing {
+    fn from(p: Pacing) -> Self {
+        NativePacing {
+            burst_bytes: p.burst_bytes.min(u32::MAX as usize) as u32,
+            chunk_bytes: p.chunk_bytes.min(u32::MAX as usize) as u32,
+            rate_percent: p.rate_percent,
+            fixed_rate_kbps: p.fixed_rate_kbps,
+        }
+    }
+}
+
+/// The UDP socket options of a session: buffer size and offload.
+pub(crate) fn udp_config(socket_buffer: f64, params: &NativeParams) -> napi::Result<UdpConfig> {
+    if !(socket_buffer.is_finite() && socket_buffer >= 0.0) {
+        return Err(invalid(format!(
+            "socketBufferBytes must be a non-negative integer, got {socket_buffer}"
+        )));
+    }
+    let offload = match params.offload.as_deref() {
+        None | Some("auto") => Offload::Auto,
+        Some("on") => Offload::On,
+        Some("off") => Offload::Off,
+        Some(other) => {
+            return Err(invalid(format!(
+                "udpOffload must be 'auto', 'on' or 'off', got {other:?}"
+            )))
+        }
+    };
+    Ok(UdpConfig {
+        socket_buffer: socket_buffer as usize,
+        gso: offload,
+        gro: offload,
+    })
 }
 
 impl From<&SessionConfig> for NativeParams {
@@ -109,6 +162,8 @@ impl From<&SessionConfig> for NativeParams {
             frame_timeout_ms: c.frame_timeout.as_secs_f64() * 1e3,
             max_index_lag: c.max_index_lag as f64,
             recv_coalesce_us: c.recv_coalesce.as_secs_f64() * 1e6,
+            pacing: c.pacing.map(NativePacing::from),
+            offload: None,
         }
     }
 }
@@ -224,7 +279,12 @@ fn params_to_config(p: &NativeParams) -> napi::Result<SessionConfig> {
         frame_timeout: Duration::from_secs_f64(p.frame_timeout_ms.max(0.0) / 1e3),
         max_index_lag: to_u64(p.max_index_lag, "max_index_lag")?,
         recv_coalesce: Duration::from_secs_f64(p.recv_coalesce_us.max(0.0) / 1e6),
-        pacing: None,
+        pacing: p.pacing.map(|n| Pacing {
+            burst_bytes: n.burst_bytes as usize,
+            chunk_bytes: n.chunk_bytes as usize,
+            rate_percent: n.rate_percent,
+            fixed_rate_kbps: n.fixed_rate_kbps,
+        }),
     };
     cfg.validate().map_err(js_error)?;
     Ok(cfg)
@@ -383,10 +443,7 @@ pub fn create_udp_session(
             }
         };
         let local = parse_addr(&bind, "bind address")?;
-        let udp_cfg = UdpConfig {
-            socket_buffer: to_u64(socket_buffer, "socketBuffer")? as usize,
-            ..UdpConfig::default()
-        };
+        let udp_cfg = udp_config(socket_buffer, &config.params)?;
         let udp = match &peer {
             Some(p) => UdpTransport::connect_to(local, parse_addr(p, "peer address")?, &udp_cfg),
             None => UdpTransport::bind(local, &udp_cfg),
