@@ -79,6 +79,15 @@
 // Longest address string `punktfunk_session_local_address` writes, with its NUL.
 #define PUNKTFUNK_ADDRESS_MAX 64
 
+// UDP offload where the kernel has it (GSO on send, GRO on receive).
+#define PUNKTFUNK_OFFLOAD_AUTO 0
+
+// UDP offload required: opening a socket fails where the kernel lacks it.
+#define PUNKTFUNK_OFFLOAD_ON 1
+
+// No UDP offload: `sendmmsg`/`recvmmsg` batches only.
+#define PUNKTFUNK_OFFLOAD_OFF 2
+
 #if defined(PUNKTFUNK_FEATURE_QUIC)
 // Buffer size for a fingerprint: 64 hex digits and a NUL.
 #define PUNKTFUNK_FINGERPRINT_LEN 65
@@ -322,6 +331,21 @@ typedef struct PunktfunkSessionConfig {
   uint32_t recv_coalesce_us;
   // UDP socket buffer size to ask for, bytes (default 32 MiB; ignored by loopback pairs).
   uint32_t socket_buffer_bytes;
+  // Sender pacing: 0 sends each frame in one burst (default), 1 spreads its
+  // datagrams (64 KiB at once, then 32 KiB chunks at `pacing_rate_percent`
+  // of the measured stream rate, within the frame interval). With pacing,
+  // `punktfunk_session_submit_frame` returns once the frame's last datagram
+  // is sent. Added in the second layout of this struct.
+  uint32_t pacing;
+  // Pacing rate as a percentage of the measured stream rate (100..=10000;
+  // 0 means the default, 200).
+  uint32_t pacing_rate_percent;
+  // Pace at this fixed rate instead, kbit/s (0, the default, measures).
+  uint32_t pacing_fixed_rate_kbps;
+  // UDP offload: `PUNKTFUNK_OFFLOAD_AUTO` (0, the default: GSO/GRO where
+  // the kernel has them), `PUNKTFUNK_OFFLOAD_ON` (required) or
+  // `PUNKTFUNK_OFFLOAD_OFF` (sendmmsg/recvmmsg only).
+  uint32_t udp_offload;
 } PunktfunkSessionConfig;
 
 // Simulated network trouble on the host→client side of a loopback pair.

@@ -184,23 +184,23 @@ static void test_loopback_with_loss(void) {
     punktfunk_session_free(client);
 }
 
-static void test_udp(void) {
+static void udp_round_trip(const PunktfunkSessionConfig *cfg, const char *label) {
     uint8_t secret[32];
     char host_addr[PUNKTFUNK_ADDRESS_MAX], client_addr[PUNKTFUNK_ADDRESS_MAX];
     PunktfunkSession *host = NULL, *client = NULL;
     PunktfunkFrameEvent ev;
-    uint8_t frame[200000];
+    static uint8_t frame[200000];
 
     fill(secret, sizeof secret, 99);
     CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_CLIENT, "127.0.0.1:0", NULL, secret, sizeof secret,
-                                           (const uint8_t *)"udp", 3, NULL, &client),
+                                           (const uint8_t *)"udp", 3, cfg, &client),
                  PUNKTFUNK_OK);
     if (!client) return;
     CHECK_STATUS(punktfunk_session_local_address(client, client_addr, sizeof client_addr), PUNKTFUNK_OK);
     CHECK_STATUS(punktfunk_session_local_address(client, client_addr, 4), PUNKTFUNK_ERR_INVALID_ARG);
     CHECK_STATUS(punktfunk_session_local_address(client, client_addr, sizeof client_addr), PUNKTFUNK_OK);
     CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", client_addr, secret, sizeof secret,
-                                           (const uint8_t *)"udp", 3, NULL, &host),
+                                           (const uint8_t *)"udp", 3, cfg, &host),
                  PUNKTFUNK_OK);
     if (!host) {
         punktfunk_session_free(client);
@@ -213,11 +213,35 @@ static void test_udp(void) {
         CHECK_STATUS(punktfunk_host_submit_frame(host, frame, sizeof frame, (uint64_t)i, false), PUNKTFUNK_OK);
         CHECK_STATUS(next_event(client, &ev), PUNKTFUNK_OK);
         CHECK(ev.kind == PUNKTFUNK_EVENT_FRAME && ev.len == sizeof frame && memcmp(ev.data, frame, sizeof frame) == 0,
-              "UDP frame %d", i);
+              "UDP frame %d (%s)", i, label);
     }
-    printf("udp: 3 frames %s -> %s byte-exact\n", host_addr, client_addr);
+    printf("udp (%s): 3 frames %s -> %s byte-exact\n", label, host_addr, client_addr);
     punktfunk_session_free(host);
     punktfunk_session_free(client);
+}
+
+static void test_udp(void) {
+    udp_round_trip(NULL, "defaults: GSO/GRO where available");
+    PunktfunkSessionConfig cfg;
+    punktfunk_session_config_default(&cfg);
+    cfg.pacing = 1;
+    cfg.pacing_fixed_rate_kbps = 400000;
+    cfg.udp_offload = PUNKTFUNK_OFFLOAD_OFF;
+    udp_round_trip(&cfg, "paced at 400 Mbit/s, sendmmsg/recvmmsg");
+
+    uint8_t secret[32];
+    PunktfunkSession *s = NULL;
+    fill(secret, sizeof secret, 7);
+    cfg.udp_offload = 7;
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, sizeof secret, NULL, 0,
+                                           &cfg, &s),
+                 PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK(s == NULL, "no session for a bad udp_offload");
+    cfg.udp_offload = PUNKTFUNK_OFFLOAD_AUTO;
+    cfg.pacing = 2;
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, sizeof secret, NULL, 0,
+                                           &cfg, &s),
+                 PUNKTFUNK_ERR_INVALID_ARG);
 }
 
 static void test_panic_is_contained(void) {

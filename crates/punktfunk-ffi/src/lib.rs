@@ -38,7 +38,8 @@ pub use quic::*;
 use pf::transport::GilbertElliott;
 use pf::{
     Error, ErrorKind, FecConfig, Frame, FrameEvent, FrameMeta, Impaired, ImpairmentConfig, LoopbackTransport,
-    Role, Session, SessionConfig, SessionKeys, StatsSnapshot, Transport, UdpConfig, UdpTransport,
+    Offload, Pacing, Role, Session, SessionConfig, SessionKeys, StatsSnapshot, Transport, UdpConfig,
+    UdpTransport,
 };
 
 /// Version of this ABI. It changes only when a published function or struct
@@ -249,15 +250,39 @@ pub struct PunktfunkSessionConfig {
     pub recv_coalesce_us: u32,
     /// UDP socket buffer size to ask for, bytes (default 32 MiB; ignored by loopback pairs).
     pub socket_buffer_bytes: u32,
+    /// Sender pacing: 0 sends each frame in one burst (default), 1 spreads its
+    /// datagrams (64 KiB at once, then 32 KiB chunks at `pacing_rate_percent`
+    /// of the measured stream rate, within the frame interval). With pacing,
+    /// `punktfunk_session_submit_frame` returns once the frame's last datagram
+    /// is sent. Added in the second layout of this struct.
+    pub pacing: u32,
+    /// Pacing rate as a percentage of the measured stream rate (100..=10000;
+    /// 0 means the default, 200).
+    pub pacing_rate_percent: u32,
+    /// Pace at this fixed rate instead, kbit/s (0, the default, measures).
+    pub pacing_fixed_rate_kbps: u32,
+    /// UDP offload: `PUNKTFUNK_OFFLOAD_AUTO` (0, the default: GSO/GRO where
+    /// the kernel has them), `PUNKTFUNK_OFFLOAD_ON` (required) or
+    /// `PUNKTFUNK_OFFLOAD_OFF` (sendmmsg/recvmmsg only).
+    pub udp_offload: u32,
 }
 
-const CONFIG_V1_SIZE: usize = size_of::<PunktfunkSessionConfig>();
+/// The first layout of [`PunktfunkSessionConfig`] ended before `pacing`;
+/// callers built against it pass this size and get the defaults for the rest.
+const CONFIG_V1_SIZE: usize = std::mem::offset_of!(PunktfunkSessionConfig, pacing);
+
+/// UDP offload where the kernel has it (GSO on send, GRO on receive).
+pub const PUNKTFUNK_OFFLOAD_AUTO: u32 = 0;
+/// UDP offload required: opening a socket fails where the kernel lacks it.
+pub const PUNKTFUNK_OFFLOAD_ON: u32 = 1;
+/// No UDP offload: `sendmmsg`/`recvmmsg` batches only.
+pub const PUNKTFUNK_OFFLOAD_OFF: u32 = 2;
 
 impl PunktfunkSessionConfig {
     fn defaults() -> Self {
         let c = SessionConfig::default();
         PunktfunkSessionConfig {
-            struct_size: CONFIG_V1_SIZE as u32,
+            struct_size: size_of::<PunktfunkSessionConfig>() as u32,
             fec_percent: c.fec.fec_percent.into(),
             max_data_shards: c.fec.max_data_per_block as u32,
             shard_payload: c.fec.shard_payload as u32,
@@ -267,7 +292,30 @@ impl PunktfunkSessionConfig {
             max_index_lag: c.max_index_lag,
             recv_coalesce_us: c.recv_coalesce.as_micros() as u32,
             socket_buffer_bytes: UdpConfig::default().socket_buffer as u32,
+            pacing: 0,
+            pacing_rate_percent: 0,
+            pacing_fixed_rate_kbps: 0,
+            udp_offload: PUNKTFUNK_OFFLOAD_AUTO,
         }
+    }
+
+    /// The socket options these settings ask for.
+    fn udp_config(&self) -> Result<UdpConfig, Error> {
+        let offload = match self.udp_offload {
+            PUNKTFUNK_OFFLOAD_AUTO => Offload::Auto,
+            PUNKTFUNK_OFFLOAD_ON => Offload::On,
+            PUNKTFUNK_OFFLOAD_OFF => Offload::Off,
+            other => {
+                return Err(Error::invalid(format!(
+                    "udp_offload {other} is not a PUNKTFUNK_OFFLOAD_* value"
+                )))
+            }
+        };
+        Ok(UdpConfig {
+            socket_buffer: self.socket_buffer_bytes as usize,
+            gso: offload,
+            gro: offload,
+        })
     }
 
     fn to_core(self) -> Result<SessionConfig, Error> {
@@ -284,7 +332,18 @@ impl PunktfunkSessionConfig {
             frame_timeout: Duration::from_millis(self.frame_timeout_ms.into()),
             max_index_lag: self.max_index_lag,
             recv_coalesce: Duration::from_micros(self.recv_coalesce_us.into()),
-            pacing: None,
+            pacing: match self.pacing {
+                0 => None,
+                1 => Some(Pacing {
+                    rate_percent: match self.pacing_rate_percent {
+                        0 => Pacing::default().rate_percent,
+                        p => p,
+                    },
+                    fixed_rate_kbps: self.pacing_fixed_rate_kbps,
+                    ..Pacing::default()
+                }),
+                other => return Err(Error::invalid(format!("pacing {other} is neither 0 nor 1"))),
+            },
         };
         cfg.validate()?;
         Ok(cfg)
@@ -731,10 +790,7 @@ pub unsafe extern "C" fn punktfunk_session_new_udp(
         let cfg = unsafe { config_or_default(config) }?;
         let keys = keys_from(secret, context)?;
         let local = parse_addr(bind, "bind")?;
-        let udp_cfg = UdpConfig {
-            socket_buffer: cfg.socket_buffer_bytes as usize,
-            ..UdpConfig::default()
-        };
+        let udp_cfg = cfg.udp_config()?;
         let udp = match peer {
             Some(p) => UdpTransport::connect_to(local, parse_addr(p, "peer")?, &udp_cfg),
             None => UdpTransport::bind(local, &udp_cfg),

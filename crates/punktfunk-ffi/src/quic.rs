@@ -335,10 +335,7 @@ pub unsafe extern "C" fn punktfunk_host_listen(
             identity_dir: dir,
             bind,
             session: cfg.to_core()?,
-            udp: pf::UdpConfig {
-                socket_buffer: cfg.socket_buffer_bytes as usize,
-                ..pf::UdpConfig::default()
-            },
+            udp: cfg.udp_config()?,
             ..HostConfig::default()
         })?;
         *out = Box::into_raw(Box::new(PunktfunkHost { host }));
@@ -611,10 +608,7 @@ pub unsafe extern "C" fn punktfunk_client_connect(
         let mut cc = ClientConfig::new(trust);
         cc.connect_timeout = millis(timeout_ms, "timeout_ms")?;
         cc.session = cfg.to_core()?;
-        cc.udp = pf::UdpConfig {
-            socket_buffer: cfg.socket_buffer_bytes as usize,
-            ..pf::UdpConfig::default()
-        };
+        cc.udp = cfg.udp_config()?;
         let client = Client::connect(addr, cc)?;
         *out = Box::into_raw(Box::new(PunktfunkClient { client, lent: None }));
         Ok(())
