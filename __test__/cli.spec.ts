@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import test, { type ExecutionContext } from 'ava'
 
 import { Flags, parse, UsageError, type CommandSpec } from '../src/cli/args'
-import { DatagramBundler, syntheticFrame, syntheticIntact, unbundle } from '../src/cli/stream'
+import { syntheticFrame, syntheticIntact } from '../src/cli/stream'
 import { pseudoRandom, sha256, within } from './helpers'
 
 const BIN = join(__dirname, '..', 'bin', 'punktfunk.js')
@@ -361,20 +361,6 @@ test('the flag parser reads values both ways and refuses the rest', (t) => {
   for (const bad of [['p', '--n', '2.5'], ['p', '--n', '11'], ['p', '--n'], ['p', '--b=1'], ['p', '--n', '1', '--n', '2'], ['p', 'q'], []]) {
     t.throws(() => parse(spec, bad), { instanceOf: UsageError }, bad.join(' '))
   }
-})
-
-test('datagram bundles keep every boundary, empty datagrams included, and malformed ones are refused', (t) => {
-  const b = new DatagramBundler(1 << 16)
-  const ds = [Buffer.alloc(0), Buffer.from('a'), pseudoRandom(1316, 1), pseudoRandom(9000, 2)]
-  for (const d of ds) {
-    t.true(b.fits(d.length))
-    b.add(d)
-  }
-  const frame = b.take()
-  t.deepEqual(unbundle(frame), ds)
-  t.is(b.count, 0)
-  t.is(unbundle(frame.subarray(0, frame.length - 1)), null, 'a cut bundle is malformed')
-  t.false(new DatagramBundler(100).fits(99))
 })
 
 test('a synthetic frame passes its check and any flipped byte fails it', (t) => {

@@ -181,6 +181,30 @@ export interface NativeBenchRow {
   rxCpu: number
 }
 
+/** @internal One bundle from a UDP source, or its end (relay.rs). */
+export interface NativeBundle {
+  data?: Buffer | null
+  datagrams: number
+  end: boolean
+  error?: string | null
+}
+
+/** @internal */
+export interface NativeUdpSource {
+  address(): string
+  poll(): NativeBundle | null
+  counters(): { datagrams: number; bundles: number; oversize: number; backlogDropped: number }
+  close(): void
+}
+
+/** @internal */
+export interface NativeUdpSink {
+  sendBundle(frame: Uint8Array): number
+  sendBytes(bytes: Uint8Array, datagramBytes: number): number
+  counters(): { datagrams: number; dropped: number; malformed: number }
+  close(): void
+}
+
 /** @internal */
 export interface NativeIdentity {
   dir: string
@@ -230,6 +254,8 @@ export interface NativeBinding {
   hostListen(opts: NativeHostOptions): NativeHost
   loadIdentity(dir?: string | null): NativeIdentity
   benchRun(kase: string, seconds: number, rateMbps: number): Promise<NativeBenchRow>
+  udpSourceOpen(bind: string, maxBundle: number, windowUs: number, onWake: (kind: number) => void): NativeUdpSource
+  udpSinkOpen(target: string): NativeUdpSink
   clientConnect(address: string, opts: NativeClientOptions, onWake: (kind: number) => void): Promise<NativeSession>
   inputConstants(): { buttons: Array<[string, number]>; axes: Array<[string, number]> }
   errorCodes(): string[]

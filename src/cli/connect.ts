@@ -1,9 +1,9 @@
 /** `punktfunk connect`: receives a stream and writes it out byte-exact. */
-import { createSocket, type Socket } from 'node:dgram'
 import { createWriteStream } from 'node:fs'
 import { once } from 'node:events'
 import { isIPv6 } from 'node:net'
 
+import { native } from '../native'
 import type { Frame } from '../session'
 import { udpTarget, UsageError, type CommandSpec, type Flags } from './args'
 import { bufferAdvice, interrupted } from './common'
@@ -35,6 +35,8 @@ interface Output {
   bytes(b: Buffer): Promise<void>
   /** Writes one datagram (a boundary worth keeping). */
   datagram(d: Buffer): Promise<void>
+  /** Sends a whole datagram bundle as its datagrams, where the output keeps boundaries; returns how many. */
+  bundle?: (frame: Buffer) => number
   /** Flushes and closes. */
   close(): Promise<void>
   /** Gives up at once: a write waiting for a stalled reader returns. */
@@ -84,29 +86,29 @@ function streamOutput(w: NodeJS.WritableStream & { destroy?: () => void }, close
   }
 }
 
-async function udpOutput(target: { host: string; port: number }, datagramBytes: number): Promise<Output> {
+function udpOutput(target: { host: string; port: number }, datagramBytes: number): Output {
   // Not connected: a receiver that is not there yet (or restarts) costs the
-  // datagrams sent meanwhile, not the whole stream (no ECONNREFUSED).
-  const socket: Socket = createSocket({ type: isIPv6(target.host) ? 'udp6' : 'udp4', sendBufferSize: 8 << 20 })
-  await new Promise<void>((resolve, reject) => {
-    socket.once('error', reject)
-    socket.bind(0, () => {
-      socket.off('error', reject)
-      resolve()
-    })
-  })
+  // datagrams sent meanwhile, not the whole stream. Bundles go out in
+  // batched system calls from native code.
+  const addr = `${isIPv6(target.host) ? `[${target.host}]` : target.host}:${target.port}`
+  const sink = native().udpSinkOpen(addr)
   let closed = false
-  const send = (d: Buffer): Promise<void> =>
-    closed ? Promise.resolve() : new Promise((resolve, reject) => socket.send(d, target.port, target.host, (e) => (e ? reject(e) : resolve())))
-  const close = (): Promise<void> =>
-    closed ? Promise.resolve() : ((closed = true), new Promise<void>((r) => socket.close(() => r())))
   return {
     bytes: async (b) => {
-      for (let at = 0; at < b.length; at += datagramBytes) await send(b.subarray(at, at + datagramBytes))
+      if (!closed) sink.sendBytes(b, datagramBytes)
     },
-    datagram: send,
-    close,
-    abort: () => void close(),
+    datagram: async (d) => {
+      if (!closed) sink.sendBytes(d, Math.max(1, d.length))
+    },
+    bundle: (frame) => (closed ? 0 : sink.sendBundle(frame)),
+    close: async () => {
+      closed = true
+      sink.close()
+    },
+    abort: () => {
+      closed = true
+      sink.close()
+    },
   }
 }
 
@@ -203,10 +205,10 @@ export async function connect(f: Flags): Promise<number> {
           failedCheck++
           return
         }
-        for (const p of parts) {
-          await output.datagram(p)
-          written += p.length
-        }
+        if (output.bundle) output.bundle(d)
+        // To a file or stdout the datagrams are concatenated, one write per bundle.
+        else if (parts.length > 0) await output.bytes(parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts))
+        for (const p of parts) written += p.length
         datagrams += parts.length
         return
       }

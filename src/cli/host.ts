@@ -219,8 +219,12 @@ export async function host(f: Flags): Promise<number> {
     udp?.close()
   }
   if (udp) {
-    log(`${udp.datagrams()} datagrams read, ${udp.idleDropped()} dropped while no client was connected, ${udp.oversize()} too large to carry`)
-    if (queue && queue.dropped > 0) log(`dropped ${queue.dropped} bundles: the clients did not keep up with the udp source`)
+    log(
+      `${udp.datagrams()} datagrams read, ${udp.idleDropped()} dropped while no client was connected, ` +
+        `${udp.oversize()} too large to carry`,
+    )
+    const behind = (queue?.dropped ?? 0) + udp.backlogDropped()
+    if (behind > 0) log(`dropped ${behind} bundles: the clients did not keep up with the udp source`)
   }
   if (why === 'no clients') log('every client left and the byte stream allows no late joining: the rest of the input is not read')
   else if (undelivered > 0) log(`${undelivered} frames of input were not delivered: no client was connected`)

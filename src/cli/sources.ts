@@ -1,8 +1,8 @@
 /** Where `punktfunk host` gets its frames: stdin, or UDP datagrams. */
-import { createSocket, type Socket } from 'node:dgram'
 import { isIPv6 } from 'node:net'
 
-import { bytesFrame, DatagramBundler, MAX_DATAGRAM } from './stream'
+import { native, type NativeUdpSource } from '../native'
+import { bytesFrame } from './stream'
 
 /** A frame from a source, ready to send. */
 export interface SourceFrame {
@@ -129,9 +129,8 @@ export async function readStream(input: NodeJS.ReadableStream, queue: FrameQueue
   }
 }
 
-/** A UDP source: the bound socket, its counters and a way to stop it. */
+/** A UDP source: its address, its counters and a way to stop it. */
 export interface UdpSource {
-  socket: Socket
   /** `HOST:PORT` it listens on. */
   address: string
   /** Datagrams received and passed on. */
@@ -140,15 +139,18 @@ export interface UdpSource {
   idleDropped(): number
   /** Datagrams too large for a bundle's 16-bit length, dropped. */
   oversize(): number
+  /** Bundles dropped because the sender could not keep up. */
+  backlogDropped(): number
   close(): void
 }
 
 /**
  * Listens for datagrams at `host:port` and bundles them into datagram frames,
- * boundaries kept: a bundle goes out `windowMs` after its first datagram, or
- * sooner when the next datagram would take it past `maxFrame` bytes (a single
- * larger datagram goes alone). An empty datagram ends the input. While
- * `accepting()` says no, datagrams are dropped and counted.
+ * boundaries kept (in native code, on a thread of its own): a bundle goes out
+ * `windowMs` after its first datagram, or sooner when the next datagram would
+ * take it past `maxFrame` bytes (a single larger datagram goes alone). An
+ * empty datagram ends the input. While `accepting()` says no, bundles are
+ * dropped and their datagrams counted.
  */
 export async function listenUdp(
   host: string,
@@ -158,61 +160,40 @@ export async function listenUdp(
   windowMs: number,
   accepting: () => boolean,
 ): Promise<UdpSource> {
-  const socket = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4', recvBufferSize: 8 << 20 })
-  const bundler = new DatagramBundler(maxFrame)
-  let timer: NodeJS.Timeout | undefined
-  let count = 0
+  const bind = `${isIPv6(host) ? `[${host}]` : host}:${port}`
   let idle = 0
-  let oversize = 0
+  let passed = 0
   let closed = false
-  const flush = (): void => {
-    if (timer) clearTimeout(timer)
-    timer = undefined
-    if (bundler.count > 0) queue.offer({ data: bundler.take() })
-  }
-  const close = (): void => {
-    if (closed) return
-    closed = true
-    flush()
-    socket.close()
-    queue.end()
-  }
-  socket.on('message', (d: Buffer) => {
-    if (closed) return
-    if (d.length === 0) return close()
-    if (d.length > MAX_DATAGRAM) {
-      oversize++
-      return
+  let src: NativeUdpSource | undefined
+  const drain = (): void => {
+    if (!src) return
+    for (let b = src.poll(); b && !closed; b = src.poll()) {
+      if (b.end) {
+        queue.end(b.error ? new Error(`reading datagrams on ${bind} failed: ${b.error}`) : undefined)
+        return
+      }
+      if (!b.data) continue
+      if (!accepting()) idle += b.datagrams
+      else if (queue.offer({ data: b.data })) passed += b.datagrams
     }
-    if (!accepting()) {
-      idle++
-      return
-    }
-    count++
-    if (bundler.count > 0 && !bundler.fits(d.length)) flush()
-    bundler.add(d)
-    timer ??= setTimeout(flush, windowMs)
-  })
-  socket.on('error', (e) => {
-    if (closed) return
-    closed = true
-    queue.end(e)
-  })
-  await new Promise<void>((resolve, reject) => {
-    const fail = (e: Error): void => reject(new Error(`cannot read datagrams on ${host}:${port}: ${e.message}`))
-    socket.once('error', fail)
-    socket.bind(port, host, () => {
-      socket.off('error', fail)
-      resolve()
-    })
-  })
-  const a = socket.address()
+  }
+  try {
+    src = native().udpSourceOpen(bind, maxFrame, windowMs * 1000, drain)
+  } catch (e) {
+    throw new Error(`cannot read datagrams on ${bind}: ${e instanceof Error ? e.message : String(e)}`)
+  }
+  const s = src
   return {
-    socket,
-    address: `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`,
-    datagrams: () => count,
+    address: s.address(),
+    datagrams: () => passed,
     idleDropped: () => idle,
-    oversize: () => oversize,
-    close,
+    oversize: () => s.counters().oversize,
+    backlogDropped: () => s.counters().backlogDropped,
+    close: () => {
+      if (closed) return
+      closed = true
+      s.close()
+      queue.end()
+    },
   }
 }

@@ -17,9 +17,6 @@ export const TAG_SYNTHETIC = 0x03
 
 /** Header bytes of a synthetic frame (tag, sequence, offset). */
 export const SYNTHETIC_HEADER = 9
-/** Largest datagram a bundle can hold (a u16 length). */
-export const MAX_DATAGRAM = 0xffff
-
 const PATTERN_BYTES = 32 << 20
 let pattern: Buffer | undefined
 
@@ -108,43 +105,6 @@ export class FrameSizes {
     this.#rng = x >>> 0
     const n = this.#p * (0.75 + (this.#rng / 0x1_0000_0000) * 0.5)
     return Math.min(MAX_SYNTHETIC_FRAME, Math.max(SYNTHETIC_HEADER + 1, Math.round(n)))
-  }
-}
-
-/** Collects datagrams into bundles of at most `limit` bytes. */
-export class DatagramBundler {
-  #parts: Buffer[] = [Buffer.of(TAG_DATAGRAMS)]
-  #bytes = 1
-  #count = 0
-
-  constructor(private readonly limit: number) {}
-
-  /** Datagrams waiting. */
-  get count(): number {
-    return this.#count
-  }
-
-  /** Whether `len` more bytes of datagram still fit. */
-  fits(len: number): boolean {
-    return this.#bytes + 2 + len <= this.limit
-  }
-
-  /** Adds one datagram (at most {@link MAX_DATAGRAM} bytes). */
-  add(d: Buffer): void {
-    const h = Buffer.allocUnsafe(2)
-    h.writeUInt16BE(d.length, 0)
-    this.#parts.push(h, d)
-    this.#bytes += 2 + d.length
-    this.#count++
-  }
-
-  /** The bundle so far as one frame; starts a new one. */
-  take(): Buffer {
-    const f = Buffer.concat(this.#parts, this.#bytes)
-    this.#parts = [Buffer.of(TAG_DATAGRAMS)]
-    this.#bytes = 1
-    this.#count = 0
-    return f
   }
 }
 

@@ -82,7 +82,11 @@ impl Task for BenchTask {
 pub fn bench_run(kase: String, seconds: f64, rate_mbps: f64) -> napi::Result<AsyncTask<BenchTask>> {
     guard(|| {
         let case = Case::parse(&kase).ok_or_else(|| invalid(format!("unknown bench case {kase:?}")))?;
-        let config = BenchConfig { seconds, rate_mbps };
+        let config = BenchConfig {
+            seconds,
+            rate_mbps,
+            ..BenchConfig::default()
+        };
         config.validate().map_err(js_error)?;
         Ok(AsyncTask::new(BenchTask { case, config }))
     })

@@ -20,8 +20,8 @@ use punktfunk_core::control::{
 use punktfunk_core::{ErrorKind, FrameSource, RecvWorker, SendWorker};
 
 use super::{
-    guard, impairment_config, invalid, js_error, params_to_config, udp_config, wake, waker, Inner,
-    NativeImpairment, NativeParams, NativeSession, Waker, Workers, WAKE_READABLE, WAKE_WRITABLE,
+    guard, impairment_config, invalid, js_error, params_to_config, parse_addr, udp_config, wake, waker,
+    Inner, NativeImpairment, NativeParams, NativeSession, Waker, Workers, WAKE_READABLE, WAKE_WRITABLE,
 };
 
 /// Wake-up reason: a control event (input, keyframe request, close) is queued.
@@ -35,11 +35,6 @@ fn ms(v: f64, name: &str) -> napi::Result<Duration> {
             "{name} must be a positive number of milliseconds, got {v}"
         )))
     }
-}
-
-fn parse_addr(s: &str, what: &str) -> napi::Result<SocketAddr> {
-    s.parse()
-        .map_err(|_| invalid(format!("{what} {s:?} is not an IP:port socket address")))
 }
 
 /// Host settings (normalised by the TS layer).

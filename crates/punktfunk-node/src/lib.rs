@@ -13,6 +13,7 @@
 
 pub mod bench;
 pub mod control;
+pub mod relay;
 
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -319,7 +320,7 @@ pub(crate) fn impairment_config(i: &NativeImpairment) -> napi::Result<Impairment
     Ok(cfg)
 }
 
-fn parse_addr(s: &str, what: &str) -> napi::Result<SocketAddr> {
+pub(crate) fn parse_addr(s: &str, what: &str) -> napi::Result<SocketAddr> {
     s.parse()
         .map_err(|_| invalid(format!("{what} {s:?} is not an IP:port socket address")))
 }
