@@ -171,7 +171,10 @@ fn run(args: &Args) -> std::io::Result<()> {
     } else {
         (sent - unique.min(sent)) as f64 / sent as f64 * 100.0
     };
-    let send_secs = send_secs.into_inner().unwrap_or_else(|p| p.into_inner()).max(1e-3);
+    let send_secs = send_secs
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .max(1e-3);
     println!(
         "{{\"targetMbps\":{},\"size\":{},\"sent\":{sent},\"sentMbps\":{:.2},\"sendSeconds\":{send_secs:.3},\"received\":{received},\"unique\":{unique},\"duplicates\":{duplicates},\"reordered\":{reordered},\"lossPercent\":{loss:.4},\"deliveredMbps\":{:.2},\"generatorDrops\":{}}}",
         args.mbps,
