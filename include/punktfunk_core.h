@@ -346,6 +346,9 @@ typedef struct PunktfunkSessionConfig {
   // the kernel has them), `PUNKTFUNK_OFFLOAD_ON` (required) or
   // `PUNKTFUNK_OFFLOAD_OFF` (sendmmsg/recvmmsg only).
   uint32_t udp_offload;
+  // Receive busy polling: 1 keeps reading instead of sleeping in the kernel
+  // while waiting (a core for lower wake-up latency); 0 (default) sleeps.
+  uint32_t busy_poll;
 } PunktfunkSessionConfig;
 
 // Simulated network trouble on the host→client side of a loopback pair.

@@ -13,6 +13,7 @@ export interface NativeParams {
   recvCoalesceUs: number
   pacing?: NativePacing
   offload?: 'auto' | 'on' | 'off'
+  busyPoll?: boolean
 }
 
 /** @internal Sender pacing (lib.rs `NativePacing`). */

@@ -70,6 +70,12 @@ export interface SessionOptions {
    * them (`ERR_PF_IO` where missing); `'off'` keeps to `sendmmsg`/`recvmmsg`.
    */
   udpOffload?: 'auto' | 'on' | 'off'
+  /**
+   * Receive busy polling: while waiting for datagrams the receive thread keeps
+   * reading instead of sleeping in the kernel: lower wake-up latency for a
+   * whole core. Default `false`.
+   */
+  busyPoll?: boolean
 }
 
 /** Tuning of {@link SessionOptions.pacing}. */
@@ -257,6 +263,7 @@ export function paramsFrom(
       recvCoalesceUs: num(opts, 'recvCoalesceUs', d.recvCoalesceUs),
       pacing: pacingFrom(opts.pacing, pacingByDefault),
       offload: offloadFrom(opts.udpOffload),
+      busyPoll: bool(opts, 'busyPoll', false),
     },
   }
 }

@@ -227,7 +227,8 @@ static void test_udp(void) {
     cfg.pacing = 1;
     cfg.pacing_fixed_rate_kbps = 400000;
     cfg.udp_offload = PUNKTFUNK_OFFLOAD_OFF;
-    udp_round_trip(&cfg, "paced at 400 Mbit/s, sendmmsg/recvmmsg");
+    cfg.busy_poll = 1;
+    udp_round_trip(&cfg, "paced at 400 Mbit/s, sendmmsg/recvmmsg, busy polling");
 
     uint8_t secret[32];
     PunktfunkSession *s = NULL;

@@ -265,6 +265,9 @@ pub struct PunktfunkSessionConfig {
     /// the kernel has them), `PUNKTFUNK_OFFLOAD_ON` (required) or
     /// `PUNKTFUNK_OFFLOAD_OFF` (sendmmsg/recvmmsg only).
     pub udp_offload: u32,
+    /// Receive busy polling: 1 keeps reading instead of sleeping in the kernel
+    /// while waiting (a core for lower wake-up latency); 0 (default) sleeps.
+    pub busy_poll: u32,
 }
 
 /// The first layout of [`PunktfunkSessionConfig`] ended before `pacing`;
@@ -296,6 +299,7 @@ impl PunktfunkSessionConfig {
             pacing_rate_percent: 0,
             pacing_fixed_rate_kbps: 0,
             udp_offload: PUNKTFUNK_OFFLOAD_AUTO,
+            busy_poll: 0,
         }
     }
 
@@ -343,6 +347,11 @@ impl PunktfunkSessionConfig {
                     ..Pacing::default()
                 }),
                 other => return Err(Error::invalid(format!("pacing {other} is neither 0 nor 1"))),
+            },
+            busy_poll: match self.busy_poll {
+                0 => false,
+                1 => true,
+                other => return Err(Error::invalid(format!("busy_poll {other} is neither 0 nor 1"))),
             },
         };
         cfg.validate()?;

@@ -101,6 +101,8 @@ pub struct NativeParams {
     pub pacing: Option<NativePacing>,
     /// UDP offload (GSO/GRO): "auto", "on" or "off"; absent: "auto".
     pub offload: Option<String>,
+    /// Receive busy polling instead of sleeping in the kernel.
+    pub busy_poll: Option<bool>,
 }
 
 /// Sender pacing settings (`punktfunk_core::session::Pacing`).
@@ -165,6 +167,7 @@ impl From<&SessionConfig> for NativeParams {
             recv_coalesce_us: c.recv_coalesce.as_secs_f64() * 1e6,
             pacing: c.pacing.map(NativePacing::from),
             offload: None,
+            busy_poll: Some(c.busy_poll),
         }
     }
 }
@@ -286,6 +289,7 @@ fn params_to_config(p: &NativeParams) -> napi::Result<SessionConfig> {
             rate_percent: n.rate_percent,
             fixed_rate_kbps: n.fixed_rate_kbps,
         }),
+        busy_poll: p.busy_poll.unwrap_or(false),
     };
     cfg.validate().map_err(js_error)?;
     Ok(cfg)

@@ -27,6 +27,7 @@ pub struct FrameReceiver<T: Transport> {
     datagram_len: usize,
     frame_timeout: Duration,
     coalesce: Duration,
+    busy_poll: bool,
     /// The last `recv_batch` came back short: the socket queue was empty then.
     drained: bool,
     ring: Vec<Vec<u8>>,
@@ -52,6 +53,7 @@ impl<T: Transport> FrameReceiver<T> {
             datagram_len: config.fec.datagram_len(),
             frame_timeout: config.frame_timeout,
             coalesce: config.recv_coalesce,
+            busy_poll: config.busy_poll,
             drained: false,
             reasm: Reassembler::new(config, stats.clone()),
             stats,
@@ -179,6 +181,12 @@ impl<T: Transport> FrameReceiver<T> {
             let now = Instant::now();
             if now >= deadline {
                 return Ok(None);
+            }
+            if self.busy_poll {
+                // Read again at once: no sleep, no readiness wait.
+                std::hint::spin_loop();
+                self.drained = false;
+                continue;
             }
             if self.transport.wait_readable((deadline - now).min(tick))? {
                 if !self.coalesce.is_zero() {

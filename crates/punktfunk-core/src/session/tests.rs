@@ -793,3 +793,34 @@ fn the_paced_sender_spreads_a_frame_into_small_bursts_with_regular_gaps() {
         "chunks about 655 µs apart: {spread:?}"
     );
 }
+
+#[test]
+fn busy_polling_receives_without_sleeping_in_the_kernel() {
+    let (a, b) = udp_pair();
+    let config = SessionConfig {
+        busy_poll: true,
+        ..SessionConfig::default()
+    };
+    let mut host = Session::new(Role::Host, config.clone(), &keys(), a).unwrap();
+    let mut client = Session::new(Role::Client, config, &keys(), b).unwrap();
+    let waits0 = client.stats().recv_wait_syscalls;
+    let receiver = thread::spawn(move || {
+        let got = collect(client.receiver(), 5);
+        (got, client.stats())
+    });
+    for i in 0..5u64 {
+        thread::sleep(Duration::from_millis(10));
+        host.submit_frame(&pattern(i, 30_000), FrameMeta::default())
+            .unwrap();
+    }
+    let (got, st) = receiver.join().unwrap();
+    assert_eq!(got.len(), 5);
+    for (i, ev) in got.iter().enumerate() {
+        match ev {
+            FrameEvent::Frame(f) => assert_eq!(f.data, pattern(i as u64, 30_000)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(st.recv_wait_syscalls - waits0, 0, "no ppoll: it kept reading");
+    assert!(st.recv_syscalls > 10, "{} reads while waiting", st.recv_syscalls);
+}
