@@ -321,21 +321,27 @@ test('identity creates the host identity once, then shows the same fingerprint',
   t.is((await finished(host)).code, 0, '--seconds ends the host')
 })
 
-test.serial('bench --json measures every case with frames delivered', async (t) => {
-  const run = await finished(cli(t, ['bench', '--seconds', '0.3', '--json']), 120_000)
+test.serial('bench --json measures every case, the SDK ratio and one host serving 1, 4 and 16 clients', async (t) => {
+  const run = await finished(cli(t, ['bench', '--seconds', '0.3', '--json']), 180_000)
   t.is(run.code, 0, run.stderr)
   const r = JSON.parse(run.stdout.toString()) as {
-    rows: Array<{ case: string; goodputGbps: number; framesSent: number; packetsPerSec: number }>
+    rows: Array<{ case: string; path: string; goodputGbps: number; framesSent: number; packetsPerSec: number; latencyP50Ms: number | null; allocationsPerPacket: number | null }>
     sdkOverRust: { unpaced: number; window2: number }
+    scale: { runs: Array<{ clients: number; aggregateGoodputGbps: number; minClientGbps: number }>; aggregateVsSingle: number }
   }
   const names = r.rows.map((x) => x.case)
-  for (const want of [/^raw UDP, send\/recv/, /^raw UDP, sendmmsg/, /^rust session, unpaced/, /^sdk session, unpaced/, /^rust session, paced/, /^sdk session, paced/]) {
+  for (const want of [/^raw UDP, send\/recv/, /^raw UDP, sendmmsg/, /^raw UDP, (GSO\/GRO|sendmmsg)/, /^rust session, unpaced/, /^sdk session, unpaced/, /^rust session, paced/, /^sdk session, paced/, /^sdk loopback pair/]) {
     t.true(names.some((n) => want.test(n)), `${want} in ${names.join(', ')}`)
   }
   for (const row of r.rows) {
     t.true(row.goodputGbps > 0 && row.framesSent > 0 && row.packetsPerSec > 0, JSON.stringify(row))
   }
+  const rustPaced = r.rows.find((x) => /^rust session, paced/.test(x.case))
+  t.true((rustPaced?.latencyP50Ms ?? 0) > 0, 'paced cases report latency')
+  t.is(r.rows.find((x) => /^rust session, unpaced/.test(x.case))?.allocationsPerPacket, 0, 'the Rust session allocates nothing per packet after warm-up')
   t.true(r.sdkOverRust.unpaced > 0)
+  t.deepEqual(r.scale.runs.map((x) => x.clients), [1, 4, 16])
+  for (const s of r.scale.runs) t.true(s.aggregateGoodputGbps > 0 && s.minClientGbps > 0, JSON.stringify(s))
 })
 
 // ---------------------------------------------------------------- pieces

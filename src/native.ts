@@ -167,6 +167,7 @@ export interface NativeHostOptions {
 /** @internal One case of the Rust benchmark (see `punktfunk_core::bench::Row`). */
 export interface NativeBenchRow {
   name: string
+  offload: boolean
   secs: number
   framesSent: number
   framesLost: number
@@ -180,6 +181,23 @@ export interface NativeBenchRow {
   sendDrops: number
   txCpu: number
   rxCpu: number
+  latencyP50Ms?: number | null
+  latencyP99Ms?: number | null
+  addedLatencyP99Ms?: number | null
+  allocations: number
+  steadyAllocationsPerPacket?: number | null
+}
+
+/** @internal One host serving several clients (bench.rs `NativeScaleRow`). */
+export interface NativeScaleRow {
+  clients: number
+  seconds: number
+  aggregateGoodputGbps: number
+  perClientGbps: number[]
+  hostCpuSeconds: number
+  framesSent: number
+  framesLost: number
+  sendDrops: number
 }
 
 /** @internal One bundle from a UDP source, or its end (relay.rs). */
@@ -254,7 +272,9 @@ export interface NativeBinding {
   statsFields(): string[]
   hostListen(opts: NativeHostOptions): NativeHost
   loadIdentity(dir?: string | null): NativeIdentity
-  benchRun(kase: string, seconds: number, rateMbps: number): Promise<NativeBenchRow>
+  benchRun(kase: string, seconds: number, rateMbps: number, offload: boolean): Promise<NativeBenchRow>
+  benchScale(clients: number, rateMbps: number, seconds: number): Promise<NativeScaleRow>
+  allocationCount(): number
   udpSourceOpen(bind: string, maxBundle: number, windowUs: number, onWake: (kind: number) => void): NativeUdpSource
   udpSinkOpen(target: string): NativeUdpSink
   clientConnect(address: string, opts: NativeClientOptions, onWake: (kind: number) => void): Promise<NativeSession>
