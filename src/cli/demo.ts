@@ -198,7 +198,11 @@ export async function demo(f: Flags): Promise<number> {
         ['FEC', `${result.fecRecoveredShards} shards rebuilt, ${fecPercent} % at the end`],
         ['packets', `${result.packetsSent} sent, ${result.packetsReceived} received, ${result.sendDropped} send drops`],
         ['dropped on receive', dropReasons(clientStats)],
-        ['latency', `p50 ${result.latencyP50Ms} ms, p99 ${result.latencyP99Ms} ms (submit → delivered)`],
+        [
+          'latency',
+          `p50 ${result.latencyP50Ms} ms, p99 ${result.latencyP99Ms} ms (submit → delivered; the paced sender ` +
+            `spreads each frame over up to half its ${round(1000 / fps, 1)} ms interval)`,
+        ],
       ])
     }
     return corrupt > 0 ? 1 : 0
