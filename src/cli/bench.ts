@@ -60,8 +60,9 @@ export interface BenchRow {
   /** CPU seconds per GB of frame data delivered, sending and receiving threads (Rust cases). */
   txCpuSecondsPerGb: number | null
   rxCpuSecondsPerGb: number | null
-  /** CPU of the whole process, % of one core (SDK cases). */
+  /** CPU of the whole process, % of one core, and CPU seconds per GB delivered (SDK cases: both ends together). */
   processCpuPercent: number | null
+  processCpuSecondsPerGb: number | null
   /** Paced cases: frame latency submit → delivered, and p99 beyond the frame's own send span. */
   latencyP50Ms: number | null
   latencyP99Ms: number | null
@@ -90,6 +91,7 @@ function nativeRow(label: string, path: BenchRow['path'], r: NativeBenchRow): Be
     txCpuSecondsPerGb: gb > 0 ? round(r.txCpu / gb, 2) : null,
     rxCpuSecondsPerGb: gb > 0 ? round(r.rxCpu / gb, 2) : null,
     processCpuPercent: null,
+    processCpuSecondsPerGb: null,
     latencyP50Ms: r.latencyP50Ms == null ? null : round(r.latencyP50Ms, 3),
     latencyP99Ms: r.latencyP99Ms == null ? null : round(r.latencyP99Ms, 3),
     addedLatencyP99Ms: r.addedLatencyP99Ms == null ? null : round(r.addedLatencyP99Ms, 3),
@@ -192,6 +194,7 @@ async function sdk(label: string, path: BenchRow['path'], pair: { host: Session;
     txCpuSecondsPerGb: null,
     rxCpuSecondsPerGb: null,
     processCpuPercent: round(((cpu.user + cpu.system) / 1e6 / secs) * 100, 1),
+    processCpuSecondsPerGb: cs.payloadBytesDelivered > 0 ? round((cpu.user + cpu.system) / 1e6 / (cs.payloadBytesDelivered / 1e9), 2) : null,
     latencyP50Ms: paced ? round(percentile(sorted, 0.5), 3) : null,
     latencyP99Ms: paced ? round(percentile(sorted, 0.99), 3) : null,
     addedLatencyP99Ms: null,
@@ -329,7 +332,11 @@ export function benchTable(r: BenchResult): string {
       dash(x.sendSyscallsPerSec),
       dash(x.recvSyscallsPerSec),
       x.processCpuPercent !== null ? `${x.processCpuPercent} % proc` : `${dash(x.txCpuPercent)} / ${dash(x.rxCpuPercent)} %`,
-      x.txCpuSecondsPerGb === null ? '–' : `${x.txCpuSecondsPerGb} / ${dash(x.rxCpuSecondsPerGb)}`,
+      x.txCpuSecondsPerGb !== null
+        ? `${x.txCpuSecondsPerGb} / ${dash(x.rxCpuSecondsPerGb)}`
+        : x.processCpuSecondsPerGb !== null
+          ? `${x.processCpuSecondsPerGb} proc`
+          : '–',
       String(x.framesSent),
       String(x.framesLost),
       String(x.sendDrops),
