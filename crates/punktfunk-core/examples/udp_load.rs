@@ -5,7 +5,13 @@
 //! ```text
 //! cargo run --release -p punktfunk-core --example udp_load -- \
 //!     --to 127.0.0.1:5000 --listen 127.0.0.1:6000 --mbps 500 --seconds 5 [--size 1316]
+//! cargo run --release -p punktfunk-core --example udp_load -- \
+//!     --flood 127.0.0.1:5000,127.0.0.1:5001 --pps 100000 --seconds 5
 //! ```
+//!
+//! With `--flood`, it only sends garbage: datagrams of random length
+//! (1…1500 bytes) and random content, spread over the given addresses, at
+//! `--pps` for `--seconds`, and prints how many it sent.
 //!
 //! The generator sends `--size`-byte datagrams (MPEG-TS sized by default) to
 //! `--to` at `--mbps` of payload for `--seconds`, in 1 ms ticks through
@@ -68,7 +74,95 @@ fn parse() -> Result<Args, String> {
     })
 }
 
+/// `--flood A,B,… --pps N --seconds S`: random datagrams to every address.
+fn flood(argv: &[String]) -> Result<(), String> {
+    let (mut targets, mut pps, mut seconds) = (Vec::new(), 100_000.0f64, 5.0f64);
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        let v = it.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--flood" => {
+                for a in v.split(',') {
+                    let addr: SocketAddr = a.parse().map_err(|_| format!("--flood {a:?}"))?;
+                    if !addr.ip().is_loopback() {
+                        return Err("loopback addresses only".into());
+                    }
+                    targets.push(addr);
+                }
+            }
+            "--pps" => pps = v.parse().map_err(|_| format!("--pps {v:?}"))?,
+            "--seconds" => seconds = v.parse().map_err(|_| format!("--seconds {v:?}"))?,
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    if targets.is_empty() || !(pps > 0.0 && pps <= 2_000_000.0 && seconds > 0.0 && seconds <= 60.0) {
+        return Err("--flood needs addresses, --pps in (0, 2e6], --seconds in (0, 60]".into());
+    }
+    let plain = UdpConfig {
+        gso: Offload::Off,
+        gro: Offload::Off,
+        ..UdpConfig::default()
+    };
+    let socks: Vec<UdpTransport> = targets
+        .iter()
+        .map(|t| {
+            let s = UdpTransport::bind("127.0.0.1:0".parse().expect("literal address"), &plain)?;
+            s.connect(*t)?;
+            Ok(s)
+        })
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| e.to_string())?;
+    // xorshift64*: fast, and the same garbage on every run.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    let mut bufs: Vec<Vec<u8>> = (0..64).map(|_| vec![0u8; 1500]).collect();
+    let total = (pps * seconds) as u64;
+    let start = Instant::now();
+    let (mut sent, mut refused) = (0u64, 0u64);
+    while sent + refused < total {
+        let due = ((start.elapsed().as_secs_f64() * pps) as u64).min(total);
+        if due <= sent + refused {
+            thread::sleep(Duration::from_micros(500));
+            continue;
+        }
+        let k = ((due - sent - refused) as usize).min(bufs.len());
+        let mut lens = [0usize; 64];
+        for (b, len) in bufs.iter_mut().zip(lens.iter_mut()).take(k) {
+            *len = 1 + (next() % 1500) as usize;
+            for chunk in b[..*len].chunks_mut(8) {
+                let r = next().to_le_bytes();
+                chunk.copy_from_slice(&r[..chunk.len()]);
+            }
+        }
+        let refs: Vec<&[u8]> = bufs.iter().zip(lens).take(k).map(|(b, l)| &b[..l]).collect();
+        let sock = &socks[(next() % socks.len() as u64) as usize];
+        let ok = sock.send_batch(&refs).unwrap_or(0) as u64;
+        sent += ok;
+        refused += k as u64 - ok;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{{\"sent\":{sent},\"refused\":{refused},\"seconds\":{secs:.3},\"pps\":{:.0},\"targets\":{}}}",
+        sent as f64 / secs,
+        targets.len()
+    );
+    Ok(())
+}
+
 fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().is_some_and(|a| a == "--flood") {
+        if let Err(e) = flood(&argv) {
+            eprintln!("{e}\n{USAGE}");
+            std::process::exit(2);
+        }
+        return;
+    }
     let args = match parse() {
         Ok(a) => a,
         Err(e) => {

@@ -64,6 +64,8 @@ const LOSS_REPORT_INTERVAL: Duration = Duration::from_millis(250);
 /// Host messages a client queues before dropping more (they are tiny; a host
 /// that floods them only loses its own messages).
 const CLIENT_EVENT_BACKLOG: usize = 256;
+/// Receive buffer of a host's data socket, which expects no input.
+const HOST_DATA_RECV_BUFFER: usize = 64 * 1024;
 /// Reliable input sequence numbers remembered for de-duplication.
 const INPUT_DEDUP_WINDOW: u32 = 4096;
 
@@ -632,6 +634,11 @@ async fn host_handshake_on(
     });
     let udp = UdpTransport::bind_filtered(SocketAddr::new(local_ip, 0), data_peer, &cfg.udp)
         .map_err(|e| io(format!("cannot open the data socket for {data_peer}: {e}")))?;
+    // The host only sends on its data socket: whatever arrives there is
+    // unsolicited, is never read, and dies in a small kernel buffer (the
+    // kernel counts those drops) instead of a 32 MiB one per client.
+    #[cfg(target_os = "linux")]
+    let _ = udp.set_recv_buffer(HOST_DATA_RECV_BUFFER);
     let mut session_cfg = cfg.session.clone();
     let shard = session_cfg
         .fec

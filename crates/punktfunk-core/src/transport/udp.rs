@@ -224,6 +224,14 @@ impl UdpTransport {
         sys::recv_timestamped(self.sock.as_raw_fd(), buf)
     }
 
+    /// Resizes the receive buffer (after binding), e.g. to keep a socket that
+    /// expects no input from holding megabytes of unsolicited datagrams.
+    /// Returns the usable bytes granted.
+    #[cfg(target_os = "linux")]
+    pub fn set_recv_buffer(&self, bytes: usize) -> io::Result<usize> {
+        sys::set_buffer(self.sock.as_raw_fd(), sys::Buffer::Recv, bytes).map(|(granted, _)| granted)
+    }
+
     /// Whether sends use UDP GSO right now.
     pub fn gso_active(&self) -> bool {
         self.gso.load(Ordering::Relaxed)
