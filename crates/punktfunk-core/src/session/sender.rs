@@ -273,17 +273,23 @@ impl<T: Transport> FrameSender<T> {
         };
         let chunk = datagrams(plan.chunk_bytes);
         let mut at = first;
+        // The schedule's origin: chunk i leaves at `base + bytes before it / rate`.
+        let mut base = start;
         while at < total {
             if hurry() {
                 sent += send_all(transport, &pool[at..])?;
                 break;
             }
-            // Each chunk leaves when the rate says the bytes before it are out;
-            // times are from the frame's start, so oversleeping does not add up.
-            let due = start + Duration::from_secs_f64(((at - first) * datagram_len) as f64 / rate);
+            let due = base + Duration::from_secs_f64(((at - first) * datagram_len) as f64 / rate);
             let now = Instant::now();
             if due > now {
                 std::thread::sleep(due - now);
+            } else {
+                // Late (the thread was not scheduled in time): send this chunk now
+                // and move the schedule, rather than catch up with a burst of
+                // overdue chunks. The frame may finish later; the next frame
+                // waiting makes `hurry` send the rest at once.
+                base += now - due;
             }
             let end = (at + chunk).min(total);
             // A chunk the full buffer refused is lost; later chunks try again.

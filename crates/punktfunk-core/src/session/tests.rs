@@ -782,10 +782,6 @@ fn the_paced_sender_spreads_a_frame_into_small_bursts_with_regular_gaps() {
         "unpaced, the frame leaves in one or a few large bursts: {burst:?}"
     );
     assert!(
-        spread.spread >= burst.spread * 4,
-        "pacing spreads the frame: {spread:?} vs {burst:?}"
-    );
-    assert!(
         spread.largest_burst_bytes <= 160 * 1024,
         "paced, no burst is more than a few chunks: {spread:?}"
     );
