@@ -277,10 +277,20 @@ function installNft(c: Case, quicPort: number): void {
   inNs(NS_C, 'nft', ['-f', '-'], nftRules(c, quicPort))
 }
 
-function nftCounter(name: string): number {
-  const j = JSON.parse(inNs(NS_C, 'nft', ['-j', 'list', 'counter', 'inet', 'pf', name])) as {
-    nftables: Array<{ counter?: { packets: number } }>
+/** Parses a tool's JSON output, saying which tool and what it printed when that fails. */
+function parseJson<T>(what: string, text: string): T {
+  try {
+    return JSON.parse(text) as T
+  } catch (e) {
+    throw new Error(`${what} printed no JSON (${e instanceof Error ? e.message : String(e)}): ${JSON.stringify(text.slice(0, 300))}`)
   }
+}
+
+function nftCounter(name: string): number {
+  const j = parseJson<{ nftables: Array<{ counter?: { packets: number } }> }>(
+    `nft list counter ${name}`,
+    inNs(NS_C, 'nft', ['-j', 'list', 'counter', 'inet', 'pf', name]),
+  )
   const c = j.nftables.find((e) => e.counter)?.counter
   if (!c) throw new Error(`nft counter ${name} not found`)
   return c.packets
@@ -295,7 +305,10 @@ function udpInErrors(): number {
 }
 
 function tbfDrops(): number {
-  const j = JSON.parse(inNs(NS_H, 'tc', ['-s', '-j', 'qdisc', 'show', 'dev', VETH_H])) as Array<{ kind: string; drops?: number }>
+  const j = parseJson<Array<{ kind: string; drops?: number }>>(
+    `tc qdisc show dev ${VETH_H}`,
+    inNs(NS_H, 'tc', ['-s', '-j', 'qdisc', 'show', 'dev', VETH_H]),
+  )
   return j.find((q) => q.kind === 'tbf')?.drops ?? 0
 }
 
