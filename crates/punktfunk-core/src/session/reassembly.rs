@@ -174,11 +174,19 @@ impl Reassembler {
         if frame_len > self.config.max_frame_bytes {
             return Err(Rejection::OutOfBounds);
         }
+        // The last index can never be delivered (`next_index` would overflow);
+        // no sender gets there: indexes count up from 0, one per frame.
+        if h.frame_index == u64::MAX {
+            return Err(Rejection::OutOfBounds);
+        }
         let layout = FrameLayout::new(frame_len, &fec);
         if layout.blocks != h.block_count as usize {
             return Err(Rejection::Malformed);
         }
         let b = h.block_index as usize;
+        if b >= layout.blocks {
+            return Err(Rejection::Malformed);
+        }
         let block = layout.block(b);
         let k = block.data_shards;
         if h.data_shards as usize != k {
@@ -187,6 +195,9 @@ impl Reassembler {
         let m = h.recovery_shards as usize;
         if m > max_recovery_count(k) {
             return Err(Rejection::OutOfBounds);
+        }
+        if h.shard_index as usize >= k + m {
+            return Err(Rejection::Malformed);
         }
         if h.frame_index < self.next_index {
             let age = self.next_index - 1 - h.frame_index;
