@@ -19,7 +19,10 @@
 //!   on the same handle.
 //!
 //! This crate holds all `extern "C"` code of the project; its `unsafe` blocks
-//! only dereference caller pointers, each with the contract that makes it sound.
+//! only dereference caller pointers, each with the contract that makes it sound
+//! in a `// SAFETY:` comment (enforced by the lint below).
+
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};

@@ -539,10 +539,10 @@ pub unsafe extern "C" fn punktfunk_host_session_close(
     ffi(|| {
         // SAFETY: NULL or a live handle per the contract.
         let s = unsafe { input(session, "session") }?;
-        // SAFETY: NULL or NUL-terminated per the contract.
         let reason = if reason.is_null() {
             ""
         } else {
+            // SAFETY: non-NULL, and NUL-terminated per the contract.
             unsafe { text(reason, "reason") }?
         };
         s.session.close(code, reason);
@@ -779,10 +779,10 @@ pub unsafe extern "C" fn punktfunk_client_close(
     ffi(|| {
         // SAFETY: NULL or a live handle per the contract.
         let c = unsafe { input(client, "client") }?;
-        // SAFETY: NULL or NUL-terminated per the contract.
         let reason = if reason.is_null() {
             ""
         } else {
+            // SAFETY: non-NULL, and NUL-terminated per the contract.
             unsafe { text(reason, "reason") }?
         };
         c.client.close(code, reason);
