@@ -8,6 +8,7 @@
  * Needs root (namespaces, tc, nftables); prints `SKIP: ...` and exits 0 where
  * namespaces cannot be made. As root it installs missing `iproute2` / `nftables`
  * with apt-get. Exit code 1 if any check fails. The CLI must be built (dist/).
+ * The network itself (namespaces, veth, tbf, nft table, cleanup) is scripts/netns.ts.
  * Environment: PF_NETNS_SECONDS (streaming seconds per case, default 7),
  * PF_NETNS_RATE_MBPS (synthetic rate, default 200).
  *
@@ -85,32 +86,33 @@
  * The burst case needs framesLost > 0 and D below the independent-loss prediction
  * at its own p̂ by more than 4σ.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import path from 'node:path'
-
 import { FrameSizes } from '../dist/cli/stream'
-
-const ROOT = path.resolve(__dirname, '..')
-const CLI = path.join(ROOT, 'bin', 'punktfunk.js')
-
-/** Core defaults (fec.rs `FecConfig::default`, used by the CLI). */
-const SHARD_PAYLOAD = 1344
-const MAX_DATA_PER_BLOCK = 4096
-const DATAGRAM_BYTES = SHARD_PAYLOAD + 57
-const UDP_LENGTH = DATAGRAM_BYTES + 8
+import {
+  CLIENT_IP,
+  cleanup,
+  HOST_IP,
+  installNft,
+  kill,
+  listening,
+  MAX_DATA_PER_BLOCK,
+  nftCounter,
+  NS_C,
+  NS_H,
+  preflight,
+  setup,
+  SHARD_PAYLOAD,
+  start,
+  tbfDrops,
+  UDP_LENGTH,
+  udpInErrors,
+  VETH_H,
+  within,
+} from './netns'
 
 const SECONDS = Number(process.env.PF_NETNS_SECONDS ?? 7)
 const RATE_MBPS = Number(process.env.PF_NETNS_RATE_MBPS ?? 200)
 const FPS = 60
 
-const HOST_IP = '10.77.0.1'
-const CLIENT_IP = '10.77.0.2'
-const NS_H = `pf-h-${process.pid}`
-const NS_C = `pf-c-${process.pid}`
-const VETH_H = `pfh${process.pid}`
-const VETH_C = `pfc${process.pid}`
 const TBF = ['rate', '1gbit', 'burst', '256kb', 'latency', '100ms']
 
 /** Burst model: start probability per datagram (in 1/10000) and bad-state length. */
@@ -134,111 +136,7 @@ const CASES: Case[] = [
 ]
 
 // ---------------------------------------------------------------------------
-// Processes and cleanup
-
-const children = new Set<ChildProcess>()
-let identityDir: string | undefined
-let nsMade = false
-let cleaned = false
-
-function run(cmd: string, args: string[], input?: string): { ok: boolean; out: string; err: string } {
-  const r = spawnSync(cmd, args, { input, encoding: 'utf8', timeout: 60_000 })
-  return { ok: r.status === 0, out: r.stdout ?? '', err: (r.stderr ?? '') + (r.error ? String(r.error) : '') }
-}
-
-function must(cmd: string, args: string[], input?: string): string {
-  const r = run(cmd, args, input)
-  if (!r.ok) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.err.trim()}`)
-  return r.out
-}
-
-const inNs = (ns: string, cmd: string, args: string[], input?: string): string => must('ip', ['netns', 'exec', ns, cmd, ...args], input)
-
-/** Synchronous, idempotent: safe from `exit` and signal handlers. */
-function cleanup(): void {
-  if (cleaned) return
-  cleaned = true
-  for (const c of children) {
-    if (c.exitCode === null && c.signalCode === null && c.pid) {
-      try {
-        process.kill(c.pid, 'SIGKILL')
-      } catch {
-        /* already gone */
-      }
-    }
-  }
-  if (nsMade) {
-    // Deleting a namespace removes its veth end, and with it the peer.
-    run('ip', ['netns', 'del', NS_H])
-    run('ip', ['netns', 'del', NS_C])
-  }
-  if (identityDir) rmSync(identityDir, { recursive: true, force: true })
-}
-
-process.on('exit', cleanup)
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(sig, () => {
-    process.stderr.write(`\n${sig}: cleaning up\n`)
-    cleanup()
-    process.exit(sig === 'SIGINT' ? 130 : 143)
-  })
-}
-
-function skip(why: string): never {
-  console.log(`SKIP: ${why}`)
-  cleanup()
-  process.exit(0)
-}
-
-const have = (bin: string): boolean => run('sh', ['-c', `command -v ${bin}`]).ok
-
-// ---------------------------------------------------------------------------
-// Setup
-
-function preflight(): void {
-  if (process.platform !== 'linux') skip('network namespaces need Linux')
-  if (process.getuid?.() !== 0) skip('needs root (network namespaces, tc, nftables)')
-  if (!existsSync(path.join(ROOT, 'dist', 'cli', 'main.js'))) {
-    console.error('FAIL: the CLI is not built (run npx tsc -p tsconfig.json)')
-    process.exit(1)
-  }
-  const missing = ['ip', 'tc', 'nft'].filter((b) => !have(b))
-  if (missing.length > 0 && have('apt-get')) {
-    console.log(`installing iproute2 and nftables (missing: ${missing.join(', ')})`)
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
-    spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore', env, timeout: 300_000 })
-    spawnSync('apt-get', ['install', '-y', '-qq', 'iproute2', 'nftables'], { stdio: 'ignore', env, timeout: 300_000 })
-  }
-  const still = ['ip', 'tc', 'nft'].filter((b) => !have(b))
-  if (still.length > 0) skip(`missing ${still.join(', ')} (apt-get install iproute2 nftables)`)
-}
-
-function setup(): void {
-  const a = run('ip', ['netns', 'add', NS_H])
-  if (!a.ok) skip(`ip netns add failed: ${a.err.trim()}`)
-  nsMade = true
-  const b = run('ip', ['netns', 'add', NS_C])
-  if (!b.ok) skip(`ip netns add failed: ${b.err.trim()}`)
-  const v = run('ip', ['link', 'add', VETH_H, 'netns', NS_H, 'type', 'veth', 'peer', 'name', VETH_C, 'netns', NS_C])
-  if (!v.ok) skip(`cannot create a veth pair: ${v.err.trim()}`)
-  must('ip', ['-n', NS_H, 'addr', 'add', `${HOST_IP}/24`, 'dev', VETH_H])
-  must('ip', ['-n', NS_C, 'addr', 'add', `${CLIENT_IP}/24`, 'dev', VETH_C])
-  // One datagram per packet on the wire: see the header.
-  must('ip', ['-n', NS_H, 'link', 'set', 'dev', VETH_H, 'gso_max_segs', '1'])
-  for (const [ns, dev] of [
-    [NS_H, 'lo'],
-    [NS_C, 'lo'],
-    [NS_H, VETH_H],
-    [NS_C, VETH_C],
-  ] as const) {
-    must('ip', ['-n', ns, 'link', 'set', 'dev', dev, 'up'])
-  }
-  const t = run('ip', ['netns', 'exec', NS_H, 'tc', 'qdisc', 'add', 'dev', VETH_H, 'root', 'tbf', ...TBF])
-  if (!t.ok) skip(`tc tbf is not available: ${t.err.trim()}`)
-  const n = run('ip', ['netns', 'exec', NS_C, 'nft', '-f', '-'], 'table inet pf {\n}\n')
-  if (!n.ok) skip(`nftables is not available: ${n.err.trim()}`)
-  identityDir = mkdtempSync(path.join(tmpdir(), 'pf-netns-id-'))
-}
+// Running one case
 
 function nftRules(c: Case, quicPort: number): string {
   const rules = [`  counter name "data_in"`]
@@ -271,82 +169,6 @@ function nftRules(c: Case, quicPort: number): string {
   ].join('\n')
 }
 
-function installNft(c: Case, quicPort: number): void {
-  // A fresh table per case: zero counters, this case's QUIC port.
-  run('ip', ['netns', 'exec', NS_C, 'nft', 'delete', 'table', 'inet', 'pf'])
-  inNs(NS_C, 'nft', ['-f', '-'], nftRules(c, quicPort))
-}
-
-/** Parses a tool's JSON output, saying which tool and what it printed when that fails. */
-function parseJson<T>(what: string, text: string): T {
-  try {
-    return JSON.parse(text) as T
-  } catch (e) {
-    throw new Error(`${what} printed no JSON (${e instanceof Error ? e.message : String(e)}): ${JSON.stringify(text.slice(0, 300))}`)
-  }
-}
-
-function nftCounter(name: string): number {
-  const j = parseJson<{ nftables: Array<{ counter?: { packets: number } }> }>(
-    `nft list counter ${name}`,
-    inNs(NS_C, 'nft', ['-j', 'list', 'counter', 'inet', 'pf', name]),
-  )
-  const c = j.nftables.find((e) => e.counter)?.counter
-  if (!c) throw new Error(`nft counter ${name} not found`)
-  return c.packets
-}
-
-/** UDP receive errors in the client namespace (RcvbufErrors are part of InErrors). */
-function udpInErrors(): number {
-  const lines = inNs(NS_C, 'cat', ['/proc/net/snmp']).split('\n').filter((l) => l.startsWith('Udp:'))
-  const names = (lines[0] ?? '').split(/\s+/)
-  const vals = (lines[1] ?? '').split(/\s+/)
-  return Number(vals[names.indexOf('InErrors')] ?? 0)
-}
-
-function tbfDrops(): number {
-  const j = parseJson<Array<{ kind: string; drops?: number }>>(
-    `tc qdisc show dev ${VETH_H}`,
-    inNs(NS_H, 'tc', ['-s', '-j', 'qdisc', 'show', 'dev', VETH_H]),
-  )
-  return j.find((q) => q.kind === 'tbf')?.drops ?? 0
-}
-
-// ---------------------------------------------------------------------------
-// Running one case
-
-function start(ns: string, args: string[]): { child: ChildProcess; out: () => string; err: () => string; done: Promise<number> } {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
-  children.add(child)
-  let out = ''
-  let err = ''
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()))
-  child.stderr?.on('data', (d: Buffer) => (err += d.toString()))
-  const done = new Promise<number>((resolve) => {
-    child.on('close', (code, sig) => {
-      children.delete(child)
-      resolve(code ?? (sig ? 128 : 1))
-    })
-  })
-  return { child, out: () => out, err: () => err, done }
-}
-
-async function within<T>(p: Promise<T>, ms: number, what: string, onTimeout: () => void): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      onTimeout()
-      reject(new Error(`${what} took longer than ${ms} ms`))
-    }, ms)
-  })
-  try {
-    return await Promise.race([p, t])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 interface Summary {
   framesDelivered: number
@@ -379,40 +201,19 @@ interface Result {
   checks: string[]
 }
 
-async function runCase(c: Case): Promise<Result> {
+async function runCase(c: Case, identityDir: string): Promise<Result> {
   const host = start(NS_H, [
     'host',
     '--bind', HOST_IP,
     '--port', '0',
-    '--identity', identityDir!,
+    '--identity', identityDir,
     '--bitrate-mbps', String(RATE_MBPS),
     '--fps', String(FPS),
     '--fec', String(c.fec),
     '--seconds', String(SECONDS),
   ])
-  const kill = (p: ChildProcess): void => {
-    try {
-      if (p.pid && p.exitCode === null) process.kill(p.pid, 'SIGKILL')
-    } catch {
-      /* gone */
-    }
-  }
-  let port = 0
-  let fingerprint = ''
-  for (let t0 = Date.now(); ; ) {
-    const m = /listening on [0-9.]+:(\d+) fingerprint ([0-9a-f]+)/.exec(host.err())
-    if (m) {
-      port = Number(m[1])
-      fingerprint = m[2]!
-      break
-    }
-    if (host.child.exitCode !== null || Date.now() - t0 > 15_000) {
-      kill(host.child)
-      throw new Error(`the host did not start listening:\n${host.err()}`)
-    }
-    await sleep(20)
-  }
-  installNft(c, port)
+  const { port, fingerprint } = await listening(host)
+  installNft(nftRules(c, port))
   const errors0 = udpInErrors()
   const tbf0 = tbfDrops()
 
@@ -584,7 +385,7 @@ function table(results: Result[]): string {
 
 async function main(): Promise<number> {
   preflight()
-  setup()
+  const identityDir = setup(TBF)
   console.log(
     `namespaces ${NS_H} (${HOST_IP}) and ${NS_C} (${CLIENT_IP}); tbf ${TBF.join(' ')} on ${VETH_H}; ` +
       `${RATE_MBPS} Mbit/s synthetic at ${FPS} fps, ${SECONDS} s per case`,
@@ -594,7 +395,7 @@ async function main(): Promise<number> {
     const t0 = Date.now()
     let r: Result
     try {
-      r = await runCase(c)
+      r = await runCase(c, identityDir)
     } catch (e) {
       console.log(`${c.name} FEC ${c.fec}%: FAIL: ${e instanceof Error ? e.message : String(e)}`)
       return 1
