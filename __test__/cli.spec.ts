@@ -92,18 +92,25 @@ test.serial('demo --json streams every frame byte-exact and reports its numbers'
   t.is(r.sendDropped, 0)
 })
 
-test.serial('host and connect as two processes carry 20 MB from stdin to a file byte-exact', async (t) => {
+test.serial('host and connect as two processes carry 20 MB from stdin to a file byte-exact; their counters agree', async (t) => {
   const dir = tempDir(t)
   const input = pseudoRandom(20_000_000, 7)
   const out = join(dir, 'out.bin')
-  const host = cli(t, ['host', '--port', '0', '--bind', '127.0.0.1', '--identity', join(dir, 'id'), '--source', '-'], { stdin: 'pipe' })
+  const host = cli(t, ['host', '--port', '0', '--bind', '127.0.0.1', '--identity', join(dir, 'id'), '--source', '-', '--json'], { stdin: 'pipe' })
   const { address, fingerprint } = await host.listening()
   const conn = cli(t, ['connect', address, '--pin', fingerprint, '--output', out, '--json'])
   // The host waits for its first client before it reads stdin.
   host.proc.stdin?.end(input)
   const c = await finished(conn)
   t.is(c.code, 0, c.stderr)
-  const summary = JSON.parse(c.stdout.toString()) as { bytesWritten: number; framesMissing: number; framesLost: number; ended: string }
+  const summary = JSON.parse(c.stdout.toString()) as {
+    bytesWritten: number
+    framesDelivered: number
+    framesMissing: number
+    framesLost: number
+    packetsReceived: number
+    ended: string
+  }
   t.is(summary.bytesWritten, input.length)
   t.is(summary.framesLost, 0)
   t.is(summary.framesMissing, 0, 'every frame the host announced arrived')
@@ -112,6 +119,16 @@ test.serial('host and connect as two processes carry 20 MB from stdin to a file 
   const h = await finished(host)
   t.is(h.code, 0, h.stderr)
   t.regex(h.stderr, /end of input/)
+  // host --json: one line per client, with every counter of its session.
+  const lines = h.stdout.toString().trim().split('\n')
+  t.is(lines.length, 1, 'one client served')
+  const served = JSON.parse(lines[0] ?? '') as { peer: string; framesSent: number; stats: Record<string, number> }
+  t.regex(served.peer, /^127\.0\.0\.1:\d+$/)
+  t.is(served.framesSent, summary.framesDelivered)
+  t.is(served.stats.framesSubmitted, summary.framesDelivered)
+  t.is(served.stats.payloadBytesDelivered, 0, 'a host delivers nothing itself')
+  // The client read what the host sent (the kernel may drop a few on a full buffer; FEC covers those).
+  t.true(summary.packetsReceived <= served.stats.packetsSent && summary.packetsReceived > served.stats.packetsSent * 0.9)
 })
 
 test.serial('datagrams in through udp:// come out through udp:// with their boundaries', async (t) => {

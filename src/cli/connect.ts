@@ -266,6 +266,8 @@ export async function connect(f: Flags): Promise<number> {
     goodputMbps: round(mbps(stats.payloadBytesDelivered, active)),
     wireMbps: round(mbps(stats.bytesReceived, active)),
     fecRecoveredShards: stats.fecRecoveredShards,
+    packetsReceived: stats.packetsReceived,
+    packetsRedundant: stats.packetsRedundant,
     seconds: round(active, 3),
     sessionSeconds: round((performance.now() - t0) / 1000, 3),
     ended: leaving ?? (reason ? `${reason.reason} (code ${reason.code})` : 'closed'),

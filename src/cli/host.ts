@@ -27,6 +27,7 @@ export const hostSpec: CommandSpec = {
     'bundle-ms': { kind: 'number', value: 'MS', help: 'udp: longest a datagram waits for others to share its frame (default 2)', min: 0, max: 1000 },
     'max-clients': { kind: 'number', value: 'N', help: 'clients served at once; more are turned away (default 8)', min: 1, max: 1024, integer: true },
     'late-join': { kind: 'boolean', help: 'stdin: let clients join after the stream started (they get only the rest)' },
+    json: { kind: 'boolean', help: 'when the host stops, print one JSON object per client served on stdout' },
   },
   notes: [
     "Prints 'listening on HOST:PORT fingerprint HEX' on stderr once ready; clients pin that fingerprint.",
@@ -242,7 +243,11 @@ export async function host(f: Flags): Promise<number> {
   )
   await h.close('host shut down')
   await accepting
-  for (const s of clients.everyone) log(`client ${s.peer}: ${s.frames} frames sent`)
+  for (const s of clients.everyone) {
+    // Every counter of the client's data session (stats() outlives close()).
+    if (f.bool('json')) process.stdout.write(`${JSON.stringify({ peer: s.peer, framesSent: s.frames, stats: s.session.stats() })}\n`)
+    else log(`client ${s.peer}: ${s.frames} frames sent`)
+  }
   if (source.kind === 'stdin' && why !== 'end of input') process.stdin.destroy()
   if (failure) throw failure
   return 0
