@@ -4,7 +4,9 @@
  * directly and under valgrind memcheck (scripts/test-c.sh).
  */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,6 +247,176 @@ static void test_udp(void) {
                  PUNKTFUNK_ERR_INVALID_ARG);
 }
 
+/* The last error message is per thread: empty on a thread that never failed. */
+static void *fresh_thread_error(void *arg) {
+    (void)arg;
+    return (void *)(strcmp(punktfunk_last_error_message(), "") == 0 ? "empty" : "not empty");
+}
+
+/* A caller struct from a newer header: ours followed by fields we do not know. */
+typedef struct {
+    PunktfunkSessionConfig cfg;
+    uint8_t newer[64];
+} NewerConfig;
+
+typedef struct {
+    PunktfunkStats stats;
+    uint8_t canary[32];
+} NewerStats;
+
+static int all_bytes(const uint8_t *p, size_t n, uint8_t v) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != v) return 0;
+    return 1;
+}
+
+/* Bad input beyond NULLs: huge lengths, out-of-range fields, struct sizes,
+ * zero-size outputs. Each is refused with a status and the library keeps working. */
+static void test_lengths_sizes_and_ranges(void) {
+    uint8_t secret[32] = {1};
+    static uint8_t frame[2000];
+    PunktfunkSession *s, *h = NULL, *c = NULL;
+    PunktfunkSessionConfig cfg;
+    PunktfunkImpairment imp;
+    PunktfunkFrameEvent ev;
+    char addr[PUNKTFUNK_ADDRESS_MAX];
+    pthread_t t;
+    void *seen = NULL;
+
+    /* Error state. */
+    CHECK_STATUS(punktfunk_session_config_default(NULL), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK(pthread_create(&t, NULL, fresh_thread_error, NULL) == 0, "thread");
+    pthread_join(t, &seen);
+    CHECK(seen && strcmp(seen, "empty") == 0, "another thread's last error is its own (%s)", (const char *)seen);
+    CHECK(strcmp(punktfunk_status_code(PUNKTFUNK_OK), "OK") == 0, "OK");
+    CHECK(strcmp(punktfunk_status_code(PUNKTFUNK_ERR_INTERNAL), "ERR_PF_INTERNAL") == 0, "internal");
+    CHECK(strcmp(punktfunk_status_code(1), "UNKNOWN") == 0 && strcmp(punktfunk_status_code(INT32_MIN), "UNKNOWN") == 0,
+          "positive and extreme statuses are unknown");
+
+    /* Lengths the library checks before touching the memory. A failed call
+     * clears the caller's handle, whatever it held before. */
+    s = (PunktfunkSession *)secret;
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, SIZE_MAX, NULL, 0, NULL, &s),
+                 PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK(s == NULL, "the handle is cleared on failure");
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, 32, secret, SIZE_MAX, NULL, &s),
+                 PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, 32, NULL, 5, NULL, &s),
+                 PUNKTFUNK_ERR_INVALID_ARG); /* NULL context with a length */
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, NULL, 0, NULL, 0, NULL, &s),
+                 PUNKTFUNK_ERR_INVALID_ARG); /* no secret at all */
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", "\xff:1", secret, 32, NULL, 0, NULL, &s),
+                 PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", "nowhere", secret, 32, NULL, 0, NULL, &s),
+                 PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "192.0.2.1:0", NULL, secret, 32, NULL, 0, NULL, &s),
+                 PUNKTFUNK_ERR_IO); /* not a local address */
+    CHECK(s == NULL, "no handle on failure");
+
+    /* Option structs: older and newer layouts, and every range. */
+    NewerConfig newer;
+    memset(&newer, 0xAA, sizeof newer);
+    CHECK_STATUS(punktfunk_session_config_default(&newer.cfg), PUNKTFUNK_OK);
+    newer.cfg.struct_size = sizeof newer;
+    CHECK_STATUS(punktfunk_loopback_pair_new(&newer.cfg, NULL, &h, &c), PUNKTFUNK_OK); /* unknown tail ignored */
+    punktfunk_session_free(h);
+    punktfunk_session_free(c);
+    h = c = NULL;
+    CHECK_STATUS(punktfunk_session_config_default(&cfg), PUNKTFUNK_OK);
+    cfg.struct_size = offsetof(PunktfunkSessionConfig, pacing); /* the first layout */
+    cfg.pacing = 7;                                               /* beyond it: not read */
+    CHECK_STATUS(punktfunk_loopback_pair_new(&cfg, NULL, &h, &c), PUNKTFUNK_OK);
+    punktfunk_session_free(h);
+    punktfunk_session_free(c);
+    h = c = NULL;
+    cfg.struct_size = offsetof(PunktfunkSessionConfig, pacing) - 4;
+    CHECK_STATUS(punktfunk_loopback_pair_new(&cfg, NULL, &h, &c), PUNKTFUNK_ERR_INVALID_ARG);
+    for (int i = 0; i < 9; i++) {
+        CHECK_STATUS(punktfunk_session_config_default(&cfg), PUNKTFUNK_OK);
+        switch (i) {
+        case 0: cfg.max_frame_bytes = UINT64_MAX; break;
+        case 1: cfg.shard_payload = 63; break;
+        case 2: cfg.max_data_shards = 0; break;
+        case 3: cfg.max_frames_in_flight = UINT32_MAX; break;
+        case 4: cfg.frame_timeout_ms = 0; break;
+        case 5: cfg.max_index_lag = 0; break;
+        case 6: cfg.recv_coalesce_us = UINT32_MAX; break;
+        case 7: cfg.pacing = 1; cfg.pacing_rate_percent = 50; break;
+        default: cfg.busy_poll = 2; break;
+        }
+        CHECK_STATUS(punktfunk_loopback_pair_new(&cfg, NULL, &h, &c), PUNKTFUNK_ERR_INVALID_ARG);
+        CHECK(h == NULL && c == NULL, "config case %d: no handles", i);
+    }
+    for (int i = 0; i < 7; i++) {
+        CHECK_STATUS(punktfunk_impairment_default(&imp), PUNKTFUNK_OK);
+        switch (i) {
+        case 0: imp.struct_size = 0; break;
+        case 1: imp.loss_percent = NAN; break;
+        case 2: imp.loss_percent = 150; break;
+        case 3: imp.reorder_depth = UINT32_MAX; break;
+        case 4: imp.burst_good_to_bad_percent = NAN; break; /* not "off": refused */
+        case 5: imp.burst_good_to_bad_percent = -5; break;
+        default: imp.burst_good_to_bad_percent = 1; imp.burst_bad_to_good_percent = 200; break;
+        }
+        CHECK_STATUS(punktfunk_loopback_pair_new(NULL, &imp, &h, &c), PUNKTFUNK_ERR_INVALID_ARG);
+        CHECK(h == NULL && c == NULL, "impairment case %d: no handles", i);
+    }
+
+    /* Frame length limit, huge lengths and timeouts, out-of-range FEC. */
+    CHECK_STATUS(punktfunk_session_config_default(&cfg), PUNKTFUNK_OK);
+    cfg.max_frame_bytes = 1000;
+    CHECK_STATUS(punktfunk_loopback_pair_new(&cfg, NULL, &h, &c), PUNKTFUNK_OK);
+    if (!h || !c) return;
+    fill(frame, sizeof frame, 3);
+    CHECK_STATUS(punktfunk_host_submit_frame(h, frame, 1001, 0, false), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK(strstr(punktfunk_last_error_message(), "max_frame_bytes") != NULL, "names the limit: %s",
+          punktfunk_last_error_message());
+    CHECK_STATUS(punktfunk_host_submit_frame(h, frame, SIZE_MAX, 0, false), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_set_fec_percent(h, UINT32_MAX), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_set_fec_percent(h, 256), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_wait_frame(c, 0, &ev), PUNKTFUNK_OK);
+    CHECK(ev.kind == PUNKTFUNK_EVENT_NONE, "a zero timeout returns at once");
+    CHECK_STATUS(punktfunk_client_wait_frame(c, 5, NULL), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_submit_frame(h, frame, 1000, 9, false), PUNKTFUNK_OK);
+    /* The longest timeout there is: returns as soon as the frame is there. */
+    CHECK_STATUS(punktfunk_client_wait_frame(c, UINT32_MAX, &ev), PUNKTFUNK_OK);
+    CHECK(ev.kind == PUNKTFUNK_EVENT_FRAME && ev.index == 0 && ev.pts == 9 && ev.len == 1000 &&
+              memcmp(ev.data, frame, 1000) == 0,
+          "the refused frames left no trace; the next one arrives");
+
+    /* Output structs: too small is refused; bigger (newer) ones get only what we know. */
+    NewerStats ns;
+    memset(&ns, 0x5A, sizeof ns);
+    ns.stats.struct_size = 8;
+    CHECK_STATUS(punktfunk_session_stats(c, &ns.stats), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK(all_bytes((const uint8_t *)&ns + 4, sizeof ns - 4, 0x5A), "a refused struct is not written");
+    ns.stats.struct_size = sizeof ns;
+    CHECK_STATUS(punktfunk_session_stats(c, &ns.stats), PUNKTFUNK_OK);
+    CHECK(ns.stats.struct_size == sizeof ns && ns.stats.frames_completed == 1, "counters written, struct_size kept");
+    CHECK(all_bytes(ns.canary, sizeof ns.canary, 0x5A), "nothing written past the fields we know");
+    punktfunk_session_free(h);
+    punktfunk_session_free(c);
+
+    /* Zero-size and NULL outputs, bad peers on a live UDP session. */
+    s = NULL;
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, 32, NULL, 0, NULL, &s),
+                 PUNKTFUNK_OK);
+    if (!s) return;
+    memset(addr, 'x', sizeof addr);
+    CHECK_STATUS(punktfunk_session_local_address(s, addr, 0), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK(addr[0] == 'x', "a zero-size buffer is not written");
+    CHECK_STATUS(punktfunk_session_local_address(s, NULL, sizeof addr), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_connect(s, NULL), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_connect(s, "\xff"), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_connect(s, "nowhere:1"), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_session_connect(s, "[::1]:9"), PUNKTFUNK_ERR_IO); /* IPv6 peer, IPv4 socket */
+    /* Without a peer the OS refuses to send; once connected it works. */
+    CHECK_STATUS(punktfunk_host_submit_frame(s, frame, 10, 0, false), PUNKTFUNK_ERR_IO);
+    CHECK_STATUS(punktfunk_session_connect(s, "127.0.0.1:9"), PUNKTFUNK_OK);
+    CHECK_STATUS(punktfunk_host_submit_frame(s, frame, 10, 0, false), PUNKTFUNK_OK);
+    punktfunk_session_free(s);
+}
+
 static void test_panic_is_contained(void) {
     PunktfunkSession *h = NULL, *c = NULL;
     PunktfunkFrameEvent ev;
@@ -394,16 +566,247 @@ static void test_quic(void) {
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK(system(cmd) == 0, "cleanup");
 }
+
+struct accepted {
+    PunktfunkHost *host;
+    PunktfunkHostSession *session;
+    int32_t status;
+};
+
+static void *accept_one(void *arg) {
+    struct accepted *a = arg;
+    a->status = punktfunk_host_accept(a->host, 10000, &a->session);
+    return NULL;
+}
+
+/* Connects a client to `host` (pinned) and returns both ends, or 0. */
+static int connect_pair(PunktfunkHost *host, const char *addr, const char *fp, PunktfunkClient **client,
+                        PunktfunkHostSession **session) {
+    struct accepted a = {.host = host};
+    pthread_t t;
+    *client = NULL;
+    *session = NULL;
+    if (pthread_create(&t, NULL, accept_one, &a) != 0) return 0;
+    CHECK_STATUS(punktfunk_client_connect(addr, fp, NULL, 10000, NULL, client), PUNKTFUNK_OK);
+    pthread_join(t, NULL);
+    CHECK_STATUS(a.status, PUNKTFUNK_OK);
+    *session = a.session;
+    if (*client && *session) return 1;
+    punktfunk_client_free(*client);
+    punktfunk_host_session_free(*session);
+    return 0;
+}
+
+/* Every control-plane function with NULLs, bad values and after close. */
+static void test_quic_misuse(void) {
+    char dir[] = "/tmp/punktfunk-c-misuse-XXXXXX";
+    char path[128], addr[PUNKTFUNK_ADDRESS_MAX], fp[PUNKTFUNK_FINGERPRINT_LEN], seen[PUNKTFUNK_FINGERPRINT_LEN];
+    char buf[64];
+    PunktfunkHost *host;
+    PunktfunkClient *client;
+    PunktfunkHostSession *hs;
+    PunktfunkSessionConfig cfg;
+    PunktfunkStats stats;
+    PunktfunkHostEvent hev;
+    PunktfunkFrameEvent ev;
+    PunktfunkProbeResult probe;
+    PunktfunkInputEvent in;
+    uint32_t code = 0;
+    static uint8_t frame[1500];
+
+    CHECK(mkdtemp(dir) != NULL, "temp dir");
+    snprintf(path, sizeof path, "%s/file", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL, "file");
+    if (f) fclose(f);
+    snprintf(path, sizeof path, "%s/file/identity", dir);
+
+    host = (PunktfunkHost *)dir;
+    CHECK_STATUS(punktfunk_host_listen(NULL, dir, NULL, &host), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK(host == NULL, "the handle is cleared on failure");
+    CHECK_STATUS(punktfunk_host_listen("127.0.0.1:0", dir, NULL, NULL), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_listen("\xff", dir, NULL, &host), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_listen("localhost:0", dir, NULL, &host), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_listen("127.0.0.1:0", "\xff", NULL, &host), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_listen("127.0.0.1:0", "", NULL, &host), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK(strstr(punktfunk_last_error_message(), "empty") != NULL, "an empty path is not the current directory: %s",
+          punktfunk_last_error_message());
+    CHECK_STATUS(punktfunk_host_listen("127.0.0.1:0", path, NULL, &host), PUNKTFUNK_ERR_IO); /* below a file */
+    CHECK_STATUS(punktfunk_host_listen("192.0.2.1:0", dir, NULL, &host), PUNKTFUNK_ERR_IO);
+    punktfunk_session_config_default(&cfg);
+    cfg.struct_size = 0;
+    CHECK_STATUS(punktfunk_host_listen("127.0.0.1:0", dir, &cfg, &host), PUNKTFUNK_ERR_INVALID_ARG);
+    punktfunk_session_config_default(&cfg);
+    cfg.shard_payload = 1;
+    CHECK_STATUS(punktfunk_host_listen("127.0.0.1:0", dir, &cfg, &host), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK(host == NULL, "no host on failure");
+    punktfunk_session_config_default(&cfg);
+    cfg.max_frame_bytes = 1000;
+    CHECK_STATUS(punktfunk_host_listen("127.0.0.1:0", dir, &cfg, &host), PUNKTFUNK_OK);
+    if (!host) return;
+
+    memset(fp, 'x', sizeof fp);
+    CHECK_STATUS(punktfunk_host_fingerprint(NULL, fp, sizeof fp), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_fingerprint(host, NULL, sizeof fp), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_fingerprint(host, fp, 0), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_fingerprint(host, fp, sizeof fp - 1), PUNKTFUNK_ERR_INVALID_ARG); /* no room for NUL */
+    CHECK(fp[0] == 'x', "a refused buffer is not written");
+    CHECK_STATUS(punktfunk_host_fingerprint(host, fp, sizeof fp), PUNKTFUNK_OK);
+    CHECK_STATUS(punktfunk_host_local_address(NULL, addr, sizeof addr), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_local_address(host, NULL, sizeof addr), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_local_address(host, addr, 3), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_local_address(host, addr, sizeof addr), PUNKTFUNK_OK);
+    hs = (PunktfunkHostSession *)dir;
+    CHECK_STATUS(punktfunk_host_accept(NULL, 10, &hs), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_accept(host, 10, NULL), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_accept(host, 0, &hs), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_accept(host, 10, &hs), PUNKTFUNK_ERR_TIMEOUT);
+    CHECK(hs == NULL, "no session on timeout");
+
+    client = (PunktfunkClient *)dir;
+    CHECK_STATUS(punktfunk_client_connect(NULL, fp, NULL, 1000, NULL, &client), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK(client == NULL, "the handle is cleared on failure");
+    CHECK_STATUS(punktfunk_client_connect(addr, fp, NULL, 1000, NULL, NULL), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_connect("nowhere", fp, NULL, 1000, NULL, &client), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_connect(addr, "abc", NULL, 1000, NULL, &client), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_connect(addr, "\xff", NULL, 1000, NULL, &client), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_connect(addr, fp, NULL, 0, NULL, &client), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_connect(addr, NULL, "", 1000, NULL, &client), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_connect(addr, NULL, "\xff", 1000, NULL, &client), PUNKTFUNK_ERR_INVALID_ARG);
+
+    /* A live pair: every call with NULLs and bad values, then it still streams. */
+    if (!connect_pair(host, addr, fp, &client, &hs)) goto out;
+    CHECK_STATUS(punktfunk_host_session_submit_frame(NULL, frame, 10, 0, false), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_session_submit_frame(hs, NULL, 10, 0, false), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_session_submit_frame(hs, frame, SIZE_MAX, 0, false), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_session_submit_frame(hs, frame, 1001, 0, false), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_session_next_event(NULL, 1, &hev), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_session_next_event(hs, 1, NULL), PUNKTFUNK_ERR_INVALID_ARG);
+    stats.struct_size = 0;
+    CHECK_STATUS(punktfunk_host_session_stats(NULL, &stats), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_session_stats(hs, NULL), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_session_stats(hs, &stats), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_session_close_reason(NULL, &code, buf, sizeof buf), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_session_close_reason(hs, &code, buf, sizeof buf), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_session_close(NULL, 0, "x"), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_session_close(hs, 0, "\xff"), PUNKTFUNK_ERR_INVALID_ARG); /* and stays open */
+
+    CHECK_STATUS(punktfunk_client_fingerprint(NULL, buf, sizeof buf), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_fingerprint(client, NULL, sizeof buf), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_fingerprint(client, buf, 10), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_next_frame(NULL, 1, &ev), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_next_frame(client, 1, NULL), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_speed_test(NULL, 100, 100, &probe), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_speed_test(client, 100, 100, NULL), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_speed_test(client, 0, 100, &probe), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_speed_test(client, 100, 0, &probe), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_speed_test(client, 100, 5001, &probe), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_speed_test(client, UINT32_MAX, UINT32_MAX, &probe), PUNKTFUNK_ERR_INVALID_ARG);
+    in = (PunktfunkInputEvent){.kind = PUNKTFUNK_INPUT_KEY_DOWN, .code = 1};
+    CHECK_STATUS(punktfunk_client_send_input(NULL, &in), PUNKTFUNK_ERR_INVALID_ARG);
+    const PunktfunkInputEvent bad_inputs[] = {
+        {.kind = 0},
+        {.kind = PUNKTFUNK_INPUT_MOUSE_MOVE_ABSOLUTE, .x = 65536},
+        {.kind = PUNKTFUNK_INPUT_MOUSE_MOVE_ABSOLUTE, .y = UINT32_MAX},
+        {.kind = PUNKTFUNK_INPUT_MOUSE_BUTTON, .button = 256},
+        {.kind = PUNKTFUNK_INPUT_SCROLL, .dy = INT32_MIN},
+        {.kind = PUNKTFUNK_INPUT_GAMEPAD_BUTTONS, .pad = 256},
+        {.kind = PUNKTFUNK_INPUT_GAMEPAD_AXIS, .axis = PUNKTFUNK_AXIS_RIGHT_TRIGGER + 1},
+        {.kind = PUNKTFUNK_INPUT_GAMEPAD_AXIS, .axis = PUNKTFUNK_AXIS_LEFT_X, .value = 40000},
+    };
+    for (size_t i = 0; i < sizeof bad_inputs / sizeof bad_inputs[0]; i++)
+        CHECK_STATUS(punktfunk_client_send_input(client, &bad_inputs[i]), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_request_keyframe(NULL, 1), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_stats(NULL, &stats), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_stats(client, NULL), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_close_reason(NULL, &code, buf, sizeof buf), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_close_reason(client, &code, buf, sizeof buf), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_close(NULL, 0, "x"), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_close(client, 0, "\xff"), PUNKTFUNK_ERR_INVALID_ARG); /* and stays open */
+
+    /* Still working: a frame at the limit, an input edge, the largest frame index. */
+    fill(frame, 1000, 11);
+    CHECK_STATUS(punktfunk_host_session_submit_frame(hs, frame, 1000, 77, true), PUNKTFUNK_OK);
+    int32_t st = PUNKTFUNK_OK;
+    ev.kind = PUNKTFUNK_EVENT_NONE;
+    for (int w = 0; w < 100 && st == PUNKTFUNK_OK && ev.kind == PUNKTFUNK_EVENT_NONE; w++)
+        st = punktfunk_client_next_frame(client, 100, &ev);
+    CHECK(st == PUNKTFUNK_OK && ev.kind == PUNKTFUNK_EVENT_FRAME && ev.len == 1000 && ev.pts == 77 &&
+              memcmp(ev.data, frame, 1000) == 0,
+          "after all that the session streams (status %d)", (int)st);
+    CHECK_STATUS(punktfunk_client_send_input(client, &in), PUNKTFUNK_OK);
+    CHECK_STATUS(punktfunk_client_request_keyframe(client, UINT64_MAX), PUNKTFUNK_OK);
+
+    /* The client closes; twice is fine. Later calls say CLOSED; facts stay readable. */
+    CHECK_STATUS(punktfunk_client_close(client, PUNKTFUNK_CLOSE_APPLICATION, "bye"), PUNKTFUNK_OK);
+    CHECK_STATUS(punktfunk_client_close(client, PUNKTFUNK_CLOSE_NORMAL, "again"), PUNKTFUNK_OK);
+    CHECK_STATUS(punktfunk_client_next_frame(client, 10, &ev), PUNKTFUNK_ERR_CLOSED);
+    CHECK_STATUS(punktfunk_client_send_input(client, &in), PUNKTFUNK_ERR_CLOSED);
+    CHECK_STATUS(punktfunk_client_request_keyframe(client, 1), PUNKTFUNK_ERR_CLOSED);
+    CHECK_STATUS(punktfunk_client_speed_test(client, 100, 100, &probe), PUNKTFUNK_ERR_CLOSED);
+    stats.struct_size = sizeof stats;
+    CHECK_STATUS(punktfunk_client_stats(client, &stats), PUNKTFUNK_OK);
+    CHECK(stats.frames_completed == 1, "final counters: %llu frames", (unsigned long long)stats.frames_completed);
+    CHECK_STATUS(punktfunk_client_fingerprint(client, seen, sizeof seen), PUNKTFUNK_OK);
+    CHECK(strcmp(seen, fp) == 0, "the fingerprint stays readable");
+    CHECK_STATUS(punktfunk_client_close_reason(client, NULL, buf, sizeof buf), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_close_reason(client, &code, NULL, sizeof buf), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_close_reason(client, &code, buf, 3), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_close_reason(client, &code, buf, sizeof buf), PUNKTFUNK_OK);
+    CHECK(code == PUNKTFUNK_CLOSE_APPLICATION && strcmp(buf, "bye") == 0, "the first close counts: %u %s", code, buf);
+
+    /* The host side hears it: the CLOSED event, then ERR_CLOSED. */
+    int closed = 0;
+    st = PUNKTFUNK_OK;
+    for (int w = 0; w < 100 && st == PUNKTFUNK_OK; w++) {
+        st = punktfunk_host_session_next_event(hs, 100, &hev);
+        closed += st == PUNKTFUNK_OK && hev.kind == PUNKTFUNK_HOST_EVENT_CLOSED &&
+                  hev.close_code == PUNKTFUNK_CLOSE_APPLICATION;
+    }
+    CHECK(closed == 1 && st == PUNKTFUNK_ERR_CLOSED, "one CLOSED event, then ERR_CLOSED (%d, %d)", closed, (int)st);
+    CHECK_STATUS(punktfunk_host_session_submit_frame(hs, frame, 10, 0, false), PUNKTFUNK_ERR_CLOSED);
+    CHECK_STATUS(punktfunk_host_session_close_reason(hs, &code, buf, sizeof buf), PUNKTFUNK_OK);
+    CHECK(code == PUNKTFUNK_CLOSE_APPLICATION && strcmp(buf, "bye") == 0, "host reads %u %s", code, buf);
+    CHECK_STATUS(punktfunk_host_session_close(hs, PUNKTFUNK_CLOSE_NORMAL, NULL), PUNKTFUNK_OK);
+    CHECK_STATUS(punktfunk_host_session_close(hs, PUNKTFUNK_CLOSE_NORMAL, "twice"), PUNKTFUNK_OK);
+    stats.struct_size = sizeof stats;
+    CHECK_STATUS(punktfunk_host_session_stats(hs, &stats), PUNKTFUNK_OK);
+    CHECK(stats.frames_submitted == 1, "host counters: %llu frames", (unsigned long long)stats.frames_submitted);
+    punktfunk_client_free(client);
+    punktfunk_host_session_free(hs);
+
+    /* Freeing the host ends its live sessions; the port is free again. */
+    if (!connect_pair(host, addr, fp, &client, &hs)) goto out;
+    punktfunk_host_free(host);
+    host = NULL;
+    CHECK_STATUS(punktfunk_host_session_submit_frame(hs, frame, 10, 0, false), PUNKTFUNK_ERR_CLOSED);
+    st = PUNKTFUNK_OK;
+    for (int w = 0; w < 100 && st == PUNKTFUNK_OK; w++) st = punktfunk_client_next_frame(client, 100, &ev);
+    CHECK(st == PUNKTFUNK_ERR_CLOSED, "the client hears the host go (status %d)", (int)st);
+    CHECK_STATUS(punktfunk_client_close_reason(client, &code, buf, sizeof buf), PUNKTFUNK_OK);
+    CHECK(code == PUNKTFUNK_CLOSE_HOST_SHUTDOWN, "code %u (%s)", code, buf);
+    punktfunk_host_session_free(hs);
+    punktfunk_client_free(client);
+    CHECK_STATUS(punktfunk_host_listen(addr, dir, NULL, &host), PUNKTFUNK_OK);
+
+out:
+    punktfunk_host_free(host);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0, "cleanup");
+}
 #endif
 
 int main(void) {
     test_abi_and_errors();
     test_null_and_bad_arguments();
+    test_lengths_sizes_and_ranges();
     test_loopback_with_loss();
     test_udp();
     test_panic_is_contained();
 #if defined(PUNKTFUNK_FEATURE_QUIC)
     test_quic();
+    test_quic_misuse();
 #endif
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);

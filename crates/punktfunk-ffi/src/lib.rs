@@ -404,7 +404,9 @@ impl PunktfunkImpairment {
             seed: self.seed,
             loss_percent: self.loss_percent,
             drop_every_nth: self.drop_every_nth,
-            burst: (self.burst_good_to_bad_percent > 0.0).then_some(GilbertElliott {
+            // Exactly 0 turns burst loss off; anything else (negative, NaN
+            // included) turns it on and is then range-checked by `validate`.
+            burst: (self.burst_good_to_bad_percent != 0.0).then_some(GilbertElliott {
                 good_to_bad_percent: self.burst_good_to_bad_percent,
                 bad_to_good_percent: self.burst_bad_to_good_percent,
                 loss_good_percent: self.burst_loss_good_percent,

@@ -295,6 +295,20 @@ unsafe fn reason_into(
     unsafe { write_cstr(buf, len, &r.reason) }
 }
 
+/// Borrows a file-system path: NUL-terminated UTF-8 and not empty (an empty
+/// path would quietly mean the current directory).
+///
+/// # Safety
+/// `p` must be NULL or point to a NUL-terminated string.
+unsafe fn path(p: *const c_char, what: &str) -> Result<PathBuf, Error> {
+    // SAFETY: NULL or NUL-terminated per the caller's contract.
+    let s = unsafe { text(p, what) }?;
+    if s.is_empty() {
+        return Err(Error::invalid(format!("{what} is an empty path")));
+    }
+    Ok(PathBuf::from(s))
+}
+
 fn millis(ms: u32, what: &str) -> Result<Duration, Error> {
     if ms == 0 {
         return Err(Error::invalid(format!("{what} must be above zero")));
@@ -327,7 +341,7 @@ pub unsafe extern "C" fn punktfunk_host_listen(
             control::default_config_dir()
         } else {
             // SAFETY: non-NULL and NUL-terminated per the contract.
-            PathBuf::from(unsafe { text(identity_dir, "identity_dir") }?)
+            unsafe { path(identity_dir, "identity_dir") }?
         };
         // SAFETY: as above.
         let cfg = unsafe { config_or_default(config) }?;
@@ -596,7 +610,7 @@ pub unsafe extern "C" fn punktfunk_client_connect(
                 control::default_known_hosts()
             } else {
                 // SAFETY: non-NULL and NUL-terminated per the contract.
-                PathBuf::from(unsafe { text(known_hosts, "known_hosts") }?)
+                unsafe { path(known_hosts, "known_hosts") }?
             };
             Trust::Tofu(path)
         } else {
