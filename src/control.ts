@@ -8,6 +8,7 @@ import {
   num,
   optionsBag,
   paramsFrom,
+  u32,
   type ImpairmentOptions,
   type SessionOptions,
 } from './options'
@@ -148,13 +149,34 @@ export interface SpeedTestResult {
   durationMs: number
 }
 
+/**
+ * Input fields and the integer type the addon takes them as (`i32` or `u32`).
+ * A value outside it must be refused here: the conversion would keep only the
+ * low 32 bits (a key code of -1 would arrive as 4294967295). The core checks
+ * the narrower ranges (axis numbers, 16-bit coordinates) itself.
+ */
+const INPUT_FIELDS = {
+  code: 'u32',
+  dx: 'i32',
+  dy: 'i32',
+  x: 'u32',
+  y: 'u32',
+  button: 'u32',
+  pad: 'u32',
+  buttons: 'u32',
+  axis: 'u32',
+  value: 'i32',
+} as const
+
 function toInput(e: unknown): NativeInput {
   if (!isObject(e) || typeof e.type !== 'string') throw invalidArg(`input must be an object with a type, got ${describe(e)}`)
   const out: NativeInput = { type: e.type }
-  for (const k of ['code', 'dx', 'dy', 'x', 'y', 'button', 'pad', 'buttons', 'axis', 'value'] as const) {
+  for (const [k, ty] of Object.entries(INPUT_FIELDS) as Array<[keyof typeof INPUT_FIELDS, 'i32' | 'u32']>) {
     const v = e[k]
     if (v === undefined) continue
     if (typeof v !== 'number' || !Number.isInteger(v)) throw invalidArg(`input ${e.type}: ${k} must be an integer, got ${describe(v)}`)
+    const [min, max] = ty === 'i32' ? [-0x8000_0000, 0x7fff_ffff] : [0, 0xffff_ffff]
+    if (v < min || v > max) throw invalidArg(`input ${e.type}: ${k} ${v} is out of range`)
     out[k] = v
   }
   if (e.down !== undefined) {
@@ -297,8 +319,8 @@ export class Host {
     else if (adaptiveFec !== false) {
       const band = optionsBag(adaptiveFec, 'adaptiveFec')
       if (band.min === undefined || band.max === undefined) throw invalidArg('adaptiveFec needs min and max')
-      adaptiveMin = int(band, 'min', 0, 'adaptiveFec.')
-      adaptiveMax = int(band, 'max', 0, 'adaptiveFec.')
+      adaptiveMin = u32(band, 'min', 0, 'adaptiveFec.')
+      adaptiveMax = u32(band, 'max', 0, 'adaptiveFec.')
     }
     const d = native().defaults()
     const { params, sendQueue, backpressure } = paramsFrom(o, d, true)

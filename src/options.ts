@@ -187,6 +187,20 @@ export function int(bag: Record<string, unknown>, key: string, dflt: number, pre
   return v
 }
 
+/** Largest value of the addon's `u32` fields. */
+const U32_MAX = 0xffff_ffff
+
+/**
+ * @internal A non-negative integer that fits a `u32` of the addon, or the
+ * default when undefined. Larger values must be refused here: the conversion
+ * to `u32` would silently keep only the low 32 bits (2 ** 32 + 10 becomes 10).
+ */
+export function u32(bag: Record<string, unknown>, key: string, dflt: number, prefix = ''): number {
+  const v = int(bag, key, dflt, prefix)
+  if (v > U32_MAX) throw invalidArg(`${prefix}${key} must be at most ${U32_MAX}, got ${v}`)
+  return v
+}
+
 /** Pass `Number.NaN` as the default for a required field. */
 function percent(bag: Record<string, unknown>, key: string, dflt: number, prefix = ''): number {
   if (bag[key] === undefined && Number.isNaN(dflt)) throw invalidArg(`${prefix}${key} is required`)
@@ -253,11 +267,11 @@ export function paramsFrom(
     sendQueue: queue('sendQueue', SDK_DEFAULT_SEND_QUEUE),
     recvQueue: queue('recvQueue', SDK_DEFAULT_RECV_QUEUE),
     params: {
-      fecPercent: int(fec, 'percent', d.fecPercent, 'fec.'),
-      maxDataShards: int(fec, 'maxDataShards', d.maxDataShards, 'fec.'),
-      shardPayload: int(fec, 'shardPayload', d.shardPayload, 'fec.'),
+      fecPercent: u32(fec, 'percent', d.fecPercent, 'fec.'),
+      maxDataShards: u32(fec, 'maxDataShards', d.maxDataShards, 'fec.'),
+      shardPayload: u32(fec, 'shardPayload', d.shardPayload, 'fec.'),
       maxFrameBytes: int(opts, 'maxFrameBytes', d.maxFrameBytes),
-      maxFramesInFlight: int(opts, 'maxFramesInFlight', d.maxFramesInFlight),
+      maxFramesInFlight: u32(opts, 'maxFramesInFlight', d.maxFramesInFlight),
       frameTimeoutMs: num(opts, 'frameTimeoutMs', d.frameTimeoutMs),
       maxIndexLag: int(opts, 'maxIndexLag', d.maxIndexLag),
       recvCoalesceUs: num(opts, 'recvCoalesceUs', d.recvCoalesceUs),
@@ -278,9 +292,9 @@ function pacingFrom(v: unknown, byDefault: boolean): NativePacing | undefined {
   const fixed = p.fixedRateMbps === undefined ? 0 : num(p, 'fixedRateMbps', 0, 'pacing.')
   if (!(fixed >= 0 && fixed <= 4_000_000)) throw invalidArg(`pacing.fixedRateMbps must be within 0..4000000, got ${fixed}`)
   return {
-    burstBytes: int(p, 'burstBytes', PACING_DEFAULTS.burstBytes, 'pacing.'),
-    chunkBytes: int(p, 'chunkBytes', PACING_DEFAULTS.chunkBytes, 'pacing.'),
-    ratePercent: int(p, 'ratePercent', PACING_DEFAULTS.ratePercent, 'pacing.'),
+    burstBytes: u32(p, 'burstBytes', PACING_DEFAULTS.burstBytes, 'pacing.'),
+    chunkBytes: u32(p, 'chunkBytes', PACING_DEFAULTS.chunkBytes, 'pacing.'),
+    ratePercent: u32(p, 'ratePercent', PACING_DEFAULTS.ratePercent, 'pacing.'),
     fixedRateKbps: Math.round(fixed * 1000),
   }
 }
@@ -327,7 +341,7 @@ export function normaliseImpairment(v: unknown): NativeImpairment | undefined {
     dropEveryNth: int(i, 'dropEveryNth', 0, p),
     burst,
     reorderPercent: percent(i, 'reorderPercent', 0, p),
-    reorderDepth: int(i, 'reorderDepth', 3, p),
+    reorderDepth: u32(i, 'reorderDepth', 3, p),
     duplicatePercent: percent(i, 'duplicatePercent', 0, p),
     corruptPercent: percent(i, 'corruptPercent', 0, p),
     truncatePercent: percent(i, 'truncatePercent', 0, p),

@@ -269,6 +269,17 @@ fn to_u64(v: f64, name: &str) -> napi::Result<u64> {
     }
 }
 
+/// A duration from a JS number of `units_per_second` fractions of a second
+/// (1e3 for ms, 1e6 for µs). Negative, NaN and values beyond `Duration` are
+/// refused here (converting them would panic or wrap).
+fn duration(v: f64, units_per_second: f64, name: &str) -> napi::Result<Duration> {
+    Duration::try_from_secs_f64(v / units_per_second).map_err(|_| {
+        invalid(format!(
+            "{name} must be a non-negative number within range, got {v}"
+        ))
+    })
+}
+
 /// The core's session parameters from their JS form.
 fn params_to_config(p: &NativeParams) -> napi::Result<SessionConfig> {
     let cfg = SessionConfig {
@@ -280,9 +291,9 @@ fn params_to_config(p: &NativeParams) -> napi::Result<SessionConfig> {
         },
         max_frame_bytes: to_u64(p.max_frame_bytes, "max_frame_bytes")? as usize,
         max_frames_in_flight: p.max_frames_in_flight as usize,
-        frame_timeout: Duration::from_secs_f64(p.frame_timeout_ms.max(0.0) / 1e3),
+        frame_timeout: duration(p.frame_timeout_ms, 1e3, "frameTimeoutMs")?,
         max_index_lag: to_u64(p.max_index_lag, "max_index_lag")?,
-        recv_coalesce: Duration::from_secs_f64(p.recv_coalesce_us.max(0.0) / 1e6),
+        recv_coalesce: duration(p.recv_coalesce_us, 1e6, "recvCoalesceUs")?,
         pacing: p.pacing.map(|n| Pacing {
             burst_bytes: n.burst_bytes as usize,
             chunk_bytes: n.chunk_bytes as usize,
