@@ -5,12 +5,28 @@
 // close.spec.ts cover the first layer of this (argument types of submits,
 // option ranges, the basic calls after close); this file covers the rest.
 
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
 import test, { type ExecutionContext } from 'ava'
 
-import { createLoopbackPair, createUdpSession, generateSecret, PunktfunkError, type Session } from '../index'
+import {
+  Client,
+  createLoopbackPair,
+  createUdpSession,
+  generateSecret,
+  Host,
+  PunktfunkError,
+  type ClientMessage,
+  type HostSession,
+  type InputEvent,
+  type Session,
+} from '../index'
 import { closeAfter, within } from './helpers'
 
 const invalid = { instanceOf: PunktfunkError, code: 'ERR_PF_INVALID_ARG' } as const
+const closedError = { instanceOf: PunktfunkError, code: 'ERR_PF_CLOSED' } as const
 const keys = { secret: generateSecret() }
 
 /** Values that are not usable numbers, whatever the range. */
@@ -22,6 +38,12 @@ const show = (v: unknown): string => JSON.stringify(v, (_, x: unknown) => (typeo
 /** A loose view of an object, for calling its methods with wrong types. */
 const loose = (o: object): Record<string, (...args: unknown[]) => unknown> =>
   o as unknown as Record<string, (...args: unknown[]) => unknown>
+
+function tempDir(t: ExecutionContext): string {
+  const d = mkdtempSync(join(tmpdir(), 'punktfunk-misuse-'))
+  t.teardown(() => rmSync(d, { recursive: true, force: true }))
+  return d
+}
 
 /** Sends one frame from `host` and checks that `client` gets it: the pair still works. */
 async function stillStreams(t: ExecutionContext, host: Session, client: Session, text = 'still working'): Promise<void> {
@@ -121,4 +143,162 @@ test('bad UDP peers are typed errors and the session keeps its socket', async (t
   t.is(s.peerAddress, null, 'no peer after failed connects')
   s.connect(client.localAddress ?? '')
   await stillStreams(t, s, client)
+})
+
+/** A host and one connected client, closed when the test ends. */
+async function pair(t: ExecutionContext, host: Host): Promise<{ session: HostSession; client: Client }> {
+  const accepting = host.accept({ timeoutMs: 10_000 })
+  const client = await Client.connect(host.address, { pin: host.fingerprint })
+  t.teardown(() => client.close())
+  const session = await accepting
+  if (!session) throw new Error('no session')
+  t.teardown(() => session.close())
+  return { session, client }
+}
+
+test('control-plane calls refuse bad values; bad close arguments close nothing', async (t) => {
+  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: tempDir(t) })
+  t.teardown(() => host.close())
+  for (const opts of [null, 'x', { timeoutMs: 0 }, { timeoutMs: -1 }, ...NOT_NUMBERS.map((timeoutMs) => ({ timeoutMs }))]) {
+    await t.throwsAsync(loose(host).accept(opts) as Promise<unknown>, invalid, `accept(${String(opts)})`)
+  }
+  const { session, client } = await pair(t, host)
+
+  // Input fields cross as i32/u32: values beyond them used to wrap (-1 became key 4294967295).
+  const c = loose(client)
+  const badInputs: unknown[] = [
+    { type: 'keyDown', code: -1 },
+    { type: 'keyDown', code: 2 ** 32 + 30 },
+    { type: 'keyUp', code: Number.NaN },
+    { type: 'mouseMove', dx: 2 ** 31, dy: 0 },
+    { type: 'mouseMove', dx: 0, dy: -(2 ** 40) },
+    { type: 'mouseMoveAbsolute', x: 2 ** 32 + 5, y: 0 },
+    { type: 'mouseMoveAbsolute', x: 0, y: 65_536 },
+    { type: 'mouseButton', button: 2 ** 32 + 1, down: true },
+    { type: 'mouseButton', button: 1, down: 'yes' },
+    { type: 'gamepadButtons', pad: 0, buttons: -1 },
+    { type: 'gamepadAxis', pad: 0, axis: 2 ** 32 + 1, value: 0 },
+    { type: 'gamepadAxis', pad: 0, axis: 0, value: 2 ** 31 + 7 },
+    { type: 'scroll', dx: 10n, dy: 0 },
+    { type: 5 },
+    null,
+    [],
+  ]
+  for (const ev of badInputs) {
+    t.throws(() => c.sendInput(ev), invalid, show(ev))
+  }
+  for (const bad of [...NOT_NUMBERS, -1, 1.5, 2 ** 53]) {
+    t.throws(() => c.requestKeyframe(bad), invalid, `requestKeyframe(${String(bad)})`)
+  }
+  for (const opts of [
+    null,
+    'x',
+    {},
+    { targetKbps: 0 },
+    { targetKbps: 2 ** 40 },
+    ...NOT_NUMBERS.map((targetKbps) => ({ targetKbps })),
+    { targetKbps: 1000, durationMs: 0 },
+    { targetKbps: 1000, durationMs: Number.POSITIVE_INFINITY },
+  ]) {
+    await t.throwsAsync(c.speedTest(opts) as Promise<unknown>, invalid, `speedTest(${show(opts)})`)
+  }
+
+  // Bad close arguments reject and close nothing (the session used to be marked
+  // closed while its threads and socket ran on).
+  const s = loose(session)
+  for (const [reason, code] of [['x', -1], ['x', 2 ** 32 + 4], ['x', 1.5], ['x', Number.NaN], [5, 0], [null, 0]]) {
+    await t.throwsAsync(s.close(reason, code) as Promise<unknown>, invalid, `session.close(${String(reason)}, ${String(code)})`)
+    await t.throwsAsync(c.close(reason, code) as Promise<unknown>, invalid, `client.close(${String(reason)}, ${String(code)})`)
+  }
+  await t.throwsAsync(loose(host).close(5) as Promise<unknown>, invalid)
+  t.false(session.closed || client.closed)
+  t.is(client.closeReason, null)
+
+  // Everything still works: input arrives exactly as sent, frames flow.
+  const sent: InputEvent[] = [
+    { type: 'keyDown', code: 4_294_967_295 },
+    { type: 'mouseMove', dx: -2_147_483_648, dy: 2_147_483_647 },
+    { type: 'keyUp', code: 0 },
+  ]
+  for (const ev of sent) client.sendInput(ev)
+  const got: InputEvent[] = []
+  await within(10_000, 'inputs', (async () => {
+    for await (const ev of session.inputs()) {
+      got.push(ev)
+      if (got.length === sent.length) break
+    }
+  })())
+  // Edges take the reliable stream, motion the datagrams: compare as sets.
+  const byJson = (a: unknown, b: unknown): number => JSON.stringify(a).localeCompare(JSON.stringify(b))
+  t.deepEqual([...got].sort(byJson), [...sent].sort(byJson), 'only the valid inputs arrived, unchanged')
+  await stillStreams(t, session, client)
+
+  // And a valid close goes through with its code and reason.
+  await client.close('bye', 4)
+  let last: ClientMessage | null = null
+  for (let m = await within(10_000, 'message', session.nextMessage()); m; m = await within(10_000, 'message', session.nextMessage())) last = m
+  t.deepEqual(last, { type: 'closed', code: 4, reason: 'bye' })
+})
+
+test('every control-plane call after close: ERR_PF_CLOSED or the final value', async (t) => {
+  const dir = tempDir(t)
+  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: dir })
+  t.teardown(() => host.close())
+  const { session, client } = await pair(t, host)
+  await stillStreams(t, session, client)
+  const facts = {
+    fingerprint: client.fingerprint,
+    granted: client.grantedBitrateKbps,
+    peer: session.peer,
+    sessionGranted: session.grantedBitrateKbps,
+  }
+  await client.close('leaving', 4)
+  await session.close('done')
+  await t.notThrowsAsync(client.close(), 'closing twice is fine')
+  await t.notThrowsAsync(session.close())
+
+  // The client.
+  t.throws(() => client.sendInput({ type: 'keyDown', code: 1 }), closedError)
+  t.throws(() => client.requestKeyframe(0), closedError)
+  await t.throwsAsync(client.speedTest({ targetKbps: 1000 }), closedError)
+  await t.throwsAsync(client.submitFrame(Buffer.from('x')), closedError)
+  t.throws(() => client.poll(), closedError)
+  t.is(await client.nextEvent(), null)
+  t.true((await client.frames().next()).done)
+  t.deepEqual(
+    { fingerprint: client.fingerprint, granted: client.grantedBitrateKbps },
+    { fingerprint: facts.fingerprint, granted: facts.granted },
+  )
+  t.deepEqual(client.closeReason, { code: 4, reason: 'leaving' })
+  t.is(client.stats().framesCompleted, 1)
+
+  // The host's session.
+  await t.throwsAsync(session.submitFrame(Buffer.from('x')), closedError)
+  t.throws(() => session.trySubmitFrame(Buffer.from('x')), closedError)
+  t.throws(() => session.setFecPercent(20), closedError)
+  t.throws(() => session.fecPercent, closedError)
+  t.throws(() => session.poll(), closedError)
+  t.is(session.pollMessage(), null)
+  t.is(await session.nextMessage(), null)
+  t.true((await session.messages().next()).done)
+  t.true((await session.inputs().next()).done)
+  t.deepEqual({ peer: session.peer, sessionGranted: session.grantedBitrateKbps }, { peer: facts.peer, sessionGranted: facts.sessionGranted })
+  t.deepEqual(session.closeReason, { code: 4, reason: 'leaving' }, "the client's reason came first")
+  t.is(session.stats().framesSubmitted, 1)
+
+  // The host: a pending accept ends promptly with the close, not at its timeout.
+  const pending = host.accept({ timeoutMs: 20_000 })
+  const started = Date.now()
+  await host.close()
+  await t.throwsAsync(within(5_000, 'pending accept', pending), closedError)
+  t.true(Date.now() - started < 5_000)
+  await t.throwsAsync(host.accept(), closedError)
+  t.true((await host.sessions().next()).done)
+  await t.notThrowsAsync(host.close(), 'closing twice is fine')
+  t.regex(host.fingerprint, /^[0-9a-f]{64}$/)
+  // The port is free again, and a new host on it serves clients.
+  const again = await Host.listen({ bind: host.address, identityDir: dir })
+  t.teardown(() => again.close())
+  const p = await pair(t, again)
+  await stillStreams(t, p.session, p.client)
 })

@@ -206,6 +206,20 @@ function fromInput(n: NativeInput): InputEvent {
 }
 
 /**
+ * A close reason and code as the peer will read them, or the error for bad
+ * ones. Checked before anything is closed: a code of -1 or 2 ** 32 + 4 would
+ * otherwise wrap into some other `u32`, and a call the addon refuses would
+ * leave the session marked closed while its threads and socket run on.
+ */
+function closeArgs(reason: unknown, code: unknown): PunktfunkError | undefined {
+  if (typeof reason !== 'string') return invalidArg(`close reason must be a string, got ${describe(reason)}`)
+  if (typeof code !== 'number' || !Number.isInteger(code) || code < 0 || code > 0xffff_ffff) {
+    return invalidArg(`close code must be an integer within 0..4294967295, got ${describe(code)}`)
+  }
+  return undefined
+}
+
+/**
  * One client's session on a host: send frames with `submitFrame` (the
  * {@link Session} API), read what the client sends with `messages()`.
  */
@@ -282,9 +296,14 @@ export class HostSession extends Session {
     return this.endReason()
   }
 
-  /** Sends what is queued, then closes with a reason the client reads (default: normal, `"closed"`). */
+  /**
+   * Sends what is queued, then closes with a reason the client reads (default:
+   * normal, `"closed"`). Rejects with `ERR_PF_INVALID_ARG`, closing nothing,
+   * for a reason that is not a string or a code that is not a `u32`.
+   */
   override close(reason = 'closed', code = 0): Promise<void> {
-    return this.closeWith(code, reason)
+    const bad = closeArgs(reason, code)
+    return bad ? Promise.reject(bad) : this.closeWith(code, reason)
   }
 }
 
@@ -372,8 +391,14 @@ export class Host {
     }
   }
 
-  /** Stops listening and closes every session with `reason`. */
+  /**
+   * Stops listening and closes every session with `reason`; a pending
+   * `accept` rejects with `ERR_PF_CLOSED`. Rejects with `ERR_PF_INVALID_ARG`,
+   * closing nothing, if `reason` is not a string. Closing twice is a no-op.
+   */
   async close(reason = 'host shut down'): Promise<void> {
+    const bad = closeArgs(reason, 0)
+    if (bad) throw bad
     if (this.#closed) return
     this.#closed = true
     await callAsync(() => this.#native.close(reason))
@@ -478,8 +503,13 @@ export class Client extends Session {
     return callAsync(() => this.native.speedTest(targetKbps, durationMs))
   }
 
-  /** Closes with a reason the host reads (default: normal, `"closed"`). */
+  /**
+   * Closes with a reason the host reads (default: normal, `"closed"`).
+   * Rejects with `ERR_PF_INVALID_ARG`, closing nothing, for a reason that is
+   * not a string or a code that is not a `u32`.
+   */
   override close(reason = 'closed', code = 0): Promise<void> {
-    return this.closeWith(code, reason)
+    const bad = closeArgs(reason, code)
+    return bad ? Promise.reject(bad) : this.closeWith(code, reason)
   }
 }
