@@ -5,6 +5,7 @@
 // close.spec.ts cover the first layer of this (argument types of submits,
 // option ranges, the basic calls after close); this file covers the rest.
 
+import { createSocket } from 'node:dgram'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -143,6 +144,42 @@ test('bad UDP peers are typed errors and the session keeps its socket', async (t
   t.is(s.peerAddress, null, 'no peer after failed connects')
   s.connect(client.localAddress ?? '')
   await stillStreams(t, s, client)
+})
+
+test('a closed UDP session releases its port and keeps its final figures', async (t) => {
+  const client = createUdpSession({ role: 'client', bind: '127.0.0.1:0', keys })
+  const host = createUdpSession({ role: 'host', bind: '127.0.0.1:0', peer: client.localAddress ?? '', keys })
+  closeAfter(t, { client, host })
+  client.connect(host.localAddress ?? '')
+  await stillStreams(t, host, client)
+  const before = { local: host.localAddress, peer: host.peerAddress, buffers: host.socketBuffers(), stats: host.stats() }
+  const clientAddress = client.localAddress ?? ''
+  await Promise.all([host.close(), client.close()])
+
+  t.deepEqual(
+    { local: host.localAddress, peer: host.peerAddress, buffers: host.socketBuffers(), stats: host.stats() },
+    before,
+    'addresses, buffer sizes and counters read the same after close',
+  )
+  t.true(before.stats.sendSyscalls > 0, 'the socket counters are kept, not reset')
+  t.is(await client.nextEvent(), null)
+  t.true((await client.events().next()).done)
+  t.true((await client.frames().next()).done)
+  t.throws(() => client.connect(clientAddress), closedError)
+
+  // The port is free again at once (it used to stay bound until garbage collection).
+  const again = createUdpSession({ role: 'client', bind: clientAddress, keys })
+  t.is(again.localAddress, clientAddress)
+  await again.close()
+  const sock = createSocket('udp4')
+  const [ip, port] = [clientAddress.slice(0, clientAddress.lastIndexOf(':')), Number(clientAddress.split(':').pop())]
+  await t.notThrowsAsync(
+    new Promise<void>((resolve, reject) => {
+      sock.once('error', reject)
+      sock.bind(port, ip, resolve)
+    }),
+  )
+  sock.close()
 })
 
 /** A host and one connected client, closed when the test ends. */

@@ -1,5 +1,13 @@
 import { call, callAsync, invalidArg, PunktfunkError } from './errors'
-import { native, WAKE_EVENT, WAKE_READABLE, type NativeControlInfo, type NativeEvent, type NativeSession } from './native'
+import {
+  native,
+  WAKE_EVENT,
+  WAKE_READABLE,
+  type NativeBufferReport,
+  type NativeControlInfo,
+  type NativeEvent,
+  type NativeSession,
+} from './native'
 import { describe, isObject, type Backpressure, type Role } from './options'
 
 /** What the sender says about a frame besides its bytes. */
@@ -206,8 +214,19 @@ export class Session {
   /** Submits waiting for queue room, in call order. */
   #waiting = 0
   #tail: Promise<void> = Promise.resolve()
-  /** Control-plane facts as they were when the session closed (the addon forgets them). */
-  #final: { info: NativeControlInfo | null; reason: { code: number; reason: string } | null } | undefined
+  /**
+   * Facts as they were when the session closed; the addon forgets them (and
+   * releases the socket) when it closes.
+   */
+  #final:
+    | {
+        info: NativeControlInfo | null
+        reason: { code: number; reason: string } | null
+        local: string | null
+        peer: string | null
+        buffers: NativeBufferReport | null
+      }
+    | undefined
 
   /** @internal Use {@link createUdpSession} or {@link createLoopbackPair}. */
   constructor(role: Role, nativeSession: NativeSession, wakeups: Wakeups, backpressure: Backpressure) {
@@ -395,19 +414,19 @@ export class Session {
     call(() => this.#native.connect(peer))
   }
 
-  /** The bound local `IP:port` of a UDP session (`null` for loopback sessions). */
+  /** The bound local `IP:port` of a UDP session (`null` for loopback sessions); kept past close. */
   get localAddress(): string | null {
-    return call(() => this.#native.localAddress())
+    return this.#final ? this.#final.local : call(() => this.#native.localAddress())
   }
 
-  /** The peer `IP:port` of a UDP session, once known (`null` otherwise). */
+  /** The peer `IP:port` of a UDP session, once known (`null` otherwise); kept past close. */
   get peerAddress(): string | null {
-    return call(() => this.#native.peerAddress())
+    return this.#final ? this.#final.peer : call(() => this.#native.peerAddress())
   }
 
-  /** What the kernel granted for the socket buffers (`null` for loopback sessions). */
+  /** What the kernel granted for the socket buffers (`null` for loopback sessions); kept past close. */
   socketBuffers(): SocketBufferReport | null {
-    const r = call(() => this.#native.bufferReport())
+    const r = this.#final ? this.#final.buffers : call(() => this.#native.bufferReport())
     if (!r) return null
     const { requested, sendGranted, recvGranted, forced, warning } = r
     return warning ? { requested, sendGranted, recvGranted, forced, warning } : { requested, sendGranted, recvGranted, forced }
@@ -415,10 +434,12 @@ export class Session {
 
   /**
    * Closes the session: frames already queued are still sent, then both
-   * threads stop. Pending `frames()` iterators end, waiting submits reject with
-   * `ERR_PF_CLOSED`, and later calls fail with `ERR_PF_CLOSED` (`stats()`
-   * keeps working). Resolves when the threads have stopped; rejects with the
-   * error that had stopped the session early, if any. Safe to call twice.
+   * threads stop and the socket is released. Pending `frames()` iterators
+   * end, waiting submits reject with `ERR_PF_CLOSED`, and later calls fail
+   * with `ERR_PF_CLOSED` (`stats()` and the address getters keep working).
+   * Resolves when the threads have stopped and the port is free; rejects
+   * with the error that had stopped the session early, if any. Safe to call
+   * twice.
    */
   close(): Promise<void> {
     return this.closeWith(undefined, undefined)
@@ -430,7 +451,13 @@ export class Session {
       // A reason the peer gave first stays; otherwise this close is the reason.
       const info = this.#orNull(() => this.#native.controlInfo())
       const ended = this.#orNull(() => this.#native.closeReason())
-      this.#final = { info, reason: ended ?? (info ? { code: code ?? 0, reason: reason ?? 'closed' } : null) }
+      this.#final = {
+        info,
+        reason: ended ?? (info ? { code: code ?? 0, reason: reason ?? 'closed' } : null),
+        local: this.#orNull(() => this.#native.localAddress()),
+        peer: this.#orNull(() => this.#native.peerAddress()),
+        buffers: this.#orNull(() => this.#native.bufferReport()),
+      }
     }
     this.#closed = true
     this.#closing ??= callAsync(() => this.#native.close(code, reason))

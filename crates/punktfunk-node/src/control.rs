@@ -244,8 +244,9 @@ impl Task for AcceptTask {
                 recv: None,
                 host: Some(Arc::new(session)),
                 client: None,
+                udp: None,
             };
-            Ok(Some(NativeSession::new(workers, stats, None, true)))
+            Ok(Some(NativeSession::new(workers, stats, true)))
         })
     }
 
@@ -349,8 +350,9 @@ impl Task for ConnectTask {
                 recv: Some(recv),
                 host: None,
                 client: Some(Arc::new(control)),
+                udp: None,
             };
-            Ok(NativeSession::new(workers, stats, None, true))
+            Ok(NativeSession::new(workers, stats, true))
         })
     }
 

@@ -29,7 +29,7 @@ use napi_derive::napi;
 use punktfunk_core::{
     Error as CoreError, ErrorKind, FecConfig, FrameEvent, FrameMeta, Impaired, ImpairmentConfig,
     LoopbackTransport, Offload, Pacing, RecvWorker, Role, SendWorker, Session, SessionConfig, SessionKeys,
-    StatsHandle, Transport, UdpConfig, UdpTransport,
+    StatsHandle, StatsSnapshot, Transport, UdpConfig, UdpTransport,
 };
 
 /// Datagrams an in-process loopback link holds per direction.
@@ -348,6 +348,9 @@ struct Workers {
     host: Option<Arc<punktfunk_core::control::HostSession>>,
     /// The control-plane side of a connected client.
     client: Option<Arc<punktfunk_core::control::ClientControl>>,
+    /// The socket of a UDP session. It lives with the workers, so closing
+    /// the session releases the port, not whenever the JS object is collected.
+    udp: Option<Arc<UdpTransport>>,
 }
 
 impl Workers {
@@ -358,10 +361,17 @@ impl Workers {
     }
 }
 
+/// A session's counters: live while it runs, a final copy once closed. The
+/// live handle reads the transport's system-call counts, so it holds the
+/// socket; freezing it on close lets the socket go.
+enum Counters {
+    Live(StatsHandle),
+    Final(StatsSnapshot),
+}
+
 struct Inner {
     workers: Mutex<Option<Workers>>,
-    stats: StatsHandle,
-    udp: Option<Arc<UdpTransport>>,
+    counters: Mutex<Counters>,
     /// The UDP socket has a peer to send to.
     connected: AtomicBool,
 }
@@ -373,6 +383,31 @@ impl Inner {
 
     fn closed() -> napi::Error {
         js_error(CoreError::closed("the session is closed"))
+    }
+
+    fn counters(&self) -> MutexGuard<'_, Counters> {
+        self.counters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every counter now.
+    fn snapshot(&self) -> StatsSnapshot {
+        match &*self.counters() {
+            Counters::Live(h) => h.snapshot(),
+            Counters::Final(s) => *s,
+        }
+    }
+
+    /// Keeps the final counters and drops the live handle (after the workers stopped).
+    fn freeze_counters(&self) {
+        let mut c = self.counters();
+        if let Counters::Live(h) = &*c {
+            *c = Counters::Final(h.snapshot());
+        }
+    }
+
+    /// The UDP socket: `None` for other sessions and once closed.
+    fn udp(&self) -> Option<Arc<UdpTransport>> {
+        self.lock().as_ref().and_then(|w| w.udp.clone())
     }
 }
 
@@ -411,17 +446,17 @@ fn start_session(
         recv,
         host: None,
         client: None,
+        udp,
     };
-    Ok(NativeSession::new(workers, stats, udp, connected))
+    Ok(NativeSession::new(workers, stats, connected))
 }
 
 impl NativeSession {
-    fn new(workers: Workers, stats: StatsHandle, udp: Option<Arc<UdpTransport>>, connected: bool) -> Self {
+    fn new(workers: Workers, stats: StatsHandle, connected: bool) -> Self {
         NativeSession {
             inner: Arc::new(Inner {
                 workers: Mutex::new(Some(workers)),
-                stats,
-                udp,
+                counters: Mutex::new(Counters::Live(stats)),
                 connected: AtomicBool::new(connected),
             }),
         }
@@ -539,7 +574,7 @@ pub fn error_codes() -> Vec<String> {
 /// Names of every stats counter, in core order (snake_case).
 #[napi]
 pub fn stats_fields() -> Vec<String> {
-    punktfunk_core::StatsSnapshot::default()
+    StatsSnapshot::default()
         .fields()
         .into_iter()
         .map(|(k, _)| k.to_string())
@@ -672,7 +707,6 @@ impl NativeSession {
         guard(|| {
             Ok(self
                 .inner
-                .stats
                 .snapshot()
                 .fields()
                 .into_iter()
@@ -685,14 +719,13 @@ impl NativeSession {
     #[napi]
     pub fn connect(&self, peer: String) -> napi::Result<()> {
         guard(|| {
-            let udp = self
-                .inner
-                .udp
-                .as_ref()
-                .ok_or_else(|| invalid("only UDP sessions can connect"))?;
-            if self.inner.lock().is_none() {
-                return Err(Inner::closed());
-            }
+            let udp = {
+                let g = self.inner.lock();
+                let w = g.as_ref().ok_or_else(Inner::closed)?;
+                w.udp
+                    .clone()
+                    .ok_or_else(|| invalid("only UDP sessions can connect"))?
+            };
             let addr = parse_addr(&peer, "peer address")?;
             udp.connect(addr).map_err(|e| {
                 js_error(CoreError::new(
@@ -705,10 +738,10 @@ impl NativeSession {
         })
     }
 
-    /// The local socket address (`null` for loopback sessions).
+    /// The local socket address (`null` for loopback sessions and once closed).
     #[napi]
     pub fn local_address(&self) -> napi::Result<Option<String>> {
-        guard(|| match &self.inner.udp {
+        guard(|| match self.inner.udp() {
             None => Ok(None),
             Some(u) => u
                 .local_addr()
@@ -717,20 +750,21 @@ impl NativeSession {
         })
     }
 
-    /// The peer address, if connected (`null` for loopback sessions).
+    /// The peer address, if connected (`null` for loopback sessions and once closed).
     #[napi]
     pub fn peer_address(&self) -> napi::Result<Option<String>> {
-        guard(|| match &self.inner.udp {
+        guard(|| match self.inner.udp() {
             None => Ok(None),
             Some(u) => Ok(u.peer_addr().ok().map(|a| a.to_string())),
         })
     }
 
-    /// What the kernel granted for the socket buffers (`null` for loopback sessions).
+    /// What the kernel granted for the socket buffers (`null` for loopback
+    /// sessions and once closed).
     #[napi]
     pub fn buffer_report(&self) -> napi::Result<Option<NativeBufferReport>> {
         guard(|| {
-            Ok(self.inner.udp.as_ref().map(|u| {
+            Ok(self.inner.udp().map(|u| {
                 let r = u.buffer_report();
                 NativeBufferReport {
                     requested: r.requested as f64,
@@ -749,6 +783,7 @@ impl NativeSession {
     #[napi(ts_return_type = "Promise<void>")]
     pub fn close(&self, code: Option<u32>, reason: Option<String>) -> AsyncTask<CloseTask> {
         AsyncTask::new(CloseTask {
+            inner: self.inner.clone(),
             workers: self.inner.lock().take(),
             code: code.unwrap_or(punktfunk_core::control::close_code::NORMAL),
             reason: reason.unwrap_or_else(|| "closed".into()),
@@ -758,6 +793,7 @@ impl NativeSession {
 
 /// Joins a session's workers off the JS thread.
 pub struct CloseTask {
+    inner: Arc<Inner>,
     workers: Option<Workers>,
     code: u32,
     reason: String,
@@ -783,7 +819,10 @@ impl Task for CloseTask {
             if let Some(c) = &w.client {
                 c.close(self.code, &self.reason);
             }
-            // Dropping `w` at the end releases the wake-up callback.
+            // The counters are final now; the live handle's hold on the socket
+            // goes, and dropping `w` at the end releases the wake-up callback
+            // and the socket itself.
+            self.inner.freeze_counters();
             sent.map_err(js_error)
         })
     }
