@@ -6,7 +6,7 @@
 // option ranges, the basic calls after close); this file covers the rest.
 
 import { createSocket } from 'node:dgram'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -18,6 +18,7 @@ import {
   createUdpSession,
   generateSecret,
   Host,
+  loadIdentity,
   PunktfunkError,
   type ClientMessage,
   type HostSession,
@@ -180,6 +181,62 @@ test('a closed UDP session releases its port and keeps its final figures', async
     }),
   )
   sock.close()
+})
+
+test('identity paths: empty is refused, unusable is ERR_PF_IO', (t) => {
+  const dir = tempDir(t)
+  const file = join(dir, 'file')
+  writeFileSync(file, 'not a directory')
+  const e = t.throws(() => loadIdentity({ identityDir: '' }), invalid)
+  t.regex(e?.message ?? '', /identityDir must not be empty/)
+  t.false(existsSync(join(process.cwd(), 'host-key.der')), 'no key was written into the current directory')
+  t.throws(() => loadIdentity({ identityDir: join(dir, 'a\0b') }), invalid)
+  t.throws(() => loadIdentity({ identityDir: join(file, 'identity') }), { instanceOf: PunktfunkError, code: 'ERR_PF_IO' })
+  for (const bad of [null, 'dir', 5, []]) t.throws(() => loadIdentity(bad as never), invalid, `options ${String(bad)}`)
+  for (const bad of [null, 5, {}, 10n]) {
+    t.throws(() => loadIdentity({ identityDir: bad as never }), invalid, `identityDir ${String(bad)}`)
+  }
+  const id = loadIdentity({ identityDir: join(dir, 'ok') })
+  t.true(id.created && /^[0-9a-f]{64}$/.test(id.fingerprint) && existsSync(join(dir, 'ok')))
+})
+
+test('Host.listen and Client.connect refuse bad values before touching the network', async (t) => {
+  const dir = tempDir(t)
+  const listen = Host.listen as unknown as (o: unknown) => Promise<Host>
+  const connect = Client.connect as unknown as (a: unknown, o?: unknown) => Promise<Client>
+  for (const port of [...NOT_NUMBERS, -1, 1.5, 70_000, 2 ** 53]) {
+    await t.throwsAsync(listen({ port, identityDir: dir }), invalid, `port ${String(port)}`)
+  }
+  for (const opts of [
+    null,
+    'x',
+    { identityDir: '' },
+    { adaptiveFec: { min: 2 ** 32 + 5, max: 2 ** 32 + 50 } },
+    { adaptiveFec: { min: 5 } },
+    { adaptiveFec: true },
+    { maxBitrateKbps: Number.NaN },
+    { idleTimeoutMs: Number.POSITIVE_INFINITY },
+    { keepaliveMs: 0 },
+    { socketBufferBytes: 10n },
+    { sendQueue: 2 ** 32 + 1 },
+  ]) {
+    await t.throwsAsync(listen(opts && typeof opts === 'object' ? { identityDir: dir, bind: '127.0.0.1:0', ...opts } : opts), invalid, show(opts))
+  }
+  await t.throwsAsync(listen({ bind: '127.0.0.1:0', identityDir: join(dir, 'a\0b') }), invalid, 'a NUL byte in a path')
+  const pin = 'ab'.repeat(32)
+  for (const [address, opts] of [
+    ['127.0.0.1:1', null],
+    ['127.0.0.1:1', 'x'],
+    ['127.0.0.1:1', { trustOnFirstUse: true, knownHosts: '' }],
+    ['127.0.0.1:1', { pin, connectTimeoutMs: Number.NaN }],
+    ['127.0.0.1:1', { pin, connectTimeoutMs: Number.POSITIVE_INFINITY }],
+    ['127.0.0.1:1', { pin, requestedBitrateKbps: 10n }],
+    ['127.0.0.1:1', { pin, recvQueue: 2 ** 32 + 16 }],
+    [null, { pin }],
+    ['', { pin }],
+  ] as Array<[unknown, unknown]>) {
+    await t.throwsAsync(connect(address, opts), invalid, `${show(address)} ${show(opts)}`)
+  }
 })
 
 /** A host and one connected client, closed when the test ends. */

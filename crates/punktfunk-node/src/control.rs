@@ -37,6 +37,19 @@ fn ms(v: f64, name: &str) -> napi::Result<Duration> {
     }
 }
 
+/// A file-system path from JS. An empty string is refused (it would quietly
+/// mean the current directory, and put a host key there), and so is a NUL
+/// byte, which no path can hold.
+fn path(p: &str, name: &str) -> napi::Result<PathBuf> {
+    if p.is_empty() {
+        return Err(invalid(format!("{name} must not be empty")));
+    }
+    if p.contains('\0') {
+        return Err(invalid(format!("{name} {p:?} contains a NUL byte")));
+    }
+    Ok(PathBuf::from(p))
+}
+
 /// Host settings (normalised by the TS layer).
 #[napi(object)]
 pub struct NativeHostOptions {
@@ -80,7 +93,10 @@ pub struct NativeIdentity {
 #[napi]
 pub fn load_identity(dir: Option<String>) -> napi::Result<NativeIdentity> {
     guard(|| {
-        let dir = dir.map(PathBuf::from).unwrap_or_else(control::default_config_dir);
+        let dir = match dir {
+            Some(d) => path(&d, "identityDir")?,
+            None => control::default_config_dir(),
+        };
         let created = !control::Identity::exists_in(&dir);
         let id = control::Identity::load_or_create(&dir).map_err(js_error)?;
         Ok(NativeIdentity {
@@ -126,10 +142,10 @@ pub fn host_listen(opts: NativeHostOptions) -> napi::Result<NativeHost> {
             }
         };
         let cfg = HostConfig {
-            identity_dir: opts
-                .identity_dir
-                .map(PathBuf::from)
-                .unwrap_or_else(control::default_config_dir),
+            identity_dir: match &opts.identity_dir {
+                Some(d) => path(d, "identityDir")?,
+                None => control::default_config_dir(),
+            },
             bind: parse_addr(&opts.bind, "bind address")?,
             session: params_to_config(&opts.params)?,
             max_bitrate_kbps: (opts.max_bitrate_kbps.max(1.0) as u64).min(u32::MAX.into()) as u32,
@@ -291,12 +307,10 @@ pub fn client_connect(
         let host = parse_addr(&address, "host address")?;
         let trust = match (&opts.pin, opts.trust_on_first_use) {
             (Some(p), false) => Trust::Pin(Fingerprint::from_hex(p).map_err(js_error)?),
-            (None, true) => Trust::Tofu(
-                opts.known_hosts
-                    .as_ref()
-                    .map(PathBuf::from)
-                    .unwrap_or_else(control::default_known_hosts),
-            ),
+            (None, true) => Trust::Tofu(match &opts.known_hosts {
+                Some(f) => path(f, "knownHosts")?,
+                None => control::default_known_hosts(),
+            }),
             (Some(_), true) => return Err(invalid("pass either pin or trustOnFirstUse, not both")),
             (None, false) => {
                 return Err(invalid(
