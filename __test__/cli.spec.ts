@@ -306,6 +306,8 @@ test('usage errors exit 2 with one line naming the problem', async (t) => {
     [['connect', '127.0.0.1:7447', '--pin', 'abc'], /--pin must be 64 hex digits/],
     [['connect', '127.0.0.1:7447', '--tofu', '--output', 'udp://nowhere'], /is not udp:\/\/HOST:PORT/],
     [['probe', 'not-an-address', '--tofu'], /is not IP:PORT/],
+    [['host', '--udp-offload', 'maybe'], /--udp-offload must be auto, on or off, got "maybe"/],
+    [['connect', '127.0.0.1:7447', '--tofu', '--udp-offload', 'yes'], /--udp-offload must be auto, on or off/],
     [['frobnicate'], /unknown command "frobnicate"/],
     [[], /usage: punktfunk COMMAND/],
   ]

@@ -2,7 +2,7 @@
 import { Host, type HostSession } from '../control'
 import { UsageError, udpTarget, type CommandSpec, type Flags } from './args'
 import { bufferAdvice, interrupted, nowUs, sleepUntil } from './common'
-import { IDENTITY_FLAG } from './misc'
+import { IDENTITY_FLAG, OFFLOAD_FLAG, offloadOf } from './misc'
 import { perfReporter } from './report'
 import { FrameQueue, listenUdp, readStream, type UdpSource } from './sources'
 import { FrameSizes, syntheticFrame } from './stream'
@@ -28,6 +28,7 @@ export const hostSpec: CommandSpec = {
     'max-clients': { kind: 'number', value: 'N', help: 'clients served at once; more are turned away (default 8)', min: 1, max: 1024, integer: true },
     'late-join': { kind: 'boolean', help: 'stdin: let clients join after the stream started (they get only the rest)' },
     json: { kind: 'boolean', help: 'when the host stops, print one JSON object per client served on stdout' },
+    'udp-offload': OFFLOAD_FLAG,
   },
   notes: [
     "Prints 'listening on HOST:PORT fingerprint HEX' on stderr once ready; clients pin that fingerprint.",
@@ -105,6 +106,7 @@ export async function host(f: Flags): Promise<number> {
   if (source.kind !== 'synthetic' && f.has('fps')) throw new UsageError('--fps applies to the synthetic source only')
   if (source.kind !== 'stdin' && f.bool('late-join')) throw new UsageError('--late-join applies to the stdin source only')
   const lateJoin = source.kind !== 'stdin' || f.bool('late-join')
+  const udpOffload = offloadOf(f)
 
   const advice = bufferAdvice()
   if (advice) log(advice)
@@ -123,6 +125,7 @@ export async function host(f: Flags): Promise<number> {
       fec: { percent: fixedFec ?? 10 },
       adaptiveFec: fixedFec === undefined ? { min: 5, max: 50 } : false,
       maxBitrateKbps: bitrate > 0 ? Math.round(bitrate * 1000) : undefined,
+      udpOffload,
     })
   } catch (e) {
     udp?.close()

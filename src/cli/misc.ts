@@ -30,12 +30,27 @@ export async function identity(f: Flags): Promise<number> {
   return 0
 }
 
+/** `--udp-offload`, shared by `host`, `connect` and `probe`. */
+export const OFFLOAD_FLAG: CommandSpec['flags'][string] = {
+  kind: 'string',
+  value: 'MODE',
+  help: 'UDP GSO/GRO on the data socket: auto (default: where the kernel has it), on, or off',
+}
+
+/** Reads `--udp-offload`. */
+export function offloadOf(f: Flags): 'auto' | 'on' | 'off' {
+  const v = f.str('udp-offload', 'auto')
+  if (v !== 'auto' && v !== 'on' && v !== 'off') throw new UsageError(`--udp-offload must be auto, on or off, got ${JSON.stringify(v)}`)
+  return v
+}
+
 /** Trust flags shared by `connect` and `probe`. */
 export const TRUST_FLAGS: CommandSpec['flags'] = {
   pin: { kind: 'string', value: 'HEX', help: "accept only the host with this fingerprint (see 'punktfunk host' or 'punktfunk identity')" },
   tofu: { kind: 'boolean', help: 'trust on first use: remember the fingerprint, refuse a different one later' },
   'known-hosts': { kind: 'string', value: 'FILE', help: 'known-hosts file for --tofu (default ~/.config/punktfunk/known_hosts)' },
   'timeout-ms': { kind: 'number', value: 'MS', help: 'give up connecting after this long (default 5000)', min: 1, max: 600_000 },
+  'udp-offload': OFFLOAD_FLAG,
 }
 
 /** Where and how to connect, from the flags (checked before anything is opened). */
@@ -43,6 +58,7 @@ export interface Target {
   address: string
   trust: { pin: string } | { trustOnFirstUse: true; knownHosts: string | undefined }
   timeoutMs: number
+  udpOffload: 'auto' | 'on' | 'off'
 }
 
 /** Reads and checks the address and trust flags of `connect` and `probe`. */
@@ -58,13 +74,13 @@ export function targetOf(f: Flags): Target {
   }
   if (f.has('known-hosts') && !f.bool('tofu')) throw new UsageError('--known-hosts goes with --tofu')
   const trust = pin !== undefined ? { pin } : { trustOnFirstUse: true as const, knownHosts: f.str('known-hosts') }
-  return { address, trust, timeoutMs: f.num('timeout-ms', 5000) }
+  return { address, trust, timeoutMs: f.num('timeout-ms', 5000), udpOffload: offloadOf(f) }
 }
 
 /** Connects to `target`; a timeout becomes a plain-words error. */
 export async function connectClient(target: Target): Promise<Client> {
   try {
-    return await Client.connect(target.address, { ...target.trust, connectTimeoutMs: target.timeoutMs })
+    return await Client.connect(target.address, { ...target.trust, connectTimeoutMs: target.timeoutMs, udpOffload: target.udpOffload })
   } catch (e) {
     if ((e as { code?: string }).code === 'ERR_PF_TIMEOUT') {
       throw new Error(`no host answered at ${target.address} within ${target.timeoutMs} ms (is 'punktfunk host' running there?)`)
