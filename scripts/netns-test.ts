@@ -89,7 +89,6 @@
 import { FrameSizes } from '../dist/cli/stream'
 import {
   CLIENT_IP,
-  cleanup,
   HOST_IP,
   installNft,
   kill,
@@ -99,6 +98,7 @@ import {
   NS_C,
   NS_H,
   preflight,
+  runMain,
   setup,
   SHARD_PAYLOAD,
   start,
@@ -417,13 +417,4 @@ async function main(): Promise<number> {
   return failed > 0 ? 1 : 0
 }
 
-main()
-  .then((code) => {
-    cleanup()
-    process.exit(code)
-  })
-  .catch((e: unknown) => {
-    console.error(`FAIL: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`)
-    cleanup()
-    process.exit(1)
-  })
+runMain(main)

@@ -100,6 +100,20 @@ export function skip(why: string): never {
   process.exit(0)
 }
 
+/** Runs `main`, cleans up, and exits with its code (1, with the error, if it throws). */
+export function runMain(main: () => Promise<number>): void {
+  main()
+    .then((code) => {
+      cleanup()
+      process.exit(code)
+    })
+    .catch((e: unknown) => {
+      console.error(`FAIL: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`)
+      cleanup()
+      process.exit(1)
+    })
+}
+
 /** SIGKILL, if still running. */
 export function kill(p: ChildProcess): void {
   try {
@@ -275,6 +289,28 @@ export function tbfDrops(): number {
     inNs(NS_H, 'tc', ['-s', '-j', 'qdisc', 'show', 'dev', VETH_H]),
   )
   return j.find((q) => q.kind === 'tbf')?.drops ?? 0
+}
+
+/** Packets a link dropped (a veth counts what its peer's backlog refused as tx drops). */
+export function linkDrops(ns: string, dev: string): { rx: number; tx: number } {
+  const j = parseJson<Array<{ stats64?: { rx: { dropped: number }; tx: { dropped: number } } }>>(
+    `ip -s link show dev ${dev}`,
+    must('ip', ['-n', ns, '-s', '-j', 'link', 'show', 'dev', dev]),
+  )
+  const st = j[0]?.stats64
+  return { rx: st?.rx.dropped ?? 0, tx: st?.tx.dropped ?? 0 }
+}
+
+/**
+ * Packets dropped because a CPU's input backlog was full
+ * (`net.core.netdev_max_backlog`), summed over CPUs: the second column of
+ * /proc/net/softnet_stat. The count is machine-wide, not per namespace.
+ */
+export function backlogDrops(): number {
+  return readFileSync('/proc/net/softnet_stat', 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .reduce((sum, l) => sum + parseInt(l.trim().split(/\s+/)[1] ?? '0', 16), 0)
 }
 
 /** Resident set size of a process, bytes (0 once it has gone). */
