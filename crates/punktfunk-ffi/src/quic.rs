@@ -9,8 +9,8 @@ use std::ptr;
 use std::time::Duration;
 
 use pf::control::{
-    self, axis, Client, ClientConfig, Fingerprint, Host, HostConfig, HostEvent, HostSession, InputEvent,
-    Trust,
+    self, Client, ClientConfig, Fingerprint, Host, HostConfig, HostEvent, HostSession, InputEvent,
+    InputFields, InputKind, Trust,
 };
 use pf::{Error, ErrorKind, Frame, FrameMeta};
 
@@ -188,84 +188,44 @@ pub struct PunktfunkClient {
 }
 
 fn to_input(e: &PunktfunkInputEvent) -> Result<InputEvent, Error> {
-    let u8_of = |v: u32, what: &str| {
-        u8::try_from(v).map_err(|_| Error::invalid(format!("{what} {v} is out of range")))
+    let kind = InputKind::from_number(e.kind)
+        .ok_or_else(|| Error::invalid(format!("input kind {} is not a PUNKTFUNK_INPUT_* value", e.kind)))?;
+    // A C struct has every field; the kind picks the ones that count.
+    let fields = InputFields {
+        code: Some(e.code),
+        dx: Some(e.dx.into()),
+        dy: Some(e.dy.into()),
+        x: Some(e.x.into()),
+        y: Some(e.y.into()),
+        button: Some(e.button.into()),
+        down: Some(e.down),
+        pad: Some(e.pad.into()),
+        buttons: Some(e.buttons),
+        axis: Some(e.axis.into()),
+        value: Some(e.value.into()),
     };
-    let u16_of = |v: u32, what: &str| {
-        u16::try_from(v).map_err(|_| Error::invalid(format!("{what} {v} is out of range")))
-    };
-    let i16_of = |v: i32, what: &str| {
-        i16::try_from(v).map_err(|_| Error::invalid(format!("{what} {v} is out of range")))
-    };
-    Ok(match e.kind {
-        PUNKTFUNK_INPUT_KEY_DOWN => InputEvent::KeyDown { code: e.code },
-        PUNKTFUNK_INPUT_KEY_UP => InputEvent::KeyUp { code: e.code },
-        PUNKTFUNK_INPUT_MOUSE_MOVE => InputEvent::MouseMove { dx: e.dx, dy: e.dy },
-        PUNKTFUNK_INPUT_MOUSE_MOVE_ABSOLUTE => InputEvent::MouseMoveAbsolute {
-            x: u16_of(e.x, "x")?,
-            y: u16_of(e.y, "y")?,
-        },
-        PUNKTFUNK_INPUT_MOUSE_BUTTON => InputEvent::MouseButton {
-            button: u8_of(e.button, "button")?,
-            down: e.down,
-        },
-        PUNKTFUNK_INPUT_SCROLL => InputEvent::Scroll {
-            dx: i16_of(e.dx, "dx")?,
-            dy: i16_of(e.dy, "dy")?,
-        },
-        PUNKTFUNK_INPUT_GAMEPAD_BUTTONS => InputEvent::GamepadButtons {
-            pad: u8_of(e.pad, "pad")?,
-            buttons: e.buttons,
-        },
-        PUNKTFUNK_INPUT_GAMEPAD_AXIS => {
-            let a = u8_of(e.axis, "axis")?;
-            if a >= axis::COUNT {
-                return Err(Error::invalid(format!(
-                    "axis {a} is not a PUNKTFUNK_AXIS_* value"
-                )));
-            }
-            InputEvent::GamepadAxis {
-                pad: u8_of(e.pad, "pad")?,
-                axis: a,
-                value: i16_of(e.value, "value")?,
-            }
-        }
-        k => {
-            return Err(Error::invalid(format!(
-                "input kind {k} is not a PUNKTFUNK_INPUT_* value"
-            )))
-        }
-    })
+    InputEvent::from_fields(kind, &fields)
 }
 
 fn from_input(e: &InputEvent) -> PunktfunkInputEvent {
-    let mut o = PunktfunkInputEvent::default();
-    match *e {
-        InputEvent::KeyDown { code } => (o.kind, o.code) = (PUNKTFUNK_INPUT_KEY_DOWN, code),
-        InputEvent::KeyUp { code } => (o.kind, o.code) = (PUNKTFUNK_INPUT_KEY_UP, code),
-        InputEvent::MouseMove { dx, dy } => (o.kind, o.dx, o.dy) = (PUNKTFUNK_INPUT_MOUSE_MOVE, dx, dy),
-        InputEvent::MouseMoveAbsolute { x, y } => {
-            (o.kind, o.x, o.y) = (PUNKTFUNK_INPUT_MOUSE_MOVE_ABSOLUTE, x.into(), y.into())
-        }
-        InputEvent::MouseButton { button, down } => {
-            (o.kind, o.button, o.down) = (PUNKTFUNK_INPUT_MOUSE_BUTTON, button.into(), down)
-        }
-        InputEvent::Scroll { dx, dy } => {
-            (o.kind, o.dx, o.dy) = (PUNKTFUNK_INPUT_SCROLL, dx.into(), dy.into())
-        }
-        InputEvent::GamepadButtons { pad, buttons } => {
-            (o.kind, o.pad, o.buttons) = (PUNKTFUNK_INPUT_GAMEPAD_BUTTONS, pad.into(), buttons)
-        }
-        InputEvent::GamepadAxis { pad, axis, value } => {
-            (o.kind, o.pad, o.axis, o.value) = (
-                PUNKTFUNK_INPUT_GAMEPAD_AXIS,
-                pad.into(),
-                axis.into(),
-                value.into(),
-            )
-        }
+    let f = e.fields();
+    // fields() holds the event's own values, which fit the struct's wider types.
+    let unsigned = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+    let signed = |v: Option<i64>| v.and_then(|v| i32::try_from(v).ok()).unwrap_or(0);
+    PunktfunkInputEvent {
+        kind: e.kind().number(),
+        code: f.code.unwrap_or(0),
+        dx: signed(f.dx),
+        dy: signed(f.dy),
+        x: unsigned(f.x),
+        y: unsigned(f.y),
+        button: unsigned(f.button),
+        down: f.down.unwrap_or(false),
+        pad: unsigned(f.pad),
+        buttons: f.buttons.unwrap_or(0),
+        axis: unsigned(f.axis),
+        value: signed(f.value),
     }
-    o
 }
 
 /// Writes a stats snapshot into a caller's growable struct.
@@ -822,7 +782,7 @@ pub unsafe extern "C" fn punktfunk_client_free(client: *mut PunktfunkClient) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pf::control::button;
+    use pf::control::{axis, button};
 
     #[test]
     fn input_constants_match_the_core() {
@@ -866,6 +826,19 @@ mod tests {
         ];
         for (c, core) in codes {
             assert_eq!(c, core);
+        }
+        let kinds = [
+            (PUNKTFUNK_INPUT_KEY_DOWN, InputKind::KeyDown),
+            (PUNKTFUNK_INPUT_KEY_UP, InputKind::KeyUp),
+            (PUNKTFUNK_INPUT_MOUSE_MOVE, InputKind::MouseMove),
+            (PUNKTFUNK_INPUT_MOUSE_MOVE_ABSOLUTE, InputKind::MouseMoveAbsolute),
+            (PUNKTFUNK_INPUT_MOUSE_BUTTON, InputKind::MouseButton),
+            (PUNKTFUNK_INPUT_SCROLL, InputKind::Scroll),
+            (PUNKTFUNK_INPUT_GAMEPAD_BUTTONS, InputKind::GamepadButtons),
+            (PUNKTFUNK_INPUT_GAMEPAD_AXIS, InputKind::GamepadAxis),
+        ];
+        for (c, core) in kinds {
+            assert_eq!(c, core.number());
         }
     }
 

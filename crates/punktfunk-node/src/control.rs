@@ -15,7 +15,7 @@ use napi_derive::napi;
 
 use punktfunk_core::control::{
     self, axis, button, Client, ClientConfig, FecBand, Fingerprint, Host, HostConfig, HostEvent, InputEvent,
-    ProbeResult, Trust,
+    InputFields, InputKind, ProbeResult, Trust,
 };
 use punktfunk_core::{ErrorKind, FrameSource, RecvWorker, SendWorker};
 
@@ -406,106 +406,44 @@ pub struct NativeInput {
     pub value: Option<i32>,
 }
 
-fn need<T>(v: Option<T>, ty: &str, field: &str) -> napi::Result<T> {
-    v.ok_or_else(|| invalid(format!("input {ty} needs {field}")))
-}
-
-fn fits<T: TryFrom<i64>>(v: i64, ty: &str, field: &str) -> napi::Result<T> {
-    T::try_from(v).map_err(|_| invalid(format!("input {ty}: {field} {v} is out of range")))
-}
-
 fn to_input(i: &NativeInput) -> napi::Result<InputEvent> {
-    let t = i.r#type.as_str();
-    Ok(match t {
-        "keyDown" => InputEvent::KeyDown {
-            code: need(i.code, t, "code")?,
-        },
-        "keyUp" => InputEvent::KeyUp {
-            code: need(i.code, t, "code")?,
-        },
-        "mouseMove" => InputEvent::MouseMove {
-            dx: need(i.dx, t, "dx")?,
-            dy: need(i.dy, t, "dy")?,
-        },
-        "mouseMoveAbsolute" => InputEvent::MouseMoveAbsolute {
-            x: fits(need(i.x, t, "x")?.into(), t, "x")?,
-            y: fits(need(i.y, t, "y")?.into(), t, "y")?,
-        },
-        "mouseButton" => InputEvent::MouseButton {
-            button: fits(need(i.button, t, "button")?.into(), t, "button")?,
-            down: need(i.down, t, "down")?,
-        },
-        "scroll" => InputEvent::Scroll {
-            dx: fits(need(i.dx, t, "dx")?.into(), t, "dx")?,
-            dy: fits(need(i.dy, t, "dy")?.into(), t, "dy")?,
-        },
-        "gamepadButtons" => InputEvent::GamepadButtons {
-            pad: fits(need(i.pad, t, "pad")?.into(), t, "pad")?,
-            buttons: need(i.buttons, t, "buttons")?,
-        },
-        "gamepadAxis" => {
-            let a: u8 = fits(need(i.axis, t, "axis")?.into(), t, "axis")?;
-            if a >= axis::COUNT {
-                return Err(invalid(format!(
-                    "input gamepadAxis: axis {a} is not one of AXIS (0..{})",
-                    axis::COUNT
-                )));
-            }
-            InputEvent::GamepadAxis {
-                pad: fits(need(i.pad, t, "pad")?.into(), t, "pad")?,
-                axis: a,
-                value: fits(need(i.value, t, "value")?.into(), t, "value")?,
-            }
-        }
-        other => return Err(invalid(format!("unknown input type {other:?}"))),
-    })
+    let kind = InputKind::from_name(&i.r#type)
+        .ok_or_else(|| invalid(format!("unknown input type {:?}", i.r#type)))?;
+    let wide = |v: Option<u32>| v.map(i64::from);
+    let fields = InputFields {
+        code: i.code,
+        dx: i.dx.map(i64::from),
+        dy: i.dy.map(i64::from),
+        x: wide(i.x),
+        y: wide(i.y),
+        button: wide(i.button),
+        down: i.down,
+        pad: wide(i.pad),
+        buttons: i.buttons,
+        axis: wide(i.axis),
+        value: i.value.map(i64::from),
+    };
+    InputEvent::from_fields(kind, &fields).map_err(js_error)
 }
 
 fn from_input(e: &InputEvent) -> NativeInput {
-    let n = |t: &str| NativeInput {
-        r#type: t.into(),
-        ..Default::default()
-    };
-    match *e {
-        InputEvent::KeyDown { code } => NativeInput {
-            code: Some(code),
-            ..n("keyDown")
-        },
-        InputEvent::KeyUp { code } => NativeInput {
-            code: Some(code),
-            ..n("keyUp")
-        },
-        InputEvent::MouseMove { dx, dy } => NativeInput {
-            dx: Some(dx),
-            dy: Some(dy),
-            ..n("mouseMove")
-        },
-        InputEvent::MouseMoveAbsolute { x, y } => NativeInput {
-            x: Some(x.into()),
-            y: Some(y.into()),
-            ..n("mouseMoveAbsolute")
-        },
-        InputEvent::MouseButton { button, down } => NativeInput {
-            button: Some(button.into()),
-            down: Some(down),
-            ..n("mouseButton")
-        },
-        InputEvent::Scroll { dx, dy } => NativeInput {
-            dx: Some(dx.into()),
-            dy: Some(dy.into()),
-            ..n("scroll")
-        },
-        InputEvent::GamepadButtons { pad, buttons } => NativeInput {
-            pad: Some(pad.into()),
-            buttons: Some(buttons),
-            ..n("gamepadButtons")
-        },
-        InputEvent::GamepadAxis { pad, axis, value } => NativeInput {
-            pad: Some(pad.into()),
-            axis: Some(axis.into()),
-            value: Some(value.into()),
-            ..n("gamepadAxis")
-        },
+    let f = e.fields();
+    // Every field fits: fields() holds the event's own (narrower) values.
+    let narrow = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok());
+    let signed = |v: Option<i64>| v.and_then(|v| i32::try_from(v).ok());
+    NativeInput {
+        r#type: e.kind().name().into(),
+        code: f.code,
+        dx: signed(f.dx),
+        dy: signed(f.dy),
+        x: narrow(f.x),
+        y: narrow(f.y),
+        button: narrow(f.button),
+        down: f.down,
+        pad: narrow(f.pad),
+        buttons: f.buttons,
+        axis: narrow(f.axis),
+        value: signed(f.value),
     }
 }
 

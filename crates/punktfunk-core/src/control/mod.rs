@@ -37,7 +37,7 @@ pub use adaptive::{AdaptiveFec, FecBand};
 pub use identity::{
     default_config_dir, default_known_hosts, Fingerprint, Identity, KnownHosts, Trust, KNOWN_HOSTS_FILE,
 };
-pub use msg::{axis, button, close_code, CloseReason, InputEvent};
+pub use msg::{axis, button, close_code, CloseReason, InputEvent, InputFields, InputKind};
 
 use crate::crypto::SessionKeys;
 use crate::error::{Error, ErrorKind, Result};
