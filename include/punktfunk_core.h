@@ -621,7 +621,8 @@ int32_t punktfunk_session_connect(struct PunktfunkSession *session, const char *
 
 // Sends one frame: FEC, encryption and one batch of datagrams. Never blocks on
 // a full socket buffer (those datagrams are counted as send drops). `data`
-// may be NULL when `len` is 0.
+// may be NULL when `len` is 0. A UDP session without a peer yet gives
+// `PUNKTFUNK_ERR_INVALID_ARG`.
 //
 // # Safety
 // `session` must be NULL or a live handle; `data` must be NULL or point to

@@ -410,8 +410,9 @@ static void test_lengths_sizes_and_ranges(void) {
     CHECK_STATUS(punktfunk_session_connect(s, "\xff"), PUNKTFUNK_ERR_INVALID_ARG);
     CHECK_STATUS(punktfunk_session_connect(s, "nowhere:1"), PUNKTFUNK_ERR_INVALID_ARG);
     CHECK_STATUS(punktfunk_session_connect(s, "[::1]:9"), PUNKTFUNK_ERR_IO); /* IPv6 peer, IPv4 socket */
-    /* Without a peer the OS refuses to send; once connected it works. */
-    CHECK_STATUS(punktfunk_host_submit_frame(s, frame, 10, 0, false), PUNKTFUNK_ERR_IO);
+    /* Without a peer there is nobody to send to; once connected it works. */
+    CHECK_STATUS(punktfunk_host_submit_frame(s, frame, 10, 0, false), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK(strstr(punktfunk_last_error_message(), "punktfunk_session_connect") != NULL, "the error says what to do");
     CHECK_STATUS(punktfunk_session_connect(s, "127.0.0.1:9"), PUNKTFUNK_OK);
     CHECK_STATUS(punktfunk_host_submit_frame(s, frame, 10, 0, false), PUNKTFUNK_OK);
     punktfunk_session_free(s);

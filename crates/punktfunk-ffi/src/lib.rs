@@ -937,7 +937,8 @@ pub unsafe extern "C" fn punktfunk_session_connect(
 
 /// Sends one frame: FEC, encryption and one batch of datagrams. Never blocks on
 /// a full socket buffer (those datagrams are counted as send drops). `data`
-/// may be NULL when `len` is 0.
+/// may be NULL when `len` is 0. A UDP session without a peer yet gives
+/// `PUNKTFUNK_ERR_INVALID_ARG`.
 ///
 /// # Safety
 /// `session` must be NULL or a live handle; `data` must be NULL or point to
@@ -955,6 +956,11 @@ pub unsafe extern "C" fn punktfunk_host_submit_frame(
         let s = unsafe { out(session, "session") }?;
         // SAFETY: NULL or `len` readable bytes per the contract.
         let data = unsafe { bytes(data, len, "data") }?;
+        if s.udp.as_ref().is_some_and(|u| u.peer_addr().is_err()) {
+            return Err(Error::invalid(
+                "no peer address yet: pass a peer to punktfunk_session_new_udp or call punktfunk_session_connect first",
+            ));
+        }
         s.session.submit_frame(data, FrameMeta { pts, keyframe })?;
         Ok(())
     })
