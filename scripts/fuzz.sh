@@ -15,7 +15,7 @@
 # Environment:
 #   FUZZ_TARGETS="a b"     run only these targets
 #   FUZZ_SANITIZER=none    (default) or address / leak / memory / thread
-#   CARGO_TARGET_DIR       build directory (default: fuzz/target)
+#   CARGO_TARGET_DIR       the fuzz build goes to $CARGO_TARGET_DIR/fuzz (default: fuzz/target)
 #
 # Toolchain choice: this runs on the STABLE toolchain. cargo-fuzz's own
 # instrumentation (-Cpasses=sancov-module, -Cllvm-args=-sanitizer-coverage-*,
@@ -35,7 +35,7 @@
 # libFuzzer's -malloc_limit_mb needs a sanitizer's malloc hooks, so only
 # FUZZ_SANITIZER=address catches a single huge allocation as it happens.
 #
-# cargo-fuzz is installed from crates.io (`cargo install cargo-fuzz --locked`)
+# cargo-fuzz is installed from crates.io (`cargo install cargo-fuzz --locked`, pinned)
 # if it is missing.
 
 set -euo pipefail
@@ -51,14 +51,19 @@ FUZZ="$ROOT/fuzz"
 SANITIZER="${FUZZ_SANITIZER:-none}"
 read -r -a TARGETS <<<"${FUZZ_TARGETS:-wire_headers control_msg reassembler client_datagrams}"
 RSS_LIMIT_MB=2048
+CARGO_FUZZ_VERSION=0.13.2
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "==> installing cargo-fuzz (cargo install cargo-fuzz --locked)"
-    cargo install cargo-fuzz --locked
+    echo "==> installing cargo-fuzz (cargo install cargo-fuzz --locked --version $CARGO_FUZZ_VERSION)"
+    cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION"
 fi
 echo "==> $(cargo fuzz --version | head -n1), $(rustc --version)"
 
-TARGET_DIR="${CARGO_TARGET_DIR:-$FUZZ/target}"
+if [[ -n "${CARGO_TARGET_DIR:-}" ]]; then
+    TARGET_DIR="$CARGO_TARGET_DIR/fuzz"
+else
+    TARGET_DIR="$FUZZ/target"
+fi
 case "$SANITIZER" in
     none) ;;
     address | leak | memory | thread)
