@@ -30,6 +30,9 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+mod forge;
+use forge::{Fitted, Index};
+
 use punktfunk_core::crypto::Sealer;
 use punktfunk_core::fec::{max_recovery_count, FecConfig, FrameLayout};
 use punktfunk_core::wire::{
@@ -66,25 +69,6 @@ enum HostStep {
     },
 }
 
-/// A frame index: near the start of the stream, anywhere, or near the top of
-/// the index space (where `index + 1` overflows).
-#[derive(Arbitrary, Debug)]
-enum Index {
-    Small(u8),
-    Raw(u64),
-    FromTop(u8),
-}
-
-impl Index {
-    fn get(&self) -> u64 {
-        match *self {
-            Index::Small(x) => x as u64,
-            Index::Raw(x) => x,
-            Index::FromTop(x) => u64::MAX - x as u64,
-        }
-    }
-}
-
 #[derive(Arbitrary, Debug)]
 enum Op {
     Raw(Vec<u8>),
@@ -116,13 +100,7 @@ enum Op {
     /// Forged with the host's key like `Forge`, but with counts that fit the
     /// layout of the frame length, so it gets past the reassembler's cheap checks.
     ForgeConsistent {
-        frame_index: Index,
-        frame_len: u16,
-        block: u8,
-        shard: u16,
-        m: u8,
-        keyframe: bool,
-        pts: u8,
+        fitted: Fitted,
         fill: u8,
     },
     /// Poll the client until it has nothing more.
@@ -341,32 +319,8 @@ fuzz_target!(|input: Input| {
                 }
                 authentic.insert(d.clone());
             }
-            Op::ForgeConsistent {
-                frame_index,
-                frame_len,
-                block,
-                shard,
-                m,
-                keyframe,
-                pts,
-                fill,
-            } => {
-                let frame_len = *frame_len as usize % (MAX_FRAME + 1);
-                let layout = FrameLayout::new(frame_len, &fec);
-                let b = *block as usize % layout.blocks;
-                let k = layout.block(b).data_shards;
-                let m = *m as usize % (max_recovery_count(k) + 1);
-                let h = InnerHeader {
-                    flags: if *keyframe { FLAG_KEYFRAME } else { 0 },
-                    block_index: b as u16,
-                    block_count: layout.blocks as u16,
-                    shard_index: (*shard as usize % (k + m)) as u16,
-                    data_shards: k as u16,
-                    recovery_shards: m as u16,
-                    frame_index: frame_index.get(),
-                    frame_len: frame_len as u32,
-                    pts: *pts as u64,
-                };
+            Op::ForgeConsistent { fitted, fill } => {
+                let h = fitted.header(MAX_FRAME, &fec);
                 d.resize(dlen, *fill);
                 let inner: &mut [u8; INNER_HEADER_LEN] = (&mut d
                     [CLEAR_HEADER_LEN..CLEAR_HEADER_LEN + INNER_HEADER_LEN])

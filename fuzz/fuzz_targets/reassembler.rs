@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+mod forge;
+use forge::{Fitted, Index};
+
 use punktfunk_core::fec::{max_recovery_count, recovery_count, FecConfig, FecEncoder, FrameLayout};
 use punktfunk_core::session::Reassembler;
 use punktfunk_core::wire::{InnerHeader, FLAG_KEYFRAME, INNER_HEADER_LEN};
@@ -61,25 +64,6 @@ struct RealFrame {
     seed: u8,
 }
 
-/// A frame index: near the start of the stream, anywhere, or near the top of
-/// the index space (where `index + 1` overflows).
-#[derive(Arbitrary, Debug)]
-enum Index {
-    Small(u8),
-    Raw(u64),
-    FromTop(u8),
-}
-
-impl Index {
-    fn get(&self) -> u64 {
-        match *self {
-            Index::Small(x) => x as u64,
-            Index::Raw(x) => x,
-            Index::FromTop(x) => u64::MAX - x as u64,
-        }
-    }
-}
-
 #[derive(Arbitrary, Debug)]
 enum Op {
     /// A forged shard.
@@ -100,16 +84,7 @@ enum Op {
     /// A forged shard whose counts fit the layout of its frame length (block,
     /// shard and recovery counts taken modulo what the layout allows), so it
     /// passes the cheap checks and reaches slots, completion and recovery.
-    Consistent {
-        frame_index: Index,
-        frame_len: u32,
-        block: u16,
-        shard: u16,
-        m: u8,
-        keyframe: bool,
-        pts: u8,
-        fill: u8,
-    },
+    Consistent { fitted: Fitted, fill: u8 },
     /// A shard of a real frame (`frame` and `shard` taken modulo the counts).
     Real { frame: u8, shard: u16 },
     /// The clock moves on.
@@ -328,32 +303,8 @@ fuzz_target!(|input: Input| {
                 payload.resize(len, *fill);
                 insert(&mut r, &mut ck, &h, &payload, now);
             }
-            Op::Consistent {
-                frame_index,
-                frame_len,
-                block,
-                shard,
-                m,
-                keyframe,
-                pts,
-                fill,
-            } => {
-                let frame_len = *frame_len as usize % (config.max_frame_bytes + 1);
-                let layout = FrameLayout::new(frame_len, &config.fec);
-                let b = *block as usize % layout.blocks;
-                let k = layout.block(b).data_shards;
-                let m = *m as usize % (max_recovery_count(k) + 1);
-                let h = InnerHeader {
-                    flags: if *keyframe { FLAG_KEYFRAME } else { 0 },
-                    block_index: b as u16,
-                    block_count: layout.blocks as u16,
-                    shard_index: (*shard as usize % (k + m)) as u16,
-                    data_shards: k as u16,
-                    recovery_shards: m as u16,
-                    frame_index: frame_index.get(),
-                    frame_len: frame_len as u32,
-                    pts: *pts as u64,
-                };
+            Op::Consistent { fitted, fill } => {
+                let h = fitted.header(config.max_frame_bytes, &config.fec);
                 ck.tainted.insert(h.frame_index);
                 payload.clear();
                 payload.resize(s, *fill);
