@@ -85,6 +85,10 @@ case "$SANITIZER" in
         ;;
 esac
 
+# Warnings in the targets fail the build. cargo-fuzz appends RUSTFLAGS to its
+# own flags; build and run must see the same value, or run rebuilds everything.
+export RUSTFLAGS="${RUSTFLAGS:-} -D warnings"
+
 cd "$ROOT"
 echo "==> building ${TARGETS[*]} (sanitizer: $SANITIZER, target dir: $TARGET_DIR)"
 for t in "${TARGETS[@]}"; do

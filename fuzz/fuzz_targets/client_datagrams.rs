@@ -30,17 +30,15 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-mod forge;
-use forge::{Fitted, Index};
-
 use punktfunk_core::crypto::Sealer;
-use punktfunk_core::fec::{max_recovery_count, FecConfig, FrameLayout};
-use punktfunk_core::wire::{
-    InnerHeader, CLEAR_HEADER_LEN, FLAG_KEYFRAME, FLAG_PROBE, INNER_HEADER_LEN, TAG_LEN,
-};
+use punktfunk_core::fec::{FecConfig, FrameLayout};
+use punktfunk_core::wire::{CLEAR_HEADER_LEN, FLAG_PROBE, INNER_HEADER_LEN, TAG_LEN};
 use punktfunk_core::{
     FrameEvent, FrameMeta, LoopbackTransport, Role, Session, SessionConfig, SessionKeys, Transport,
 };
+
+mod forge;
+use forge::{Fitted, Index};
 
 const MAX_HOST_STEPS: usize = 8;
 const MAX_OPS: usize = 512;

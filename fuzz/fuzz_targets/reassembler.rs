@@ -26,13 +26,13 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-mod forge;
-use forge::{Fitted, Index};
-
-use punktfunk_core::fec::{max_recovery_count, recovery_count, FecConfig, FecEncoder, FrameLayout};
+use punktfunk_core::fec::{recovery_count, FecConfig, FecEncoder, FrameLayout};
 use punktfunk_core::session::Reassembler;
 use punktfunk_core::wire::{InnerHeader, FLAG_KEYFRAME, INNER_HEADER_LEN};
 use punktfunk_core::{FrameEvent, SessionConfig, Stats};
+
+mod forge;
+use forge::{Fitted, Index};
 
 const MAX_OPS: usize = 512;
 const MAX_REAL_FRAMES: usize = 6;
