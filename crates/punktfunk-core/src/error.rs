@@ -27,6 +27,8 @@ pub enum ErrorKind {
     PinMismatch,
     /// A bug inside punktfunk-core (for example a caught panic).
     Internal,
+    /// The host admits only authorized clients, and this one is not among them.
+    Unauthorized,
 }
 
 impl ErrorKind {
@@ -41,6 +43,7 @@ impl ErrorKind {
             ErrorKind::Protocol => "ERR_PF_PROTOCOL",
             ErrorKind::PinMismatch => "ERR_PF_PIN_MISMATCH",
             ErrorKind::Internal => "ERR_PF_INTERNAL",
+            ErrorKind::Unauthorized => "ERR_PF_UNAUTHORIZED",
         }
     }
 
@@ -55,11 +58,12 @@ impl ErrorKind {
             ErrorKind::Protocol => -6,
             ErrorKind::PinMismatch => -7,
             ErrorKind::Internal => -8,
+            ErrorKind::Unauthorized => -9,
         }
     }
 
     /// Every kind, in status order; handy for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 8] = [
+    pub const ALL: [ErrorKind; 9] = [
         ErrorKind::InvalidArgument,
         ErrorKind::Closed,
         ErrorKind::Io,
@@ -68,6 +72,7 @@ impl ErrorKind {
         ErrorKind::Protocol,
         ErrorKind::PinMismatch,
         ErrorKind::Internal,
+        ErrorKind::Unauthorized,
     ];
 }
 

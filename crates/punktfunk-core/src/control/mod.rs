@@ -46,7 +46,7 @@ use crate::session::{
 };
 use crate::stats::StatsSnapshot;
 use crate::transport::{Impaired, ImpairmentConfig, IoCounters, Transport, UdpConfig, UdpTransport};
-use identity::PinVerifier;
+use identity::{ClientIdentityVerifier, PinVerifier};
 use msg::{clip_reason, ControlMsg};
 
 /// ALPN protocol id of the control connection.
@@ -181,6 +181,34 @@ fn transport_config(idle: Duration, keepalive: Duration) -> Result<Arc<quinn::Tr
     Ok(Arc::new(t))
 }
 
+/// The fingerprint of the certificate the peer presented in the TLS handshake, if any.
+fn presented_fingerprint(conn: &quinn::Connection) -> Option<Fingerprint> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    certs.first().map(|c| Fingerprint::of(c))
+}
+
+/// The error for a handshake the host refused, if it did: an unauthorized
+/// client learns why from the close reason.
+fn refusal(conn: &quinn::Connection) -> Option<Error> {
+    match conn.close_reason()? {
+        quinn::ConnectionError::ApplicationClosed(c)
+            if c.error_code.into_inner() == u64::from(close_code::UNAUTHORIZED) =>
+        {
+            Some(Error::new(
+                ErrorKind::Unauthorized,
+                format!(
+                    "the host refused this client: {}",
+                    String::from_utf8_lossy(&c.reason)
+                ),
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// Maps how a QUIC connection ended to a close reason both sides understand.
 fn close_reason(e: &quinn::ConnectionError) -> CloseReason {
     match e {
@@ -309,6 +337,12 @@ pub struct HostConfig {
     /// every client's data path as it leaves the host, for demos and tests of
     /// FEC over a real socket. `None` (the default) sends untouched.
     pub impairment: Option<ImpairmentConfig>,
+    /// The clients admitted, by the fingerprint of the certificate each
+    /// presents (`ClientConfig::identity_dir`). `None` (the default) admits
+    /// any client that completes the handshake; `Some` refuses every other
+    /// client, and those presenting none, with [`close_code::UNAUTHORIZED`]
+    /// before a data path is opened for it.
+    pub authorized_clients: Option<BTreeSet<Fingerprint>>,
 }
 
 impl Default for HostConfig {
@@ -324,6 +358,7 @@ impl Default for HostConfig {
             udp: UdpConfig::default(),
             handshake_timeout: Duration::from_secs(5),
             impairment: None,
+            authorized_clients: None,
         }
     }
 }
@@ -386,7 +421,7 @@ impl Host {
         let mut tls = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?
-            .with_no_client_auth()
+            .with_client_cert_verifier(Arc::new(ClientIdentityVerifier::new(provider())))
             .with_single_cert(identity.cert_chain(), identity.private_key())
             .map_err(|e| Error::new(ErrorKind::Internal, format!("bad host certificate: {e}")))?;
         tls.alpn_protocols = vec![ALPN.to_vec()];
@@ -547,6 +582,7 @@ impl HostShared {
 pub struct HostSession {
     #[cfg(test)]
     key_material: Vec<u8>,
+    client_fingerprint: Option<Fingerprint>,
     rt: Arc<Runtime>,
     conn: quinn::Connection,
     slot: CloseSlot,
@@ -595,6 +631,23 @@ async fn host_handshake_on(
     cfg: &HostConfig,
     rt: Arc<Runtime>,
 ) -> Result<HostSession> {
+    let client_fingerprint = presented_fingerprint(&conn);
+    if let Some(allowed) = &cfg.authorized_clients {
+        if !client_fingerprint.is_some_and(|f| allowed.contains(&f)) {
+            let why = match client_fingerprint {
+                Some(f) => format!("client {f} is not authorized on this host"),
+                None => "this host admits only authorized clients; the client presented no identity".into(),
+            };
+            conn.close(
+                quinn::VarInt::from_u32(close_code::UNAUTHORIZED),
+                clip_reason(&why).as_bytes(),
+            );
+            return Err(Error::new(
+                ErrorKind::Unauthorized,
+                format!("refused {}: {why}", conn.remote_address()),
+            ));
+        }
+    }
     let limit = cfg.handshake_timeout;
     let (send, mut recv) = within(limit, "control stream", async {
         conn.accept_bi()
@@ -714,6 +767,7 @@ async fn host_handshake_on(
     ));
     tokio::spawn(host_datagram_loop(conn.clone(), shared.clone(), tx, dedup));
     Ok(HostSession {
+        client_fingerprint,
         #[cfg(test)]
         key_material: material(&keys),
         rt,
@@ -972,6 +1026,12 @@ impl HostSession {
         self.peer
     }
 
+    /// The fingerprint of the certificate the client presented (`None` if it
+    /// presented none): what [`HostConfig::authorized_clients`] lists.
+    pub fn client_fingerprint(&self) -> Option<Fingerprint> {
+        self.client_fingerprint
+    }
+
     /// The client's data-plane address (the only source the data socket accepts).
     pub fn data_peer(&self) -> SocketAddr {
         self.data_peer
@@ -1087,6 +1147,11 @@ pub struct ClientConfig {
     pub idle_timeout: Duration,
     /// QUIC keep-alive interval.
     pub keepalive: Duration,
+    /// Present the identity in this directory (created on first use, the
+    /// same kind a host has) to the host, which may admit clients by its
+    /// fingerprint (`HostConfig::authorized_clients`). `None` (the default)
+    /// presents none.
+    pub identity_dir: Option<PathBuf>,
 }
 
 impl ClientConfig {
@@ -1101,6 +1166,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(2),
+            identity_dir: None,
         }
     }
 }
@@ -1278,12 +1344,19 @@ impl Client {
         };
         let verifier = Arc::new(PinVerifier::new(expected, provider()));
         let seen = verifier.seen.clone();
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        let tls = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(verifier);
+        let mut tls = match &config.identity_dir {
+            None => tls.with_no_client_auth(),
+            Some(dir) => {
+                let me = Identity::load_or_create(dir)?;
+                tls.with_client_auth_cert(me.cert_chain(), me.private_key())
+                    .map_err(|e| Error::new(ErrorKind::Internal, format!("bad client certificate: {e}")))?
+            }
+        };
         tls.alpn_protocols = vec![ALPN.to_vec()];
         let crypto =
             QuicClientConfig::try_from(tls).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
@@ -1319,7 +1392,11 @@ impl Client {
                     protocol(format!("QUIC handshake with {host} failed: {e}"))
                 }
             })?;
-            client_handshake(conn, host, &config).await
+            // A host that refuses this client closes the connection; say so
+            // rather than what the failed read saw.
+            client_handshake(conn.clone(), host, &config)
+                .await
+                .map_err(|e| refusal(&conn).unwrap_or(e))
         }));
         let (conn, slot, ctrl, receiver, events, hello) = match result {
             Ok(v) => v,

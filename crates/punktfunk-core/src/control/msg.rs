@@ -501,6 +501,8 @@ pub mod close_code {
     pub const HOST_SHUTDOWN: u32 = 3;
     /// The application closed the session with its own reason.
     pub const APPLICATION: u32 = 4;
+    /// The host admits only authorized clients, and this one is not among them.
+    pub const UNAUTHORIZED: u32 = 5;
 }
 
 /// One control message.

@@ -174,6 +174,87 @@ fn a_wrong_pin_is_refused_before_any_data_flows() {
 }
 
 #[test]
+fn a_host_with_authorized_clients_admits_them_and_refuses_everyone_else() {
+    let dir = temp_dir("authz");
+    let (good, bad) = (dir.join("good"), dir.join("bad"));
+    let good_fp = Identity::load_or_create(&good).unwrap().fingerprint();
+    let cfg = HostConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        authorized_clients: Some([good_fp].into_iter().collect()),
+        ..HostConfig::default()
+    };
+    let h = Host::with_identity(cfg, Identity::generate().unwrap()).unwrap();
+    let addr = h.local_addr().unwrap();
+    let client = |identity: Option<&PathBuf>| ClientConfig {
+        identity_dir: identity.cloned(),
+        ..ClientConfig::new(Trust::Pin(h.fingerprint()))
+    };
+    let (anonymous, stranger, friend) = (client(None), client(Some(&bad)), client(Some(&good)));
+    let host_side = thread::spawn(move || {
+        // Two refusals, reported as accept errors; the host keeps listening.
+        let mut refused = Vec::new();
+        loop {
+            match h.accept(Some(Duration::from_secs(10))) {
+                Err(e) => refused.push(e),
+                Ok(Some(s)) => {
+                    s.submit_frame(b"welcome", FrameMeta::default()).unwrap();
+                    let fp = s.client_fingerprint();
+                    let _ = next_host_event(&s);
+                    return (refused, fp);
+                }
+                Ok(None) => panic!("no client within 10 s"),
+            }
+        }
+    });
+    for (cfg, what) in [
+        (anonymous, "presented no identity"),
+        (stranger, "is not authorized"),
+    ] {
+        let e = Client::connect(addr, cfg).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+        assert!(e.message().contains(what), "the client hears why: {e}");
+    }
+    let mut c = Client::connect(addr, friend).unwrap();
+    assert_eq!(read_frames(&mut c, 1)[0].data, b"welcome".to_vec());
+    c.close(close_code::NORMAL, "bye");
+    let (refused, fp) = host_side.join().unwrap();
+    assert_eq!(fp, Some(good_fp), "the host knows who it admitted");
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    for e in &refused {
+        assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    }
+    assert!(!refused[1].message().contains(&good_fp.to_hex()));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn without_a_list_any_client_is_admitted_and_its_identity_reported() {
+    let dir = temp_dir("anyclient");
+    let h = host(None);
+    let addr = h.local_addr().unwrap();
+    let fp = h.fingerprint();
+    let host_side = thread::spawn(move || {
+        (0..2)
+            .map(|_| {
+                let s = h.accept(Some(Duration::from_secs(10))).unwrap().expect("client");
+                let who = s.client_fingerprint();
+                s.close(close_code::NORMAL, "bye");
+                who
+            })
+            .collect::<Vec<_>>()
+    });
+    let me = Identity::load_or_create(&dir).unwrap().fingerprint();
+    let with = ClientConfig {
+        identity_dir: Some(dir.clone()),
+        ..ClientConfig::new(Trust::Pin(fp))
+    };
+    drop(Client::connect(addr, with).unwrap());
+    drop(Client::connect(addr, ClientConfig::new(Trust::Pin(fp))).unwrap());
+    assert_eq!(host_side.join().unwrap(), vec![Some(me), None]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn trust_on_first_use_records_and_then_enforces_the_fingerprint() {
     let dir = temp_dir("tofu");
     let h = host(None);
