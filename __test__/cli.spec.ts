@@ -285,6 +285,29 @@ test('a wrong pin is refused, and trust on first use remembers the host', async 
   await finished(host)
 })
 
+test.serial('host --allow admits the client whose identity it lists and turns the others away', async (t) => {
+  const dir = tempDir(t)
+  const id = await finished(cli(t, ['identity', '--identity', join(dir, 'friend'), '--json']))
+  const friend = (JSON.parse(id.stdout.toString()) as { fingerprint: string }).fingerprint
+  const host = cli(t, ['host', '--port', '0', '--bind', '127.0.0.1', '--identity', join(dir, 'host'), '--allow', friend, '--seconds', '20'])
+  const { address, fingerprint } = await host.listening()
+  const stranger = await finished(cli(t, ['connect', address, '--pin', fingerprint, '--identity', join(dir, 'stranger'), '--seconds', '1']))
+  t.is(stranger.code, 1, stranger.stderr)
+  t.regex(stranger.stderr, /is not authorized on this host/)
+  const anonymous = await finished(cli(t, ['connect', address, '--pin', fingerprint, '--seconds', '1']))
+  t.is(anonymous.code, 1)
+  t.regex(anonymous.stderr, /presented no identity/)
+  const ok = await finished(cli(t, ['connect', address, '--pin', fingerprint, '--identity', join(dir, 'friend'), '--seconds', '1.5', '--json']))
+  t.is(ok.code, 0, ok.stderr)
+  const r = JSON.parse(ok.stdout.toString()) as { framesDelivered: number; framesFailedCheck: number }
+  t.true(r.framesDelivered > 0)
+  t.is(r.framesFailedCheck, 0)
+  host.proc.kill('SIGINT')
+  const h = await finished(host)
+  t.regex(h.stderr, /not authorized on this host/)
+  t.regex(h.stderr, /presented no identity/)
+})
+
 test('connect to a closed port fails within its timeout with a clear message', async (t) => {
   const started = Date.now()
   const run = await finished(cli(t, ['connect', '127.0.0.1:9', '--pin', 'ab'.repeat(32), '--timeout-ms', '1000']), 15_000)
@@ -307,6 +330,7 @@ test('usage errors exit 2 with one line naming the problem', async (t) => {
     [['connect', '127.0.0.1:7447', '--tofu', '--output', 'udp://nowhere'], /is not udp:\/\/HOST:PORT/],
     [['probe', 'not-an-address', '--tofu'], /is not IP:PORT/],
     [['host', '--udp-offload', 'maybe'], /--udp-offload must be auto, on or off, got "maybe"/],
+    [['host', '--allow', 'abc'], /--allow takes 64-hex-digit fingerprints/],
     [['connect', '127.0.0.1:7447', '--tofu', '--udp-offload', 'yes'], /--udp-offload must be auto, on or off/],
     [['frobnicate'], /unknown command "frobnicate"/],
     [[], /usage: punktfunk COMMAND/],

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 
 import test from 'ava'
 
-import { AXIS, BUTTON, Client, Host, PunktfunkError, type ClientMessage, type InputEvent } from '../index'
+import { AXIS, BUTTON, Client, Host, loadIdentity, PunktfunkError, type ClientMessage, type InputEvent } from '../index'
 import { pseudoRandom, sha256, within } from './helpers'
 
 function tempDir(t: { teardown(f: () => void): void }): string {
@@ -109,6 +109,53 @@ test('a wrong pin is refused with ERR_PF_PIN_MISMATCH and the host gets no sessi
   })
   t.regex(e?.message ?? '', new RegExp(host.fingerprint))
   t.is(await accepting, null)
+})
+
+test('a host with authorizedClients admits the listed client and refuses the rest with ERR_PF_UNAUTHORIZED', async (t) => {
+  const dir = tempDir(t)
+  const friend = loadIdentity({ identityDir: join(dir, 'friend') })
+  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: join(dir, 'host'), authorizedClients: [friend.fingerprint] })
+  t.teardown(() => host.close())
+  const refusals: PunktfunkError[] = []
+  const admitted = (async () => {
+    for await (const s of host.sessions({ onError: (e) => refusals.push(e) })) return s
+    return null
+  })()
+  for (const identityDir of [undefined, join(dir, 'stranger')]) {
+    const e = await t.throwsAsync(Client.connect(host.address, { pin: host.fingerprint, identityDir }), {
+      instanceOf: PunktfunkError,
+      code: 'ERR_PF_UNAUTHORIZED',
+    })
+    t.regex(e?.message ?? '', identityDir ? /is not authorized/ : /presented no identity/)
+  }
+  const c = await Client.connect(host.address, { pin: host.fingerprint, identityDir: join(dir, 'friend') })
+  t.teardown(() => c.close())
+  const s = await within(10_000, 'the admitted session', admitted)
+  t.is(s?.clientFingerprint, friend.fingerprint)
+  await s?.submitFrame(Buffer.from('welcome'))
+  const ev = await within(5_000, 'frame', c.nextEvent())
+  t.is(ev?.type === 'frame' ? ev.data.toString() : '', 'welcome')
+  t.is(refusals.length, 2)
+  for (const r of refusals) t.is(r.code, 'ERR_PF_UNAUTHORIZED')
+  const bad = { bind: '127.0.0.1:0', identityDir: join(dir, 'host') }
+  await t.throwsAsync(Host.listen({ ...bad, authorizedClients: ['xyz'] }), { code: 'ERR_PF_INVALID_ARG', message: /authorizedClients\[0\]/ })
+  await t.throwsAsync(Host.listen({ ...bad, authorizedClients: 'ab' as unknown as string[] }), { code: 'ERR_PF_INVALID_ARG' })
+  await t.throwsAsync(Client.connect(host.address, { pin: host.fingerprint, identityDir: '' }), { code: 'ERR_PF_INVALID_ARG' })
+})
+
+test('without authorizedClients a host reports whether a client presented an identity', async (t) => {
+  const dir = tempDir(t)
+  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: join(dir, 'host') })
+  t.teardown(() => host.close())
+  const me = loadIdentity({ identityDir: join(dir, 'me') })
+  for (const identityDir of [join(dir, 'me'), undefined]) {
+    const accepting = host.accept({ timeoutMs: 10_000 })
+    const c = await Client.connect(host.address, { pin: host.fingerprint, identityDir })
+    const s = await accepting
+    t.is(s?.clientFingerprint, identityDir ? me.fingerprint : null)
+    await s?.close('bye')
+    await c.close()
+  }
 })
 
 test('trust on first use remembers the host and refuses an impostor at the same address', async (t) => {

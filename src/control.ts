@@ -84,6 +84,15 @@ export interface HostOptions extends Omit<SessionOptions, 'recvQueue'> {
    * real socket. Default: none.
    */
   impairment?: ImpairmentOptions
+  /**
+   * Admit only clients presenting one of these certificate fingerprints (64
+   * hex digits each; a client's is what `loadIdentity` or `punktfunk
+   * identity` prints for its `identityDir`). Others, and clients presenting
+   * none, are refused before a data path opens: their connect rejects with
+   * `ERR_PF_UNAUTHORIZED`, and {@link Host.sessions} reports each refusal to
+   * `onError`. Default: any client that completes the handshake.
+   */
+  authorizedClients?: readonly string[]
 }
 
 /** A host identity on disk (see {@link loadIdentity}). */
@@ -123,6 +132,12 @@ export interface ClientOptions extends Omit<SessionOptions, 'fec' | 'sendQueue' 
   requestedBitrateKbps?: number
   /** Give up connecting after this long, ms (default 5 000). */
   connectTimeoutMs?: number
+  /**
+   * Present the identity in this directory (created on first use, as a host's
+   * is) to the host, for hosts that admit only listed clients
+   * (`authorizedClients`). Default: present none.
+   */
+  identityDir?: string
   /** A silent host is dropped after this long, ms (default 10 000). */
   idleTimeoutMs?: number
   /** Keep-alive interval, ms (default 2 000). */
@@ -286,6 +301,14 @@ export class HostSession extends Session {
     return this.controlInfo()?.peer ?? ''
   }
 
+  /**
+   * The fingerprint of the certificate the client presented (see
+   * `ClientOptions.identityDir`), or `null` if it presented none.
+   */
+  get clientFingerprint(): string | null {
+    return this.controlInfo()?.fingerprint ?? null
+  }
+
   /** The bitrate granted to this client, kbit/s. */
   get grantedBitrateKbps(): number {
     return this.controlInfo()?.grantedBitrateKbps ?? 0
@@ -332,6 +355,13 @@ export class Host {
     const bind = o.port !== undefined ? `0.0.0.0:${int(o, 'port', 0)}` : (o.bind ?? '0.0.0.0:0')
     if (typeof bind !== 'string') throw invalidArg('bind must be an "IP:port" string')
     if (identityDir !== undefined && typeof identityDir !== 'string') throw invalidArg('identityDir must be a string')
+    const { authorizedClients } = o
+    if (
+      authorizedClients !== undefined &&
+      (!Array.isArray(authorizedClients) || !authorizedClients.every((f): f is string => typeof f === 'string'))
+    ) {
+      throw invalidArg('authorizedClients must be an array of fingerprint strings')
+    }
     let adaptiveMin: number | undefined
     let adaptiveMax: number | undefined
     if (adaptiveFec === undefined) [adaptiveMin, adaptiveMax] = [5, 50]
@@ -356,6 +386,7 @@ export class Host {
         socketBuffer: int(o, 'socketBufferBytes', d.socketBuffer),
         sendQueue,
         impairment: normaliseImpairment(o.impairment),
+        authorizedClients: authorizedClients === undefined ? undefined : [...authorizedClients],
       }),
     )
     return new Host(h, backpressure)
@@ -420,7 +451,8 @@ export class Client extends Session {
    * Connects to a host at `address` (`IP:port`), checks its identity (`pin`,
    * else trust on first use), runs the handshake and starts receiving. Rejects
    * with `ERR_PF_PIN_MISMATCH` for a wrong fingerprint, `ERR_PF_TIMEOUT` when
-   * nothing answers within `connectTimeoutMs`.
+   * nothing answers within `connectTimeoutMs`, `ERR_PF_UNAUTHORIZED` when the
+   * host admits only listed clients and this one is not among them.
    */
   static async connect(address: string, options: ClientOptions = {}): Promise<Client> {
     if (typeof address !== 'string') throw invalidArg(`address must be an "IP:port" string, got ${describe(address)}`)
@@ -429,6 +461,8 @@ export class Client extends Session {
     if (pin !== undefined && typeof pin !== 'string') throw invalidArg('pin must be a hex string')
     if (typeof trustOnFirstUse !== 'boolean') throw invalidArg('trustOnFirstUse must be a boolean')
     if (knownHosts !== undefined && typeof knownHosts !== 'string') throw invalidArg('knownHosts must be a file path')
+    const { identityDir } = o
+    if (identityDir !== undefined && typeof identityDir !== 'string') throw invalidArg('identityDir must be a string')
     if (pin !== undefined && trustOnFirstUse) throw invalidArg('pass either pin or trustOnFirstUse, not both')
     if (pin === undefined && !trustOnFirstUse) {
       throw invalidArg('say how to trust the host: { pin } or { trustOnFirstUse: true, knownHosts? }')
@@ -450,6 +484,7 @@ export class Client extends Session {
           params,
           socketBuffer: int(o, 'socketBufferBytes', d.socketBuffer),
           recvQueue,
+          identityDir,
         },
         w.onWake,
       ),

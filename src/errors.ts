@@ -11,6 +11,7 @@
  * - `ERR_PF_PROTOCOL`: the peer broke the protocol.
  * - `ERR_PF_PIN_MISMATCH`: the host's identity does not match the pinned fingerprint.
  * - `ERR_PF_INTERNAL`: a bug in punktfunk (for example a caught native panic).
+ * - `ERR_PF_UNAUTHORIZED`: the host admits only listed clients, and this one is not among them.
  */
 export type PunktfunkErrorCode =
   | 'ERR_PF_INVALID_ARG'
@@ -21,6 +22,7 @@ export type PunktfunkErrorCode =
   | 'ERR_PF_PROTOCOL'
   | 'ERR_PF_PIN_MISMATCH'
   | 'ERR_PF_INTERNAL'
+  | 'ERR_PF_UNAUTHORIZED'
 
 /** Every {@link PunktfunkErrorCode}, in the order of the C status codes (-1, -2, …). */
 export const ERROR_CODES: readonly PunktfunkErrorCode[] = Object.freeze([
@@ -32,6 +34,7 @@ export const ERROR_CODES: readonly PunktfunkErrorCode[] = Object.freeze([
   'ERR_PF_PROTOCOL',
   'ERR_PF_PIN_MISMATCH',
   'ERR_PF_INTERNAL',
+  'ERR_PF_UNAUTHORIZED',
 ])
 
 /** The one error class the SDK throws or rejects with. Branch on {@link PunktfunkError.code}. */

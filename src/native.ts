@@ -162,6 +162,7 @@ export interface NativeHostOptions {
   socketBuffer: number
   sendQueue: number
   impairment?: NativeImpairment
+  authorizedClients?: string[]
 }
 
 /** @internal One case of the Rust benchmark (see `punktfunk_core::bench::Row`). */
@@ -243,6 +244,7 @@ export interface NativeClientOptions {
   params: NativeParams
   socketBuffer: number
   recvQueue: number
+  identityDir?: string
 }
 
 /** @internal */

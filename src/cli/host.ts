@@ -29,6 +29,11 @@ export const hostSpec: CommandSpec = {
     'late-join': { kind: 'boolean', help: 'stdin: let clients join after the stream started (they get only the rest)' },
     json: { kind: 'boolean', help: 'when the host stops, print one JSON object per client served on stdout' },
     'udp-offload': OFFLOAD_FLAG,
+    allow: {
+      kind: 'string',
+      value: 'HEX[,HEX]',
+      help: "admit only clients presenting these fingerprints ('punktfunk identity' on the client; connect --identity DIR)",
+    },
   },
   notes: [
     "Prints 'listening on HOST:PORT fingerprint HEX' on stderr once ready; clients pin that fingerprint.",
@@ -41,6 +46,17 @@ export const hostSpec: CommandSpec = {
 }
 
 type Source = { kind: 'synthetic' } | { kind: 'stdin' } | { kind: 'udp'; host: string; port: number }
+
+/** `--allow HEX[,HEX...]`: the client fingerprints admitted, or `undefined` (anyone). */
+function allowOf(f: Flags): string[] | undefined {
+  const v = f.str('allow')
+  if (v === undefined) return undefined
+  const list = v.split(',').map((x) => x.trim().replace(/:/g, ''))
+  for (const fp of list) {
+    if (!/^[0-9a-fA-F]{64}$/.test(fp)) throw new UsageError(`--allow takes 64-hex-digit fingerprints separated by commas, got ${JSON.stringify(fp)}`)
+  }
+  return list
+}
 
 function sourceOf(v: string): Source {
   if (v === 'synthetic') return { kind: 'synthetic' }
@@ -107,6 +123,7 @@ export async function host(f: Flags): Promise<number> {
   if (source.kind !== 'stdin' && f.bool('late-join')) throw new UsageError('--late-join applies to the stdin source only')
   const lateJoin = source.kind !== 'stdin' || f.bool('late-join')
   const udpOffload = offloadOf(f)
+  const allow = allowOf(f)
 
   const advice = bufferAdvice()
   if (advice) log(advice)
@@ -126,6 +143,7 @@ export async function host(f: Flags): Promise<number> {
       adaptiveFec: fixedFec === undefined ? { min: 5, max: 50 } : false,
       maxBitrateKbps: bitrate > 0 ? Math.round(bitrate * 1000) : undefined,
       udpOffload,
+      authorizedClients: allow,
     })
   } catch (e) {
     udp?.close()
@@ -170,7 +188,9 @@ export async function host(f: Flags): Promise<number> {
   }
 
   const accepting = (async () => {
-    for await (const session of h.sessions({ onError: (e) => log(`a client failed to connect: ${e.message}`) })) {
+    for await (const session of h.sessions({
+      onError: (e) => log(e.code === 'ERR_PF_UNAUTHORIZED' ? e.message : `a client failed to connect: ${e.message}`),
+    })) {
       const peer = session.peer
       const refuse = stopping
         ? 'host shut down'

@@ -12,7 +12,8 @@ export const IDENTITY_FLAG: CommandSpec['flags'][string] = {
 
 export const identitySpec: CommandSpec = {
   name: 'identity',
-  summary: "Creates or shows the host identity (certificate and key) and prints the fingerprint clients pin.",
+  summary:
+    "Creates or shows an identity (certificate and key) and prints its fingerprint: clients pin a host's; hosts list clients' with --allow.",
   positionals: [],
   flags: {
     identity: IDENTITY_FLAG,
@@ -51,6 +52,11 @@ export const TRUST_FLAGS: CommandSpec['flags'] = {
   'known-hosts': { kind: 'string', value: 'FILE', help: 'known-hosts file for --tofu (default ~/.config/punktfunk/known_hosts)' },
   'timeout-ms': { kind: 'number', value: 'MS', help: 'give up connecting after this long (default 5000)', min: 1, max: 600_000 },
   'udp-offload': OFFLOAD_FLAG,
+  identity: {
+    kind: 'string',
+    value: 'DIR',
+    help: "present the identity in DIR to the host (created on first use), for hosts that admit only listed clients (host --allow)",
+  },
 }
 
 /** Where and how to connect, from the flags (checked before anything is opened). */
@@ -59,6 +65,7 @@ export interface Target {
   trust: { pin: string } | { trustOnFirstUse: true; knownHosts: string | undefined }
   timeoutMs: number
   udpOffload: 'auto' | 'on' | 'off'
+  identityDir: string | undefined
 }
 
 /** Reads and checks the address and trust flags of `connect` and `probe`. */
@@ -74,13 +81,18 @@ export function targetOf(f: Flags): Target {
   }
   if (f.has('known-hosts') && !f.bool('tofu')) throw new UsageError('--known-hosts goes with --tofu')
   const trust = pin !== undefined ? { pin } : { trustOnFirstUse: true as const, knownHosts: f.str('known-hosts') }
-  return { address, trust, timeoutMs: f.num('timeout-ms', 5000), udpOffload: offloadOf(f) }
+  return { address, trust, timeoutMs: f.num('timeout-ms', 5000), udpOffload: offloadOf(f), identityDir: f.str('identity') }
 }
 
 /** Connects to `target`; a timeout becomes a plain-words error. */
 export async function connectClient(target: Target): Promise<Client> {
   try {
-    return await Client.connect(target.address, { ...target.trust, connectTimeoutMs: target.timeoutMs, udpOffload: target.udpOffload })
+    return await Client.connect(target.address, {
+      ...target.trust,
+      connectTimeoutMs: target.timeoutMs,
+      udpOffload: target.udpOffload,
+      identityDir: target.identityDir,
+    })
   } catch (e) {
     if ((e as { code?: string }).code === 'ERR_PF_TIMEOUT') {
       throw new Error(`no host answered at ${target.address} within ${target.timeoutMs} ms (is 'punktfunk host' running there?)`)

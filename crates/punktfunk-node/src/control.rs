@@ -75,6 +75,8 @@ pub struct NativeHostOptions {
     pub send_queue: u32,
     /// Simulated impairment of every client's data path (demos and tests).
     pub impairment: Option<NativeImpairment>,
+    /// Admit only clients presenting one of these certificate fingerprints (hex).
+    pub authorized_clients: Option<Vec<String>>,
 }
 
 /// A host identity on disk.
@@ -154,6 +156,19 @@ pub fn host_listen(opts: NativeHostOptions) -> napi::Result<NativeHost> {
             adaptive_fec: band,
             udp: udp_config(opts.socket_buffer, &opts.params)?,
             impairment: opts.impairment.as_ref().map(impairment_config).transpose()?,
+            authorized_clients: opts
+                .authorized_clients
+                .as_ref()
+                .map(|list| {
+                    list.iter()
+                        .enumerate()
+                        .map(|(i, f)| {
+                            Fingerprint::from_hex(f)
+                                .map_err(|e| invalid(format!("authorizedClients[{i}]: {}", e.message())))
+                        })
+                        .collect::<napi::Result<_>>()
+                })
+                .transpose()?,
             ..HostConfig::default()
         };
         let host = Host::listen(cfg).map_err(js_error)?;
@@ -294,6 +309,8 @@ pub struct NativeClientOptions {
     pub socket_buffer: f64,
     /// Events the receive queue holds.
     pub recv_queue: u32,
+    /// Present the identity in this directory to the host (created on first use).
+    pub identity_dir: Option<String>,
 }
 
 /// Connects to a host off the JS thread; resolves with the client session.
@@ -326,6 +343,11 @@ pub fn client_connect(
         cfg.keepalive = ms(opts.keepalive_ms, "keepaliveMs")?;
         cfg.session = params_to_config(&opts.params)?;
         cfg.udp = udp_config(opts.socket_buffer, &opts.params)?;
+        cfg.identity_dir = opts
+            .identity_dir
+            .as_deref()
+            .map(|d| path(d, "identityDir"))
+            .transpose()?;
         Ok(AsyncTask::new(ConnectTask {
             host,
             cfg: Some(cfg),
@@ -499,7 +521,8 @@ pub struct NativeControlInfo {
     pub session_id: String,
     /// Granted bitrate, kbit/s.
     pub granted_bitrate_kbps: u32,
-    /// The host's fingerprint (client side), hex.
+    /// The peer's certificate fingerprint, hex: the host's on a client; on a
+    /// host, the client's if it presented one.
     pub fingerprint: Option<String>,
     /// The client's QUIC address (host side).
     pub peer: Option<String>,
@@ -583,7 +606,7 @@ impl NativeSession {
                 return Ok(Some(NativeControlInfo {
                     session_id: hex(&h.session_id()),
                     granted_bitrate_kbps: h.granted_bitrate_kbps(),
-                    fingerprint: None,
+                    fingerprint: h.client_fingerprint().map(|f| f.to_hex()),
                     peer: Some(h.peer().to_string()),
                 }));
             }
