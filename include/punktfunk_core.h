@@ -61,6 +61,10 @@
 // A bug inside the library, for example a caught panic (`ERR_PF_INTERNAL`).
 #define PUNKTFUNK_ERR_INTERNAL (int32_t)-8
 
+// The host admits only authorized clients, and this one is not among them
+// (`ERR_PF_UNAUTHORIZED`); the message carries the host's reason.
+#define PUNKTFUNK_ERR_UNAUTHORIZED (int32_t)-9
+
 // Session role: sends video (seals with the host→client key).
 #define PUNKTFUNK_ROLE_HOST 0
 
@@ -286,6 +290,12 @@
 #if defined(PUNKTFUNK_FEATURE_QUIC)
 // Close code: the application closed with its own reason.
 #define PUNKTFUNK_CLOSE_APPLICATION 4
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Close code: the host admits only authorized clients, and this one is not
+// among them (the client's connect returns `PUNKTFUNK_ERR_UNAUTHORIZED`).
+#define PUNKTFUNK_CLOSE_UNAUTHORIZED 5
 #endif
 
 #if defined(PUNKTFUNK_FEATURE_QUIC)
@@ -679,6 +689,8 @@ int32_t punktfunk_debug_panic(void);
 // its identity in `identity_dir` (NULL: `$PUNKTFUNK_CONFIG_DIR`, else
 // `~/.config/punktfunk`; created on first use). `config` (NULL for defaults)
 // sets the data-plane parameters offered to clients; FEC adapts within 5–50 %.
+// Any client that completes the handshake is admitted; see
+// `punktfunk_host_listen_authorized` to admit only listed ones.
 //
 // # Safety
 // `bind` must be NULL or NUL-terminated; `identity_dir` NULL or
@@ -687,6 +699,41 @@ int32_t punktfunk_host_listen(const char *bind,
                               const char *identity_dir,
                               const struct PunktfunkSessionConfig *config,
                               struct PunktfunkHost **out);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Like `punktfunk_host_listen`, but admits only the clients whose identity
+// (`punktfunk_client_connect_as`) has one of the `authorized_len`
+// fingerprints in `authorized` (64 hex digits each, colons allowed; see
+// `punktfunk_identity_fingerprint`). Every other client, and every client
+// that presents no identity, is refused with `PUNKTFUNK_CLOSE_UNAUTHORIZED`
+// before a data path is opened for it: its connect returns
+// `PUNKTFUNK_ERR_UNAUTHORIZED`, and so does the host's
+// `punktfunk_host_accept`, which can be called again to go on listening.
+// The list is copied. An empty list (`authorized_len` 0) and a NULL, empty
+// or malformed entry are `PUNKTFUNK_ERR_INVALID_ARG`, naming the entry.
+//
+// # Safety
+// As `punktfunk_host_listen`; `authorized` must be NULL or point to
+// `authorized_len` readable pointers, each NULL or NUL-terminated.
+int32_t punktfunk_host_listen_authorized(const char *bind,
+                                         const char *identity_dir,
+                                         const struct PunktfunkSessionConfig *config,
+                                         const char *const *authorized,
+                                         size_t authorized_len,
+                                         struct PunktfunkHost **out);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Writes the fingerprint of the identity in `identity_dir` (64 hex digits
+// and a NUL; use a buffer of `PUNKTFUNK_FINGERPRINT_LEN`), creating the
+// identity there if there is none: what a host pins (a host identity) or
+// lists in `punktfunk_host_listen_authorized` (a client identity).
+// `identity_dir` NULL means the default, as in `punktfunk_host_listen`.
+//
+// # Safety
+// `identity_dir` must be NULL or NUL-terminated; `buf` NULL or `len` writable bytes.
+int32_t punktfunk_identity_fingerprint(const char *identity_dir, char *buf, size_t len);
 #endif
 
 #if defined(PUNKTFUNK_FEATURE_QUIC)
@@ -709,7 +756,9 @@ int32_t punktfunk_host_local_address(const struct PunktfunkHost *host, char *buf
 #if defined(PUNKTFUNK_FEATURE_QUIC)
 // Waits up to `timeout_ms` for a client and runs the handshake with it. On
 // success `*out` is its session; `PUNKTFUNK_ERR_TIMEOUT` if nobody came. A
-// client that fails the handshake is reported as this call's error.
+// client that fails the handshake is reported as this call's error, a client
+// the host does not admit (`punktfunk_host_listen_authorized`) as
+// `PUNKTFUNK_ERR_UNAUTHORIZED`; the host keeps listening after either.
 //
 // # Safety
 // `host` must be NULL or a live handle; `out` NULL or writable.
@@ -723,7 +772,8 @@ int32_t punktfunk_host_accept(struct PunktfunkHost *host,
 // `PUNKTFUNK_CLOSE_HOST_SHUTDOWN`) and releases it. NULL is ignored.
 //
 // # Safety
-// `host` must be NULL or a handle from `punktfunk_host_listen` not freed before.
+// `host` must be NULL or a handle from `punktfunk_host_listen` (or
+// `punktfunk_host_listen_authorized`) not freed before.
 void punktfunk_host_free(struct PunktfunkHost *host);
 #endif
 
@@ -759,6 +809,19 @@ int32_t punktfunk_host_session_next_event(struct PunktfunkHostSession *session,
 // `session` must be NULL or a live handle; `out` NULL or writable for its `struct_size`.
 int32_t punktfunk_host_session_stats(const struct PunktfunkHostSession *session,
                                      struct PunktfunkStats *out);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Writes the fingerprint of the identity the client presented (64 hex
+// digits and a NUL; use a buffer of `PUNKTFUNK_FINGERPRINT_LEN`): who was
+// admitted. `PUNKTFUNK_ERR_INVALID_ARG` if the client presented none
+// (`punktfunk_client_connect`), or for a NULL or small buffer.
+//
+// # Safety
+// `session` must be NULL or a live handle; `buf` NULL or `len` writable bytes.
+int32_t punktfunk_host_session_client_fingerprint(const struct PunktfunkHostSession *session,
+                                                  char *buf,
+                                                  size_t len);
 #endif
 
 #if defined(PUNKTFUNK_FEATURE_QUIC)
@@ -800,7 +863,9 @@ void punktfunk_host_session_free(struct PunktfunkHostSession *session);
 // with the known-hosts file at `known_hosts` (NULL:
 // `~/.config/punktfunk/known_hosts`). A wrong fingerprint returns `PUNKTFUNK_ERR_PIN_MISMATCH` before
 // any data flows; no answer within `timeout_ms` returns `PUNKTFUNK_ERR_TIMEOUT`.
-// `config` (NULL for defaults) sets local receive limits.
+// `config` (NULL for defaults) sets local receive limits. The client
+// presents no identity: a host that admits only authorized clients refuses
+// it with `PUNKTFUNK_ERR_UNAUTHORIZED` (see `punktfunk_client_connect_as`).
 //
 // # Safety
 // String arguments must be NULL or NUL-terminated (`address` non-NULL);
@@ -811,6 +876,27 @@ int32_t punktfunk_client_connect(const char *address,
                                  uint32_t timeout_ms,
                                  const struct PunktfunkSessionConfig *config,
                                  struct PunktfunkClient **out);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Like `punktfunk_client_connect`, but presents the identity in
+// `identity_dir` (a certificate and key, created there on first use, the
+// same kind a host has) to the host, which may admit clients by its
+// fingerprint (`punktfunk_host_listen_authorized`; read it with
+// `punktfunk_identity_fingerprint`). A host that does not admit this
+// identity returns `PUNKTFUNK_ERR_UNAUTHORIZED`, with its reason in
+// `punktfunk_last_error_message()`. `identity_dir` NULL or empty is
+// `PUNKTFUNK_ERR_INVALID_ARG` (use `punktfunk_client_connect` to present none).
+//
+// # Safety
+// As `punktfunk_client_connect`; `identity_dir` must be NULL or NUL-terminated.
+int32_t punktfunk_client_connect_as(const char *address,
+                                    const char *pin_hex,
+                                    const char *known_hosts,
+                                    const char *identity_dir,
+                                    uint32_t timeout_ms,
+                                    const struct PunktfunkSessionConfig *config,
+                                    struct PunktfunkClient **out);
 #endif
 
 #if defined(PUNKTFUNK_FEATURE_QUIC)
@@ -900,7 +986,8 @@ int32_t punktfunk_client_close(struct PunktfunkClient *client, uint32_t code, co
 // Releases a client (closing it normally if still open). NULL is ignored.
 //
 // # Safety
-// `client` must be NULL or a handle from `punktfunk_client_connect` not freed before.
+// `client` must be NULL or a handle from `punktfunk_client_connect` (or
+// `punktfunk_client_connect_as`) not freed before.
 void punktfunk_client_free(struct PunktfunkClient *client);
 #endif
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "punktfunk_core.h"
 
@@ -56,6 +57,12 @@ static void test_abi_and_errors(void) {
     CHECK(punktfunk_abi_version() == PUNKTFUNK_ABI_VERSION, "abi %u", punktfunk_abi_version());
     CHECK(strcmp(punktfunk_status_code(PUNKTFUNK_ERR_CLOSED), "ERR_PF_CLOSED") == 0, "status code string");
     CHECK(strcmp(punktfunk_status_code(12345), "UNKNOWN") == 0, "unknown status");
+    CHECK(PUNKTFUNK_ERR_UNAUTHORIZED == -9 &&
+              strcmp(punktfunk_status_code(PUNKTFUNK_ERR_UNAUTHORIZED), "ERR_PF_UNAUTHORIZED") == 0,
+          "unauthorized status");
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+    CHECK(PUNKTFUNK_CLOSE_UNAUTHORIZED == 5, "unauthorized close code");
+#endif
 }
 
 static void test_null_and_bad_arguments(void) {
@@ -796,6 +803,226 @@ out:
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK(system(cmd) == 0, "cleanup");
 }
+
+/* The host thread of test_quic_authorized: accepts until a client is
+ * admitted, noting each refusal and what the host said about it. */
+struct admission {
+    PunktfunkHost *host;
+    PunktfunkHostSession *session;
+    int refused, other;
+    char why[2][256];
+};
+
+static void *admit_one(void *arg) {
+    struct admission *a = arg;
+    for (int tries = 0; tries < 5 && a->session == NULL; tries++) {
+        int32_t st = punktfunk_host_accept(a->host, 10000, &a->session);
+        if (st == PUNKTFUNK_ERR_UNAUTHORIZED) {
+            if (a->refused < 2) snprintf(a->why[a->refused], sizeof a->why[0], "%s", punktfunk_last_error_message());
+            a->refused++;
+        } else if (st != PUNKTFUNK_OK) {
+            a->other++;
+        }
+    }
+    if (a->session)
+        punktfunk_host_session_submit_frame(a->session, (const uint8_t *)"welcome", 7, 1, true);
+    return NULL;
+}
+
+static int exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Client identities and a host that admits only a listed one. */
+static void test_quic_authorized(void) {
+    char dir[] = "/tmp/punktfunk-c-authz-XXXXXX";
+    char good[96], bad[96], file[96], below_file[128], addr[PUNKTFUNK_ADDRESS_MAX];
+    char fp_good[PUNKTFUNK_FINGERPRINT_LEN], fp_bad[PUNKTFUNK_FINGERPRINT_LEN], fp_host[PUNKTFUNK_FINGERPRINT_LEN];
+    char seen[PUNKTFUNK_FINGERPRINT_LEN], colons[96];
+    PunktfunkHost *host = NULL;
+    PunktfunkClient *client = NULL;
+    PunktfunkHostSession *hs = NULL;
+    PunktfunkFrameEvent ev;
+    pthread_t t;
+
+    CHECK(mkdtemp(dir) != NULL, "temp dir");
+    snprintf(good, sizeof good, "%s/good", dir);
+    snprintf(bad, sizeof bad, "%s/bad", dir);
+    snprintf(file, sizeof file, "%s/file", dir);
+    snprintf(below_file, sizeof below_file, "%s/identity", file);
+    FILE *f = fopen(file, "w");
+    CHECK(f != NULL, "file");
+    if (f) fclose(f);
+
+    /* A client identity: created on first use, then the same every time. */
+    memset(fp_good, 'x', sizeof fp_good);
+    CHECK_STATUS(punktfunk_identity_fingerprint(good, NULL, sizeof fp_good), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_identity_fingerprint(good, fp_good, 0), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_identity_fingerprint(good, fp_good, sizeof fp_good - 1), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK(fp_good[0] == 'x' && !exists(good), "a refused call neither writes nor creates anything");
+    CHECK_STATUS(punktfunk_identity_fingerprint("", fp_good, sizeof fp_good), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_identity_fingerprint("\xff", fp_good, sizeof fp_good), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_identity_fingerprint(below_file, fp_good, sizeof fp_good), PUNKTFUNK_ERR_IO);
+    CHECK_STATUS(punktfunk_identity_fingerprint(good, fp_good, sizeof fp_good), PUNKTFUNK_OK);
+    CHECK(strlen(fp_good) == 64 && exists(good), "identity created: %s", fp_good);
+    CHECK_STATUS(punktfunk_identity_fingerprint(good, seen, sizeof seen), PUNKTFUNK_OK);
+    CHECK(strcmp(seen, fp_good) == 0, "the identity is loaded, not made anew");
+    /* The same kind of identity a host has: a host on it shows that fingerprint. */
+    CHECK_STATUS(punktfunk_host_listen("127.0.0.1:0", good, NULL, &host), PUNKTFUNK_OK);
+    if (!host) goto out;
+    CHECK_STATUS(punktfunk_host_fingerprint(host, fp_host, sizeof fp_host), PUNKTFUNK_OK);
+    CHECK(strcmp(fp_host, fp_good) == 0, "host on the client identity: %s vs %s", fp_host, fp_good);
+
+    /* An open host admits both kinds of client and says who presented what. */
+    CHECK_STATUS(punktfunk_host_local_address(host, addr, sizeof addr), PUNKTFUNK_OK);
+    if (connect_pair(host, addr, fp_host, &client, &hs)) {
+        CHECK_STATUS(punktfunk_host_session_client_fingerprint(hs, seen, sizeof seen), PUNKTFUNK_ERR_INVALID_ARG);
+        CHECK(strstr(punktfunk_last_error_message(), "no identity") != NULL, "anonymous: %s",
+              punktfunk_last_error_message());
+        punktfunk_client_free(client);
+        punktfunk_host_session_free(hs);
+    }
+    struct accepted acc = {.host = host};
+    CHECK(pthread_create(&t, NULL, accept_one, &acc) == 0, "accept thread");
+    CHECK_STATUS(punktfunk_client_connect_as(addr, fp_host, NULL, bad, 10000, NULL, &client), PUNKTFUNK_OK);
+    pthread_join(t, NULL);
+    CHECK_STATUS(acc.status, PUNKTFUNK_OK);
+    CHECK_STATUS(punktfunk_identity_fingerprint(bad, fp_bad, sizeof fp_bad), PUNKTFUNK_OK); /* made by connect_as */
+    CHECK(strcmp(fp_bad, fp_good) != 0, "two identities, two fingerprints");
+    if (acc.session) {
+        CHECK_STATUS(punktfunk_host_session_client_fingerprint(acc.session, seen, sizeof seen), PUNKTFUNK_OK);
+        CHECK(strcmp(seen, fp_bad) == 0, "an open host reports the presented identity: %s", seen);
+    }
+    punktfunk_client_free(client);
+    punktfunk_host_session_free(acc.session);
+    client = NULL;
+    punktfunk_host_free(host);
+    host = NULL;
+
+    /* Bad lists: each refused with the entry named, and no handle. */
+    for (int i = 0; i < 32; i++) snprintf(colons + 3 * i, 4, "%.2s%s", fp_good + 2 * i, i < 31 ? ":" : "");
+    const char *list[] = {colons};
+    const char *with_null[] = {colons, NULL};
+    const char *with_empty[] = {""};
+    const char *short_one[] = {fp_good, "abc"};
+    const char *not_hex[] = {"zz00000000000000000000000000000000000000000000000000000000000000"};
+    const char *not_utf8[] = {"\xff"};
+    char too_long[70];
+    snprintf(too_long, sizeof too_long, "%s0", fp_good);
+    const char *long_one[] = {too_long};
+    struct {
+        const char *const *list;
+        size_t len;
+        const char *why;
+    } refused[] = {
+        {NULL, 0, "punktfunk_host_listen"}, /* "anyone" has its own function */
+        {list, 0, "no client"},
+        {NULL, 1, "authorized is NULL"},
+        {with_null, 2, "authorized[1] is NULL"},
+        {with_empty, 1, "authorized[0] is empty"},
+        {short_one, 2, "authorized[1]"},
+        {not_hex, 1, "hexadecimal"},
+        {not_utf8, 1, "UTF-8"},
+        {long_one, 1, "64 hex digits"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        host = (PunktfunkHost *)dir;
+        CHECK_STATUS(punktfunk_host_listen_authorized("127.0.0.1:0", dir, NULL, refused[i].list, refused[i].len, &host),
+                     PUNKTFUNK_ERR_INVALID_ARG);
+        CHECK(host == NULL, "list %zu: the handle is cleared", i);
+        CHECK(strstr(punktfunk_last_error_message(), refused[i].why) != NULL, "list %zu: %s", i,
+              punktfunk_last_error_message());
+    }
+    CHECK_STATUS(punktfunk_host_listen_authorized("127.0.0.1:0", dir, NULL, list, 1, NULL), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_listen_authorized(NULL, dir, NULL, list, 1, &host), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_listen_authorized("127.0.0.1:0", "", NULL, list, 1, &host), PUNKTFUNK_ERR_INVALID_ARG);
+
+    /* Bad arguments to connect_as: refused before any network traffic. */
+    client = (PunktfunkClient *)dir;
+    CHECK_STATUS(punktfunk_client_connect_as("127.0.0.1:9", fp_good, NULL, NULL, 1000, NULL, &client),
+                 PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK(client == NULL, "the handle is cleared on failure");
+    CHECK(strstr(punktfunk_last_error_message(), "punktfunk_client_connect") != NULL, "says what to use: %s",
+          punktfunk_last_error_message());
+    CHECK_STATUS(punktfunk_client_connect_as("127.0.0.1:9", fp_good, NULL, "", 1000, NULL, &client),
+                 PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_connect_as("127.0.0.1:9", fp_good, NULL, "\xff", 1000, NULL, &client),
+                 PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_connect_as(NULL, fp_good, NULL, good, 1000, NULL, &client), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_connect_as("127.0.0.1:9", fp_good, NULL, good, 1000, NULL, NULL),
+                 PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_connect_as("127.0.0.1:9", "abc", NULL, good, 1000, NULL, &client),
+                 PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_connect_as("127.0.0.1:9", fp_good, NULL, good, 0, NULL, &client),
+                 PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_client_connect_as("127.0.0.1:9", fp_good, NULL, below_file, 1000, NULL, &client),
+                 PUNKTFUNK_ERR_IO);
+    CHECK_STATUS(punktfunk_host_session_client_fingerprint(NULL, seen, sizeof seen), PUNKTFUNK_ERR_INVALID_ARG);
+
+    /* A host that admits only the good identity (listed with colons). */
+    CHECK_STATUS(punktfunk_host_listen_authorized("127.0.0.1:0", dir, NULL, list, 1, &host), PUNKTFUNK_OK);
+    if (!host) goto out;
+    CHECK_STATUS(punktfunk_host_local_address(host, addr, sizeof addr), PUNKTFUNK_OK);
+    CHECK_STATUS(punktfunk_host_fingerprint(host, fp_host, sizeof fp_host), PUNKTFUNK_OK);
+    struct admission adm = {.host = host};
+    CHECK(pthread_create(&t, NULL, admit_one, &adm) == 0, "host thread");
+
+    /* Anonymous, then a stranger: refused, and told why. */
+    CHECK_STATUS(punktfunk_client_connect(addr, fp_host, NULL, 10000, NULL, &client), PUNKTFUNK_ERR_UNAUTHORIZED);
+    CHECK(client == NULL, "no handle for a refused client");
+    CHECK(strstr(punktfunk_last_error_message(), "ERR_PF_UNAUTHORIZED") != NULL &&
+              strstr(punktfunk_last_error_message(), "presented no identity") != NULL,
+          "anonymous hears why: %s", punktfunk_last_error_message());
+    CHECK_STATUS(punktfunk_client_connect_as(addr, fp_host, NULL, bad, 10000, NULL, &client),
+                 PUNKTFUNK_ERR_UNAUTHORIZED);
+    CHECK(client == NULL, "no handle for a refused client");
+    CHECK(strstr(punktfunk_last_error_message(), "not authorized") != NULL &&
+              strstr(punktfunk_last_error_message(), fp_bad) != NULL,
+          "the stranger hears why: %s", punktfunk_last_error_message());
+
+    /* The listed client: admitted, streams, and is known by its fingerprint. */
+    PunktfunkSessionConfig cfg;
+    punktfunk_session_config_default(&cfg);
+    cfg.frame_timeout_ms = 10000;
+    CHECK_STATUS(punktfunk_client_connect_as(addr, fp_host, NULL, good, 10000, &cfg, &client), PUNKTFUNK_OK);
+    pthread_join(t, NULL);
+    CHECK(adm.refused == 2 && adm.other == 0, "the host refused %d and failed %d otherwise", adm.refused, adm.other);
+    CHECK(strstr(adm.why[0], "ERR_PF_UNAUTHORIZED") != NULL && strstr(adm.why[0], "presented no identity") != NULL,
+          "host on the anonymous client: %s", adm.why[0]);
+    CHECK(strstr(adm.why[1], "not authorized") != NULL && strstr(adm.why[1], fp_bad) != NULL,
+          "host on the stranger: %s", adm.why[1]);
+    if (!client || !adm.session) {
+        punktfunk_client_free(client);
+        punktfunk_host_session_free(adm.session);
+        goto out;
+    }
+    int32_t st = PUNKTFUNK_OK;
+    ev.kind = PUNKTFUNK_EVENT_NONE;
+    for (int w = 0; w < 100 && st == PUNKTFUNK_OK && ev.kind == PUNKTFUNK_EVENT_NONE; w++)
+        st = punktfunk_client_next_frame(client, 100, &ev);
+    CHECK(st == PUNKTFUNK_OK && ev.kind == PUNKTFUNK_EVENT_FRAME && ev.len == 7 && memcmp(ev.data, "welcome", 7) == 0,
+          "the admitted client gets its frame (status %d)", (int)st);
+    memset(seen, 'x', sizeof seen);
+    CHECK_STATUS(punktfunk_host_session_client_fingerprint(adm.session, NULL, sizeof seen), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_session_client_fingerprint(adm.session, seen, 0), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK_STATUS(punktfunk_host_session_client_fingerprint(adm.session, seen, sizeof seen - 1),
+                 PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK(seen[0] == 'x', "a refused buffer is not written");
+    CHECK_STATUS(punktfunk_host_session_client_fingerprint(adm.session, seen, sizeof seen), PUNKTFUNK_OK);
+    CHECK(strcmp(seen, fp_good) == 0, "the host knows whom it admitted: %s", seen);
+    printf("quic: a host admitting one client identity refused an anonymous client and a stranger, admitted %.16s...\n",
+           seen);
+    punktfunk_client_close(client, PUNKTFUNK_CLOSE_NORMAL, "bye");
+    punktfunk_client_free(client);
+    punktfunk_host_session_free(adm.session);
+
+out:
+    punktfunk_host_free(host);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0, "cleanup");
+}
 #endif
 
 int main(void) {
@@ -808,6 +1035,7 @@ int main(void) {
 #if defined(PUNKTFUNK_FEATURE_QUIC)
     test_quic();
     test_quic_misuse();
+    test_quic_authorized();
 #endif
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);

@@ -75,6 +75,10 @@ pub const PUNKTFUNK_ERR_PIN_MISMATCH: i32 = -7 as i32;
 /// A bug inside the library, for example a caught panic (`ERR_PF_INTERNAL`).
 #[allow(clippy::unnecessary_cast)] // the cast makes the C macro `(int32_t)-N`, safe in any expression
 pub const PUNKTFUNK_ERR_INTERNAL: i32 = -8 as i32;
+/// The host admits only authorized clients, and this one is not among them
+/// (`ERR_PF_UNAUTHORIZED`); the message carries the host's reason.
+#[allow(clippy::unnecessary_cast)] // the cast makes the C macro `(int32_t)-N`, safe in any expression
+pub const PUNKTFUNK_ERR_UNAUTHORIZED: i32 = -9 as i32;
 
 /// Session role: sends video (seals with the host→client key).
 pub const PUNKTFUNK_ROLE_HOST: i32 = 0;
@@ -147,16 +151,26 @@ unsafe fn input<'a, T>(p: *const T, what: &str) -> Result<&'a T, Error> {
 /// # Safety
 /// `p` must be NULL or point to `len` readable bytes for `'a`.
 unsafe fn bytes<'a>(p: *const u8, len: usize, what: &str) -> Result<&'a [u8], Error> {
+    // SAFETY: the caller's contract is the one `items` asks for.
+    unsafe { items(p, len, what) }
+}
+
+/// Borrows a C array of `len` items; NULL is allowed only for an empty array.
+///
+/// # Safety
+/// `p` must be NULL or point to `len` readable, initialised `T`s for `'a`.
+unsafe fn items<'a, T>(p: *const T, len: usize, what: &str) -> Result<&'a [T], Error> {
     if len == 0 {
         return Ok(&[]);
     }
     if p.is_null() {
         return Err(Error::invalid(format!("{what} is NULL but its length is {len}")));
     }
-    if len > isize::MAX as usize {
+    if len > isize::MAX as usize / size_of::<T>().max(1) {
         return Err(Error::invalid(format!("{what} length {len} is too large")));
     }
-    // SAFETY: non-NULL, and the caller promises `len` readable bytes.
+    // SAFETY: non-NULL, at most isize::MAX bytes, and the caller promises `len`
+    // readable items.
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
 }
 
@@ -702,6 +716,7 @@ pub extern "C" fn punktfunk_status_code(status: i32) -> *const c_char {
         PUNKTFUNK_ERR_PROTOCOL => c"ERR_PF_PROTOCOL",
         PUNKTFUNK_ERR_PIN_MISMATCH => c"ERR_PF_PIN_MISMATCH",
         PUNKTFUNK_ERR_INTERNAL => c"ERR_PF_INTERNAL",
+        PUNKTFUNK_ERR_UNAUTHORIZED => c"ERR_PF_UNAUTHORIZED",
         _ => c"UNKNOWN",
     };
     s.as_ptr()
@@ -1066,7 +1081,8 @@ mod tests {
 
     #[test]
     fn statuses_match_the_core_taxonomy() {
-        let c = [
+        // The length ties the two lists: a new core kind fails to compile here.
+        let c: [i32; ErrorKind::ALL.len()] = [
             PUNKTFUNK_ERR_INVALID_ARG,
             PUNKTFUNK_ERR_CLOSED,
             PUNKTFUNK_ERR_IO,
@@ -1075,6 +1091,7 @@ mod tests {
             PUNKTFUNK_ERR_PROTOCOL,
             PUNKTFUNK_ERR_PIN_MISMATCH,
             PUNKTFUNK_ERR_INTERNAL,
+            PUNKTFUNK_ERR_UNAUTHORIZED,
         ];
         for (kind, status) in ErrorKind::ALL.iter().zip(c) {
             assert_eq!(kind.status(), status, "{kind:?}");

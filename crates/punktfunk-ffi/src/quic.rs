@@ -1,22 +1,24 @@
 //! The QUIC control plane in C (`#if defined(PUNKTFUNK_FEATURE_QUIC)`): host
 //! listen / accept / fingerprint / close, client connect with a pin or trust
-//! on first use, frames, speed test, input, keyframe requests, close reasons.
+//! on first use, client identities and the hosts that admit only listed
+//! ones, frames, speed test, input, keyframe requests, close reasons.
 //! The calls block (accept, connect, waits) up to the timeouts given.
 
+use std::collections::BTreeSet;
 use std::ffi::c_char;
 use std::path::PathBuf;
 use std::ptr;
 use std::time::Duration;
 
 use pf::control::{
-    self, Client, ClientConfig, Fingerprint, Host, HostConfig, HostEvent, HostSession, InputEvent,
+    self, Client, ClientConfig, Fingerprint, Host, HostConfig, HostEvent, HostSession, Identity, InputEvent,
     InputFields, InputKind, Trust,
 };
 use pf::{Error, ErrorKind, Frame, FrameMeta};
 
 use super::{
-    bytes, config_or_default, ffi, input, lend, out, parse_addr, text, write_cstr, PunktfunkFrameEvent,
-    PunktfunkStats, STATS_V1_SIZE,
+    bytes, config_or_default, ffi, input, items, lend, null, out, parse_addr, text, write_cstr,
+    PunktfunkFrameEvent, PunktfunkStats, STATS_V1_SIZE,
 };
 
 /// Buffer size for a fingerprint: 64 hex digits and a NUL.
@@ -104,6 +106,9 @@ pub const PUNKTFUNK_CLOSE_IDLE: u32 = 2;
 pub const PUNKTFUNK_CLOSE_HOST_SHUTDOWN: u32 = 3;
 /// Close code: the application closed with its own reason.
 pub const PUNKTFUNK_CLOSE_APPLICATION: u32 = 4;
+/// Close code: the host admits only authorized clients, and this one is not
+/// among them (the client's connect returns `PUNKTFUNK_ERR_UNAUTHORIZED`).
+pub const PUNKTFUNK_CLOSE_UNAUTHORIZED: u32 = 5;
 
 /// One input event. Set `kind` and the fields it uses; the rest are ignored.
 #[repr(C)]
@@ -276,10 +281,85 @@ fn millis(ms: u32, what: &str) -> Result<Duration, Error> {
     Ok(Duration::from_millis(ms.into()))
 }
 
+/// An identity directory argument: NULL means the default
+/// (`$PUNKTFUNK_CONFIG_DIR`, else `~/.config/punktfunk`), empty is refused.
+///
+/// # Safety
+/// `p` must be NULL or point to a NUL-terminated string.
+unsafe fn identity_dir_or_default(p: *const c_char) -> Result<PathBuf, Error> {
+    if p.is_null() {
+        return Ok(control::default_config_dir());
+    }
+    // SAFETY: non-NULL and NUL-terminated per the caller's contract.
+    unsafe { path(p, "identity_dir") }
+}
+
+/// Reads a list of client fingerprints (64 hex digits each, colons allowed):
+/// at least one, every entry non-NULL, non-empty and well-formed.
+///
+/// # Safety
+/// `list` must be NULL or point to `len` readable pointers, each NULL or
+/// pointing to a NUL-terminated string.
+unsafe fn fingerprints(list: *const *const c_char, len: usize) -> Result<BTreeSet<Fingerprint>, Error> {
+    // SAFETY: NULL or `len` readable pointers per the caller's contract.
+    let entries = unsafe { items(list, len, "authorized") }?;
+    if entries.is_empty() {
+        return Err(Error::invalid(
+            "authorized lists no client (authorized_len is 0); \
+             use punktfunk_host_listen to admit any client",
+        ));
+    }
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, &entry)| {
+            let what = format!("authorized[{i}]");
+            // SAFETY: each entry is NULL or NUL-terminated per the caller's contract.
+            let hex = unsafe { text(entry, &what) }?;
+            if hex.is_empty() {
+                return Err(Error::invalid(format!("{what} is empty, not a fingerprint")));
+            }
+            Fingerprint::from_hex(hex).map_err(|e| Error::invalid(format!("{what}: {}", e.message())))
+        })
+        .collect()
+}
+
+/// The body of `punktfunk_host_listen` and `punktfunk_host_listen_authorized`
+/// once `out` is cleared: `authorized` as `HostConfig::authorized_clients`.
+///
+/// # Safety
+/// As `punktfunk_host_listen`, with `out` already checked.
+unsafe fn listen(
+    bind: *const c_char,
+    identity_dir: *const c_char,
+    config: *const super::PunktfunkSessionConfig,
+    authorized: Option<BTreeSet<Fingerprint>>,
+    out: &mut *mut PunktfunkHost,
+) -> Result<(), Error> {
+    // SAFETY: NULL or NUL-terminated per the caller's contract.
+    let bind = parse_addr(unsafe { text(bind, "bind") }?, "bind")?;
+    // SAFETY: as above.
+    let dir = unsafe { identity_dir_or_default(identity_dir) }?;
+    // SAFETY: NULL or a valid config per the caller's contract.
+    let cfg = unsafe { config_or_default(config) }?;
+    let host = Host::listen(HostConfig {
+        identity_dir: dir,
+        bind,
+        session: cfg.to_core()?,
+        udp: cfg.udp_config()?,
+        authorized_clients: authorized,
+        ..HostConfig::default()
+    })?;
+    *out = Box::into_raw(Box::new(PunktfunkHost { host }));
+    Ok(())
+}
+
 /// Starts a host listening on `bind` (`"IP:port"`; port 0 picks one), with
 /// its identity in `identity_dir` (NULL: `$PUNKTFUNK_CONFIG_DIR`, else
 /// `~/.config/punktfunk`; created on first use). `config` (NULL for defaults)
 /// sets the data-plane parameters offered to clients; FEC adapts within 5–50 %.
+/// Any client that completes the handshake is admitted; see
+/// `punktfunk_host_listen_authorized` to admit only listed ones.
 ///
 /// # Safety
 /// `bind` must be NULL or NUL-terminated; `identity_dir` NULL or
@@ -295,25 +375,74 @@ pub unsafe extern "C" fn punktfunk_host_listen(
         // SAFETY: checked or valid per the contract.
         let out = unsafe { super::out(out, "out") }?;
         *out = ptr::null_mut();
-        // SAFETY: as above.
-        let bind = parse_addr(unsafe { text(bind, "bind") }?, "bind")?;
-        let dir = if identity_dir.is_null() {
-            control::default_config_dir()
-        } else {
-            // SAFETY: non-NULL and NUL-terminated per the contract.
-            unsafe { path(identity_dir, "identity_dir") }?
-        };
-        // SAFETY: as above.
-        let cfg = unsafe { config_or_default(config) }?;
-        let host = Host::listen(HostConfig {
-            identity_dir: dir,
-            bind,
-            session: cfg.to_core()?,
-            udp: cfg.udp_config()?,
-            ..HostConfig::default()
-        })?;
-        *out = Box::into_raw(Box::new(PunktfunkHost { host }));
-        Ok(())
+        // SAFETY: the arguments are as the contract above says.
+        unsafe { listen(bind, identity_dir, config, None, out) }
+    })
+}
+
+/// Like `punktfunk_host_listen`, but admits only the clients whose identity
+/// (`punktfunk_client_connect_as`) has one of the `authorized_len`
+/// fingerprints in `authorized` (64 hex digits each, colons allowed; see
+/// `punktfunk_identity_fingerprint`). Every other client, and every client
+/// that presents no identity, is refused with `PUNKTFUNK_CLOSE_UNAUTHORIZED`
+/// before a data path is opened for it: its connect returns
+/// `PUNKTFUNK_ERR_UNAUTHORIZED`, and so does the host's
+/// `punktfunk_host_accept`, which can be called again to go on listening.
+/// The list is copied. An empty list (`authorized_len` 0) and a NULL, empty
+/// or malformed entry are `PUNKTFUNK_ERR_INVALID_ARG`, naming the entry.
+///
+/// # Safety
+/// As `punktfunk_host_listen`; `authorized` must be NULL or point to
+/// `authorized_len` readable pointers, each NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_host_listen_authorized(
+    bind: *const c_char,
+    identity_dir: *const c_char,
+    config: *const super::PunktfunkSessionConfig,
+    authorized: *const *const c_char,
+    authorized_len: usize,
+    out: *mut *mut PunktfunkHost,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: checked or valid per the contract.
+        let out = unsafe { super::out(out, "out") }?;
+        *out = ptr::null_mut();
+        // SAFETY: NULL or `authorized_len` readable string pointers per the contract.
+        let allowed = unsafe { fingerprints(authorized, authorized_len) }?;
+        // SAFETY: the other arguments are as the contract above says.
+        unsafe { listen(bind, identity_dir, config, Some(allowed), out) }
+    })
+}
+
+/// Writes the fingerprint of the identity in `identity_dir` (64 hex digits
+/// and a NUL; use a buffer of `PUNKTFUNK_FINGERPRINT_LEN`), creating the
+/// identity there if there is none: what a host pins (a host identity) or
+/// lists in `punktfunk_host_listen_authorized` (a client identity).
+/// `identity_dir` NULL means the default, as in `punktfunk_host_listen`.
+///
+/// # Safety
+/// `identity_dir` must be NULL or NUL-terminated; `buf` NULL or `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_identity_fingerprint(
+    identity_dir: *const c_char,
+    buf: *mut c_char,
+    len: usize,
+) -> i32 {
+    ffi(|| {
+        // Refuse an unusable buffer before anything is created on disk.
+        if buf.is_null() {
+            return Err(null("buf"));
+        }
+        if len < PUNKTFUNK_FINGERPRINT_LEN {
+            return Err(Error::invalid(format!(
+                "buffer of {len} bytes is too small for a fingerprint (PUNKTFUNK_FINGERPRINT_LEN is {PUNKTFUNK_FINGERPRINT_LEN})"
+            )));
+        }
+        // SAFETY: NULL or NUL-terminated per the contract.
+        let dir = unsafe { identity_dir_or_default(identity_dir) }?;
+        let fp = Identity::load_or_create(&dir)?.fingerprint();
+        // SAFETY: non-NULL with `len` writable bytes per the contract.
+        unsafe { write_cstr(buf, len, &fp.to_hex()) }
     })
 }
 
@@ -357,7 +486,9 @@ pub unsafe extern "C" fn punktfunk_host_local_address(
 
 /// Waits up to `timeout_ms` for a client and runs the handshake with it. On
 /// success `*out` is its session; `PUNKTFUNK_ERR_TIMEOUT` if nobody came. A
-/// client that fails the handshake is reported as this call's error.
+/// client that fails the handshake is reported as this call's error, a client
+/// the host does not admit (`punktfunk_host_listen_authorized`) as
+/// `PUNKTFUNK_ERR_UNAUTHORIZED`; the host keeps listening after either.
 ///
 /// # Safety
 /// `host` must be NULL or a live handle; `out` NULL or writable.
@@ -388,14 +519,15 @@ pub unsafe extern "C" fn punktfunk_host_accept(
 /// `PUNKTFUNK_CLOSE_HOST_SHUTDOWN`) and releases it. NULL is ignored.
 ///
 /// # Safety
-/// `host` must be NULL or a handle from `punktfunk_host_listen` not freed before.
+/// `host` must be NULL or a handle from `punktfunk_host_listen` (or
+/// `punktfunk_host_listen_authorized`) not freed before.
 #[no_mangle]
 pub unsafe extern "C" fn punktfunk_host_free(host: *mut PunktfunkHost) {
     if host.is_null() {
         return;
     }
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: a live handle from `punktfunk_host_listen`, not freed before.
+        // SAFETY: a live handle from `punktfunk_host_listen*`, not freed before.
         drop(unsafe { Box::from_raw(host) });
     }));
 }
@@ -477,6 +609,34 @@ pub unsafe extern "C" fn punktfunk_host_session_stats(
     })
 }
 
+/// Writes the fingerprint of the identity the client presented (64 hex
+/// digits and a NUL; use a buffer of `PUNKTFUNK_FINGERPRINT_LEN`): who was
+/// admitted. `PUNKTFUNK_ERR_INVALID_ARG` if the client presented none
+/// (`punktfunk_client_connect`), or for a NULL or small buffer.
+///
+/// # Safety
+/// `session` must be NULL or a live handle; `buf` NULL or `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_host_session_client_fingerprint(
+    session: *const PunktfunkHostSession,
+    buf: *mut c_char,
+    len: usize,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: NULL or a live handle per the contract.
+        let s = unsafe { input(session, "session") }?;
+        if buf.is_null() {
+            return Err(null("buf"));
+        }
+        let fp = s
+            .session
+            .client_fingerprint()
+            .ok_or_else(|| Error::invalid("the client presented no identity"))?;
+        // SAFETY: non-NULL with `len` writable bytes per the contract.
+        unsafe { write_cstr(buf, len, &fp.to_hex()) }
+    })
+}
+
 /// Writes how the session ended (code, and the reason text into `buf`);
 /// `PUNKTFUNK_ERR_INVALID_ARG` while it is still open.
 ///
@@ -540,12 +700,54 @@ pub unsafe extern "C" fn punktfunk_host_session_free(session: *mut PunktfunkHost
     }));
 }
 
+/// The body of `punktfunk_client_connect` and `punktfunk_client_connect_as`
+/// once `out` is cleared: `identity` as `ClientConfig::identity_dir`.
+///
+/// # Safety
+/// As `punktfunk_client_connect`, with `out` already checked.
+unsafe fn connect(
+    address: *const c_char,
+    pin_hex: *const c_char,
+    known_hosts: *const c_char,
+    identity: Option<PathBuf>,
+    timeout_ms: u32,
+    config: *const super::PunktfunkSessionConfig,
+    out: &mut *mut PunktfunkClient,
+) -> Result<(), Error> {
+    // SAFETY: NULL or NUL-terminated per the caller's contract.
+    let addr = parse_addr(unsafe { text(address, "address") }?, "address")?;
+    let trust = if pin_hex.is_null() {
+        let path = if known_hosts.is_null() {
+            control::default_known_hosts()
+        } else {
+            // SAFETY: non-NULL and NUL-terminated per the caller's contract.
+            unsafe { path(known_hosts, "known_hosts") }?
+        };
+        Trust::Tofu(path)
+    } else {
+        // SAFETY: non-NULL and NUL-terminated per the caller's contract.
+        Trust::Pin(Fingerprint::from_hex(unsafe { text(pin_hex, "pin_hex") }?)?)
+    };
+    // SAFETY: NULL or a valid config per the caller's contract.
+    let cfg = unsafe { config_or_default(config) }?;
+    let mut cc = ClientConfig::new(trust);
+    cc.connect_timeout = millis(timeout_ms, "timeout_ms")?;
+    cc.session = cfg.to_core()?;
+    cc.udp = cfg.udp_config()?;
+    cc.identity_dir = identity;
+    let client = Client::connect(addr, cc)?;
+    *out = Box::into_raw(Box::new(PunktfunkClient { client, lent: None }));
+    Ok(())
+}
+
 /// Connects to a host at `address` (`"IP:port"`). With `pin_hex` (64 hex
 /// digits) only that fingerprint is accepted; with NULL, trust on first use
 /// with the known-hosts file at `known_hosts` (NULL:
 /// `~/.config/punktfunk/known_hosts`). A wrong fingerprint returns `PUNKTFUNK_ERR_PIN_MISMATCH` before
 /// any data flows; no answer within `timeout_ms` returns `PUNKTFUNK_ERR_TIMEOUT`.
-/// `config` (NULL for defaults) sets local receive limits.
+/// `config` (NULL for defaults) sets local receive limits. The client
+/// presents no identity: a host that admits only authorized clients refuses
+/// it with `PUNKTFUNK_ERR_UNAUTHORIZED` (see `punktfunk_client_connect_as`).
 ///
 /// # Safety
 /// String arguments must be NULL or NUL-terminated (`address` non-NULL);
@@ -563,29 +765,45 @@ pub unsafe extern "C" fn punktfunk_client_connect(
         // SAFETY: checked or valid per the contract.
         let out = unsafe { super::out(out, "out") }?;
         *out = ptr::null_mut();
-        // SAFETY: as above.
-        let addr = parse_addr(unsafe { text(address, "address") }?, "address")?;
-        let trust = if pin_hex.is_null() {
-            let path = if known_hosts.is_null() {
-                control::default_known_hosts()
-            } else {
-                // SAFETY: non-NULL and NUL-terminated per the contract.
-                unsafe { path(known_hosts, "known_hosts") }?
-            };
-            Trust::Tofu(path)
-        } else {
-            // SAFETY: non-NULL and NUL-terminated per the contract.
-            Trust::Pin(Fingerprint::from_hex(unsafe { text(pin_hex, "pin_hex") }?)?)
-        };
-        // SAFETY: as above.
-        let cfg = unsafe { config_or_default(config) }?;
-        let mut cc = ClientConfig::new(trust);
-        cc.connect_timeout = millis(timeout_ms, "timeout_ms")?;
-        cc.session = cfg.to_core()?;
-        cc.udp = cfg.udp_config()?;
-        let client = Client::connect(addr, cc)?;
-        *out = Box::into_raw(Box::new(PunktfunkClient { client, lent: None }));
-        Ok(())
+        // SAFETY: the arguments are as the contract above says.
+        unsafe { connect(address, pin_hex, known_hosts, None, timeout_ms, config, out) }
+    })
+}
+
+/// Like `punktfunk_client_connect`, but presents the identity in
+/// `identity_dir` (a certificate and key, created there on first use, the
+/// same kind a host has) to the host, which may admit clients by its
+/// fingerprint (`punktfunk_host_listen_authorized`; read it with
+/// `punktfunk_identity_fingerprint`). A host that does not admit this
+/// identity returns `PUNKTFUNK_ERR_UNAUTHORIZED`, with its reason in
+/// `punktfunk_last_error_message()`. `identity_dir` NULL or empty is
+/// `PUNKTFUNK_ERR_INVALID_ARG` (use `punktfunk_client_connect` to present none).
+///
+/// # Safety
+/// As `punktfunk_client_connect`; `identity_dir` must be NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_client_connect_as(
+    address: *const c_char,
+    pin_hex: *const c_char,
+    known_hosts: *const c_char,
+    identity_dir: *const c_char,
+    timeout_ms: u32,
+    config: *const super::PunktfunkSessionConfig,
+    out: *mut *mut PunktfunkClient,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: checked or valid per the contract.
+        let out = unsafe { super::out(out, "out") }?;
+        *out = ptr::null_mut();
+        if identity_dir.is_null() {
+            return Err(Error::invalid(
+                "identity_dir is NULL; use punktfunk_client_connect to present no identity",
+            ));
+        }
+        // SAFETY: non-NULL and NUL-terminated per the contract.
+        let dir = unsafe { path(identity_dir, "identity_dir") }?;
+        // SAFETY: the other arguments are as the contract above says.
+        unsafe { connect(address, pin_hex, known_hosts, Some(dir), timeout_ms, config, out) }
     })
 }
 
@@ -767,14 +985,15 @@ pub unsafe extern "C" fn punktfunk_client_close(
 /// Releases a client (closing it normally if still open). NULL is ignored.
 ///
 /// # Safety
-/// `client` must be NULL or a handle from `punktfunk_client_connect` not freed before.
+/// `client` must be NULL or a handle from `punktfunk_client_connect` (or
+/// `punktfunk_client_connect_as`) not freed before.
 #[no_mangle]
 pub unsafe extern "C" fn punktfunk_client_free(client: *mut PunktfunkClient) {
     if client.is_null() {
         return;
     }
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: a live handle from `punktfunk_client_connect`, not freed before.
+        // SAFETY: a live handle from `punktfunk_client_connect*`, not freed before.
         drop(unsafe { Box::from_raw(client) });
     }));
 }
@@ -783,6 +1002,7 @@ pub unsafe extern "C" fn punktfunk_client_free(client: *mut PunktfunkClient) {
 mod tests {
     use super::*;
     use pf::control::{axis, button};
+    use std::ffi::CString;
 
     #[test]
     fn input_constants_match_the_core() {
@@ -823,6 +1043,7 @@ mod tests {
             (PUNKTFUNK_CLOSE_IDLE, control::close_code::IDLE),
             (PUNKTFUNK_CLOSE_HOST_SHUTDOWN, control::close_code::HOST_SHUTDOWN),
             (PUNKTFUNK_CLOSE_APPLICATION, control::close_code::APPLICATION),
+            (PUNKTFUNK_CLOSE_UNAUTHORIZED, control::close_code::UNAUTHORIZED),
         ];
         for (c, core) in codes {
             assert_eq!(c, core);
@@ -840,6 +1061,41 @@ mod tests {
         for (c, core) in kinds {
             assert_eq!(c, core.number());
         }
+    }
+
+    #[test]
+    fn authorized_lists_are_read_entry_by_entry() {
+        let hex = "ab".repeat(32);
+        let colons = vec!["cd"; 32].join(":");
+        let good = [CString::new(hex.as_str()).unwrap(), CString::new(colons).unwrap()];
+        let ptrs: Vec<*const c_char> = good.iter().map(|c| c.as_ptr()).collect();
+        // SAFETY: `ptrs` holds two pointers to live NUL-terminated strings.
+        let set = unsafe { fingerprints(ptrs.as_ptr(), ptrs.len()) }.unwrap();
+        assert_eq!(set.len(), 2);
+        assert!(set.contains(&Fingerprint([0xab; 32])) && set.contains(&Fingerprint([0xcd; 32])));
+
+        let (empty, short) = (CString::new("").unwrap(), CString::new("abc").unwrap());
+        let refused: [(Vec<*const c_char>, &str); 4] = [
+            (vec![ptrs[0], ptr::null()], "authorized[1] is NULL"),
+            (vec![empty.as_ptr()], "authorized[0] is empty"),
+            (
+                vec![ptrs[1], ptrs[0], short.as_ptr()],
+                "authorized[2]: a fingerprint is 64 hex digits",
+            ),
+            (vec![], "authorized lists no client"),
+        ];
+        for (list, why) in refused {
+            // SAFETY: every entry is NULL or a live NUL-terminated string.
+            let e = unsafe { fingerprints(list.as_ptr(), list.len()) }.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+            assert!(e.message().contains(why), "{e}");
+        }
+        // SAFETY: NULL with a length is refused before anything is read.
+        let e = unsafe { fingerprints(ptr::null(), 3) }.unwrap_err();
+        assert!(e.message().contains("authorized is NULL"), "{e}");
+        // SAFETY: NULL with length 0 reads nothing.
+        let e = unsafe { fingerprints(ptr::null(), 0) }.unwrap_err();
+        assert!(e.message().contains("punktfunk_host_listen"), "{e}");
     }
 
     #[test]
