@@ -47,6 +47,10 @@ impl Fingerprint {
     /// Parses 64 hex digits (case-insensitive; `:` separators allowed).
     pub fn from_hex(s: &str) -> Result<Fingerprint> {
         let digits: Vec<u8> = s.bytes().filter(|&c| c != b':').collect();
+        if !digits.iter().all(u8::is_ascii_hexdigit) {
+            // Checked here: `from_str_radix` would also take a sign ("+a").
+            return Err(Error::invalid(format!("fingerprint {s:?} is not hexadecimal")));
+        }
         if digits.len() != 64 {
             return Err(Error::invalid(format!(
                 "a fingerprint is 64 hex digits (SHA-256), got {} characters",
@@ -241,6 +245,47 @@ impl KnownHosts {
     }
 }
 
+/// The handshake-signature methods both verifiers share (the peer must have
+/// signed the handshake with the key of the certificate it presented), for an
+/// `impl` of a type with a `provider: Arc<CryptoProvider>` field.
+macro_rules! handshake_signatures {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.provider.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.provider.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.provider
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    };
+}
+
 /// What the verifier saw, read after the handshake.
 #[derive(Debug, Default)]
 pub(crate) struct Seen {
@@ -291,39 +336,7 @@ impl ServerCertVerifier for PinVerifier {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    handshake_signatures!();
 }
 
 /// Asks every client for a certificate and accepts any, or none: the
@@ -363,39 +376,7 @@ impl ClientCertVerifier for ClientIdentityVerifier {
         Ok(ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    handshake_signatures!();
 }
 
 #[cfg(test)]
@@ -437,6 +418,9 @@ mod tests {
         assert_eq!(Fingerprint::from_hex(&colons).unwrap(), fp);
         assert!(Fingerprint::from_hex("abc").is_err());
         assert!(Fingerprint::from_hex(&"zz".repeat(32)).is_err());
+        // A sign is not a digit, though u8::from_str_radix would take "+a".
+        assert!(Fingerprint::from_hex(&"+a".repeat(32)).is_err());
+        assert!(Fingerprint::from_hex(&format!("{} ", &fp.to_hex()[1..])).is_err());
     }
 
     #[test]
