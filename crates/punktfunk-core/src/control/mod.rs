@@ -372,6 +372,8 @@ pub struct Host {
     /// completion: every connecting client gets its own handshake task, so a
     /// slow or silent one cannot hold up the others.
     ready: Mutex<tokio::sync::mpsc::Receiver<Result<HostSession>>>,
+    /// The accept loop, which holds the runtime and the endpoint too.
+    accepting: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Handshakes finished but not yet taken by [`Host::accept`]; beyond this the
@@ -435,12 +437,13 @@ impl Host {
                 .map_err(|e| io(format!("cannot listen on {}: {e}", config.bind)))?
         };
         let (tx, rx) = tokio::sync::mpsc::channel(ACCEPT_BACKLOG);
-        rt.spawn(accept_loop(endpoint.clone(), config, rt.clone(), tx));
+        let accepting = rt.spawn(accept_loop(endpoint.clone(), config, rt.clone(), tx));
         Ok(Host {
             rt,
             endpoint,
             identity,
             ready: Mutex::new(rx),
+            accepting: Mutex::new(Some(accepting)),
         })
     }
 
@@ -499,6 +502,17 @@ impl Drop for Host {
         let _ = self
             .rt
             .block_on(async { tokio::time::timeout(DRAIN_ON_DROP, self.endpoint.wait_idle()).await });
+        // The accept loop ends with the endpoint; wait for it, so that its
+        // reference to the runtime is gone and this one is the last (unless
+        // sessions are still open). Dropping the last one here, off the
+        // runtime, stops it before `drop` returns, and with it the endpoint's
+        // socket: the port is free once the host is dropped.
+        let accepting = self.accepting.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = accepting {
+            let _ = self
+                .rt
+                .block_on(async { tokio::time::timeout(DRAIN_ON_DROP, task).await });
+        }
     }
 }
 

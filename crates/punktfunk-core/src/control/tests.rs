@@ -576,6 +576,24 @@ fn keys_match_per_session_differ_between_sessions_and_never_cross_the_control_st
 }
 
 #[test]
+fn a_dropped_host_has_released_its_port() {
+    // The accept loop holds the runtime too; if it let go last, the runtime
+    // (and the endpoint's socket) stopped in the background, a moment later.
+    for _ in 0..20 {
+        let h = host(None);
+        let addr = h.local_addr().unwrap();
+        let cfg = ClientConfig::new(Trust::Pin(h.fingerprint()));
+        let c = thread::spawn(move || Client::connect(addr, cfg).unwrap());
+        let s = h.accept(Some(Duration::from_secs(10))).unwrap().expect("client");
+        s.close(close_code::NORMAL, "bye");
+        drop(s);
+        drop(c.join().unwrap());
+        drop(h);
+        std::net::UdpSocket::bind(addr).expect("the port is free once the host is dropped");
+    }
+}
+
+#[test]
 fn the_host_fingerprint_survives_a_restart() {
     let dir = temp_dir("restart");
     let cfg = HostConfig {
