@@ -103,10 +103,10 @@ import {
   SHARD_PAYLOAD,
   start,
   tbfDrops,
-  UDP_LENGTH,
   udpInErrors,
   VETH_H,
   within,
+  dataPlaneTable,
 } from './netns'
 
 const SECONDS = Number(process.env.PF_NETNS_SECONDS ?? 7)
@@ -139,36 +139,22 @@ const CASES: Case[] = [
 // Running one case
 
 function nftRules(c: Case, quicPort: number): string {
-  const rules = [`  counter name "data_in"`]
-  if (c.lossPermille > 0) rules.push(`  numgen random mod 1000 < ${c.lossPermille} counter name "rand_drop" drop`)
+  const rules: string[] = []
+  if (c.lossPermille > 0) rules.push(`numgen random mod 1000 < ${c.lossPermille} counter name "rand_drop" drop`)
   if (c.burst) {
-    rules.push(`  ip saddr @burst counter name "burst_drop" drop`)
+    rules.push(`ip saddr @burst counter name "burst_drop" drop`)
     rules.push(
-      `  numgen random mod 10000 < ${BURST_START_PER_10K} add @burst { ip saddr timeout ${BURST_MS}ms } counter name "burst_start" drop`,
+      `numgen random mod 10000 < ${BURST_START_PER_10K} add @burst { ip saddr timeout ${BURST_MS}ms } counter name "burst_start" drop`,
     )
   }
-  return [
-    'table inet pf {',
-    ' counter data_in { }',
-    ' counter rand_drop { }',
-    ' counter burst_drop { }',
-    ' counter burst_start { }',
-    ' set burst {',
-    '  type ipv4_addr',
-    '  flags dynamic,timeout',
-    ' }',
-    ' chain input {',
-    '  type filter hook input priority -10; policy accept;',
-    `  ip saddr ${HOST_IP} udp sport != ${quicPort} udp length ${UDP_LENGTH} jump data`,
-    ' }',
-    ' chain data {',
-    ...rules,
-    ' }',
-    '}',
-    '',
-  ].join('\n')
+  const declarations = [
+    'counter rand_drop { }',
+    'counter burst_drop { }',
+    'counter burst_start { }',
+    'set burst { type ipv4_addr; flags dynamic,timeout; }',
+  ]
+  return dataPlaneTable(quicPort, declarations, rules)
 }
-
 
 interface Summary {
   framesDelivered: number

@@ -181,6 +181,30 @@ export function setup(tbf: string[]): string {
   return scratch
 }
 
+/**
+ * The client namespace's `inet pf` table: every data-plane datagram from the
+ * host (UDP length `UDP_LENGTH`, not from its QUIC port, so the control
+ * connection is never touched) is counted by `data_in` and then meets
+ * `dataRules`. `declarations` declares the counters and sets those rules use.
+ */
+export function dataPlaneTable(quicPort: number, declarations: string[], dataRules: string[]): string {
+  return [
+    'table inet pf {',
+    ' counter data_in { }',
+    ...declarations.map((d) => ` ${d}`),
+    ' chain input {',
+    '  type filter hook input priority -10; policy accept;',
+    `  ip saddr ${HOST_IP} udp sport != ${quicPort} udp length ${UDP_LENGTH} jump data`,
+    ' }',
+    ' chain data {',
+    '  counter name "data_in"',
+    ...dataRules.map((r) => `  ${r}`),
+    ' }',
+    '}',
+    '',
+  ].join('\n')
+}
+
 /** Replaces the client namespace's `inet pf` table (fresh counters). */
 export function installNft(ruleset: string): void {
   run('ip', ['netns', 'exec', NS_C, 'nft', 'delete', 'table', 'inet', 'pf'])

@@ -48,11 +48,11 @@ import {
   sleep,
   start,
   tbfDrops,
-  UDP_LENGTH,
   udpInErrors,
   VETH_C,
   VETH_H,
   within,
+  dataPlaneTable,
 } from './netns'
 import type { SessionStats } from '../dist/session'
 
@@ -96,21 +96,7 @@ interface Sample {
 }
 
 function nftRules(quicPort: number): string {
-  return [
-    'table inet pf {',
-    ' counter data_in { }',
-    ' counter rand_drop { }',
-    ' chain input {',
-    '  type filter hook input priority -10; policy accept;',
-    `  ip saddr ${HOST_IP} udp sport != ${quicPort} udp length ${UDP_LENGTH} jump data`,
-    ' }',
-    ' chain data {',
-    '  counter name "data_in"',
-    `  numgen random mod 1000 < ${LOSS_PERMILLE} counter name "rand_drop" drop`,
-    ' }',
-    '}',
-    '',
-  ].join('\n')
+  return dataPlaneTable(quicPort, ['counter rand_drop { }'], [`numgen random mod 1000 < ${LOSS_PERMILLE} counter name "rand_drop" drop`])
 }
 
 const mib = (b: number): string => `${(b / MiB).toFixed(1)} MiB`
