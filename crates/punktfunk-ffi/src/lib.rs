@@ -971,7 +971,7 @@ pub unsafe extern "C" fn punktfunk_host_submit_frame(
         let s = unsafe { out(session, "session") }?;
         // SAFETY: NULL or `len` readable bytes per the contract.
         let data = unsafe { bytes(data, len, "data") }?;
-        if s.udp.as_ref().is_some_and(|u| u.peer_addr().is_err()) {
+        if s.udp.as_ref().is_some_and(|u| !u.has_peer()) {
             return Err(Error::invalid(
                 "no peer address yet: pass a peer to punktfunk_session_new_udp or call punktfunk_session_connect first",
             ));

@@ -277,7 +277,7 @@ impl Task for AcceptTask {
                 client: None,
                 udp: None,
             };
-            Ok(Some(NativeSession::new(workers, stats, true)))
+            Ok(Some(NativeSession::new(workers, stats)))
         })
     }
 
@@ -388,7 +388,7 @@ impl Task for ConnectTask {
                 client: Some(Arc::new(control)),
                 udp: None,
             };
-            Ok(NativeSession::new(workers, stats, true))
+            Ok(NativeSession::new(workers, stats))
         })
     }
 

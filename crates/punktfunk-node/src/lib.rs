@@ -17,7 +17,6 @@ pub mod relay;
 
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -372,8 +371,6 @@ enum Counters {
 struct Inner {
     workers: Mutex<Option<Workers>>,
     counters: Mutex<Counters>,
-    /// The UDP socket has a peer to send to.
-    connected: AtomicBool,
 }
 
 impl Inner {
@@ -422,7 +419,6 @@ fn start_session(
     c: &NativeConfig,
     transport: Box<dyn Transport>,
     udp: Option<Arc<UdpTransport>>,
-    connected: bool,
     waker: Arc<Waker>,
 ) -> napi::Result<NativeSession> {
     let (cfg, keys) = session_config(c)?;
@@ -448,16 +444,15 @@ fn start_session(
         client: None,
         udp,
     };
-    Ok(NativeSession::new(workers, stats, connected))
+    Ok(NativeSession::new(workers, stats))
 }
 
 impl NativeSession {
-    fn new(workers: Workers, stats: StatsHandle, connected: bool) -> Self {
+    fn new(workers: Workers, stats: StatsHandle) -> Self {
         NativeSession {
             inner: Arc::new(Inner {
                 workers: Mutex::new(Some(workers)),
                 counters: Mutex::new(Counters::Live(stats)),
-                connected: AtomicBool::new(connected),
             }),
         }
     }
@@ -506,14 +501,7 @@ pub fn create_udp_session(
             ))
         })?;
         let udp = Arc::new(udp);
-        start_session(
-            role,
-            &config,
-            Box::new(udp.clone()),
-            Some(udp),
-            peer.is_some(),
-            waker(&on_wake)?,
-        )
+        start_session(role, &config, Box::new(udp.clone()), Some(udp), waker(&on_wake)?)
     })
 }
 
@@ -531,15 +519,8 @@ pub fn create_loopback_pair(
             Some(i) => Box::new(Impaired::new(a, impairment_config(i)?)),
             None => Box::new(a),
         };
-        let host = start_session(Role::Host, &config, a, None, true, waker(&on_host_wake)?)?;
-        let client = start_session(
-            Role::Client,
-            &config,
-            Box::new(b),
-            None,
-            true,
-            waker(&on_client_wake)?,
-        )?;
+        let host = start_session(Role::Host, &config, a, None, waker(&on_host_wake)?)?;
+        let client = start_session(Role::Client, &config, Box::new(b), None, waker(&on_client_wake)?)?;
         Ok(vec![host, client])
     })
 }
@@ -594,13 +575,13 @@ impl NativeSession {
     pub fn try_submit(&self, data: &[u8], pts: f64, keyframe: bool) -> napi::Result<bool> {
         guard(|| {
             let pts = to_u64(pts, "pts")?;
-            if !self.inner.connected.load(Ordering::Acquire) {
+            let guard = self.inner.lock();
+            let w = guard.as_ref().ok_or_else(Inner::closed)?;
+            if w.udp.as_ref().is_some_and(|u| !u.has_peer()) {
                 return Err(invalid(
                     "no peer address yet: pass `peer` or call connect() first",
                 ));
             }
-            let guard = self.inner.lock();
-            let w = guard.as_ref().ok_or_else(Inner::closed)?;
             let send = w.sender()?;
             if let Some(r) = w.host.as_ref().and_then(|h| h.closed_reason()) {
                 return Err(js_error(CoreError::closed(format!(
@@ -733,7 +714,6 @@ impl NativeSession {
                     format!("cannot connect to {addr}: {e}"),
                 ))
             })?;
-            self.inner.connected.store(true, Ordering::Release);
             Ok(())
         })
     }

@@ -111,6 +111,8 @@ pub struct UdpTransport {
     /// user space so that datagrams from anyone else are counted, not just lost.
     filter: std::sync::RwLock<Option<SocketAddr>>,
     foreign: AtomicU64,
+    /// [`UdpTransport::connect`] succeeded (the kernel knows the peer).
+    connected: std::sync::atomic::AtomicBool,
 }
 
 impl UdpTransport {
@@ -142,6 +144,7 @@ impl UdpTransport {
             ));
         }
         Ok(UdpTransport {
+            connected: std::sync::atomic::AtomicBool::new(false),
             sock,
             buffers,
             gso: std::sync::atomic::AtomicBool::new(gso),
@@ -187,7 +190,15 @@ impl UdpTransport {
     /// Connects the socket to `remote`: only datagrams from it are received
     /// afterwards, and sends go to it.
     pub fn connect(&self, remote: SocketAddr) -> io::Result<()> {
-        self.sock.connect(remote)
+        self.sock.connect(remote)?;
+        self.connected.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether sends have somewhere to go: the socket is connected, or a
+    /// filtering peer is set. Without one, a send fails in the kernel.
+    pub fn has_peer(&self) -> bool {
+        self.connected.load(Ordering::Acquire) || self.filter_peer().is_some()
     }
 
     /// The locally bound address (with the real port when bound to port 0).
@@ -667,6 +678,19 @@ mod tests {
             .enumerate()
             .map(|(i, &n)| (0..n).map(|j| (i * 31 + j) as u8).collect())
             .collect()
+    }
+
+    #[test]
+    fn has_peer_follows_connect_and_the_filter() {
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let cfg = UdpConfig::default();
+        let t = UdpTransport::bind(local, &cfg).unwrap();
+        assert!(!t.has_peer(), "a fresh socket has nowhere to send");
+        let other = UdpTransport::bind(local, &cfg).unwrap();
+        t.connect(other.local_addr().unwrap()).unwrap();
+        assert!(t.has_peer());
+        let filtered = UdpTransport::bind_filtered(local, other.local_addr().unwrap(), &cfg).unwrap();
+        assert!(filtered.has_peer());
     }
 
     #[test]
