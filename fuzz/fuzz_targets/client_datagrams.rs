@@ -26,11 +26,12 @@
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use punktfunk_core::crypto::Sealer;
+use punktfunk_core::transport::RecvMeta;
 use punktfunk_core::fec::{FecConfig, FrameLayout};
 use punktfunk_core::wire::{CLEAR_HEADER_LEN, FLAG_PROBE, INNER_HEADER_LEN, TAG_LEN};
 use punktfunk_core::{
@@ -141,9 +142,10 @@ fn poll(
     once: bool,
 ) {
     loop {
-        let ev = match client.poll_frame().expect("loopback receive never fails") {
+        let ev = match client.poll_frame(Instant::now()).expect("loopback receive never fails") {
             Some(ev) => ev,
-            None => return,
+            None if client.receiver().is_drained() => return,
+            None => continue,
         };
         match ev {
             FrameEvent::Frame(f) => {
@@ -235,9 +237,9 @@ fuzz_target!(|input: Input| {
                 true
             }
         };
-        while let Some(n) = host_peer.recv(&mut buf).expect("loopback") {
-            assert_eq!(n, dlen, "the host sends full-size datagrams");
-            real.push((buf[..n].to_vec(), probe));
+        for d in drain(&host_peer, &mut buf) {
+            assert_eq!(d.len(), dlen, "the host sends full-size datagrams");
+            real.push((d, probe));
         }
     }
     let hs = host.stats();
@@ -379,3 +381,13 @@ fuzz_target!(|input: Input| {
         "the client sends nothing"
     );
 });
+
+/// Every datagram waiting on `t`, each read into `buf` (one datagram long).
+fn drain(t: &LoopbackTransport, buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut meta = [RecvMeta::default()];
+    while t.recv_batch(std::slice::from_mut(buf), &mut meta).expect("loopback") == 1 {
+        out.push(buf[..meta[0].len].to_vec());
+    }
+    out
+}

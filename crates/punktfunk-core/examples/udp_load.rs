@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use punktfunk_core::transport::RecvMeta;
 use punktfunk_core::{Offload, Transport, UdpConfig, UdpTransport, RECV_BATCH};
 
 const USAGE: &str =
@@ -218,7 +219,7 @@ fn run(args: &Args) -> std::io::Result<()> {
         });
         let mut seen = vec![0u64; (total as usize).div_ceil(64) + 1];
         let mut bufs = vec![vec![0u8; 65_536]; RECV_BATCH];
-        let mut lens = [0usize; RECV_BATCH];
+        let mut meta = [RecvMeta::default(); RECV_BATCH];
         let (mut received, mut unique, mut dups, mut reordered, mut max_seq) =
             (0u64, 0u64, 0u64, 0u64, None::<u64>);
         let mut last = Instant::now();
@@ -228,13 +229,14 @@ fn run(args: &Args) -> std::io::Result<()> {
             if now > hard_end || (done.load(Ordering::Acquire) && now - last > Duration::from_secs(1)) {
                 break;
             }
-            let n = sink.recv_batch(&mut bufs, &mut lens).unwrap_or(0);
+            let n = sink.recv_batch(&mut bufs, &mut meta).unwrap_or(0);
             if n == 0 {
                 let _ = sink.wait_readable(Duration::from_millis(50));
                 continue;
             }
             last = Instant::now();
-            for (b, &len) in bufs.iter().zip(&lens).take(n) {
+            for (b, m) in bufs.iter().zip(&meta).take(n) {
+                let len = m.len;
                 received += 1;
                 if len < 8 {
                     continue;

@@ -70,7 +70,7 @@ use std::time::{Duration, Instant};
 
 use crate::fec::{recovery_count, FrameLayout};
 use crate::session::Pacing;
-use crate::transport::{Offload, SEGMENTED_RECV_BUFFER};
+use crate::transport::{Offload, RecvMeta, SEGMENTED_RECV_BUFFER};
 use crate::{
     Error, ErrorKind, FrameEvent, FrameMeta, Result, Role, Session, SessionConfig, SessionKeys, Transport,
     UdpConfig, UdpTransport, RECV_BATCH,
@@ -793,18 +793,17 @@ fn receive_raw(
         _ => (RECV_BATCH, w.work.datagram + 1),
     };
     let mut bufs = vec![vec![0u8; len]; count];
-    let mut lens = [0usize; RECV_BATCH];
-    let mut segs = [0usize; RECV_BATCH];
+    let mut meta = [RecvMeta::default(); RECV_BATCH];
     let mut drain = Drain::new(done, start, w.seconds);
     let cpu0 = thread_cpu();
     let mut got = RecvSide::default();
     let mut err = None;
     while !drain.over(false) {
         let read = match mode {
-            Raw::Scalar => rx.recv(&mut bufs[0]).map(|n| u64::from(n.is_some())),
+            Raw::Scalar => rx.recv_one(&mut bufs[0]).map(|n| u64::from(n.is_some())),
             _ => rx
-                .recv_segments(&mut bufs, &mut lens, &mut segs)
-                .map(|n| datagrams_in(&lens[..n], &segs[..n])),
+                .recv_batch(&mut bufs, &mut meta)
+                .map(|n| datagrams_in(&meta[..n])),
         };
         match read {
             // Nothing queued: wait for more, as a blocking receive would.
@@ -825,12 +824,11 @@ fn receive_raw(
     (got, err)
 }
 
-/// Datagrams in buffers of `lens` bytes cut into segments of `segs` bytes (the
-/// last one of each buffer possibly shorter); an empty datagram counts as one.
-fn datagrams_in(lens: &[usize], segs: &[usize]) -> u64 {
-    lens.iter()
-        .zip(segs)
-        .map(|(&len, &seg)| len.div_ceil(seg.max(1)).max(1) as u64)
+/// Datagrams in received buffers cut into their segments (the last one of
+/// each buffer possibly shorter); an empty datagram counts as one.
+fn datagrams_in(meta: &[RecvMeta]) -> u64 {
+    meta.iter()
+        .map(|m| m.len.div_ceil(m.segment.max(1)).max(1) as u64)
         .sum()
 }
 
@@ -1331,7 +1329,18 @@ mod tests {
     #[test]
     fn segmented_buffers_count_every_datagram() {
         assert_eq!(
-            datagrams_in(&[1401, 2802, 2000, 0], &[1401, 1401, 1401, 0]),
+            datagrams_in(&[
+                RecvMeta::single(1401),
+                RecvMeta {
+                    len: 2802,
+                    segment: 1401
+                },
+                RecvMeta {
+                    len: 2000,
+                    segment: 1401
+                },
+                RecvMeta::single(0),
+            ]),
             1 + 2 + 2 + 1
         );
         assert_eq!(percentile(&[], 0.5), None);

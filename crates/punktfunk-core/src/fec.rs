@@ -48,15 +48,22 @@ impl Default for FecConfig {
     }
 }
 
+/// The one check of a FEC percentage (`0..=`[`MAX_FEC_PERCENT`]), for every
+/// place that takes one: configuration, live changes, every binding.
+pub fn check_fec_percent(pct: impl Into<u64>) -> Result<u8> {
+    let pct = pct.into();
+    match u8::try_from(pct) {
+        Ok(p) if p <= MAX_FEC_PERCENT => Ok(p),
+        _ => Err(Error::invalid(format!(
+            "fec_percent {pct} is above {MAX_FEC_PERCENT}"
+        ))),
+    }
+}
+
 impl FecConfig {
     /// Checks every field; the error names the field and the allowed range.
     pub fn validate(&self) -> Result<()> {
-        if self.fec_percent > MAX_FEC_PERCENT {
-            return Err(Error::invalid(format!(
-                "fec_percent {} is above {MAX_FEC_PERCENT}",
-                self.fec_percent
-            )));
-        }
+        check_fec_percent(self.fec_percent)?;
         if !(1..=MAX_DATA_PER_BLOCK).contains(&self.max_data_per_block) {
             return Err(Error::invalid(format!(
                 "max_data_per_block {} is outside 1..={MAX_DATA_PER_BLOCK}",

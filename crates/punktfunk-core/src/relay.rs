@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::transport::{Transport, UdpConfig, UdpTransport, RECV_BATCH, SEGMENTED_RECV_BUFFER};
+use crate::transport::{RecvMeta, Transport, UdpConfig, UdpTransport, RECV_BATCH, SEGMENTED_RECV_BUFFER};
 
 /// First byte of a frame holding a piece of a byte stream.
 pub const TAG_BYTES: u8 = 0x01;
@@ -224,8 +224,7 @@ fn read_loop(
         MAX_BUNDLED_DATAGRAM + 1
     };
     let mut bufs = vec![vec![0u8; len]; RECV_BATCH];
-    let mut lens = [0usize; RECV_BATCH];
-    let mut segs = [0usize; RECV_BATCH];
+    let mut meta = [RecvMeta::default(); RECV_BATCH];
     let mut bundler = Bundler::new(max_bundle);
     let mut first_at: Option<Instant> = None;
     let mut out = |b: Vec<u8>, n: usize| {
@@ -233,18 +232,18 @@ fn read_loop(
         on_bundle(b, n);
     };
     while !stop.load(Ordering::Relaxed) {
-        let n = sock.recv_segments(&mut bufs, &mut lens, &mut segs)?;
+        let n = sock.recv_batch(&mut bufs, &mut meta)?;
         let mut ended = false;
         for i in 0..n {
-            let total = lens[i];
+            let RecvMeta { len: total, segment } = meta[i];
             if total == 0 {
                 ended = true;
                 break;
             }
-            let seg = if segs[i] == 0 || segs[i] > total {
+            let seg = if segment == 0 || segment > total {
                 total
             } else {
-                segs[i]
+                segment
             };
             for d in bufs[i][..total].chunks(seg) {
                 if bundler.push(d, &mut out) {
@@ -465,7 +464,7 @@ mod tests {
         let mut buf = vec![0u8; 2048];
         let deadline = Instant::now() + Duration::from_secs(5);
         while got.len() < msgs.len() && Instant::now() < deadline {
-            match receiver.recv(&mut buf).unwrap() {
+            match receiver.recv_one(&mut buf).unwrap() {
                 Some(n) => got.push(buf[..n].to_vec()),
                 None => {
                     receiver.wait_readable(Duration::from_millis(50)).unwrap();

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use punktfunk_core::crypto::Sealer;
 use punktfunk_core::session::Reassembler;
+use punktfunk_core::transport::RecvMeta;
 use punktfunk_core::wire::{
     ClearHeader, InnerHeader, WireError, CLEAR_HEADER_LEN, FLAG_KEYFRAME, FLAG_PROBE, INNER_HEADER_LEN,
 };
@@ -308,7 +309,7 @@ fn client(config: SessionConfig) -> (LoopbackTransport, Session<LoopbackTranspor
 
 fn poll_all(client: &mut Session<LoopbackTransport>) -> Vec<FrameEvent> {
     let mut events = Vec::new();
-    while let Some(ev) = client.poll_frame().unwrap() {
+    while let Some(ev) = client.poll_frame(std::time::Instant::now()).unwrap() {
         events.push(ev);
     }
     events
@@ -364,11 +365,15 @@ fn client_drops_unauthentic_and_replayed_datagrams() {
     )
     .unwrap();
     let dlen = config.fec.datagram_len();
-    let mut real = Vec::new();
-    let mut buf = vec![0u8; dlen];
-    while let Some(n) = host_peer.recv(&mut buf).unwrap() {
-        real.push(buf[..n].to_vec());
-    }
+    let mut bufs = vec![vec![0u8; dlen]; 64];
+    let mut meta = [RecvMeta::default(); 64];
+    let n = host_peer.recv_batch(&mut bufs, &mut meta).unwrap();
+    let real: Vec<Vec<u8>> = bufs
+        .iter()
+        .zip(&meta)
+        .take(n)
+        .map(|(b, m)| b[..m.len].to_vec())
+        .collect();
     assert!(real.len() > 2);
 
     let (inject, mut client) = client(config);

@@ -14,6 +14,7 @@ use sha2::Sha256;
 
 use punktfunk_core::crypto::{Opener, Sealer, REPLAY_WINDOW};
 use punktfunk_core::fec::{recovery_count, FecDecoder, FecEncoder, FrameLayout};
+use punktfunk_core::transport::RecvMeta;
 use punktfunk_core::wire::{
     ClearHeader, InnerHeader, WireError, CLEAR_HEADER_LEN, INNER_HEADER_LEN, PACKET_OVERHEAD, TAG_LEN,
 };
@@ -275,7 +276,7 @@ fn deliver(
         assert!(net.send(d).expect("loopback send"), "loopback dropped a datagram");
     }
     let mut events = Vec::new();
-    while let Some(ev) = client.poll_frame().expect("poll") {
+    while let Some(ev) = client.poll_frame(std::time::Instant::now()).expect("poll") {
         events.push(ev);
     }
     (client.stats(), events)
@@ -659,17 +660,18 @@ fn check_sealed_frame(mut v: Vector, all_keys: &HashMap<String, SessionKeys>) {
         .expect("submit");
     assert_eq!(report.frame_index, frame_index);
     assert_eq!(report.packets_sent, expected.len(), "{}: datagram count", v.name);
-    let mut buf = vec![0u8; cfg.fec.datagram_len() + 1];
+    let mut bufs = vec![vec![0u8; cfg.fec.datagram_len() + 1]; expected.len() + 1];
+    let mut meta = vec![RecvMeta::default(); expected.len() + 1];
+    let n = net.recv_batch(&mut bufs, &mut meta).expect("recv");
+    assert_eq!(n, expected.len(), "{}: datagrams on the wire", v.name);
     for (i, want) in expected.iter().enumerate() {
-        let n = net.recv(&mut buf).expect("recv").expect("a datagram");
-        assert_eq!(&buf[..n], want.as_slice(), "{}: datagram {i}", v.name);
+        assert_eq!(
+            &bufs[i][..meta[i].len],
+            want.as_slice(),
+            "{}: datagram {i}",
+            v.name
+        );
     }
-    assert_eq!(
-        net.recv(&mut buf).expect("recv"),
-        None,
-        "{}: extra datagrams",
-        v.name
-    );
 
     // Every datagram is a consistent shard of one block; the recovery shards come last.
     let mut opener = Opener::new(keys.host_to_client.clone());

@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use punktfunk_core::transport::RecvMeta;
 use punktfunk_core::{
     FrameEvent, FrameMeta, RecvWorker, Role, SendWorker, Session, SessionConfig, SessionKeys, Transport,
     UdpConfig, UdpTransport,
@@ -26,9 +27,6 @@ struct DropEvery<T> {
 }
 
 impl<T: Transport> Transport for DropEvery<T> {
-    fn send(&self, d: &[u8]) -> std::io::Result<bool> {
-        self.send_batch(&[d]).map(|n| n == 1)
-    }
     fn send_batch(&self, ds: &[&[u8]]) -> std::io::Result<usize> {
         let mut keep: [&[u8]; 1024] = [&[]; 1024];
         let mut kept = 0;
@@ -43,11 +41,8 @@ impl<T: Transport> Transport for DropEvery<T> {
         // Network-style losses count as sent.
         Ok(ds.len().min(1024) - (kept - sent))
     }
-    fn recv(&self, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
-        self.inner.recv(buf)
-    }
-    fn recv_batch(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> std::io::Result<usize> {
-        self.inner.recv_batch(bufs, lens)
+    fn recv_batch(&self, bufs: &mut [Vec<u8>], meta: &mut [RecvMeta]) -> std::io::Result<usize> {
+        self.inner.recv_batch(bufs, meta)
     }
     fn wait_readable(&self, t: Duration) -> std::io::Result<bool> {
         self.inner.wait_readable(t)

@@ -997,7 +997,7 @@ pub unsafe extern "C" fn punktfunk_client_poll_frame(
         let (s, out) = unsafe { (self::out(session, "session")?, self::out(out, "out")?) };
         s.reclaim();
         *out = PunktfunkFrameEvent::NONE;
-        let ev = s.session.poll_frame()?;
+        let ev = s.session.poll_frame(std::time::Instant::now())?;
         s.lend(ev, out);
         Ok(())
     })

@@ -157,7 +157,7 @@ mod tests {
             pct_sum += f64::from(policy.current());
             host.submit_frame(&vec![i as u8; 100_000], FrameMeta::default())
                 .unwrap();
-            while let Some(ev) = client.poll_frame().unwrap() {
+            while let Some(ev) = client.poll_frame(std::time::Instant::now()).unwrap() {
                 if let FrameEvent::Frame(f) = ev {
                     client.receiver().recycle(f.data);
                 }

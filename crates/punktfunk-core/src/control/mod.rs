@@ -45,7 +45,7 @@ use crate::session::{
     FrameEvent, FrameMeta, FrameReceiver, FrameSender, Role, Session, SessionConfig, SubmitReport,
 };
 use crate::stats::StatsSnapshot;
-use crate::transport::{Impaired, ImpairmentConfig, IoCounters, Transport, UdpConfig, UdpTransport};
+use crate::transport::{Impaired, ImpairmentConfig, UdpConfig, UdpTransport};
 use identity::{ClientIdentityVerifier, PinVerifier};
 use msg::{clip_reason, ControlMsg};
 
@@ -80,51 +80,7 @@ fn reason_of(slot: &CloseSlot, conn: &quinn::Connection) -> Option<CloseReason> 
 }
 type DataSession = Arc<UdpTransport>;
 
-/// A host's data path to one client: the UDP socket, or the socket behind
-/// simulated network impairment ([`HostConfig::impairment`]).
-enum HostPath {
-    Plain(UdpTransport),
-    Impaired(Box<Impaired<UdpTransport>>),
-}
-
-impl Transport for HostPath {
-    fn send(&self, datagram: &[u8]) -> std::io::Result<bool> {
-        match self {
-            HostPath::Plain(t) => t.send(datagram),
-            HostPath::Impaired(t) => t.send(datagram),
-        }
-    }
-    fn send_batch(&self, datagrams: &[&[u8]]) -> std::io::Result<usize> {
-        match self {
-            HostPath::Plain(t) => t.send_batch(datagrams),
-            HostPath::Impaired(t) => t.send_batch(datagrams),
-        }
-    }
-    fn recv(&self, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
-        match self {
-            HostPath::Plain(t) => t.recv(buf),
-            HostPath::Impaired(t) => t.recv(buf),
-        }
-    }
-    fn recv_batch(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> std::io::Result<usize> {
-        match self {
-            HostPath::Plain(t) => t.recv_batch(bufs, lens),
-            HostPath::Impaired(t) => t.recv_batch(bufs, lens),
-        }
-    }
-    fn wait_readable(&self, timeout: Duration) -> std::io::Result<bool> {
-        match self {
-            HostPath::Plain(t) => t.wait_readable(timeout),
-            HostPath::Impaired(t) => t.wait_readable(timeout),
-        }
-    }
-    fn io_counters(&self) -> IoCounters {
-        match self {
-            HostPath::Plain(t) => t.io_counters(),
-            HostPath::Impaired(t) => t.io_counters(),
-        }
-    }
-}
+type HostPath = crate::transport::DataPath;
 
 /// The QUIC runtime of a host or client. Tasks hold it too, so the last
 /// reference may go away on one of its own threads, where dropping a tokio
@@ -570,9 +526,10 @@ impl HostShared {
         if let Some(r) = reason_of(slot, conn) {
             return Err(Error::closed(format!("the client is gone: {}", r.reason)));
         }
+        let _ = hurry;
         // A paced frame holds the sender until its last datagram is out; a
         // speed test waits for it.
-        self.sender().submit_frame_paced(data, meta, hurry)
+        crate::session::blocking::send_frame(&mut self.sender(), data, meta)
     }
 
     /// Queues an event for the application and wakes it if it asked to be
@@ -1114,17 +1071,19 @@ impl std::fmt::Debug for HostSink {
 }
 
 impl crate::session::FrameSink for HostSink {
-    fn submit_frame(&mut self, data: &[u8], meta: FrameMeta) -> Result<SubmitReport> {
-        self.shared.submit(&self.slot, &self.conn, data, meta, &|| false)
+    fn push_frame(&mut self, data: &[u8], meta: FrameMeta, now: Instant) -> Result<()> {
+        if let Some(r) = reason_of(&self.slot, &self.conn) {
+            return Err(Error::closed(format!("the client is gone: {}", r.reason)));
+        }
+        self.shared.sender().push_frame(data, meta, now).map(|_| ())
     }
 
-    fn submit_frame_paced(
-        &mut self,
-        data: &[u8],
-        meta: FrameMeta,
-        hurry: &dyn Fn() -> bool,
-    ) -> Result<SubmitReport> {
-        self.shared.submit(&self.slot, &self.conn, data, meta, hurry)
+    fn poll_transmit(&mut self, now: Instant) -> Result<Option<Instant>> {
+        self.shared.sender().poll_transmit(now)
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.shared.sender().flush()
     }
 
     fn set_fec_percent(&mut self, pct: u8) -> Result<()> {
@@ -1287,7 +1246,8 @@ impl ClientReceiver {
         if let Some(ev) = self.pending.pop_front() {
             return Ok(Some(ev));
         }
-        match self.receiver.recv_frame(timeout)? {
+        let wait = self.receiver.recv_wait();
+        match crate::session::blocking::recv_frame(&mut self.receiver, timeout, wait)? {
             Some(ev) => Ok(Some(ev)),
             None => match reason_of(&self.slot, &self.conn) {
                 Some(r) => Err(Error::closed(format!("the session ended: {}", r.reason))),
@@ -1513,7 +1473,8 @@ impl Client {
     pub fn speed_test(&mut self, target_kbps: u32, duration: Duration) -> Result<ProbeResult> {
         let Client { receiver, control } = self;
         control.speed_test_with(target_kbps, duration, |wait| {
-            if let Some(ev) = receiver.receiver.recv_frame(wait)? {
+            let rw = receiver.receiver.recv_wait();
+            if let Some(ev) = crate::session::blocking::recv_frame(&mut receiver.receiver, wait, rw)? {
                 receiver.pending.push_back(ev);
             }
             Ok(())

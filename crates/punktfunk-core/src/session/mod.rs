@@ -5,6 +5,7 @@
 //! the wire; the [`Role`] only picks which direction key seals and which opens.
 //! The halves can be split onto separate threads with [`Session::split`].
 
+pub mod blocking;
 mod pacing;
 mod reassembly;
 mod receiver;
@@ -14,10 +15,11 @@ mod worker;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use blocking::RecvWait;
 pub use pacing::Pacing;
 pub use reassembly::Reassembler;
 pub use receiver::FrameReceiver;
-pub use sender::{FrameSender, SubmitReport};
+pub use sender::{FrameSender, ProbeReport, SubmitReport};
 pub use worker::{
     FrameSink, FrameSource, Notify, RecvWorker, Rejected, SendWorker, StatsHandle, MAX_WORKER_QUEUE,
 };
@@ -32,6 +34,17 @@ use crate::transport::Transport;
 pub const MAX_FRAME_BYTES_LIMIT: usize = 256 * 1024 * 1024;
 /// Most frames one receiver reassembles at once.
 pub const MAX_FRAMES_IN_FLIGHT_LIMIT: usize = 256;
+
+/// The one check of a frame's length against `max_frame_bytes`, for the
+/// sender, the workers and every binding.
+pub fn check_frame_len(len: usize, max_frame_bytes: usize) -> Result<()> {
+    if len > max_frame_bytes {
+        return Err(Error::invalid(format!(
+            "frame of {len} bytes exceeds max_frame_bytes {max_frame_bytes}"
+        )));
+    }
+    Ok(())
+}
 
 /// Which end of the stream this session is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,19 +212,23 @@ impl<T: Transport> Session<T> {
         })
     }
 
-    /// Sends a frame (see [`FrameSender::submit_frame`]).
+    /// Sends a frame and returns once its last datagram went out: at once,
+    /// or on the pacing schedule when [`SessionConfig::pacing`] is set (then
+    /// this blocks for up to most of a frame interval; see
+    /// [`blocking::send_frame`]).
     pub fn submit_frame(&mut self, data: &[u8], meta: FrameMeta) -> Result<SubmitReport> {
-        self.sender.submit_frame(data, meta)
+        blocking::send_frame(&mut self.sender, data, meta)
     }
 
-    /// Polls for the next frame event without blocking (see [`FrameReceiver::poll_frame`]).
-    pub fn poll_frame(&mut self) -> Result<Option<FrameEvent>> {
-        self.receiver.poll_frame()
+    /// The next frame event at `now` without blocking (see [`FrameReceiver::poll_frame`]).
+    pub fn poll_frame(&mut self, now: Instant) -> Result<Option<FrameEvent>> {
+        self.receiver.poll_frame(now)
     }
 
-    /// Waits up to `timeout` for the next frame event (see [`FrameReceiver::recv_frame`]).
+    /// Waits up to `timeout` for the next frame event (see [`blocking::recv_frame`]).
     pub fn recv_frame(&mut self, timeout: Duration) -> Result<Option<FrameEvent>> {
-        self.receiver.recv_frame(timeout)
+        let wait = self.receiver.recv_wait();
+        blocking::recv_frame(&mut self.receiver, timeout, wait)
     }
 
     /// Counters of both halves, with the transport's system-call counts.

@@ -129,6 +129,100 @@ impl Pacer {
     }
 }
 
+/// A run of `total` equal datagrams leaving on a schedule: a burst at once,
+/// then chunks at a rate, chunk `i` due at `origin + bytes before it / rate`.
+/// Both frames and speed-test probes go out as runs. Pure: it is told the
+/// time and answers how many datagrams may go and when the next ones are due.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Run {
+    total: usize,
+    sent: usize,
+    /// Datagrams sent at once when the run starts.
+    burst: usize,
+    /// Datagrams per later send.
+    chunk: usize,
+    datagram_len: usize,
+    /// Bytes per second of the later sends; `None` sends everything at once.
+    rate: Option<f64>,
+    /// The schedule's origin; moved forward when a send is late, so a late
+    /// thread sends one chunk now rather than a burst of overdue ones.
+    origin: Instant,
+}
+
+impl Run {
+    /// A run of `total` datagrams of `datagram_len` bytes starting at `now`.
+    pub(crate) fn new(total: usize, datagram_len: usize, plan: Plan, now: Instant) -> Run {
+        let datagrams = |bytes: usize| bytes.div_ceil(datagram_len.max(1)).max(1);
+        let rate = plan.bytes_per_sec.filter(|r| *r > 0.0 && r.is_finite());
+        Run {
+            total,
+            sent: 0,
+            burst: if plan.burst_bytes == 0 {
+                0
+            } else {
+                datagrams(plan.burst_bytes)
+            },
+            chunk: datagrams(plan.chunk_bytes),
+            datagram_len,
+            rate,
+            origin: now,
+        }
+    }
+
+    /// Datagrams of the run not yet sent.
+    pub(crate) fn remaining(&self) -> usize {
+        self.total - self.sent
+    }
+
+    /// When the next chunk is due (`None` once the run is done).
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        if self.sent >= self.total {
+            return None;
+        }
+        let Some(rate) = self.rate else {
+            return Some(self.origin);
+        };
+        if self.sent < self.burst {
+            return Some(self.origin);
+        }
+        let bytes = ((self.sent - self.burst) * self.datagram_len) as f64;
+        Some(self.origin + Duration::from_secs_f64(bytes / rate))
+    }
+
+    /// How many datagrams may go at `now` (0 while the next chunk is not due).
+    /// A chunk late by a whole chunk interval or more (the thread was not
+    /// scheduled in time) moves the schedule, so the run goes on at its rate
+    /// instead of catching up with a burst of overdue chunks.
+    pub(crate) fn take_due(&mut self, now: Instant) -> usize {
+        let Some(due) = self.next_due() else {
+            return 0;
+        };
+        if due > now {
+            return 0;
+        }
+        let n = match self.rate {
+            None => self.remaining(),
+            Some(_) if self.sent < self.burst => self.burst.min(self.total) - self.sent,
+            Some(rate) => {
+                let interval = Duration::from_secs_f64((self.chunk * self.datagram_len) as f64 / rate);
+                if now - due >= interval {
+                    self.origin += now - due;
+                }
+                self.chunk.min(self.remaining())
+            }
+        };
+        self.sent += n;
+        n
+    }
+
+    /// Everything left may go now (the next frame is waiting).
+    pub(crate) fn take_all(&mut self) -> usize {
+        let n = self.remaining();
+        self.sent = self.total;
+        n
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +245,41 @@ mod tests {
         // A long pause does not make the next frame crawl.
         let after = p.plan(ms(60_000), 100_000).bytes_per_sec.unwrap();
         assert!(after > 2e6, "{after}");
+    }
+
+    #[test]
+    fn a_run_sends_its_burst_then_chunks_on_schedule_and_a_late_thread_does_not_catch_up() {
+        let t0 = Instant::now();
+        let us = |n: u64| t0 + Duration::from_micros(n);
+        // 100 datagrams of 1000 B: 10 at once, then 5 every 500 µs (10 MB/s).
+        let plan = Plan {
+            burst_bytes: 10_000,
+            chunk_bytes: 5_000,
+            bytes_per_sec: Some(10e6),
+        };
+        let mut run = Run::new(100, 1000, plan, t0);
+        assert_eq!(run.take_due(t0), 10, "the burst");
+        assert_eq!(run.next_due(), Some(t0));
+        assert_eq!(run.take_due(t0), 5, "the first chunk is due at once");
+        assert_eq!(run.next_due(), Some(us(500)));
+        assert_eq!(run.take_due(us(499)), 0, "not yet");
+        assert_eq!(run.take_due(us(560)), 5, "slightly late: on schedule");
+        assert_eq!(run.next_due(), Some(us(1000)), "the schedule did not move");
+        // Two whole intervals late: one chunk, and the schedule moves.
+        assert_eq!(run.take_due(us(2000)), 5);
+        assert_eq!(run.take_due(us(2000)), 0, "no burst of overdue chunks");
+        assert_eq!(run.next_due(), Some(us(2500)));
+        assert_eq!(run.remaining(), 75);
+        assert_eq!(run.take_all(), 75);
+        assert_eq!(run.next_due(), None);
+        // Without a rate everything goes at once.
+        let plan = Plan {
+            bytes_per_sec: None,
+            ..plan
+        };
+        let mut run = Run::new(7, 1000, plan, t0);
+        assert_eq!(run.take_due(t0), 7);
+        assert_eq!(run.take_due(t0), 0);
     }
 
     #[test]

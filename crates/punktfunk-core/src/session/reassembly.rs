@@ -439,6 +439,17 @@ impl Reassembler {
         }
     }
 
+    /// When [`Reassembler::expire`] next drops a frame: just after the oldest
+    /// open frame's `frame_timeout` runs out. `None` with no frame open.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        let timeout = self.config.frame_timeout + std::time::Duration::from_nanos(1);
+        self.slots
+            .iter()
+            .filter(|s| s.active)
+            .map(|s| s.first_seen + timeout)
+            .min()
+    }
+
     /// Drops open frames whose first packet is older than `frame_timeout`
     /// (and, to keep order, every earlier frame).
     pub fn expire(&mut self, now: Instant) {

@@ -1,21 +1,33 @@
 //! Client side: receive ring → open → replay filter → reassembly → frames.
+//!
+//! The receiver reads no clock and never waits: [`FrameReceiver::poll_frame`]
+//! takes `now`, works through what was received (reading a bounded number of
+//! batches from the transport) and answers with an event or "nothing yet";
+//! [`FrameReceiver::poll_timeout`] says when incomplete frames next age out.
+//! The driver (a worker thread, or [`super::blocking`]) waits in between.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::crypto::{DirectionKey, OpenError, Opener};
 use crate::error::Result;
 use crate::stats::{Stats, StatsSnapshot};
-use crate::transport::{Transport, RECV_BATCH, SEGMENTED_RECV_BUFFER};
+use crate::transport::{RecvMeta, Transport, RECV_BATCH, SEGMENTED_RECV_BUFFER};
 use crate::wire::{InnerHeader, CLEAR_HEADER_LEN, INNER_HEADER_LEN, TAG_LEN};
 
+use super::blocking::RecvWait;
 use super::reassembly::Reassembler;
 use super::{snapshot_with_io, FrameEvent, SessionConfig, StatsHandle};
+
+/// Receive batches one [`FrameReceiver::poll_frame`] reads at most before it
+/// returns, so a flood that yields no event cannot keep a caller from its
+/// clock (frame timeouts, deadlines).
+pub const MAX_READS_PER_POLL: usize = 64;
 
 /// The receiving half of a session.
 ///
 /// It owns a ring of [`RECV_BATCH`] receive buffers, allocated on first use,
-/// refilled with one `recv_segments` call when drained and consumed one packet
+/// refilled with one `recv_batch` call when drained and consumed one packet
 /// at a time across calls, so a poll never does more work than it must. Where
 /// the transport coalesces datagrams (UDP GRO), a buffer holds several of
 /// them, opened in place one after the other.
@@ -25,15 +37,12 @@ pub struct FrameReceiver<T: Transport> {
     stats: Arc<Stats>,
     reasm: Reassembler,
     datagram_len: usize,
-    frame_timeout: Duration,
-    coalesce: Duration,
-    busy_poll: bool,
-    /// The last `recv_batch` came back short: the socket queue was empty then.
+    wait: RecvWait,
+    /// The last read came back short: the socket queue was empty then
+    /// ([`FrameReceiver::is_drained`]).
     drained: bool,
     ring: Vec<Vec<u8>>,
-    lens: [usize; RECV_BATCH],
-    /// Segment size of each buffer (its whole length unless coalesced).
-    segs: [usize; RECV_BATCH],
+    meta: [RecvMeta; RECV_BATCH],
     ring_len: usize,
     ring_pos: usize,
     /// Offset of the next datagram inside `ring[ring_pos]`.
@@ -51,15 +60,15 @@ impl<T: Transport> FrameReceiver<T> {
             opener: Opener::new(key),
             transport,
             datagram_len: config.fec.datagram_len(),
-            frame_timeout: config.frame_timeout,
-            coalesce: config.recv_coalesce,
-            busy_poll: config.busy_poll,
+            wait: RecvWait {
+                coalesce: config.recv_coalesce,
+                busy_poll: config.busy_poll,
+            },
             drained: false,
             reasm: Reassembler::new(config, stats.clone()),
             stats,
             ring: Vec::new(),
-            lens: [0; RECV_BATCH],
-            segs: [0; RECV_BATCH],
+            meta: [RecvMeta::default(); RECV_BATCH],
             ring_len: 0,
             ring_pos: 0,
             seg_at: 0,
@@ -89,6 +98,11 @@ impl<T: Transport> FrameReceiver<T> {
         self.datagram_len
     }
 
+    /// How a driver should wait for this receiver (from its configuration).
+    pub fn recv_wait(&self) -> RecvWait {
+        self.wait
+    }
+
     /// The reassembler (read-only), e.g. to check memory bounds.
     pub fn reassembler(&self) -> &Reassembler {
         &self.reasm
@@ -99,58 +113,51 @@ impl<T: Transport> FrameReceiver<T> {
         self.reasm.recycle(buf);
     }
 
-    /// Returns the next frame event if one is ready, without blocking:
-    /// `Ok(None)` means "no frame yet". Frames come whole, byte-exact and in
+    /// The next frame event at `now`, without blocking: `Ok(None)` means
+    /// nothing more is there right now. Frames come whole, byte-exact and in
     /// index order; frames that cannot be delivered come as
-    /// [`FrameEvent::Lost`]. Bad packets are counted and skipped, never errors;
-    /// only a failing socket is (`ERR_PF_IO`).
-    pub fn poll_frame(&mut self) -> Result<Option<FrameEvent>> {
-        self.next_event(true)
+    /// [`FrameEvent::Lost`]. Bad packets are counted and skipped, never
+    /// errors; only a failing socket is (`ERR_PF_IO`).
+    ///
+    /// Works through the datagrams already read, ages out frames older than
+    /// `frame_timeout` at `now`, and reads more from the transport, at most
+    /// [`MAX_READS_PER_POLL`] batches per call: a stream of datagrams that
+    /// yields no event still returns to the caller (then
+    /// [`FrameReceiver::is_drained`] is false: call again, with a fresh `now`).
+    pub fn poll_frame(&mut self, now: Instant) -> Result<Option<FrameEvent>> {
+        let mut reads = 0;
+        loop {
+            if let Some(ev) = self.poll_buffered(now) {
+                return Ok(Some(ev));
+            }
+            if reads == MAX_READS_PER_POLL {
+                return Ok(None);
+            }
+            reads += 1;
+            if self.fill_ring()? == 0 {
+                return Ok(None);
+            }
+        }
     }
 
-    /// Works through the ring until an event is ready. When the ring is spent
-    /// it ages out frames and, if `read` is set, refills the ring with one
-    /// `recv_batch`; otherwise it reports "nothing yet".
-    fn next_event(&mut self, read: bool) -> Result<Option<FrameEvent>> {
-        let now = Instant::now();
+    /// The next event from what was already read (and from frames aging out
+    /// at `now`), without touching the transport: for a driver woken by a
+    /// timeout rather than by readiness.
+    pub fn poll_buffered(&mut self, now: Instant) -> Option<FrameEvent> {
         loop {
             if let Some(ev) = self.reasm.pop_event() {
-                return Ok(Some(ev));
+                return Some(ev);
             }
             if self.ring_pos == self.ring_len {
                 self.reasm.expire(now);
-                if let Some(ev) = self.reasm.pop_event() {
-                    return Ok(Some(ev));
-                }
-                if !read {
-                    return Ok(None);
-                }
-                if self.ring.is_empty() {
-                    // Coalesced datagrams need room for a whole GRO buffer; else one
-                    // spare byte makes a longer datagram show up as the wrong length.
-                    let len = if self.transport.enable_segmented_receive() {
-                        SEGMENTED_RECV_BUFFER
-                    } else {
-                        self.datagram_len + 1
-                    };
-                    self.ring = vec![vec![0u8; len]; RECV_BATCH];
-                }
-                let n = self
-                    .transport
-                    .recv_segments(&mut self.ring, &mut self.lens, &mut self.segs)?;
-                self.drained = n < RECV_BATCH;
-                if n == 0 {
-                    return Ok(None);
-                }
-                self.ring_len = n.min(RECV_BATCH);
-                self.ring_pos = 0;
-                self.seg_at = 0;
+                return self.reasm.pop_event();
             }
             let (i, at) = (self.ring_pos, self.seg_at);
-            let total = self.lens[i];
-            let seg = match self.segs[i] {
-                s if s == 0 || s > total => total,
-                s => s,
+            let RecvMeta { len: total, segment } = self.meta[i];
+            let seg = if segment == 0 || segment > total {
+                total
+            } else {
+                segment
             };
             let len = seg.min(total - at);
             self.seg_at += len;
@@ -162,39 +169,37 @@ impl<T: Transport> FrameReceiver<T> {
         }
     }
 
-    /// Like [`FrameReceiver::poll_frame`] but waits (in the kernel) up to
-    /// `timeout` for an event. `Ok(None)` when the time ran out.
-    ///
-    /// Once a read came back short, the socket queue is known to be empty, so
-    /// the next read waits for readiness first instead of making an empty call;
-    /// after waking it pauses `recv_coalesce` so the burst can queue up and one
-    /// `recvmmsg` takes a full batch.
-    pub fn recv_frame(&mut self, timeout: Duration) -> Result<Option<FrameEvent>> {
-        let deadline = Instant::now() + timeout;
-        // Wake at least this often to age out incomplete frames on a quiet link.
-        let tick = (self.frame_timeout / 4).max(Duration::from_millis(1));
-        loop {
-            // After a short read the queue was empty: skip the read, wait instead.
-            if let Some(ev) = self.next_event(!self.drained)? {
-                return Ok(Some(ev));
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(None);
-            }
-            if self.busy_poll {
-                // Read again at once: no sleep, no readiness wait.
-                std::hint::spin_loop();
-                self.drained = false;
-                continue;
-            }
-            if self.transport.wait_readable((deadline - now).min(tick))? {
-                if !self.coalesce.is_zero() {
-                    std::thread::sleep(self.coalesce);
-                }
-                self.drained = false;
-            }
+    /// Reads one batch into the ring; returns how many buffers were filled.
+    fn fill_ring(&mut self) -> Result<usize> {
+        if self.ring.is_empty() {
+            // Coalesced datagrams need room for a whole GRO buffer; else one
+            // spare byte makes a longer datagram show up as the wrong length.
+            let len = if self.transport.enable_segmented_receive() {
+                SEGMENTED_RECV_BUFFER
+            } else {
+                self.datagram_len + 1
+            };
+            self.ring = vec![vec![0u8; len]; RECV_BATCH];
         }
+        let n = self.transport.recv_batch(&mut self.ring, &mut self.meta)?;
+        self.drained = n < RECV_BATCH;
+        self.ring_len = n.min(RECV_BATCH);
+        self.ring_pos = 0;
+        self.seg_at = 0;
+        Ok(self.ring_len)
+    }
+
+    /// Whether the last read found the transport's queue empty (and every
+    /// datagram read is processed): a driver waits for readiness (until
+    /// [`FrameReceiver::poll_timeout`]) instead of polling again at once.
+    pub fn is_drained(&self) -> bool {
+        self.drained && self.ring_pos == self.ring_len
+    }
+
+    /// When the oldest incomplete frame times out (the driver's latest wake-up
+    /// while waiting for datagrams); `None` with no frame open.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.reasm.next_expiry()
     }
 
     /// Handles the datagram at `ring[i][at..at + len]`.

@@ -1,23 +1,33 @@
-//! Host side: frame → shards → FEC → sealed datagrams → one `send_batch`.
+//! Host side: frame → shards → FEC → sealed datagrams → `send_batch`.
+//!
+//! The sender reads no clock and never sleeps. [`FrameSender::push_frame`]
+//! prepares a frame (layout, FEC, sealing) into a pool of wire buffers;
+//! [`FrameSender::poll_transmit`] hands the transport whatever is due at the
+//! `now` it is given and answers when it next needs to run. Pacing (a burst,
+//! then chunks at a rate) and the speed-test probe are schedules it keeps, not
+//! waits: the driver (a worker thread, or [`super::blocking`]) does the waiting.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::crypto::{DirectionKey, Sealer};
 use crate::error::{Error, ErrorKind, Result};
-use crate::fec::{recovery_count, FecEncoder, FrameLayout, MAX_FEC_PERCENT};
+use crate::fec::{check_fec_percent, recovery_count, FecEncoder, FrameLayout};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::transport::Transport;
 use crate::wire::{InnerHeader, CLEAR_HEADER_LEN, FLAG_KEYFRAME, FLAG_PROBE, INNER_HEADER_LEN};
 
-use super::pacing::Pacer;
-use super::{snapshot_with_io, FrameMeta, SessionConfig, StatsHandle};
+use super::pacing::{Pacer, Plan, Run};
+use super::{check_frame_len, snapshot_with_io, FrameMeta, SessionConfig, StatsHandle};
 
 /// Offset of the shard payload inside a datagram.
 const PAYLOAD_AT: usize = CLEAR_HEADER_LEN + INNER_HEADER_LEN;
 
 /// Datagrams handed to one `send_batch` call at most (slices on the stack).
 const SEND_CHUNK: usize = 1024;
+
+/// Probe datagrams sent per paced step at most (the probe's buffer pool).
+const PROBE_CHUNK: usize = 256;
 
 /// Hands `bufs` to the transport in order without allocating: the slices go
 /// through a fixed array, [`SEND_CHUNK`] at a time. Stops at the first chunk
@@ -56,6 +66,38 @@ pub struct SubmitReport {
     pub packets_dropped: usize,
 }
 
+/// What a finished speed-test probe sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeReport {
+    /// Probe datagrams handed to the transport.
+    pub packets_sent: u64,
+    /// Probe datagrams dropped locally (send buffer full).
+    pub send_drops: u64,
+    /// From the start of the probe to its end (or to when it was stopped).
+    pub duration: Duration,
+}
+
+/// A speed test in progress: filler datagrams on a fixed-rate schedule.
+#[derive(Debug)]
+struct Probe {
+    run: Run,
+    started: Instant,
+    ends: Instant,
+    sent: u64,
+    dropped: u64,
+}
+
+/// The frame whose datagrams are (partly) still in the pool.
+#[derive(Debug)]
+struct InFlight {
+    run: Run,
+    /// Datagrams of the frame in the pool.
+    total: usize,
+    /// Datagrams already handed on (or dropped): the next to go is `pool[at]`.
+    at: usize,
+    report: SubmitReport,
+}
+
 /// The sending half of a session. Owns the frame index, the sealer, the FEC
 /// encoder and a pool of wire buffers reused from frame to frame.
 pub struct FrameSender<T: Transport> {
@@ -70,6 +112,12 @@ pub struct FrameSender<T: Transport> {
     pool: Vec<Vec<u8>>,
     /// Spreads each frame's datagrams ([`SessionConfig::pacing`]).
     pacer: Option<Pacer>,
+    current: Option<InFlight>,
+    /// The report of the last frame whose datagrams all went out.
+    finished: Option<SubmitReport>,
+    probe: Option<Probe>,
+    probe_pool: Vec<Vec<u8>>,
+    probe_done: Option<ProbeReport>,
 }
 
 impl<T: Transport> FrameSender<T> {
@@ -89,6 +137,11 @@ impl<T: Transport> FrameSender<T> {
             stats,
             next_index: 0,
             pool: Vec::new(),
+            current: None,
+            finished: None,
+            probe: None,
+            probe_pool: Vec::new(),
+            probe_done: None,
         }
     }
 
@@ -133,42 +186,122 @@ impl<T: Transport> FrameSender<T> {
     /// Changes the FEC percentage from the next frame on (`0..=100`). The
     /// receiver needs no notice: every packet carries its block's k and m.
     pub fn set_fec_percent(&mut self, pct: u8) -> Result<()> {
-        if pct > MAX_FEC_PERCENT {
-            return Err(Error::invalid(format!(
-                "fec_percent {pct} is above {MAX_FEC_PERCENT}"
-            )));
-        }
-        self.fec_percent = pct;
+        self.fec_percent = check_fec_percent(pct)?;
         Ok(())
     }
 
     /// Splits `data` into shards, adds FEC, seals every datagram and hands the
-    /// frame to the transport: in one `send_batch` call, or spread out when
-    /// pacing is on ([`SessionConfig::pacing`]; then this returns once the last
-    /// datagram is sent). Datagrams the transport could not take are counted
-    /// as `packets_send_dropped`, never an error. Fails with
+    /// whole frame to the transport at once, whatever the pacing (a frame
+    /// still being paced goes out first). Datagrams the transport could not
+    /// take are counted as `packets_send_dropped`, never an error. Fails with
     /// `ERR_PF_INVALID_ARG` if the frame exceeds `max_frame_bytes`, or
     /// `ERR_PF_IO` if the socket itself failed.
     pub fn submit_frame(&mut self, data: &[u8], meta: FrameMeta) -> Result<SubmitReport> {
-        self.submit_frame_paced(data, meta, &|| false)
+        self.flush()?;
+        let (total, mut report) = self.prepare(data, meta)?;
+        let sent = send_all(&*self.transport, &self.pool[..total]).map_err(Error::from)?;
+        report.packets_sent = sent;
+        report.packets_dropped = total - sent;
+        self.count_sent(sent, total - sent);
+        Ok(report)
     }
 
-    /// [`FrameSender::submit_frame`], asking `hurry` between paced sends:
-    /// `true` (say, because the next frame is waiting) sends the rest of this
-    /// frame at once, so pacing never holds up the stream.
-    pub fn submit_frame_paced(
-        &mut self,
-        data: &[u8],
-        meta: FrameMeta,
-        hurry: &dyn Fn() -> bool,
-    ) -> Result<SubmitReport> {
-        if data.len() > self.config.max_frame_bytes {
-            return Err(Error::invalid(format!(
-                "frame of {} bytes exceeds max_frame_bytes {}",
-                data.len(),
-                self.config.max_frame_bytes
-            )));
+    /// Prepares a frame (layout, FEC, sealing) to leave on the pacing
+    /// schedule from `now`; [`FrameSender::poll_transmit`] sends it. A frame
+    /// still being paced goes out at once first: pacing never queues frames.
+    /// Returns the frame's index. Errors as [`FrameSender::submit_frame`].
+    pub fn push_frame(&mut self, data: &[u8], meta: FrameMeta, now: Instant) -> Result<u64> {
+        self.flush()?;
+        let (total, report) = self.prepare(data, meta)?;
+        let dlen = self.datagram_len();
+        let plan = match self.pacer.as_mut() {
+            Some(p) => p.plan(now, total * dlen),
+            None => Plan {
+                burst_bytes: 0,
+                chunk_bytes: 0,
+                bytes_per_sec: None,
+            },
+        };
+        self.current = Some(InFlight {
+            run: Run::new(total, dlen, plan, now),
+            total,
+            at: 0,
+            report,
+        });
+        Ok(report.frame_index)
+    }
+
+    /// Hands the transport every datagram due at `now` (of the frame in
+    /// flight and of a running probe) and returns when the sender next needs
+    /// to run: `None` when nothing is scheduled.
+    pub fn poll_transmit(&mut self, now: Instant) -> Result<Option<Instant>> {
+        if let Some(c) = self.current.as_mut() {
+            let n = c.run.take_due(now);
+            self.transmit(n)?;
         }
+        self.poll_probe(now)?;
+        Ok(self.poll_timeout())
+    }
+
+    /// When [`FrameSender::poll_transmit`] next has something to send.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let frame = self.current.as_ref().and_then(|c| c.run.next_due());
+        let probe = self.probe.as_ref().map(|p| p.run.next_due().unwrap_or(p.ends));
+        match (frame, probe) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Sends the rest of the frame in flight at once (the next frame is
+    /// waiting, or the session closes).
+    pub fn flush(&mut self) -> Result<()> {
+        if let Some(c) = self.current.as_mut() {
+            let n = c.run.take_all();
+            self.transmit(n)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a frame is still being paced out.
+    pub fn is_sending(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// The report of the last frame whose datagrams have all gone out, once.
+    pub fn take_report(&mut self) -> Option<SubmitReport> {
+        self.finished.take()
+    }
+
+    /// Hands the next `n` datagrams of the frame in flight to the transport.
+    fn transmit(&mut self, n: usize) -> Result<()> {
+        let Some(c) = self.current.as_mut() else {
+            return Ok(());
+        };
+        if n > 0 {
+            let end = (c.at + n).min(c.total);
+            // A chunk the full buffer refused is lost; later chunks try again.
+            let sent = send_all(&*self.transport, &self.pool[c.at..end]).map_err(Error::from)?;
+            let dropped = end - c.at - sent;
+            c.at = end;
+            c.report.packets_sent += sent;
+            c.report.packets_dropped += dropped;
+            count_sent(&self.stats, sent, dropped, self.config.fec.datagram_len());
+        }
+        if c.at >= c.total {
+            self.finished = self.current.take().map(|c| c.report);
+        }
+        Ok(())
+    }
+
+    fn count_sent(&self, sent: usize, dropped: usize) {
+        count_sent(&self.stats, sent, dropped, self.datagram_len());
+    }
+
+    /// Builds and seals the frame's datagrams into the pool. Returns their
+    /// number and the frame's report (nothing sent yet).
+    fn prepare(&mut self, data: &[u8], meta: FrameMeta) -> Result<(usize, SubmitReport)> {
+        check_frame_len(data.len(), self.config.max_frame_bytes)?;
         let s = self.config.fec.shard_payload;
         let layout = FrameLayout::new(data.len(), &self.config.fec);
         let index = self.next_index;
@@ -206,10 +339,7 @@ impl<T: Transport> FrameSender<T> {
             let (block_bufs, _) = self.pool[at..].split_at_mut(k + m);
             for (i, buf) in block_bufs.iter_mut().enumerate() {
                 header.shard_index = i as u16;
-                let h: &mut [u8; INNER_HEADER_LEN] = (&mut buf[CLEAR_HEADER_LEN..PAYLOAD_AT])
-                    .try_into()
-                    .expect("inner header slice");
-                header.encode(h);
+                encode_header(buf, &header);
                 if i < k {
                     let start = ((block.first_shard + i) * s).min(data.len());
                     let end = (start + s).min(data.len());
@@ -230,85 +360,24 @@ impl<T: Transport> FrameSender<T> {
             report.recovery_shards += m;
             at += k + m;
         }
-        let before = self.sealer.rotations();
-        for buf in &mut self.pool[..total] {
-            self.sealer
-                .seal(buf)
-                .map_err(|e| Error::new(ErrorKind::Closed, e.to_string()))?;
-        }
-        Stats::add(&self.stats.key_rotations, self.sealer.rotations() - before);
-        // The index is spent even if the socket fails below: sequences were used.
+        seal_all(&mut self.sealer, &self.stats, &mut self.pool[..total])?;
+        // The index is spent even if the socket fails later: sequences were used.
         self.next_index += 1;
         Stats::add(&self.stats.frames_submitted, 1);
-        let sent = self.send_frame(total, datagram_len, hurry).map_err(Error::from)?;
-        report.packets_sent = sent;
-        report.packets_dropped = total - sent;
-        let st = &self.stats;
-        Stats::add(&st.packets_sent, sent as u64);
-        Stats::add(&st.packets_send_dropped, (total - sent) as u64);
-        Stats::add(&st.bytes_sent, (sent * datagram_len) as u64);
-        Ok(report)
+        Ok((total, report))
     }
 
-    /// Sends the first `total` pooled datagrams, paced when pacing is on.
-    /// Returns how many the transport took.
-    fn send_frame(
-        &mut self,
-        total: usize,
-        datagram_len: usize,
-        hurry: &dyn Fn() -> bool,
-    ) -> std::io::Result<usize> {
-        let transport = &*self.transport;
-        let pool = &self.pool[..total];
-        let Some(pacer) = self.pacer.as_mut() else {
-            return send_all(transport, pool);
-        };
-        let start = Instant::now();
-        let plan = pacer.plan(start, total * datagram_len);
-        let datagrams = |bytes: usize| bytes.div_ceil(datagram_len).max(1);
-        let first = datagrams(plan.burst_bytes).min(total);
-        let mut sent = send_all(transport, &pool[..first])?;
-        let Some(rate) = plan.bytes_per_sec.filter(|r| *r > 0.0) else {
-            return Ok(sent + send_all(transport, &pool[first..])?);
-        };
-        let chunk = datagrams(plan.chunk_bytes);
-        let mut at = first;
-        // The schedule's origin: chunk i leaves at `base + bytes before it / rate`.
-        let mut base = start;
-        while at < total {
-            if hurry() {
-                sent += send_all(transport, &pool[at..])?;
-                break;
-            }
-            let due = base + Duration::from_secs_f64(((at - first) * datagram_len) as f64 / rate);
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            } else {
-                // Late (the thread was not scheduled in time): send this chunk now
-                // and move the schedule, rather than catch up with a burst of
-                // overdue chunks. The frame may finish later; the next frame
-                // waiting makes `hurry` send the rest at once.
-                base += now - due;
-            }
-            let end = (at + chunk).min(total);
-            // A chunk the full buffer refused is lost; later chunks try again.
-            sent += send_all(transport, &pool[at..end])?;
-            at = end;
-        }
-        Ok(sent)
-    }
-
-    /// Sends `count` probe datagrams (speed-test filler) in batches of at most
-    /// [`crate::SEND_BATCH`]: full-size, sealed like frame datagrams, flagged
-    /// `FLAG_PROBE` so the receiver counts (`probe_packets_received`) and
-    /// discards them. They use packet sequences but no frame index. Returns
-    /// `(sent, dropped)`; dropped datagrams are counted as send drops.
+    /// Sends `count` probe datagrams (speed-test filler) at once, in batches
+    /// of at most [`crate::SEND_BATCH`]: full-size, sealed like frame
+    /// datagrams, flagged `FLAG_PROBE` so the receiver counts
+    /// (`probe_packets_received`) and discards them. They use packet sequences
+    /// but no frame index. Returns `(sent, dropped)`; dropped datagrams are
+    /// counted as send drops.
     pub fn send_probe(&mut self, count: usize) -> Result<(usize, usize)> {
-        let datagram_len = self.config.fec.datagram_len();
-        let n = count.min(crate::SEND_BATCH);
-        if self.pool.len() < n {
-            self.pool.resize_with(n, || vec![0u8; datagram_len]);
+        let datagram_len = self.datagram_len();
+        let batch = count.min(PROBE_CHUNK);
+        if self.probe_pool.len() < batch {
+            self.probe_pool.resize_with(batch, || vec![0u8; datagram_len]);
         }
         let header = InnerHeader {
             flags: FLAG_PROBE,
@@ -320,28 +389,113 @@ impl<T: Transport> FrameSender<T> {
         let (mut sent_total, mut dropped_total) = (0, 0);
         let mut left = count;
         while left > 0 {
-            let n = left.min(crate::SEND_BATCH);
-            for buf in &mut self.pool[..n] {
-                let h: &mut [u8; INNER_HEADER_LEN] = (&mut buf[CLEAR_HEADER_LEN..PAYLOAD_AT])
-                    .try_into()
-                    .expect("inner header slice");
-                header.encode(h);
+            let n = left.min(PROBE_CHUNK);
+            let bufs = &mut self.probe_pool[..n];
+            for buf in bufs.iter_mut() {
+                encode_header(buf, &header);
                 buf[PAYLOAD_AT..PAYLOAD_AT + self.config.fec.shard_payload].fill(0);
-                let before = self.sealer.rotations();
-                self.sealer
-                    .seal(buf)
-                    .map_err(|e| Error::new(ErrorKind::Closed, e.to_string()))?;
-                Stats::add(&self.stats.key_rotations, self.sealer.rotations() - before);
             }
-            let sent = send_all(&*self.transport, &self.pool[..n]).map_err(Error::from)?;
-            let st = &self.stats;
-            Stats::add(&st.packets_sent, sent as u64);
-            Stats::add(&st.packets_send_dropped, (n - sent) as u64);
-            Stats::add(&st.bytes_sent, (sent * datagram_len) as u64);
+            seal_all(&mut self.sealer, &self.stats, bufs)?;
+            let sent = send_all(&*self.transport, &self.probe_pool[..n]).map_err(Error::from)?;
+            self.count_sent(sent, n - sent);
             sent_total += sent;
             dropped_total += n - sent;
             left -= n;
         }
         Ok((sent_total, dropped_total))
     }
+
+    /// Starts a speed test at `now`: probe filler at `rate_kbps` for
+    /// `duration`, paced by [`FrameSender::poll_transmit`] alongside frames.
+    /// A probe already running is replaced (its report is kept).
+    pub fn start_probe(&mut self, rate_kbps: u32, duration: Duration, now: Instant) {
+        if let Some(done) = self.stop_probe(now) {
+            self.probe_done = Some(done);
+        }
+        let dlen = self.datagram_len();
+        let bytes_per_sec = f64::from(rate_kbps) * 1000.0 / 8.0;
+        let total = (bytes_per_sec * duration.as_secs_f64() / dlen as f64).ceil() as usize;
+        // Steps of about a millisecond, within the probe's buffer pool.
+        let chunk = ((bytes_per_sec / 1000.0) as usize).clamp(dlen, PROBE_CHUNK * dlen);
+        let plan = Plan {
+            burst_bytes: 0,
+            chunk_bytes: chunk,
+            bytes_per_sec: Some(bytes_per_sec),
+        };
+        self.probe = Some(Probe {
+            run: Run::new(total, dlen, plan, now),
+            started: now,
+            ends: now + duration,
+            sent: 0,
+            dropped: 0,
+        });
+    }
+
+    /// Ends a running probe early; its report so far.
+    pub fn stop_probe(&mut self, now: Instant) -> Option<ProbeReport> {
+        self.probe.take().map(|p| ProbeReport {
+            packets_sent: p.sent,
+            send_drops: p.dropped,
+            duration: now.saturating_duration_since(p.started),
+        })
+    }
+
+    /// Whether a probe is running.
+    pub fn probing(&self) -> bool {
+        self.probe.is_some()
+    }
+
+    /// The report of a probe that ran to its end, once.
+    pub fn take_probe_report(&mut self) -> Option<ProbeReport> {
+        self.probe_done.take()
+    }
+
+    fn poll_probe(&mut self, now: Instant) -> Result<()> {
+        let Some(p) = self.probe.as_mut() else {
+            return Ok(());
+        };
+        let n = p.run.take_due(now);
+        if n > 0 {
+            let (sent, dropped) = self.send_probe(n)?;
+            if let Some(p) = self.probe.as_mut() {
+                p.sent += sent as u64;
+                p.dropped += dropped as u64;
+            }
+        }
+        if self
+            .probe
+            .as_ref()
+            .is_some_and(|p| p.run.remaining() == 0 && now >= p.ends)
+        {
+            self.probe_done = self.stop_probe(now);
+        }
+        Ok(())
+    }
+}
+
+/// Counts datagrams handed to the transport and dropped locally.
+fn count_sent(stats: &Stats, sent: usize, dropped: usize, datagram_len: usize) {
+    Stats::add(&stats.packets_sent, sent as u64);
+    Stats::add(&stats.packets_send_dropped, dropped as u64);
+    Stats::add(&stats.bytes_sent, (sent * datagram_len) as u64);
+}
+
+/// Writes the inner header into its place in a datagram buffer.
+fn encode_header(buf: &mut [u8], header: &InnerHeader) {
+    let h: &mut [u8; INNER_HEADER_LEN] = (&mut buf[CLEAR_HEADER_LEN..PAYLOAD_AT])
+        .try_into()
+        .expect("a datagram buffer holds the inner header");
+    header.encode(h);
+}
+
+/// Seals every datagram in place and counts key rotations.
+fn seal_all(sealer: &mut Sealer, stats: &Stats, bufs: &mut [Vec<u8>]) -> Result<()> {
+    let before = sealer.rotations();
+    for buf in bufs {
+        sealer
+            .seal(buf)
+            .map_err(|e| Error::new(ErrorKind::Closed, e.to_string()))?;
+    }
+    Stats::add(&stats.key_rotations, sealer.rotations() - before);
+    Ok(())
 }

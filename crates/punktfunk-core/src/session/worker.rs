@@ -6,10 +6,10 @@
 //! on a dedicated thread:
 //!
 //! * the send thread takes frames from a queue of at most `capacity` frames and
-//!   runs [`FrameSender::submit_frame`] on each; a full queue is back-pressure
+//!   paces each out ([`FrameSender::push_frame`], [`FrameSender::poll_transmit`]); a full queue is back-pressure
 //!   the caller sees ([`SendWorker::try_submit`] hands the frame back,
 //!   [`SendWorker::submit`] waits), never unbounded memory;
-//! * the receive thread waits in the kernel ([`FrameReceiver::recv_frame`]) and
+//! * the receive thread waits in the kernel ([`super::blocking::recv_frame`]) and
 //!   queues at most `capacity` [`FrameEvent`]s; while that queue is full it stops
 //!   reading, so the socket buffer absorbs the backlog.
 //!
@@ -28,11 +28,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::fec::MAX_FEC_PERCENT;
+use crate::fec::check_fec_percent;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::transport::Transport;
 
-use super::{FrameEvent, FrameMeta, FrameReceiver, FrameSender, SubmitReport};
+use super::{check_frame_len, FrameEvent, FrameMeta, FrameReceiver, FrameSender};
 
 /// Wake-up callback for a worker's owner; called on the worker thread. Keep it
 /// short and non-blocking (set a flag, notify a task). It fires on the
@@ -45,21 +45,17 @@ pub type Notify = Arc<dyn Fn() + Send + Sync>;
 const STOP_CHECK: Duration = Duration::from_millis(20);
 
 /// What a [`SendWorker`] drives: a [`FrameSender`], or anything that sends
-/// frames the same way (a control-plane host session).
+/// frames the same way (a control-plane host session). Sans-IO: every call
+/// takes `now` or none, nothing sleeps; the worker thread does the waiting.
 pub trait FrameSink: Send + 'static {
-    /// Sends one frame.
-    fn submit_frame(&mut self, data: &[u8], meta: FrameMeta) -> Result<SubmitReport>;
-    /// Sends one frame; a paced sink asks `hurry` between paced sends and
-    /// sends the rest at once when it says `true` (the default ignores it).
-    fn submit_frame_paced(
-        &mut self,
-        data: &[u8],
-        meta: FrameMeta,
-        hurry: &dyn Fn() -> bool,
-    ) -> Result<SubmitReport> {
-        let _ = hurry;
-        self.submit_frame(data, meta)
-    }
+    /// Prepares a frame to leave on the sink's schedule from `now`; a frame
+    /// still in flight goes out at once first (see [`FrameSender::push_frame`]).
+    fn push_frame(&mut self, data: &[u8], meta: FrameMeta, now: Instant) -> Result<()>;
+    /// Sends what is due at `now`; returns when the sink next needs to run
+    /// (`None`: not before new work arrives or [`SendWaker::wake`] is called).
+    fn poll_transmit(&mut self, now: Instant) -> Result<Option<Instant>>;
+    /// Sends the rest of the frame in flight at once.
+    fn flush(&mut self) -> Result<()>;
     /// Changes the FEC percentage for later frames.
     fn set_fec_percent(&mut self, pct: u8) -> Result<()>;
     /// Largest frame accepted.
@@ -69,16 +65,14 @@ pub trait FrameSink: Send + 'static {
 }
 
 impl<T: Transport + 'static> FrameSink for FrameSender<T> {
-    fn submit_frame(&mut self, data: &[u8], meta: FrameMeta) -> Result<SubmitReport> {
-        FrameSender::submit_frame(self, data, meta)
+    fn push_frame(&mut self, data: &[u8], meta: FrameMeta, now: Instant) -> Result<()> {
+        FrameSender::push_frame(self, data, meta, now).map(|_| ())
     }
-    fn submit_frame_paced(
-        &mut self,
-        data: &[u8],
-        meta: FrameMeta,
-        hurry: &dyn Fn() -> bool,
-    ) -> Result<SubmitReport> {
-        FrameSender::submit_frame_paced(self, data, meta, hurry)
+    fn poll_transmit(&mut self, now: Instant) -> Result<Option<Instant>> {
+        FrameSender::poll_transmit(self, now)
+    }
+    fn flush(&mut self) -> Result<()> {
+        FrameSender::flush(self)
     }
     fn set_fec_percent(&mut self, pct: u8) -> Result<()> {
         FrameSender::set_fec_percent(self, pct)
@@ -92,9 +86,10 @@ impl<T: Transport + 'static> FrameSink for FrameSender<T> {
 }
 
 /// What a [`RecvWorker`] drives: a [`FrameReceiver`], or anything that
-/// receives frames the same way (a control-plane client).
+/// receives frames the same way (a control-plane client). Blocking: the
+/// worker thread calls it in a loop.
 pub trait FrameSource: Send + 'static {
-    /// Waits up to `timeout` for the next event (see [`FrameReceiver::recv_frame`]).
+    /// Waits up to `timeout` for the next event (see [`super::blocking::recv_frame`]).
     fn recv_frame(&mut self, timeout: Duration) -> Result<Option<FrameEvent>>;
     /// Counters, readable from any thread.
     fn stats_handle(&self) -> StatsHandle;
@@ -102,7 +97,8 @@ pub trait FrameSource: Send + 'static {
 
 impl<T: Transport + 'static> FrameSource for FrameReceiver<T> {
     fn recv_frame(&mut self, timeout: Duration) -> Result<Option<FrameEvent>> {
-        FrameReceiver::recv_frame(self, timeout)
+        let wait = self.recv_wait();
+        super::blocking::recv_frame(self, timeout, wait)
     }
     fn stats_handle(&self) -> StatsHandle {
         FrameReceiver::stats_handle(self)
@@ -149,7 +145,7 @@ impl std::fmt::Debug for StatsHandle {
 struct Shared<J> {
     state: Mutex<State<J>>,
     changed: Condvar,
-    notify: Option<Notify>,
+    notify: Mutex<Option<Notify>>,
 }
 
 struct State<J> {
@@ -163,6 +159,8 @@ struct State<J> {
     worker_idle: bool,
     /// Owner threads blocked on the condition variable (in `submit` or `next`).
     owners_blocked: usize,
+    /// Someone asked the worker to run its sink now ([`SendWaker::wake`]).
+    wake_requested: bool,
 }
 
 impl<J> Shared<J> {
@@ -175,9 +173,10 @@ impl<J> Shared<J> {
                 failed: None,
                 worker_idle: false,
                 owners_blocked: 0,
+                wake_requested: false,
             }),
             changed: Condvar::new(),
-            notify,
+            notify: Mutex::new(notify),
         })
     }
 
@@ -196,7 +195,8 @@ impl<J> Shared<J> {
     }
 
     fn call_notify(&self) {
-        if let Some(n) = &self.notify {
+        let notify = self.notify.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(n) = notify {
             n();
         }
     }
@@ -330,6 +330,19 @@ impl SendWorker {
         })
     }
 
+    /// A handle that makes the send thread run its sink now (from any thread,
+    /// without blocking): for a sink that also takes commands from elsewhere.
+    pub fn waker(&self) -> SendWaker {
+        SendWaker {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Replaces the callback set at spawn (`None` removes it).
+    pub fn set_notify(&self, notify: Option<Notify>) {
+        *self.shared.notify.lock().unwrap_or_else(|p| p.into_inner()) = notify;
+    }
+
     /// An empty buffer to copy the next frame into; reuses the buffers of
     /// frames already sent, so steady streaming does not allocate.
     pub fn take_buffer(&self) -> Vec<u8> {
@@ -345,15 +358,10 @@ impl SendWorker {
     }
 
     fn check_frame(&self, data: Vec<u8>) -> std::result::Result<Vec<u8>, Rejected> {
-        if data.len() > self.max_frame_bytes {
-            let error = Error::invalid(format!(
-                "frame of {} bytes exceeds max_frame_bytes {}",
-                data.len(),
-                self.max_frame_bytes
-            ));
-            return Err(Rejected { error, data });
+        match check_frame_len(data.len(), self.max_frame_bytes) {
+            Ok(()) => Ok(data),
+            Err(error) => Err(Rejected { error, data }),
         }
-        Ok(data)
     }
 
     /// Queues a frame if there is room; otherwise hands it back with
@@ -410,11 +418,7 @@ impl SendWorker {
     /// Does not wait for queue room: it is applied in queue order even when the
     /// queue is full.
     pub fn set_fec_percent(&self, pct: u8) -> Result<()> {
-        if pct > MAX_FEC_PERCENT {
-            return Err(Error::invalid(format!(
-                "fec_percent {pct} is above {MAX_FEC_PERCENT}"
-            )));
-        }
+        check_fec_percent(pct)?;
         let st = self.shared.lock();
         if let Some(e) = st.failed.clone() {
             return Err(e);
@@ -482,43 +486,81 @@ impl std::fmt::Debug for SendWorker {
 }
 
 fn send_loop<S: FrameSink>(mut sender: S, shared: &Shared<SendJob>, spare: &Mutex<Vec<Vec<u8>>>) {
-    run_guarded(shared, "send", || loop {
-        let (job, was_full, owners_blocked) = {
-            let mut st = shared.lock();
-            loop {
-                if let Some(job) = st.queue.pop_front() {
-                    break (job, st.queue.len() + 1 >= st.capacity, st.owners_blocked);
+    run_guarded(shared, "send", || {
+        // When the sink next needs to run (a paced chunk, a probe step).
+        let mut next: Option<Instant> = None;
+        loop {
+            let (job, was_full, owners_blocked) = {
+                let mut st = shared.lock();
+                loop {
+                    if let Some(job) = st.queue.pop_front() {
+                        break (Some(job), st.queue.len() + 1 >= st.capacity, st.owners_blocked);
+                    }
+                    if st.stopping {
+                        // Everything queued is handed on; what is still paced goes at once.
+                        drop(st);
+                        return sender.flush();
+                    }
+                    if std::mem::take(&mut st.wake_requested) {
+                        break (None, false, 0);
+                    }
+                    let now = Instant::now();
+                    let wait = match next {
+                        Some(t) if t <= now => break (None, false, 0),
+                        Some(t) => (t - now).min(STOP_CHECK),
+                        None => STOP_CHECK,
+                    };
+                    st = shared.worker_wait(st, wait);
                 }
-                if st.stopping {
-                    return Ok(());
-                }
-                st = shared.worker_wait(st, STOP_CHECK);
+            };
+            // Room just opened up: let a blocked submitter in, and tell the owner
+            // if the queue had been full (the only time it waits for room).
+            if owners_blocked > 0 {
+                shared.changed.notify_all();
             }
-        };
-        // Room just opened up: let a blocked submitter in, and tell the owner
-        // if the queue had been full (the only time it waits for room).
-        if owners_blocked > 0 {
-            shared.changed.notify_all();
-        }
-        if was_full {
-            shared.call_notify();
-        }
-        match job {
-            SendJob::Frame(data, meta) => {
-                // Pacing gives way as soon as another frame waits (or close is asked).
-                let hurry = || {
-                    let st = shared.lock();
-                    !st.queue.is_empty() || st.stopping
-                };
-                sender.submit_frame_paced(&data, meta, &hurry)?;
-                let mut spare = spare.lock().unwrap_or_else(|p| p.into_inner());
-                if spare.len() < spare.capacity() {
-                    spare.push(data);
-                }
+            if was_full {
+                shared.call_notify();
             }
-            SendJob::SetFec(pct) => sender.set_fec_percent(pct)?,
+            match job {
+                // A frame still being paced goes at once: the next one is waiting.
+                Some(SendJob::Frame(data, meta)) => {
+                    sender.push_frame(&data, meta, Instant::now())?;
+                    let mut spare = spare.lock().unwrap_or_else(|p| p.into_inner());
+                    if spare.len() < spare.capacity() {
+                        spare.push(data);
+                    }
+                }
+                Some(SendJob::SetFec(pct)) => sender.set_fec_percent(pct)?,
+                None => {}
+            }
+            next = sender.poll_transmit(Instant::now())?;
         }
     });
+}
+
+/// Makes a [`SendWorker`]'s thread run its sink now (see [`SendWorker::waker`]).
+#[derive(Clone)]
+pub struct SendWaker {
+    shared: Arc<Shared<SendJob>>,
+}
+
+impl SendWaker {
+    /// Asks the send thread to poll its sink at once; never blocks on I/O.
+    pub fn wake(&self) {
+        let mut st = self.shared.lock();
+        st.wake_requested = true;
+        let idle = st.worker_idle;
+        drop(st);
+        if idle {
+            self.shared.changed.notify_all();
+        }
+    }
+}
+
+impl std::fmt::Debug for SendWaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendWaker").finish_non_exhaustive()
+    }
 }
 
 /// The receiving half on its own thread (see the [module docs](self)).

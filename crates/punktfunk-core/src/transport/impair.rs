@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{IoCounters, Transport};
+use super::{IoCounters, RecvMeta, Transport};
 
 /// Two-state burst-loss model (Gilbert-Elliott). Probabilities are in percent
 /// and are applied per datagram.
@@ -336,11 +336,15 @@ impl<T: Transport> Impaired<T> {
     }
 }
 
-impl<T: Transport> Transport for Impaired<T> {
-    fn send(&self, datagram: &[u8]) -> io::Result<bool> {
-        self.send_batch(&[datagram]).map(|n| n == 1)
+impl<T: std::fmt::Debug> std::fmt::Debug for Impaired<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Impaired")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
+}
 
+impl<T: Transport> Transport for Impaired<T> {
     /// Returns the number of the caller's datagrams that were not dropped
     /// *locally* by the inner transport; network-style losses count as sent.
     fn send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
@@ -360,12 +364,9 @@ impl<T: Transport> Transport for Impaired<T> {
         Ok(datagrams.len().saturating_sub(local_drops))
     }
 
-    fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        self.inner.recv(buf)
-    }
-
-    fn recv_batch(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
-        self.inner.recv_batch(bufs, lens)
+    // Receiving is not impaired: the wrapper shapes what this end sends.
+    fn recv_batch(&self, bufs: &mut [Vec<u8>], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        self.inner.recv_batch(bufs, meta)
     }
 
     fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
@@ -374,6 +375,10 @@ impl<T: Transport> Transport for Impaired<T> {
 
     fn io_counters(&self) -> IoCounters {
         self.inner.io_counters()
+    }
+
+    fn enable_segmented_receive(&self) -> bool {
+        self.inner.enable_segmented_receive()
     }
 }
 
@@ -390,12 +395,7 @@ mod tests {
         for chunk in refs.chunks(100) {
             imp.send_batch(chunk).unwrap();
         }
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 64];
-        while let Some(len) = b.recv(&mut buf).unwrap() {
-            out.push(buf[..len].to_vec());
-        }
-        (out, imp.counters())
+        (crate::transport::testing::drain(&b, 64), imp.counters())
     }
 
     #[test]

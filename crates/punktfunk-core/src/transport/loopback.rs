@@ -5,7 +5,7 @@ use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::Transport;
+use super::{RecvMeta, Transport};
 
 #[derive(Default)]
 struct Inbox {
@@ -72,20 +72,6 @@ impl LoopbackTransport {
 }
 
 impl Transport for LoopbackTransport {
-    fn send(&self, datagram: &[u8]) -> io::Result<bool> {
-        let mut inbox = self.outbound.lock();
-        if inbox.queue.len() >= self.capacity {
-            return Ok(false);
-        }
-        let mut buf = inbox.free.pop().unwrap_or_default();
-        buf.clear();
-        buf.extend_from_slice(datagram);
-        inbox.queue.push_back(buf);
-        drop(inbox);
-        self.outbound.ready.notify_one();
-        Ok(true)
-    }
-
     fn send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
         let mut inbox = self.outbound.lock();
         let room = self.capacity.saturating_sub(inbox.queue.len());
@@ -103,27 +89,16 @@ impl Transport for LoopbackTransport {
         Ok(n)
     }
 
-    fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        let mut inbox = self.inbound.lock();
-        let Some(d) = inbox.queue.pop_front() else {
-            return Ok(None);
-        };
-        let n = d.len().min(buf.len());
-        buf[..n].copy_from_slice(&d[..n]);
-        inbox.free.push(d);
-        Ok(Some(n))
-    }
-
-    fn recv_batch(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
+    fn recv_batch(&self, bufs: &mut [Vec<u8>], meta: &mut [RecvMeta]) -> io::Result<usize> {
         let mut inbox = self.inbound.lock();
         let mut got = 0;
-        for (buf, len) in bufs.iter_mut().zip(lens.iter_mut()) {
+        for (buf, m) in bufs.iter_mut().zip(meta.iter_mut()) {
             let Some(d) = inbox.queue.pop_front() else {
                 break;
             };
             let n = d.len().min(buf.len());
             buf[..n].copy_from_slice(&d[..n]);
-            *len = n;
+            *m = RecvMeta::single(n);
             inbox.free.push(d);
             got += 1;
         }
@@ -159,12 +134,13 @@ mod tests {
         assert!(a.send(b"one").unwrap());
         assert_eq!(a.send_batch(&[b"two", b"three!"]).unwrap(), 2);
         let mut bufs = vec![vec![0u8; 8]; 4];
-        let mut lens = vec![0; 4];
-        assert_eq!(b.recv_batch(&mut bufs, &mut lens).unwrap(), 3);
-        assert_eq!(&bufs[0][..lens[0]], b"one");
-        assert_eq!(&bufs[1][..lens[1]], b"two");
-        assert_eq!(&bufs[2][..lens[2]], b"three!");
-        assert_eq!(b.recv_batch(&mut bufs, &mut lens).unwrap(), 0);
+        let mut meta = [RecvMeta::default(); 4];
+        assert_eq!(b.recv_batch(&mut bufs, &mut meta).unwrap(), 3);
+        assert_eq!(&bufs[0][..meta[0].len], b"one");
+        assert_eq!(&bufs[1][..meta[1].len], b"two");
+        assert_eq!(&bufs[2][..meta[2].len], b"three!");
+        assert_eq!(meta[2].segment, 6, "one datagram per buffer");
+        assert_eq!(b.recv_batch(&mut bufs, &mut meta).unwrap(), 0);
     }
 
     #[test]
@@ -178,11 +154,14 @@ mod tests {
     #[test]
     fn wait_readable_wakes_on_send_from_another_thread() {
         let (a, b) = LoopbackTransport::pair(4);
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
         let t = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
+            started_rx.recv().unwrap();
             a.send(b"x").unwrap();
             a
         });
+        assert!(!b.wait_readable(Duration::ZERO).unwrap(), "nothing sent yet");
+        started_tx.send(()).unwrap();
         assert!(b.wait_readable(Duration::from_secs(5)).unwrap());
         t.join().unwrap();
         assert!(!b.wait_readable(Duration::ZERO).unwrap() || b.pending() == 1);

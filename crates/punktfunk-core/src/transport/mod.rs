@@ -10,6 +10,7 @@ use std::time::Duration;
 
 mod impair;
 mod loopback;
+mod path;
 // The socket shim is the only place in this crate allowed to use `unsafe`.
 #[allow(unsafe_code)]
 mod sys;
@@ -18,7 +19,8 @@ mod udp;
 pub use impair::{GilbertElliott, Impaired, ImpairmentConfig, ImpairmentCounters, MAX_REORDER_DEPTH};
 pub use loopback::LoopbackTransport;
 #[cfg(test)]
-pub(crate) use udp::test_pair as udp_test_pair;
+pub(crate) mod testing;
+pub use path::DataPath;
 pub use udp::{BufferReport, Offload, UdpConfig, UdpTransport, DESIRED_SOCKET_BUFFER};
 
 /// Largest number of datagrams one `sendmmsg` call carries.
@@ -40,48 +42,51 @@ pub struct IoCounters {
     pub foreign_dropped: u64,
 }
 
-/// A non-blocking, lossy datagram pipe to one peer.
-pub trait Transport: Send + Sync {
-    /// Sends one datagram. `Ok(false)` means it was dropped locally because the
-    /// send buffer was full (or a transient error occurred); it never blocks.
-    fn send(&self, datagram: &[u8]) -> io::Result<bool>;
+/// Where the datagrams of one receive buffer are: `len` bytes, as consecutive
+/// datagrams of `segment` bytes each (the last possibly shorter). Without
+/// segmented receive (UDP GRO) every buffer holds one datagram and
+/// `segment == len`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecvMeta {
+    /// Bytes received into the buffer.
+    pub len: usize,
+    /// Size of each datagram in it (`len` for a single datagram).
+    pub segment: usize,
+}
 
-    /// Sends many datagrams; returns how many were handed on. The caller counts
-    /// the rest as send drops. The default is a scalar loop over [`Transport::send`].
-    fn send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
-        let mut sent = 0;
-        for d in datagrams {
-            if self.send(d)? {
-                sent += 1;
-            }
-        }
-        Ok(sent)
+impl RecvMeta {
+    /// One datagram of `len` bytes.
+    pub fn single(len: usize) -> RecvMeta {
+        RecvMeta { len, segment: len }
     }
+}
 
-    /// Receives one datagram into `buf` if one is pending; `Ok(None)` if not.
-    /// A datagram longer than `buf` is truncated to `buf.len()`.
-    fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>>;
+/// A non-blocking, lossy datagram pipe to one peer.
+///
+/// One way out ([`Transport::send_batch`]) and one way in
+/// ([`Transport::recv_batch`]); the rest are readiness and bookkeeping.
+pub trait Transport: Send + Sync {
+    /// Sends datagrams in order; returns how many were handed on. The caller
+    /// counts the rest as send drops (a full buffer, a transient error). Never
+    /// blocks.
+    fn send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize>;
+
+    /// Sends one datagram: `Ok(false)` means it was dropped locally.
+    fn send(&self, datagram: &[u8]) -> io::Result<bool> {
+        self.send_batch(&[datagram]).map(|n| n == 1)
+    }
 
     /// Fills caller-owned buffers with pending datagrams (each buffer's full
-    /// length is usable space) and writes each datagram's length to `lens`.
-    /// Returns the number filled; 0 means nothing is pending. The default makes
-    /// one scalar [`Transport::recv`] into `bufs[0]`.
-    fn recv_batch(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
-        let (Some(buf), Some(len)) = (bufs.first_mut(), lens.first_mut()) else {
-            return Ok(0);
-        };
-        match self.recv(buf)? {
-            Some(n) => {
-                *len = n;
-                Ok(1)
-            }
-            None => Ok(0),
-        }
-    }
+    /// length is usable space; a longer datagram is truncated) and describes
+    /// each in `meta`. Returns the number of buffers filled, at most
+    /// `bufs.len().min(meta.len())`; 0 means nothing is pending. Never blocks.
+    /// After [`Transport::enable_segmented_receive`] a buffer may hold several
+    /// datagrams ([`RecvMeta::segment`]).
+    fn recv_batch(&self, bufs: &mut [Vec<u8>], meta: &mut [RecvMeta]) -> io::Result<usize>;
 
     /// Waits until a datagram is pending or `timeout` passes; `Ok(true)` when
     /// readable. Implementations wait in the kernel or on a condition variable,
-    /// never in a sleep loop.
+    /// never in a sleep loop. Only drivers call it (threads of their own).
     fn wait_readable(&self, timeout: Duration) -> io::Result<bool>;
 
     /// System-call counts so far (zero for in-process transports).
@@ -89,75 +94,55 @@ pub trait Transport: Send + Sync {
         IoCounters::default()
     }
 
-    /// Asks for segmented receive (UDP GRO): from then on
-    /// [`Transport::recv_segments`] may put several datagrams into one buffer,
-    /// and its buffers must be [`SEGMENTED_RECV_BUFFER`] bytes long. Returns
-    /// whether it is on; the default (and every transport without such an
-    /// offload) says no, and `recv_segments` stays one datagram per buffer.
+    /// Asks for segmented receive (UDP GRO): from then on a buffer may hold
+    /// several datagrams, and buffers must be [`SEGMENTED_RECV_BUFFER`] bytes
+    /// long. Returns whether it is on; the default (every transport without
+    /// such an offload) says no.
     fn enable_segmented_receive(&self) -> bool {
         false
-    }
-
-    /// [`Transport::recv_batch`], plus the segment size of each buffer in
-    /// `segs`: buffer `i` holds `lens[i]` bytes as consecutive datagrams of
-    /// `segs[i]` bytes each, the last possibly shorter. Without segmented
-    /// receive, `segs[i] == lens[i]`.
-    fn recv_segments(
-        &self,
-        bufs: &mut [Vec<u8>],
-        lens: &mut [usize],
-        segs: &mut [usize],
-    ) -> io::Result<usize> {
-        let n = self.recv_batch(bufs, lens)?;
-        for (s, l) in segs.iter_mut().zip(lens.iter()).take(n) {
-            *s = *l;
-        }
-        Ok(n)
     }
 }
 
 /// Receive buffer length that holds any coalesced (UDP GRO) datagram.
 pub const SEGMENTED_RECV_BUFFER: usize = 65_536;
 
-/// Smart pointers to a transport are transports (for sharing one socket).
-macro_rules! forward_transport {
-    ($($ptr:ident)::+) => {
-        impl<T: Transport + ?Sized> Transport for $($ptr)::+<T> {
-            fn send(&self, datagram: &[u8]) -> io::Result<bool> {
-                (**self).send(datagram)
-            }
+/// Implements [`Transport`] for a type by forwarding every method to the
+/// transport `$inner` yields (one list, so no method can be left out).
+macro_rules! delegate_transport {
+    (impl[$($gen:tt)*] $ty:ty, |$this:ident| $inner:expr) => {
+        impl<$($gen)*> Transport for $ty {
             fn send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
-                (**self).send_batch(datagrams)
+                let $this = self;
+                $inner.send_batch(datagrams)
             }
-            fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-                (**self).recv(buf)
+            fn send(&self, datagram: &[u8]) -> io::Result<bool> {
+                let $this = self;
+                $inner.send(datagram)
             }
-            fn recv_batch(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
-                (**self).recv_batch(bufs, lens)
+            fn recv_batch(&self, bufs: &mut [Vec<u8>], meta: &mut [RecvMeta]) -> io::Result<usize> {
+                let $this = self;
+                $inner.recv_batch(bufs, meta)
             }
             fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
-                (**self).wait_readable(timeout)
+                let $this = self;
+                $inner.wait_readable(timeout)
             }
             fn io_counters(&self) -> IoCounters {
-                (**self).io_counters()
+                let $this = self;
+                $inner.io_counters()
             }
             fn enable_segmented_receive(&self) -> bool {
-                (**self).enable_segmented_receive()
-            }
-            fn recv_segments(
-                &self,
-                bufs: &mut [Vec<u8>],
-                lens: &mut [usize],
-                segs: &mut [usize],
-            ) -> io::Result<usize> {
-                (**self).recv_segments(bufs, lens, segs)
+                let $this = self;
+                $inner.enable_segmented_receive()
             }
         }
     };
 }
+pub(crate) use delegate_transport;
 
-forward_transport!(std::sync::Arc);
-forward_transport!(Box);
+// Smart pointers to a transport are transports (for sharing one socket).
+delegate_transport!(impl[T: Transport + ?Sized] std::sync::Arc<T>, |t| (**t));
+delegate_transport!(impl[T: Transport + ?Sized] Box<T>, |t| (**t));
 
 /// True for errors that mean "this datagram is lost" rather than "the socket is broken":
 /// a full buffer, a stale ICMP refusal from an earlier send, or a route that is

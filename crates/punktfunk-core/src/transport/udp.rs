@@ -5,12 +5,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-#[cfg(target_os = "linux")]
-use std::os::fd::AsRawFd;
-
-#[cfg(target_os = "linux")]
-use super::sys::linux as sys;
-use super::{is_transient, IoCounters, Transport, RECV_BATCH, SEND_BATCH};
+use super::sys::{os as sys, Buffer};
+use super::{is_transient, IoCounters, RecvMeta, Transport, RECV_BATCH, SEND_BATCH};
 
 /// Socket buffer size we ask for on both sides: 32 MiB holds several multi-MB
 /// keyframes in flight, where the Linux default (~208 KB) overflows on one.
@@ -127,7 +123,7 @@ impl UdpTransport {
         let gso = match config.gso {
             Offload::Off => false,
             mode => {
-                let ok = gso_supported(&sock);
+                let ok = sys::gso_supported(&sock);
                 if !ok && mode == Offload::On {
                     return Err(io::Error::new(
                         io::ErrorKind::Unsupported,
@@ -220,27 +216,25 @@ impl UdpTransport {
     }
 
     /// Turns on kernel receive timestamps for [`UdpTransport::recv_timestamped`]
-    /// (measurement tools; the session does not use them).
-    #[cfg(target_os = "linux")]
+    /// (measurement tools; the session does not use them). `Unsupported`
+    /// where the platform has none.
     pub fn enable_rx_timestamps(&self) -> io::Result<()> {
-        sys::enable_rx_timestamps(self.sock.as_raw_fd())
+        sys::enable_rx_timestamps(&self.sock)
     }
 
     /// Receives one datagram without blocking, with the time the kernel
     /// received it (since the Unix epoch) once timestamps are on.
     /// `Ok(None)` when nothing is pending. For measuring burst shapes.
-    #[cfg(target_os = "linux")]
     pub fn recv_timestamped(&self, buf: &mut [u8]) -> io::Result<Option<(usize, Option<Duration>)>> {
         self.recv_calls.fetch_add(1, Ordering::Relaxed);
-        sys::recv_timestamped(self.sock.as_raw_fd(), buf)
+        sys::recv_timestamped(&self.sock, buf)
     }
 
     /// Resizes the receive buffer (after binding), e.g. to keep a socket that
     /// expects no input from holding megabytes of unsolicited datagrams.
-    /// Returns the usable bytes granted.
-    #[cfg(target_os = "linux")]
+    /// Returns the usable bytes granted (0 where the platform does not say).
     pub fn set_recv_buffer(&self, bytes: usize) -> io::Result<usize> {
-        sys::set_buffer(self.sock.as_raw_fd(), sys::Buffer::Recv, bytes).map(|(granted, _)| granted)
+        sys::set_buffer(&self.sock, Buffer::Recv, bytes).map(|(granted, _)| granted)
     }
 
     /// Whether sends use UDP GSO right now.
@@ -253,216 +247,10 @@ impl UdpTransport {
         self.gro.load(Ordering::Relaxed)
     }
 
-    /// Datagrams one `send_chunk` call takes at most.
-    fn chunk_len(&self) -> usize {
-        #[cfg(target_os = "linux")]
-        if self.gso_active() {
-            return sys::SEND_MAX_DATAGRAMS;
-        }
-        SEND_BATCH
-    }
-
-    fn send_chunk(&self, chunk: &[&[u8]]) -> io::Result<usize> {
-        let dest = self.filter_peer();
-        #[cfg(target_os = "linux")]
-        {
-            let fd = self.sock.as_raw_fd();
-            self.send_calls.fetch_add(1, Ordering::Relaxed);
-            if !self.gso_active() {
-                return sys::send_mmsg(fd, chunk, dest.as_ref(), 1);
-            }
-            match sys::send_mmsg(fd, chunk, dest.as_ref(), sys::GSO_MAX_SEGMENTS) {
-                // A device that cannot segment refuses the send (EIO), and some
-                // kernels refuse odd segmentations (EINVAL): in Auto mode, stop
-                // using GSO on this socket and send the same datagrams plainly.
-                Err(e) if self.gso_mode == Offload::Auto && gso_refused(&e) => {
-                    self.gso.store(false, Ordering::Relaxed);
-                    self.send_calls.fetch_add(1, Ordering::Relaxed);
-                    sys::send_mmsg(fd, &chunk[..chunk.len().min(SEND_BATCH)], dest.as_ref(), 1)
-                }
-                r => r,
-            }
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            portable::send_each(&self.sock, chunk, dest, &self.send_calls)
-        }
-    }
-
-    /// Filtering mode: keeps the datagrams from `peer` at the front of the
-    /// batch (in order) and counts the rest as foreign. Returns how many remain.
-    fn keep_from(
-        &self,
-        peer: SocketAddr,
-        bufs: &mut [Vec<u8>],
-        lens: &mut [usize],
-        mut segs: Option<&mut [usize]>,
-        from: &[Option<SocketAddr>],
-        n: usize,
-    ) -> usize {
-        let mut kept = 0;
-        for i in 0..n {
-            if from[i].is_some_and(|a| same_endpoint(a, peer)) {
-                if kept != i {
-                    bufs.swap(kept, i);
-                    lens[kept] = lens[i];
-                    if let Some(s) = segs.as_deref_mut() {
-                        s[kept] = s[i];
-                    }
-                }
-                kept += 1;
-            } else {
-                // A coalesced buffer holds several foreign datagrams.
-                let seg = segs.as_deref().map_or(lens[i], |s| s[i]).max(1);
-                self.foreign
-                    .fetch_add(lens[i].div_ceil(seg).max(1) as u64, Ordering::Relaxed);
-            }
-        }
-        kept
-    }
-
-    /// Reads one batch, with segment sizes when `segs` is given (GRO).
-    fn read_batch(
-        &self,
-        bufs: &mut [Vec<u8>],
-        lens: &mut [usize],
-        mut segs: Option<&mut [usize]>,
-    ) -> io::Result<usize> {
-        let filter = self.filter_peer();
-        let mut from = [None; RECV_BATCH];
-        #[cfg(target_os = "linux")]
-        let n = {
-            self.recv_calls.fetch_add(1, Ordering::Relaxed);
-            let names = filter.is_some().then_some(&mut from);
-            match sys::recv_mmsg(self.sock.as_raw_fd(), bufs, lens, names, segs.as_deref_mut()) {
-                Ok(n) => n,
-                Err(e) if is_transient(&e) => 0,
-                Err(e) => return Err(e),
-            }
-        };
-        #[cfg(not(target_os = "linux"))]
-        let n = {
-            let n = portable::recv_each(&self.sock, bufs, lens, &mut from, &self.recv_calls)?;
-            if let Some(s) = segs.as_deref_mut() {
-                s[..n].copy_from_slice(&lens[..n]);
-            }
-            n
-        };
-        Ok(match filter {
-            // Only the peer's datagrams go on; a batch that held nothing but
-            // foreign ones reads as empty (the caller then waits for more).
-            Some(peer) => self.keep_from(peer, bufs, lens, segs, &from, n),
-            None => n,
-        })
-    }
-}
-
-/// GSO sends the kernel or the device refuses (rather than a full buffer).
-#[cfg(target_os = "linux")]
-fn gso_refused(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EIO) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(libc::ENOPROTOOPT)
-    )
-}
-
-#[cfg(target_os = "linux")]
-fn gso_supported(sock: &UdpSocket) -> bool {
-    sys::gso_supported(sock.as_raw_fd())
-}
-
-#[cfg(not(target_os = "linux"))]
-fn gso_supported(_sock: &UdpSocket) -> bool {
-    false
-}
-
-/// Whether the kernel offers UDP GRO (turned on and straight off again).
-#[cfg(target_os = "linux")]
-fn gro_supported(sock: &UdpSocket) -> bool {
-    let fd = sock.as_raw_fd();
-    sys::set_gro(fd, true).is_ok() && sys::set_gro(fd, false).is_ok()
-}
-
-#[cfg(not(target_os = "linux"))]
-fn gro_supported(_sock: &UdpSocket) -> bool {
-    false
-}
-
-/// Whether a datagram's source is the peer: the same IP (IPv4-mapped IPv6
-/// counts as IPv4) and port; an IPv6 scope is compared only when both name one.
-fn same_endpoint(src: SocketAddr, peer: SocketAddr) -> bool {
-    if src.port() != peer.port() || src.ip().to_canonical() != peer.ip().to_canonical() {
-        return false;
-    }
-    match (src, peer) {
-        (SocketAddr::V6(a), SocketAddr::V6(b)) => {
-            a.scope_id() == 0 || b.scope_id() == 0 || a.scope_id() == b.scope_id()
-        }
-        _ => true,
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn size_buffers(sock: &UdpSocket, bytes: usize) -> io::Result<BufferReport> {
-    let fd = sock.as_raw_fd();
-    let (send_granted, send_forced) = sys::set_buffer(fd, sys::Buffer::Send, bytes)?;
-    let (recv_granted, recv_forced) = sys::set_buffer(fd, sys::Buffer::Recv, bytes)?;
-    Ok(BufferReport {
-        requested: bytes,
-        send_granted,
-        recv_granted,
-        forced: send_forced && recv_forced,
-    })
-}
-
-#[cfg(not(target_os = "linux"))]
-fn size_buffers(_sock: &UdpSocket, bytes: usize) -> io::Result<BufferReport> {
-    // The portable fallback keeps the OS defaults; std has no buffer-size API.
-    Ok(BufferReport {
-        requested: bytes,
-        send_granted: 0,
-        recv_granted: 0,
-        forced: false,
-    })
-}
-
-impl Transport for UdpTransport {
-    fn send(&self, datagram: &[u8]) -> io::Result<bool> {
-        self.send_calls.fetch_add(1, Ordering::Relaxed);
-        let r = match self.filter_peer() {
-            Some(p) => self.sock.send_to(datagram, p),
-            None => self.sock.send(datagram),
-        };
-        match r {
-            Ok(_) => Ok(true),
-            Err(e) if is_transient(&e) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Sends in chunks of [`SEND_BATCH`]. A full send buffer ends the batch (the
-    /// rest are drops); any other transient error (say a stale ICMP refusal)
-    /// costs the one datagram it hit and the batch goes on.
-    fn send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
-        let mut sent = 0;
-        let mut at = 0;
-        while at < datagrams.len() {
-            let end = (at + self.chunk_len()).min(datagrams.len());
-            match self.send_chunk(&datagrams[at..end]) {
-                Ok(0) => break,
-                Ok(n) => {
-                    sent += n;
-                    at += n;
-                }
-                Err(e) if is_buffer_full(&e) => break,
-                Err(e) if is_transient(&e) => at += 1,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(sent)
-    }
-
-    fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    /// Receives one datagram into `buf` without blocking (`Ok(None)` when
+    /// nothing is pending), whatever the offloads: for tools that measure one
+    /// system call per datagram. Sessions use [`Transport::recv_batch`].
+    pub fn recv_one(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         loop {
             self.recv_calls.fetch_add(1, Ordering::Relaxed);
             let r = match self.filter_peer() {
@@ -483,34 +271,140 @@ impl Transport for UdpTransport {
         }
     }
 
-    /// Plain datagrams, one per buffer. Once GRO is on (see
-    /// [`Transport::enable_segmented_receive`]) read with `recv_segments`: a
-    /// coalesced buffer read here would arrive as one oversized datagram.
-    fn recv_batch(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
-        self.read_batch(bufs, lens, None)
+    /// Datagrams one `send_chunk` call takes at most.
+    fn chunk_len(&self) -> usize {
+        if self.gso_active() {
+            sys::SEND_MAX_DATAGRAMS
+        } else {
+            SEND_BATCH
+        }
     }
 
-    fn recv_segments(
-        &self,
-        bufs: &mut [Vec<u8>],
-        lens: &mut [usize],
-        segs: &mut [usize],
-    ) -> io::Result<usize> {
-        if !self.gro_active() {
-            let k = bufs.len().min(segs.len());
-            let n = self.read_batch(&mut bufs[..k], lens, None)?;
-            segs[..n].copy_from_slice(&lens[..n]);
-            return Ok(n);
+    fn send_chunk(&self, chunk: &[&[u8]]) -> io::Result<usize> {
+        let dest = self.filter_peer();
+        let calls = &self.send_calls;
+        if !self.gso_active() {
+            return sys::send(&self.sock, chunk, dest.as_ref(), 1, calls);
         }
-        self.read_batch(bufs, lens, Some(segs))
+        match sys::send(&self.sock, chunk, dest.as_ref(), sys::GSO_MAX_SEGMENTS, calls) {
+            // A device that cannot segment refuses the send (EIO), and some
+            // kernels refuse odd segmentations (EINVAL): in Auto mode, stop
+            // using GSO on this socket and send the same datagrams plainly.
+            Err(e) if self.gso_mode == Offload::Auto && sys::gso_refused(&e) => {
+                self.gso.store(false, Ordering::Relaxed);
+                let plain = &chunk[..chunk.len().min(SEND_BATCH)];
+                sys::send(&self.sock, plain, dest.as_ref(), 1, calls)
+            }
+            r => r,
+        }
+    }
+
+    /// Filtering mode: keeps the datagrams from `peer` at the front of the
+    /// batch (in order) and counts the rest as foreign. Returns how many remain.
+    fn keep_from(
+        &self,
+        peer: SocketAddr,
+        bufs: &mut [Vec<u8>],
+        meta: &mut [RecvMeta],
+        from: &[Option<SocketAddr>],
+        n: usize,
+    ) -> usize {
+        let mut kept = 0;
+        for i in 0..n {
+            if from[i].is_some_and(|a| same_endpoint(a, peer)) {
+                if kept != i {
+                    bufs.swap(kept, i);
+                    meta[kept] = meta[i];
+                }
+                kept += 1;
+            } else {
+                // A coalesced buffer holds several foreign datagrams.
+                let m = meta[i];
+                let count = m.len.div_ceil(m.segment.max(1)).max(1);
+                self.foreign.fetch_add(count as u64, Ordering::Relaxed);
+            }
+        }
+        kept
+    }
+}
+
+/// Whether the kernel offers UDP GRO (turned on and straight off again).
+fn gro_supported(sock: &UdpSocket) -> bool {
+    sys::set_gro(sock, true).is_ok() && sys::set_gro(sock, false).is_ok()
+}
+
+/// Whether a datagram's source is the peer: the same IP (IPv4-mapped IPv6
+/// counts as IPv4) and port; an IPv6 scope is compared only when both name one.
+fn same_endpoint(src: SocketAddr, peer: SocketAddr) -> bool {
+    if src.port() != peer.port() || src.ip().to_canonical() != peer.ip().to_canonical() {
+        return false;
+    }
+    match (src, peer) {
+        (SocketAddr::V6(a), SocketAddr::V6(b)) => {
+            a.scope_id() == 0 || b.scope_id() == 0 || a.scope_id() == b.scope_id()
+        }
+        _ => true,
+    }
+}
+
+fn size_buffers(sock: &UdpSocket, bytes: usize) -> io::Result<BufferReport> {
+    let (send_granted, send_forced) = sys::set_buffer(sock, Buffer::Send, bytes)?;
+    let (recv_granted, recv_forced) = sys::set_buffer(sock, Buffer::Recv, bytes)?;
+    Ok(BufferReport {
+        requested: bytes,
+        send_granted,
+        recv_granted,
+        forced: send_forced && recv_forced,
+    })
+}
+
+impl Transport for UdpTransport {
+    /// Sends in chunks of [`SEND_BATCH`] (or GSO runs). A full send buffer
+    /// ends the batch (the rest are drops); any other transient error (say a
+    /// stale ICMP refusal) costs the one datagram it hit and the batch goes on.
+    fn send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
+        let mut sent = 0;
+        let mut at = 0;
+        while at < datagrams.len() {
+            let end = (at + self.chunk_len()).min(datagrams.len());
+            match self.send_chunk(&datagrams[at..end]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    sent += n;
+                    at += n;
+                }
+                Err(e) if is_buffer_full(&e) => break,
+                Err(e) if is_transient(&e) => at += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Plain datagrams one per buffer; once GRO is on (see
+    /// [`Transport::enable_segmented_receive`]) coalesced runs. In filtering
+    /// mode only the peer's datagrams go on; a batch that held nothing but
+    /// foreign ones reads as empty (the caller then waits for more).
+    fn recv_batch(&self, bufs: &mut [Vec<u8>], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        let filter = self.filter_peer();
+        let mut from = [None; RECV_BATCH];
+        let names = filter.is_some().then_some(&mut from);
+        let n = match sys::recv(&self.sock, bufs, meta, names, self.gro_active(), &self.recv_calls) {
+            Ok(n) => n,
+            Err(e) if is_transient(&e) => 0,
+            Err(e) => return Err(e),
+        };
+        Ok(match filter {
+            Some(peer) => self.keep_from(peer, bufs, meta, &from, n),
+            None => n,
+        })
     }
 
     fn enable_segmented_receive(&self) -> bool {
         if self.gro_active() {
             return true;
         }
-        #[cfg(target_os = "linux")]
-        if self.gro_mode != Offload::Off && sys::set_gro(self.sock.as_raw_fd(), true).is_ok() {
+        if self.gro_mode != Offload::Off && sys::set_gro(&self.sock, true).is_ok() {
             self.gro.store(true, Ordering::Relaxed);
             return true;
         }
@@ -519,14 +413,7 @@ impl Transport for UdpTransport {
 
     fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
         self.wait_calls.fetch_add(1, Ordering::Relaxed);
-        #[cfg(target_os = "linux")]
-        {
-            sys::wait_readable(self.sock.as_raw_fd(), timeout)
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            portable::wait_readable(&self.sock, timeout)
-        }
+        sys::wait_readable(&self.sock, timeout)
     }
 
     fn io_counters(&self) -> IoCounters {
@@ -535,85 +422,6 @@ impl Transport for UdpTransport {
             recv_syscalls: self.recv_calls.load(Ordering::Relaxed),
             wait_syscalls: self.wait_calls.load(Ordering::Relaxed),
             foreign_dropped: self.foreign.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// One system call per datagram, written against `std` alone: the transport on
-/// every OS without a batched shim. Compiled everywhere so Linux tests keep it honest.
-#[cfg_attr(target_os = "linux", allow(dead_code))]
-mod portable {
-    use super::is_transient;
-    use std::io;
-    use std::net::{SocketAddr, UdpSocket};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::time::{Duration, Instant};
-
-    /// Same contract as `sendmmsg`: returns how many datagrams from the front
-    /// of `chunk` were sent, stopping at the first error; the error itself is
-    /// returned only when the very first datagram failed.
-    pub(super) fn send_each(
-        sock: &UdpSocket,
-        chunk: &[&[u8]],
-        dest: Option<SocketAddr>,
-        calls: &AtomicU64,
-    ) -> io::Result<usize> {
-        let mut sent = 0;
-        for d in chunk {
-            calls.fetch_add(1, Ordering::Relaxed);
-            let r = match dest {
-                Some(p) => sock.send_to(d, p),
-                None => sock.send(d),
-            };
-            match r {
-                Ok(_) => sent += 1,
-                Err(e) if sent == 0 => return Err(e),
-                Err(_) => break,
-            }
-        }
-        Ok(sent)
-    }
-
-    pub(super) fn recv_each(
-        sock: &UdpSocket,
-        bufs: &mut [Vec<u8>],
-        lens: &mut [usize],
-        from: &mut [Option<SocketAddr>],
-        calls: &AtomicU64,
-    ) -> io::Result<usize> {
-        let mut got = 0;
-        for ((buf, len), src) in bufs.iter_mut().zip(lens.iter_mut()).zip(from.iter_mut()) {
-            calls.fetch_add(1, Ordering::Relaxed);
-            match sock.recv_from(buf) {
-                Ok((n, addr)) => {
-                    *len = n;
-                    *src = Some(addr);
-                    got += 1;
-                }
-                Err(e) if is_transient(&e) => break,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(got)
-    }
-
-    /// std offers no readiness wait on a non-blocking socket, so this peeks in
-    /// 1 ms steps. Only the Linux path is tuned for latency.
-    pub(super) fn wait_readable(sock: &UdpSocket, timeout: Duration) -> io::Result<bool> {
-        let deadline = Instant::now() + timeout;
-        let mut probe = [0u8; 1];
-        loop {
-            match sock.peek(&mut probe) {
-                Ok(_) => return Ok(true),
-                Err(e) if is_transient(&e) => {}
-                // Windows reports a datagram larger than the peek buffer as an error.
-                Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Ok(true),
-                Err(e) => return Err(e),
-            }
-            if Instant::now() >= deadline {
-                return Ok(false);
-            }
-            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
@@ -627,24 +435,13 @@ fn is_buffer_full(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
 
-/// Two transports on 127.0.0.1 connected to each other (tests only).
-#[cfg(test)]
-pub(crate) fn test_pair() -> (UdpTransport, UdpTransport) {
-    let cfg = UdpConfig::default();
-    let a = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
-    let b = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
-    a.connect(b.local_addr().unwrap()).unwrap();
-    b.connect(a.local_addr().unwrap()).unwrap();
-    (a, b)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Instant;
 
     fn pair() -> (UdpTransport, UdpTransport) {
-        test_pair()
+        crate::transport::testing::udp_pair()
     }
 
     /// A pair with chosen offloads; `None` where the kernel lacks one asked for.
@@ -725,20 +522,20 @@ mod tests {
         let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
         assert_eq!(a.send_batch(&refs).unwrap(), msgs.len());
         let mut bufs = vec![vec![0u8; crate::transport::SEGMENTED_RECV_BUFFER]; RECV_BATCH];
-        let (mut lens, mut segs) = ([0usize; RECV_BATCH], [0usize; RECV_BATCH]);
+        let mut meta = [RecvMeta::default(); RECV_BATCH];
         let (mut got, mut coalesced, mut calls) = (Vec::new(), 0, 0);
         let deadline = Instant::now() + Duration::from_secs(5);
         while got.len() < msgs.len() && Instant::now() < deadline {
             if !b.wait_readable(Duration::from_millis(100)).unwrap() {
                 continue;
             }
-            let n = b.recv_segments(&mut bufs, &mut lens, &mut segs).unwrap();
+            let n = b.recv_batch(&mut bufs, &mut meta).unwrap();
             calls += 1;
-            for i in 0..n {
-                if segs[i] < lens[i] {
+            for (buf, m) in bufs.iter().zip(&meta).take(n) {
+                if m.segment < m.len {
                     coalesced += 1;
                 }
-                for d in bufs[i][..lens[i]].chunks(segs[i]) {
+                for d in buf[..m.len].chunks(m.segment) {
                     got.push(d.to_vec());
                 }
             }
@@ -770,7 +567,7 @@ mod tests {
     }
 
     fn drain(t: &UdpTransport, want: usize, bufs: &mut [Vec<u8>]) -> (Vec<Vec<u8>>, usize) {
-        let mut lens = vec![0usize; bufs.len()];
+        let mut meta = vec![RecvMeta::default(); bufs.len()];
         let mut out = Vec::new();
         let mut calls = 0;
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -778,10 +575,10 @@ mod tests {
             if !t.wait_readable(Duration::from_millis(100)).unwrap() {
                 continue;
             }
-            let n = t.recv_batch(bufs, &mut lens).unwrap();
+            let n = t.recv_batch(bufs, &mut meta).unwrap();
             calls += 1;
             for i in 0..n {
-                out.push(bufs[i][..lens[i]].to_vec());
+                out.push(bufs[i][..meta[i].len].to_vec());
             }
         }
         (out, calls)
@@ -831,9 +628,9 @@ mod tests {
     fn empty_socket_reports_nothing_pending_without_blocking() {
         let (_a, b) = pair();
         let mut bufs = vec![vec![0u8; 64]; 4];
-        let mut lens = vec![0; 4];
+        let mut meta = vec![RecvMeta::default(); 4];
         let t0 = Instant::now();
-        assert_eq!(b.recv_batch(&mut bufs, &mut lens).unwrap(), 0);
+        assert_eq!(b.recv_batch(&mut bufs, &mut meta).unwrap(), 0);
         assert!(!b.wait_readable(Duration::from_millis(20)).unwrap());
         assert!(t0.elapsed() >= Duration::from_millis(15));
     }
@@ -852,31 +649,9 @@ mod tests {
             a.send_batch(&refs).unwrap();
             a.send(&payload).unwrap();
             let mut bufs = vec![vec![0u8; 128]; 2];
-            let mut lens = vec![0; 2];
-            assert_eq!(a.recv_batch(&mut bufs, &mut lens).unwrap(), 0);
+            let mut meta = vec![RecvMeta::default(); 2];
+            assert_eq!(a.recv_batch(&mut bufs, &mut meta).unwrap(), 0);
         }
-    }
-
-    #[test]
-    fn portable_fallback_round_trips() {
-        let (a, b) = pair();
-        let calls = AtomicU64::new(0);
-        let msgs: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 100 + i as usize]).collect();
-        let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
-        assert_eq!(portable::send_each(&a.sock, &refs, None, &calls).unwrap(), 10);
-        assert_eq!(calls.load(Ordering::Relaxed), 10);
-        assert!(portable::wait_readable(&b.sock, Duration::from_secs(2)).unwrap());
-        std::thread::sleep(Duration::from_millis(20));
-        let mut bufs = vec![vec![0u8; 512]; 16];
-        let mut lens = vec![0; 16];
-        let mut from = [None; 16];
-        let n = portable::recv_each(&b.sock, &mut bufs, &mut lens, &mut from, &calls).unwrap();
-        assert_eq!(n, 10);
-        for i in 0..n {
-            assert_eq!(&bufs[i][..lens[i]], &msgs[i][..]);
-            assert_eq!(from[i], Some(a.local_addr().unwrap()), "the source is reported");
-        }
-        assert!(!portable::wait_readable(&b.sock, Duration::from_millis(5)).unwrap());
     }
 
     #[test]
@@ -895,19 +670,19 @@ mod tests {
         assert_eq!(me.send_batch(&[&[7u8; 30][..], &[8u8; 30][..]]).unwrap(), 2);
         std::thread::sleep(Duration::from_millis(30));
         let mut bufs = vec![vec![0u8; 128]; RECV_BATCH];
-        let mut lens = vec![0; RECV_BATCH];
-        let n = me.recv_batch(&mut bufs, &mut lens).unwrap();
+        let mut meta = vec![RecvMeta::default(); RECV_BATCH];
+        let n = me.recv_batch(&mut bufs, &mut meta).unwrap();
         assert_eq!(n, 6, "only the peer's datagrams are delivered");
         for (i, b) in bufs.iter().take(n).enumerate() {
-            assert_eq!(&b[..lens[i]], &[i as u8; 50][..], "in order");
+            assert_eq!(&b[..meta[i].len], &[i as u8; 50][..], "in order");
         }
         assert_eq!(me.io_counters().foreign_dropped, 6, "the stranger's are counted");
-        assert_eq!(peer.recv_batch(&mut bufs, &mut lens).unwrap(), 2);
+        assert_eq!(peer.recv_batch(&mut bufs, &mut meta).unwrap(), 2);
         stranger.send_to(&[1; 10], me.local_addr().unwrap()).unwrap();
         peer.send(&[9; 10]).unwrap();
         std::thread::sleep(Duration::from_millis(20));
         let mut one = [0u8; 64];
-        assert_eq!(me.recv(&mut one).unwrap(), Some(10));
+        assert_eq!(me.recv_one(&mut one).unwrap(), Some(10));
         assert_eq!(one[0], 9, "scalar receive skips the stranger too");
         assert_eq!(me.io_counters().foreign_dropped, 7);
         assert_eq!(me.peer_addr().unwrap(), peer.local_addr().unwrap());

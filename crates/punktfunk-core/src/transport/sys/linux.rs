@@ -1,17 +1,88 @@
-//! Linux socket shim: `sendmmsg`, `recvmmsg`, `ppoll` and buffer options.
+//! Linux socket shim: `sendmmsg` (with UDP GSO), `recvmmsg` (with UDP GRO),
+//! `ppoll` and buffer options.
 //!
 //! This module and its siblings under `transport::sys` hold the only `unsafe`
 //! code of punktfunk-core. Every block says why it is sound. Nothing here keeps
-//! state: callers pass a raw descriptor they own for the duration of the call.
+//! state: callers pass a socket they own for the duration of the call.
 
 use std::io;
 use std::mem::size_of;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::RawFd;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
 use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::transport::{RECV_BATCH, SEND_BATCH};
+use super::Buffer;
+use crate::transport::{RecvMeta, RECV_BATCH, SEND_BATCH};
+
+/// Sends datagrams with one `sendmmsg` (see [`send_mmsg`]) and counts the call.
+pub(crate) fn send(
+    sock: &UdpSocket,
+    datagrams: &[&[u8]],
+    dest: Option<&SocketAddr>,
+    max_segments: usize,
+    calls: &AtomicU64,
+) -> io::Result<usize> {
+    calls.fetch_add(1, Ordering::Relaxed);
+    send_mmsg(sock.as_raw_fd(), datagrams, dest, max_segments)
+}
+
+/// Receives one batch with one `recvmmsg` (see [`recv_mmsg`]) and counts the call.
+pub(crate) fn recv(
+    sock: &UdpSocket,
+    bufs: &mut [Vec<u8>],
+    meta: &mut [RecvMeta],
+    from: Option<&mut [Option<SocketAddr>; RECV_BATCH]>,
+    gro: bool,
+    calls: &AtomicU64,
+) -> io::Result<usize> {
+    calls.fetch_add(1, Ordering::Relaxed);
+    recv_mmsg(sock.as_raw_fd(), bufs, meta, from, gro)
+}
+
+/// Waits in `ppoll` until the socket is readable or `timeout` passes.
+pub(crate) fn wait_readable(sock: &UdpSocket, timeout: Duration) -> io::Result<bool> {
+    ppoll_readable(sock.as_raw_fd(), timeout)
+}
+
+/// Asks for `bytes` of socket buffer (see [`set_buffer_fd`]).
+pub(crate) fn set_buffer(sock: &UdpSocket, which: Buffer, bytes: usize) -> io::Result<(usize, bool)> {
+    set_buffer_fd(sock.as_raw_fd(), which, bytes)
+}
+
+/// Whether the kernel offers UDP GSO on this socket.
+pub(crate) fn gso_supported(sock: &UdpSocket) -> bool {
+    get_int(sock.as_raw_fd(), libc::SOL_UDP, UDP_SEGMENT).is_ok()
+}
+
+/// Turns UDP GRO on or off; fails where the kernel does not support it.
+pub(crate) fn set_gro(sock: &UdpSocket, on: bool) -> io::Result<()> {
+    set_int(sock.as_raw_fd(), libc::SOL_UDP, UDP_GRO, libc::c_int::from(on))
+}
+
+/// GSO sends the kernel or the device refuses (rather than a full buffer).
+pub(crate) fn gso_refused(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(libc::ENOPROTOOPT)
+    )
+}
+
+/// Asks the kernel to stamp every received datagram with its arrival time
+/// (`SO_TIMESTAMPNS`, read by [`recv_timestamped`]).
+pub(crate) fn enable_rx_timestamps(sock: &UdpSocket) -> io::Result<()> {
+    set_int(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+}
+
+/// Receives one datagram without blocking, with the kernel's arrival time
+/// (see [`recv_timestamped_fd`]).
+pub(crate) fn recv_timestamped(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+) -> io::Result<Option<(usize, Option<Duration>)>> {
+    recv_timestamped_fd(sock.as_raw_fd(), buf)
+}
 
 /// A socket address in the C layout, with its length.
 fn to_raw(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
@@ -108,7 +179,7 @@ struct CmsgBuf([u8; 32]);
 /// message, [`SEND_BATCH`] messages and [`SEND_MAX_DATAGRAMS`] datagrams per call.
 /// A message the kernel did not take is not taken at all, so the count stays
 /// a prefix.
-pub(crate) fn send_mmsg(
+fn send_mmsg(
     fd: RawFd,
     datagrams: &[&[u8]],
     dest: Option<&SocketAddr>,
@@ -196,35 +267,22 @@ pub(crate) fn send_mmsg(
     Ok(groups[..r as usize].iter().map(|g| g.1).sum())
 }
 
-/// Whether the kernel offers UDP GSO on this socket.
-pub(crate) fn gso_supported(fd: RawFd) -> bool {
-    get_int(fd, libc::SOL_UDP, UDP_SEGMENT).is_ok()
-}
-
-/// Turns UDP GRO on or off; fails where the kernel does not support it.
-pub(crate) fn set_gro(fd: RawFd, on: bool) -> io::Result<()> {
-    set_int(fd, libc::SOL_UDP, UDP_GRO, libc::c_int::from(on))
-}
-
 /// Receives up to [`RECV_BATCH`] buffers with one non-blocking `recvmmsg`.
-/// Each buffer's whole length is usable space; lengths go to `lens`, and with
-/// `from` each datagram's source address (`None` for an unknown family).
+/// Each buffer's whole length is usable space; what arrived goes to `meta`,
+/// and with `from` each datagram's source address (`None` for an unknown family).
 ///
-/// With `segs`, each buffer may hold several datagrams the kernel coalesced
-/// (UDP GRO): `segs[i]` is their size (the last may be shorter), or the whole
-/// length for a single datagram. Buffers should then be
+/// With `gro`, each buffer may hold several datagrams the kernel coalesced
+/// (UDP GRO): `meta[i].segment` is their size (the last may be shorter).
+/// Buffers should then be
 /// [`SEGMENTED_RECV_BUFFER`](crate::transport::SEGMENTED_RECV_BUFFER) long.
-pub(crate) fn recv_mmsg(
+fn recv_mmsg(
     fd: RawFd,
     bufs: &mut [Vec<u8>],
-    lens: &mut [usize],
+    meta: &mut [RecvMeta],
     from: Option<&mut [Option<SocketAddr>; RECV_BATCH]>,
-    segs: Option<&mut [usize]>,
+    gro: bool,
 ) -> io::Result<usize> {
-    let mut n = bufs.len().min(lens.len()).min(RECV_BATCH);
-    if let Some(s) = &segs {
-        n = n.min(s.len());
-    }
+    let n = bufs.len().min(meta.len()).min(RECV_BATCH);
     if n == 0 {
         return Ok(0);
     }
@@ -236,7 +294,7 @@ pub(crate) fn recv_mmsg(
     let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
     let mut ctrl = [CmsgBuf([0; 32]); RECV_BATCH];
     let want_names = from.is_some();
-    let want_segs = segs.is_some();
+    let want_segs = gro;
     // SAFETY: all-zero is a valid (empty) `sockaddr_storage`.
     let mut names: [libc::sockaddr_storage; RECV_BATCH] = unsafe { std::mem::zeroed() };
     for (i, b) in bufs[..n].iter_mut().enumerate() {
@@ -277,17 +335,18 @@ pub(crate) fn recv_mmsg(
         return Err(io::Error::last_os_error());
     }
     let got = r as usize;
-    for (len, m) in lens.iter_mut().zip(msgs.iter()).take(got) {
-        *len = m.msg_len as usize;
+    for (m, msg) in meta.iter_mut().zip(msgs.iter()).take(got) {
+        let len = msg.msg_len as usize;
+        let segment = if want_segs {
+            gro_segment(&msg.msg_hdr).unwrap_or(len)
+        } else {
+            len
+        };
+        *m = RecvMeta { len, segment };
     }
     if let Some(from) = from {
         for i in 0..got {
             from[i] = from_raw(&names[i], msgs[i].msg_hdr.msg_namelen);
-        }
-    }
-    if let Some(segs) = segs {
-        for i in 0..got {
-            segs[i] = gro_segment(&msgs[i].msg_hdr).unwrap_or(lens[i]);
         }
     }
     Ok(got)
@@ -322,7 +381,7 @@ fn gro_segment(hdr: &libc::msghdr) -> Option<usize> {
 
 /// Waits until `fd` is readable or `timeout` passes. An interrupted wait
 /// reports "not readable" so the caller simply loops.
-pub(crate) fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
+fn ppoll_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
     let mut pfd = libc::pollfd {
         fd,
         events: libc::POLLIN,
@@ -387,18 +446,11 @@ fn get_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc:
     }
 }
 
-/// Which socket buffer to size.
-#[derive(Clone, Copy)]
-pub(crate) enum Buffer {
-    Send,
-    Recv,
-}
-
 /// Asks for `bytes` of socket buffer, first with the privileged FORCE option
 /// (ignores `net.core.*mem_max`), then the ordinary one. Returns the usable size
 /// the kernel granted (half of what it reports, since Linux doubles the request
 /// for bookkeeping) and whether the FORCE option worked.
-pub(crate) fn set_buffer(fd: RawFd, which: Buffer, bytes: usize) -> io::Result<(usize, bool)> {
+fn set_buffer_fd(fd: RawFd, which: Buffer, bytes: usize) -> io::Result<(usize, bool)> {
     let (force, plain) = match which {
         Buffer::Send => (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
         Buffer::Recv => (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
@@ -412,16 +464,10 @@ pub(crate) fn set_buffer(fd: RawFd, which: Buffer, bytes: usize) -> io::Result<(
     Ok(((reported.max(0) as usize) / 2, forced))
 }
 
-/// Asks the kernel to stamp every received datagram with its arrival time
-/// (`SO_TIMESTAMPNS`, read by [`recv_timestamped`]).
-pub(crate) fn enable_rx_timestamps(fd: RawFd) -> io::Result<()> {
-    set_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
-}
-
 /// Receives one datagram without blocking, with the kernel's arrival time
 /// (`CLOCK_REALTIME`, since the epoch) when timestamps are on; `Ok(None)` when
 /// nothing is pending.
-pub(crate) fn recv_timestamped(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, Option<Duration>)>> {
+fn recv_timestamped_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, Option<Duration>)>> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr() as *mut libc::c_void,
         iov_len: buf.len(),
