@@ -1198,16 +1198,18 @@ pub fn scale(clients: usize, total_rate_mbps: f64, seconds: f64) -> Result<Scale
                             pts: out.frames,
                             keyframe: out.frames == 0,
                         };
-                        match session.submit_frame(frame, meta) {
-                            Ok(r) => out.drops += r.packets_dropped as u64,
-                            Err(e) => {
-                                out.error = Some(e);
-                                break;
-                            }
+                        if let Err(e) = session.submit_frame(frame, meta) {
+                            out.error = Some(e);
+                            break;
                         }
                         out.frames += 1;
                         link.sent.store(out.frames, Ordering::Release);
                     }
+                    // The queued frames go out before the drops are counted.
+                    if let Err(e) = session.sender().finish(Duration::from_secs(5)) {
+                        out.error.get_or_insert(e);
+                    }
+                    out.drops = session.stats().packets_send_dropped;
                     out.cpu = thread_cpu() - cpu0;
                     link.done.store(true, Ordering::Release);
                     out

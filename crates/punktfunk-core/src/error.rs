@@ -116,6 +116,20 @@ impl Error {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// Runs `f`, turning a panic inside it into an [`ErrorKind::Internal`]
+    /// error that names `what` and the panic's message: the one place a
+    /// panic becomes an error, for worker threads and every binding.
+    pub fn catch_panic<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Error::new(ErrorKind::Internal, format!("panic in {what}: {msg}")))
+        })
+    }
 }
 
 impl fmt::Display for Error {

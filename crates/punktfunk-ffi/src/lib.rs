@@ -107,20 +107,9 @@ fn remember(e: &Error) -> i32 {
 
 /// Runs an export body: maps errors to statuses and panics to `PUNKTFUNK_ERR_INTERNAL`.
 fn ffi(body: impl FnOnce() -> Result<(), Error>) -> i32 {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => PUNKTFUNK_OK,
-        Ok(Err(e)) => remember(&e),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            remember(&Error::new(
-                ErrorKind::Internal,
-                format!("panic inside punktfunk: {msg}"),
-            ))
-        }
+    match Error::catch_panic("punktfunk", body) {
+        Ok(()) => PUNKTFUNK_OK,
+        Err(e) => remember(&e),
     }
 }
 

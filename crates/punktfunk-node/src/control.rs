@@ -17,7 +17,7 @@ use punktfunk_core::control::{
     self, axis, button, Client, ClientConfig, FecBand, Fingerprint, Host, HostConfig, HostEvent, InputEvent,
     InputFields, InputKind, ProbeResult, Trust,
 };
-use punktfunk_core::{ErrorKind, FrameSource, RecvWorker, SendWorker};
+use punktfunk_core::{ErrorKind, FrameSource, RecvWorker};
 
 use super::{
     guard, impairment_config, invalid, js_error, params_to_config, parse_addr, udp_config, wake, waker,
@@ -114,7 +114,6 @@ pub fn load_identity(dir: Option<String>) -> napi::Result<NativeIdentity> {
 pub struct NativeHost {
     /// `None` once closed; accepts in progress hold their own reference.
     host: Mutex<Option<Arc<Host>>>,
-    send_queue: u32,
 }
 
 impl NativeHost {
@@ -169,12 +168,12 @@ pub fn host_listen(opts: NativeHostOptions) -> napi::Result<NativeHost> {
                         .collect::<napi::Result<_>>()
                 })
                 .transpose()?,
+            send_queue: opts.send_queue as usize,
             ..HostConfig::default()
         };
         let host = Host::listen(cfg).map_err(js_error)?;
         Ok(NativeHost {
             host: Mutex::new(Some(Arc::new(host))),
-            send_queue: opts.send_queue,
         })
     })
 }
@@ -206,7 +205,6 @@ impl NativeHost {
                 host: self.host()?,
                 timeout: ms(timeout_ms, "timeoutMs")?,
                 waker: waker(&on_wake)?,
-                send_queue: self.send_queue,
             }))
         })
     }
@@ -249,7 +247,6 @@ pub struct AcceptTask {
     host: Arc<Host>,
     timeout: Duration,
     waker: Arc<Waker>,
-    send_queue: u32,
 }
 
 impl Task for AcceptTask {
@@ -262,16 +259,12 @@ impl Task for AcceptTask {
                 return Ok(None);
             };
             session.set_notify(Some(wake(&self.waker, WAKE_EVENT)));
-            let sink = session.sink();
-            let stats = punktfunk_core::FrameSink::stats_handle(&sink);
-            let send = SendWorker::spawn(
-                sink,
-                self.send_queue as usize,
-                Some(wake(&self.waker, WAKE_WRITABLE)),
-            )
-            .map_err(js_error)?;
+            session
+                .sender()
+                .set_notify(Some(wake(&self.waker, WAKE_WRITABLE)));
+            let stats = session.stats_handle();
             let workers = Workers {
-                send: Some(send),
+                send: None,
                 recv: None,
                 host: Some(Arc::new(session)),
                 client: None,

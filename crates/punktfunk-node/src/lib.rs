@@ -16,7 +16,6 @@ pub mod control;
 pub mod relay;
 
 use std::net::SocketAddr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -63,17 +62,7 @@ fn invalid(msg: impl Into<String>) -> napi::Error {
 
 /// Runs an export body; a panic becomes `ERR_PF_INTERNAL` instead of unwinding into Node.
 fn guard<T>(f: impl FnOnce() -> napi::Result<T>) -> napi::Result<T> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let msg = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        Err(js_error(CoreError::new(
-            ErrorKind::Internal,
-            format!("panic in native code: {msg}"),
-        )))
-    })
+    CoreError::catch_panic("native code", || Ok(f())).unwrap_or_else(|e| Err(js_error(e)))
 }
 
 /// The session parameters both ends agree on plus local receive limits
@@ -353,10 +342,15 @@ struct Workers {
 }
 
 impl Workers {
+    /// The send queue: the session's own, or a host session's.
     fn sender(&self) -> napi::Result<&SendWorker> {
-        self.send
-            .as_ref()
-            .ok_or_else(|| invalid("this session only receives; frames are submitted by the host"))
+        match (&self.send, &self.host) {
+            (Some(s), _) => Ok(s),
+            (None, Some(h)) => Ok(h.sender()),
+            (None, None) => Err(invalid(
+                "this session only receives; frames are submitted by the host",
+            )),
+        }
     }
 }
 
@@ -618,7 +612,7 @@ impl NativeSession {
         self.inner
             .lock()
             .as_ref()
-            .and_then(|w| w.send.as_ref())
+            .and_then(|w| w.sender().ok())
             .is_some_and(|s| s.has_room())
     }
 
@@ -628,7 +622,7 @@ impl NativeSession {
         guard(|| {
             let g = self.inner.lock();
             let w = g.as_ref().ok_or_else(Inner::closed)?;
-            Ok(w.send.as_ref().map_or(0, |s| s.queued()) as u32)
+            Ok(w.sender().map_or(0, |s| s.queued()) as u32)
         })
     }
 
@@ -670,8 +664,7 @@ impl NativeSession {
     #[napi]
     pub fn set_fec_percent(&self, percent: u32) -> napi::Result<()> {
         guard(|| {
-            let pct =
-                u8::try_from(percent).map_err(|_| invalid(format!("fec percent {percent} is above 100")))?;
+            let pct = punktfunk_core::fec::check_fec_percent(percent).map_err(js_error)?;
             let g = self.inner.lock();
             let w = g.as_ref().ok_or_else(Inner::closed)?;
             if let Some(h) = &w.host {

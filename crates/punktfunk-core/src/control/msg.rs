@@ -503,6 +503,8 @@ pub mod close_code {
     pub const APPLICATION: u32 = 4;
     /// The host admits only authorized clients, and this one is not among them.
     pub const UNAUTHORIZED: u32 = 5;
+    /// The closing side failed (I/O, an internal error): not the peer's fault.
+    pub const INTERNAL: u32 = 6;
 }
 
 /// One control message.

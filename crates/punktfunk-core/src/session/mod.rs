@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 pub use blocking::RecvWait;
 pub use pacing::Pacing;
 pub use reassembly::Reassembler;
-pub use receiver::FrameReceiver;
+pub use receiver::{FrameReceiver, MAX_READS_PER_POLL};
 pub use sender::{FrameSender, ProbeReport, SubmitReport};
 pub use worker::{
-    FrameSink, FrameSource, Notify, RecvWorker, Rejected, SendWorker, StatsHandle, MAX_WORKER_QUEUE,
+    FrameSink, FrameSource, Notify, RecvWorker, Rejected, SendWaker, SendWorker, StatsHandle,
+    MAX_WORKER_QUEUE,
 };
 
 use crate::crypto::SessionKeys;

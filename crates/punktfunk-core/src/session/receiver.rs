@@ -119,11 +119,12 @@ impl<T: Transport> FrameReceiver<T> {
     /// [`FrameEvent::Lost`]. Bad packets are counted and skipped, never
     /// errors; only a failing socket is (`ERR_PF_IO`).
     ///
-    /// Works through the datagrams already read, ages out frames older than
-    /// `frame_timeout` at `now`, and reads more from the transport, at most
-    /// [`MAX_READS_PER_POLL`] batches per call: a stream of datagrams that
-    /// yields no event still returns to the caller (then
-    /// [`FrameReceiver::is_drained`] is false: call again, with a fresh `now`).
+    /// Works through the datagrams already read, reads more from the
+    /// transport, at most [`MAX_READS_PER_POLL`] batches per call (a stream of
+    /// datagrams that yields no event still returns to the caller; then
+    /// [`FrameReceiver::is_drained`] is false: call again, with a fresh
+    /// `now`), and once it has caught up with the transport ages out frames
+    /// older than `frame_timeout` at `now`.
     pub fn poll_frame(&mut self, now: Instant) -> Result<Option<FrameEvent>> {
         let mut reads = 0;
         loop {
@@ -149,7 +150,12 @@ impl<T: Transport> FrameReceiver<T> {
                 return Some(ev);
             }
             if self.ring_pos == self.ring_len {
-                self.reasm.expire(now);
+                // Frames age only once every datagram that had arrived is
+                // processed: a backlog still in the socket may hold a frame's
+                // missing shards, however long it takes to work through.
+                if self.drained {
+                    self.reasm.expire(now);
+                }
                 return self.reasm.pop_event();
             }
             let (i, at) = (self.ring_pos, self.seg_at);

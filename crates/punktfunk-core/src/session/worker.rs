@@ -22,7 +22,6 @@
 //! error on every later call; it never takes the process down.
 
 use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -161,6 +160,8 @@ struct State<J> {
     owners_blocked: usize,
     /// Someone asked the worker to run its sink now ([`SendWaker::wake`]).
     wake_requested: bool,
+    /// The worker's body returned (or panicked): nothing more will be sent.
+    ended: bool,
 }
 
 impl<J> Shared<J> {
@@ -174,6 +175,7 @@ impl<J> Shared<J> {
                 worker_idle: false,
                 owners_blocked: 0,
                 wake_requested: false,
+                ended: false,
             }),
             changed: Condvar::new(),
             notify: Mutex::new(notify),
@@ -262,25 +264,11 @@ fn spawn_named(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinH
 
 /// Runs a worker body, turning a panic into a sticky internal error.
 fn run_guarded<J>(shared: &Shared<J>, what: &str, body: impl FnOnce() -> Result<()>) {
-    let outcome = catch_unwind(AssertUnwindSafe(body));
-    let error = match outcome {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Some(Error::new(
-                ErrorKind::Internal,
-                format!("{what} thread panicked: {msg}"),
-            ))
-        }
-    };
-    match error {
-        Some(e) => shared.fail(e),
-        None => shared.wake(),
+    let outcome = Error::catch_panic(&format!("the {what} thread"), body);
+    shared.lock().ended = true;
+    match outcome {
+        Err(e) => shared.fail(e),
+        Ok(()) => shared.wake(),
     }
 }
 
@@ -453,6 +441,35 @@ impl SendWorker {
     /// Counters of the whole session.
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// Sends every frame already queued (what is still paced goes at once)
+    /// and stops sending, waiting up to `timeout` for that; later submits
+    /// fail with `ERR_PF_CLOSED`. For owners that share the worker; the
+    /// thread itself is joined by [`SendWorker::close`] or on drop. Returns
+    /// the error that stopped the worker early, if any, and `ERR_PF_TIMEOUT`
+    /// when the queue did not drain in time.
+    pub fn finish(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.shared.lock();
+        st.stopping = true;
+        drop(st);
+        self.shared.wake();
+        st = self.shared.lock();
+        while !st.ended {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    "the send queue did not drain in time",
+                ));
+            }
+            st = self.shared.owner_wait(st, (deadline - now).min(STOP_CHECK));
+        }
+        match st.failed.clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Sends every frame already queued, then stops the thread and waits for

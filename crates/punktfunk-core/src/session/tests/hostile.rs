@@ -332,3 +332,44 @@ proptest! {
         prop_assert_eq!(st.packets_received, (junk.len() + sealed.len()) as u64);
     }
 }
+
+#[test]
+fn a_flood_of_datagrams_without_events_returns_to_the_caller_and_frames_still_time_out() {
+    let cfg = SessionConfig {
+        frame_timeout: Duration::from_millis(30),
+        ..small_cfg()
+    };
+    let (inject, mut client, mut sealer) = hostile_client(cfg);
+    let t = Clock::new();
+    // Half a frame, then far more replays of that datagram than one poll reads.
+    let half = craft(&mut sealer, &half_frame(0), &[1u8; 64]);
+    let flood = MAX_READS_PER_POLL * crate::transport::RECV_BATCH + 500;
+    for _ in 0..=flood {
+        inject.send(&half).unwrap();
+    }
+    // Each poll does bounded work and hands control back, with more to read.
+    let mut polls = 0;
+    let mut events = Vec::new();
+    loop {
+        polls += 1;
+        if let Some(ev) = client.poll_frame(t.ms(polls * 10)).unwrap() {
+            events.push(ev);
+        }
+        if client.receiver().is_drained() {
+            break;
+        }
+        assert!(polls < 10, "a poll reads a bounded number of batches");
+    }
+    assert!(polls >= 2, "the flood took more than one poll ({polls})");
+    let s = client.stats();
+    assert_eq!(s.recv_dropped_replay, flood as u64, "{s:?}");
+    assert!(events.is_empty(), "{events:?}");
+    // While the backlog held the frame's other shard it did not age out;
+    // once caught up, the next poll past its timeout reports it lost.
+    let lost = FrameEvent::Lost {
+        first_index: 0,
+        count: 1,
+    };
+    events.extend(poll_all(client.receiver(), t.ms(1000)));
+    assert!(events.contains(&lost), "{events:?}");
+}

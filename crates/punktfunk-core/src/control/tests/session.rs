@@ -1,63 +1,8 @@
-//! Control plane over real QUIC and UDP on 127.0.0.1.
-
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::thread;
-use std::time::{Duration, Instant};
+//! An established session: frames, input, the speed test, FEC changes,
+//! keys, timeouts and close reasons.
 
 use super::*;
-
-/// Every control message this test process sent (see `wire`).
-pub(crate) static SENT: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("punktfunk-ctl-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn host(adaptive: Option<FecBand>) -> Host {
-    let cfg = HostConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        adaptive_fec: adaptive,
-        ..HostConfig::default()
-    };
-    Host::with_identity(cfg, Identity::generate().unwrap()).unwrap()
-}
-
-fn frame(i: usize, len: usize) -> Vec<u8> {
-    (0..len).map(|j| (j.wrapping_mul(31) ^ i) as u8).collect()
-}
-
-/// Reads frames until `n` arrived (panics on loss or timeout).
-fn read_frames(c: &mut Client, n: usize) -> Vec<crate::session::Frame> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut out = Vec::new();
-    while out.len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} frames arrived",
-            out.len()
-        );
-        match c.recv_frame(Duration::from_millis(100)).unwrap() {
-            Some(FrameEvent::Frame(f)) => out.push(f),
-            Some(other) => panic!("unexpected {other:?}"),
-            None => {}
-        }
-    }
-    out
-}
-
-fn next_host_event(s: &HostSession) -> HostEvent {
-    loop {
-        match s.next_event(Duration::from_secs(10)).unwrap() {
-            Some(HostEvent::FecChanged { .. }) => continue,
-            Some(e) => return e,
-            None => panic!("no host event within 10 s"),
-        }
-    }
-}
+use std::net::SocketAddr;
 
 #[test]
 fn pinned_client_gets_frames_sends_input_and_reads_the_close_reason() {
@@ -84,7 +29,6 @@ fn pinned_client_gets_frames_sends_input_and_reads_the_close_reason() {
                 },
             )
             .unwrap();
-            thread::sleep(Duration::from_millis(5));
         }
         let mut inputs = Vec::new();
         let mut keyframe = None;
@@ -152,148 +96,6 @@ fn pinned_client_gets_frames_sends_input_and_reads_the_close_reason() {
     assert_eq!(keyframe, Some(99));
     assert_eq!(hstats.frames_submitted, sizes.len() as u64);
     assert_eq!(c.stats().frames_completed, sizes.len() as u64);
-}
-
-#[test]
-fn a_wrong_pin_is_refused_before_any_data_flows() {
-    let h = host(None);
-    let addr = h.local_addr().unwrap();
-    let host_side = thread::spawn(move || h.accept(Some(Duration::from_secs(5))));
-    let wrong = Fingerprint([0x42; 32]);
-    let e = Client::connect(addr, ClientConfig::new(Trust::Pin(wrong))).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::PinMismatch, "{e}");
-    assert!(
-        e.message().contains(&wrong.to_hex()),
-        "the message names the pin: {e}"
-    );
-    let accepted = host_side.join().unwrap();
-    assert!(
-        !matches!(accepted, Ok(Some(_))),
-        "the host must not get a session from a refused client"
-    );
-}
-
-#[test]
-fn a_host_with_authorized_clients_admits_them_and_refuses_everyone_else() {
-    let dir = temp_dir("authz");
-    let (good, bad) = (dir.join("good"), dir.join("bad"));
-    let good_fp = Identity::load_or_create(&good).unwrap().fingerprint();
-    let cfg = HostConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        authorized_clients: Some([good_fp].into_iter().collect()),
-        ..HostConfig::default()
-    };
-    let h = Host::with_identity(cfg, Identity::generate().unwrap()).unwrap();
-    let addr = h.local_addr().unwrap();
-    let client = |identity: Option<&PathBuf>| ClientConfig {
-        identity_dir: identity.cloned(),
-        ..ClientConfig::new(Trust::Pin(h.fingerprint()))
-    };
-    let (anonymous, stranger, friend) = (client(None), client(Some(&bad)), client(Some(&good)));
-    let host_side = thread::spawn(move || {
-        // Two refusals, reported as accept errors; the host keeps listening.
-        let mut refused = Vec::new();
-        loop {
-            match h.accept(Some(Duration::from_secs(10))) {
-                Err(e) => refused.push(e),
-                Ok(Some(s)) => {
-                    s.submit_frame(b"welcome", FrameMeta::default()).unwrap();
-                    let fp = s.client_fingerprint();
-                    let _ = next_host_event(&s);
-                    return (refused, fp);
-                }
-                Ok(None) => panic!("no client within 10 s"),
-            }
-        }
-    });
-    for (cfg, what) in [
-        (anonymous, "presented no identity"),
-        (stranger, "is not authorized"),
-    ] {
-        let e = Client::connect(addr, cfg).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
-        assert!(e.message().contains(what), "the client hears why: {e}");
-    }
-    let mut c = Client::connect(addr, friend).unwrap();
-    assert_eq!(read_frames(&mut c, 1)[0].data, b"welcome".to_vec());
-    c.close(close_code::NORMAL, "bye");
-    let (refused, fp) = host_side.join().unwrap();
-    assert_eq!(fp, Some(good_fp), "the host knows who it admitted");
-    assert_eq!(refused.len(), 2, "{refused:?}");
-    for e in &refused {
-        assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
-    }
-    assert!(!refused[1].message().contains(&good_fp.to_hex()));
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
-fn without_a_list_any_client_is_admitted_and_its_identity_reported() {
-    let dir = temp_dir("anyclient");
-    let h = host(None);
-    let addr = h.local_addr().unwrap();
-    let fp = h.fingerprint();
-    let host_side = thread::spawn(move || {
-        (0..2)
-            .map(|_| {
-                let s = h.accept(Some(Duration::from_secs(10))).unwrap().expect("client");
-                let who = s.client_fingerprint();
-                s.close(close_code::NORMAL, "bye");
-                who
-            })
-            .collect::<Vec<_>>()
-    });
-    let me = Identity::load_or_create(&dir).unwrap().fingerprint();
-    let with = ClientConfig {
-        identity_dir: Some(dir.clone()),
-        ..ClientConfig::new(Trust::Pin(fp))
-    };
-    drop(Client::connect(addr, with).unwrap());
-    drop(Client::connect(addr, ClientConfig::new(Trust::Pin(fp))).unwrap());
-    assert_eq!(host_side.join().unwrap(), vec![Some(me), None]);
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
-fn trust_on_first_use_records_and_then_enforces_the_fingerprint() {
-    let dir = temp_dir("tofu");
-    let h = host(None);
-    let addr = h.local_addr().unwrap();
-    let fp = h.fingerprint();
-    let host_side = thread::spawn(move || {
-        for _ in 0..2 {
-            let s = h.accept(Some(Duration::from_secs(10))).unwrap().expect("client");
-            s.close(close_code::NORMAL, "bye");
-        }
-        h
-    });
-    let c = Client::connect(addr, ClientConfig::new(Trust::Tofu(dir.join(KNOWN_HOSTS_FILE)))).unwrap();
-    assert_eq!(c.fingerprint(), fp);
-    assert_eq!(
-        KnownHosts::in_dir(&dir).lookup(&addr.to_string()).unwrap(),
-        Some(fp)
-    );
-    drop(c);
-    let c = Client::connect(addr, ClientConfig::new(Trust::Tofu(dir.join(KNOWN_HOSTS_FILE)))).unwrap();
-    assert_eq!(c.fingerprint(), fp, "second connect uses the recorded pin");
-    drop(c);
-    let _h = host_side.join().unwrap();
-
-    // A different host at an address already known: refused.
-    let other = host(None);
-    let other_addr = other.local_addr().unwrap();
-    KnownHosts::in_dir(&dir)
-        .record(&other_addr.to_string(), fp)
-        .unwrap();
-    let t = thread::spawn(move || other.accept(Some(Duration::from_secs(5))).map(|s| s.is_some()));
-    let e = Client::connect(
-        other_addr,
-        ClientConfig::new(Trust::Tofu(dir.join(KNOWN_HOSTS_FILE))),
-    )
-    .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::PinMismatch);
-    let _ = t.join();
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -419,24 +221,13 @@ fn the_client_close_reason_reaches_the_host() {
 }
 
 #[test]
-fn connecting_to_nothing_fails_within_the_timeout() {
-    // A bound but silent UDP socket: nothing answers the QUIC handshake.
-    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = silent.local_addr().unwrap();
-    let mut cfg = ClientConfig::new(Trust::Pin(Fingerprint([0; 32])));
-    cfg.connect_timeout = Duration::from_millis(800);
-    let t0 = Instant::now();
-    let e = Client::connect(addr, cfg).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
-    assert!(e.message().contains(&addr.to_string()), "{e}");
-    assert!(t0.elapsed() < Duration::from_secs(3));
-}
-
-#[test]
 fn adaptive_fec_on_the_host_follows_loss_reports() {
     let h = host(Some(FecBand { min: 5, max: 40 }));
     let addr = h.local_addr().unwrap();
     let fp = h.fingerprint();
+    // The client acknowledges each frame, so the host streams as fast as
+    // the client reads and nothing is lost to an overrun buffer.
+    let (ack_tx, ack_rx) = std::sync::mpsc::channel::<()>();
     let host_side = thread::spawn(move || {
         let s = h.accept(Some(Duration::from_secs(10))).unwrap().expect("client");
         s.set_fec_percent(40).unwrap();
@@ -446,7 +237,7 @@ fn adaptive_fec_on_the_host_follows_loss_reports() {
         while s.fec_percent() > 30 && Instant::now() < deadline {
             s.submit_frame(&frame(i, 50_000), FrameMeta::default()).unwrap();
             i += 1;
-            thread::sleep(Duration::from_millis(10));
+            ack_rx.recv_timeout(Duration::from_secs(10)).unwrap();
         }
         let pct = s.fec_percent();
         s.close(close_code::NORMAL, "done");
@@ -454,7 +245,10 @@ fn adaptive_fec_on_the_host_follows_loss_reports() {
     });
     let mut c = Client::connect(addr, ClientConfig::new(Trust::Pin(fp))).unwrap();
     let mut saw_change = false;
-    while c.recv_frame(Duration::from_millis(50)).is_ok() {
+    while let Ok(ev) = c.recv_frame(Duration::from_secs(10)) {
+        if matches!(ev, Some(FrameEvent::Frame(_))) {
+            let _ = ack_tx.send(());
+        }
         while let Some(ev) = c.poll_event() {
             saw_change |= matches!(ev, ClientEvent::FecChanged { .. });
         }
@@ -466,8 +260,8 @@ fn adaptive_fec_on_the_host_follows_loss_reports() {
 
 #[test]
 fn split_halves_run_on_workers_with_events_notified() {
-    use crate::session::{RecvWorker, SendWorker};
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use crate::session::RecvWorker;
+    use std::sync::atomic::AtomicUsize;
     let h = host(None);
     let addr = h.local_addr().unwrap();
     let fp = h.fingerprint();
@@ -478,19 +272,17 @@ fn split_halves_run_on_workers_with_events_notified() {
         s.set_notify(Some(Arc::new(move || {
             w.fetch_add(1, Ordering::SeqCst);
         })));
-        let mut tx = SendWorker::spawn(s.sink(), 4, None).unwrap();
+        let tx = s.sender();
         for i in 0..10 {
             tx.submit(frame(i, 80_000), FrameMeta::default(), None).unwrap();
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut input = None;
         while input.is_none() && Instant::now() < deadline {
-            match s.try_next_event().unwrap() {
-                Some(HostEvent::Input(ev)) => input = Some(ev),
-                _ => thread::sleep(Duration::from_millis(5)),
+            if let Some(HostEvent::Input(ev)) = s.next_event(Duration::from_millis(100)).unwrap() {
+                input = Some(ev);
             }
         }
-        tx.close().unwrap();
         assert!(woken.load(Ordering::SeqCst) >= 1, "the notify callback ran");
         while !matches!(
             s.next_event(Duration::from_secs(10)).unwrap(),
@@ -526,7 +318,31 @@ fn split_halves_run_on_workers_with_events_notified() {
 
 #[test]
 fn keys_match_per_session_differ_between_sessions_and_never_cross_the_control_stream() {
-    let h = host(None);
+    // Taps on both ends: every control message written, every key derived.
+    let sent = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let keys = |log: &Arc<Mutex<Vec<Vec<u8>>>>| -> KeyTap {
+        let log = log.clone();
+        Arc::new(move |k: &crate::SessionKeys| {
+            let km = [k.host_to_client.material(), k.client_to_host.material()].concat();
+            log.lock().unwrap().push(km);
+        })
+    };
+    let tap = || -> Tap {
+        let sent = sent.clone();
+        Arc::new(move |b: &[u8]| sent.lock().unwrap().extend_from_slice(b))
+    };
+    let (host_keys, client_keys) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+    let hooks = |log| Hooks {
+        on_control_sent: Some(tap()),
+        dangerous_on_session_keys: Some(keys(log)),
+        input_datagram_filter: None,
+    };
+    let cfg = HostConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        hooks: hooks(&host_keys),
+        ..HostConfig::default()
+    };
+    let h = Host::with_identity(cfg, Identity::generate().unwrap()).unwrap();
     let addr = h.local_addr().unwrap();
     let fp = h.fingerprint();
     let host_side = thread::spawn(move || {
@@ -538,34 +354,32 @@ fn keys_match_per_session_differ_between_sessions_and_never_cross_the_control_st
             .accept(Some(Duration::from_secs(10)))
             .unwrap()
             .expect("client b");
-        let km = (
-            a.key_material.clone(),
-            b.key_material.clone(),
-            a.session_id(),
-            b.session_id(),
-        );
+        assert_ne!(a.session_id(), b.session_id());
         a.close(close_code::NORMAL, "done");
         b.close(close_code::NORMAL, "done");
-        km
     });
-    let ca = Client::connect(addr, ClientConfig::new(Trust::Pin(fp))).unwrap();
-    let cb = Client::connect(addr, ClientConfig::new(Trust::Pin(fp))).unwrap();
-    let (ha, hb, ida, idb) = host_side.join().unwrap();
-    // Both sides of a session derived the same keys, by session id.
-    let (ka, kb) = if ca.session_id() == ida {
-        (&ca.control.key_material, &cb.control.key_material)
-    } else {
-        (&cb.control.key_material, &ca.control.key_material)
+    let client = || ClientConfig {
+        hooks: hooks(&client_keys),
+        ..ClientConfig::new(Trust::Pin(fp))
     };
-    assert_eq!(ka, &ha, "client and host of one session agree");
-    assert_eq!(kb, &hb);
+    let ca = Client::connect(addr, client()).unwrap();
+    let cb = Client::connect(addr, client()).unwrap();
+    host_side.join().unwrap();
+    drop((ca, cb));
+    let mut on_host = host_keys.lock().unwrap().clone();
+    let mut on_clients = client_keys.lock().unwrap().clone();
+    on_host.sort();
+    on_clients.sort();
+    // Both sides of each session derived the same keys; two sessions never share them.
+    assert_eq!(on_host.len(), 2);
+    assert_eq!(on_host, on_clients, "client and host of one session agree");
+    let (ha, hb) = (&on_host[0], &on_host[1]);
     assert_ne!(ha, hb, "two sessions never share keys");
-    assert_ne!(ida, idb);
     assert_eq!(ha.len(), 2 * (16 + 4), "two directions of key and salt");
     // No 8-byte window of any key or salt appears in any control message sent.
-    let sent = SENT.lock().unwrap().concat();
+    let sent = sent.lock().unwrap().clone();
     assert!(sent.len() > 100, "messages were recorded");
-    for km in [&ha, &hb] {
+    for km in [ha, hb] {
         for w in km.windows(8) {
             assert!(
                 !sent.windows(8).any(|x| x == w),
@@ -573,38 +387,6 @@ fn keys_match_per_session_differ_between_sessions_and_never_cross_the_control_st
             );
         }
     }
-}
-
-#[test]
-fn a_dropped_host_has_released_its_port() {
-    // The accept loop holds the runtime too; if it let go last, the runtime
-    // (and the endpoint's socket) stopped in the background, a moment later.
-    for _ in 0..20 {
-        let h = host(None);
-        let addr = h.local_addr().unwrap();
-        let cfg = ClientConfig::new(Trust::Pin(h.fingerprint()));
-        let c = thread::spawn(move || Client::connect(addr, cfg).unwrap());
-        let s = h.accept(Some(Duration::from_secs(10))).unwrap().expect("client");
-        s.close(close_code::NORMAL, "bye");
-        drop(s);
-        drop(c.join().unwrap());
-        drop(h);
-        std::net::UdpSocket::bind(addr).expect("the port is free once the host is dropped");
-    }
-}
-
-#[test]
-fn the_host_fingerprint_survives_a_restart() {
-    let dir = temp_dir("restart");
-    let cfg = HostConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        identity_dir: dir.clone(),
-        ..HostConfig::default()
-    };
-    let first = Host::listen(cfg.clone()).unwrap().fingerprint();
-    let second = Host::listen(cfg).unwrap().fingerprint();
-    assert_eq!(first, second);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -624,8 +406,15 @@ fn key_edges_survive_lost_input_datagrams() {
         }
         got
     });
-    let c = Client::connect(addr, ClientConfig::new(Trust::Pin(fp))).unwrap();
-    c.control.drop_datagrams.store(true, Ordering::Relaxed);
+    // Every input datagram is lost on the way.
+    let cfg = ClientConfig {
+        hooks: Hooks {
+            input_datagram_filter: Some(Arc::new(|_| false)),
+            ..Hooks::default()
+        },
+        ..ClientConfig::new(Trust::Pin(fp))
+    };
+    let c = Client::connect(addr, cfg).unwrap();
     let sent = [
         InputEvent::KeyDown { code: 1 },
         InputEvent::MouseMove { dx: 1, dy: 1 },
@@ -720,7 +509,8 @@ fn a_silent_peer_times_out_and_both_sides_say_why() {
     cc.idle_timeout = Duration::from_millis(1500);
     cc.keepalive = Duration::from_millis(300);
     let mut c = Client::connect(r.addr, cc).unwrap();
-    thread::sleep(Duration::from_millis(800));
+    // Half the idle timeout and more without a frame: keep-alives hold it open.
+    assert_eq!(c.recv_frame(Duration::from_millis(800)).unwrap(), None);
     assert!(
         c.closed_reason().is_none(),
         "keep-alives hold an idle session open"
@@ -745,109 +535,6 @@ fn a_silent_peer_times_out_and_both_sides_say_why() {
     assert_eq!(host_reason.code, close_code::IDLE, "{host_reason:?}");
 }
 
-/// Opens a raw QUIC connection to `addr` pinned to `fp`, for sending what a
-/// well-behaved client never would.
-fn raw_connection(rt: &Runtime, addr: SocketAddr, fp: Fingerprint) -> (quinn::Endpoint, quinn::Connection) {
-    let verifier = Arc::new(PinVerifier::new(Some(fp), provider()));
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = QuicClientConfig::try_from(tls).unwrap();
-    let mut endpoint = {
-        let _g = rt.enter();
-        quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap()
-    };
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    let conn = rt
-        .block_on(async { endpoint.connect(addr, "punktfunk.invalid").unwrap().await })
-        .unwrap();
-    (endpoint, conn)
-}
-
-#[test]
-fn a_misbehaving_client_is_closed_with_a_reason_while_another_keeps_streaming() {
-    let h = host(None);
-    let addr = h.local_addr().unwrap();
-    let fp = h.fingerprint();
-    let (tx, rx) = std::sync::mpsc::channel::<&'static str>();
-    let host_side = thread::spawn(move || {
-        let good = h
-            .accept(Some(Duration::from_secs(10)))
-            .unwrap()
-            .expect("good client");
-        // Serve the good client while the bad ones come and go.
-        let mut refused = Vec::new();
-        let mut i = 0usize;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while refused.len() < 3 && Instant::now() < deadline {
-            if let Err(e) = h.accept(Some(Duration::from_millis(50))) {
-                refused.push(e.kind());
-            }
-            good.submit_frame(&frame(i, 20_000), FrameMeta::default())
-                .unwrap();
-            i += 1;
-        }
-        let _ = rx.recv_timeout(Duration::from_secs(10));
-        let after = (0..5).all(|k| {
-            good.submit_frame(&frame(i + k, 20_000), FrameMeta::default())
-                .is_ok()
-        });
-        good.close(close_code::NORMAL, "done");
-        (refused, after, i + 5)
-    });
-    let mut good = Client::connect(addr, ClientConfig::new(Trust::Pin(fp))).unwrap();
-    let rt = runtime().unwrap();
-    let mut reasons = Vec::new();
-    let garbage: [Vec<u8>; 3] = [
-        (0..200u32).map(|i| (i * 7919 % 251) as u8).collect(),
-        {
-            // A valid magic and type with a length far beyond its bound.
-            let mut b = msg::MAGIC.to_vec();
-            b.extend_from_slice(&1u16.to_be_bytes());
-            b.extend_from_slice(&u32::MAX.to_be_bytes());
-            b
-        },
-        {
-            // An unknown type (skippable) followed by a huge unknown one (not).
-            let mut b = msg::MAGIC.to_vec();
-            b.extend_from_slice(&999u16.to_be_bytes());
-            b.extend_from_slice(&3u32.to_be_bytes());
-            b.extend_from_slice(&[1, 2, 3]);
-            b.extend_from_slice(&msg::MAGIC);
-            b.extend_from_slice(&998u16.to_be_bytes());
-            b.extend_from_slice(&(1u32 << 30).to_be_bytes());
-            b
-        },
-    ];
-    for g in &garbage {
-        let (_ep, conn) = raw_connection(&rt, addr, fp);
-        let reason = rt.block_on(async {
-            let (mut send, _recv) = conn.open_bi().await.unwrap();
-            send.write_all(g).await.unwrap();
-            conn.closed().await
-        });
-        reasons.push(close_reason(&reason));
-    }
-    tx.send("bad clients done").unwrap();
-    let (refused, after, total) = host_side.join().unwrap();
-    assert_eq!(
-        refused,
-        vec![ErrorKind::Protocol; 3],
-        "each bad client failed its handshake"
-    );
-    for r in &reasons {
-        assert_eq!(r.code, close_code::PROTOCOL, "{r:?}");
-        assert!(!r.reason.is_empty(), "the bad client is told why: {r:?}");
-    }
-    assert!(after, "the good session kept working");
-    let frames = read_frames(&mut good, total);
-    assert_eq!(frames.len(), total, "the good client got every frame");
-}
-
 #[test]
 fn datagrams_from_anyone_but_the_peer_are_dropped_and_counted() {
     let h = host(None);
@@ -866,10 +553,10 @@ fn datagrams_from_anyone_but_the_peer_are_dropped_and_counted() {
         ) {}
     });
     let mut c = Client::connect(addr, ClientConfig::new(Trust::Pin(fp))).unwrap();
-    let data_addr = c.receiver.receiver.transport().local_addr().unwrap();
+    let data_addr = c.data_local_addr().unwrap();
     // A stranger who learned the data port floods it with datagrams of the right size.
     let stranger = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let junk = vec![0x5Au8; c.receiver.receiver.datagram_len()];
+    let junk = vec![0x5Au8; SessionConfig::default().fec.datagram_len()];
     for _ in 0..200 {
         stranger.send_to(&junk, data_addr).unwrap();
     }
@@ -887,28 +574,6 @@ fn datagrams_from_anyone_but_the_peer_are_dropped_and_counted() {
     );
     c.close(close_code::NORMAL, "done");
     host_side.join().unwrap();
-}
-
-#[test]
-fn input_dedup_is_bounded_and_refuses_every_later_copy() {
-    let mut d = InputDedup::default();
-    assert!(d.first(7));
-    assert!(!d.first(7), "the second copy is refused");
-    assert!(!d.first(7), "and the third");
-    // A client sending ever-decreasing sequences cannot grow the set.
-    for seq in (0..100_000u32).rev() {
-        d.first(seq);
-    }
-    assert!(d.seen.len() <= INPUT_DEDUP_WINDOW as usize);
-}
-
-#[test]
-fn hostile_loss_reports_do_not_panic_the_policy() {
-    let mut a = AdaptiveFec::new(FecBand::default(), 10);
-    a.on_counters(0, 0, 0, 0);
-    let _ = a.on_counters(u64::MAX, u64::MAX, u64::MAX, u64::MAX);
-    let _ = a.on_counters(1, 0, 0, 0);
-    assert!((5..=50).contains(&a.current()));
 }
 
 #[test]
@@ -934,9 +599,9 @@ fn simulated_loss_on_the_host_path_is_repaired_by_fec_over_real_sockets() {
         for i in 0..5 {
             s.submit_frame(&frame(i, 400_000), FrameMeta::default()).unwrap();
         }
-        let st = s.stats();
+        // Closing sends what is queued first.
         s.close(close_code::NORMAL, "done");
-        st
+        s.stats()
     });
     let mut c = Client::connect(addr, ClientConfig::new(Trust::Pin(fp))).unwrap();
     let got = read_frames(&mut c, 5);

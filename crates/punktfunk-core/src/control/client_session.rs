@@ -1,0 +1,492 @@
+//! A connected client's two halves: the receiver ([`ClientReceiver`], for
+//! the thread that reads the data plane) and the control handle
+//! ([`ClientControl`], usable from any thread), with the tasks that carry the
+//! control stream on the QUIC runtime.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::session::{blocking, FrameEvent, FrameReceiver, Session, StatsHandle};
+use crate::stats::StatsSnapshot;
+use crate::transport::UdpTransport;
+
+use super::identity::Fingerprint;
+use super::msg::{self, close_code, CloseReason, ControlMsg, InputEvent};
+use super::proto::client::{ClientAction, ClientEvent, ClientProto};
+use super::proto::Negotiated;
+use super::runtime::{
+    close_conn, close_for_error, peer_closed, read_msg, reason_of, write_loop, CloseSlot, Ctrl, Hooks,
+    Runtime, DRAIN_ON_DROP,
+};
+use super::{MAX_PROBE_KBPS, MAX_PROBE_MS};
+
+/// Host messages a client queues before dropping more (they are tiny; a host
+/// that floods them only loses its own messages).
+const CLIENT_EVENT_BACKLOG: usize = 256;
+
+type DataSession = Arc<UdpTransport>;
+
+/// Result of a speed test.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProbeResult {
+    /// Rate asked for, kbit/s.
+    pub target_kbps: u32,
+    /// Rate that arrived, kbit/s (wire bytes of delivered probe datagrams over the host's send time).
+    pub delivered_kbps: f64,
+    /// Datagrams the host sent that did not arrive, percent.
+    pub loss_percent: f64,
+    /// Datagrams the host dropped locally (its socket buffer was full).
+    pub send_drops: u64,
+    /// Probe datagrams sent by the host.
+    pub packets_sent: u64,
+    /// Probe datagrams received.
+    pub packets_received: u64,
+    /// How long the host sent.
+    pub duration: Duration,
+}
+
+/// Host messages routed to the client's user thread.
+enum HostMessage {
+    Event(ClientEvent),
+    ProbeDone {
+        packets_sent: u64,
+        send_drops: u64,
+        duration_us: u64,
+    },
+}
+
+/// What a finished handshake hands over.
+pub(super) struct ConnectedParts {
+    pub rt: Arc<Runtime>,
+    pub endpoint: quinn::Endpoint,
+    pub conn: quinn::Connection,
+    pub send: quinn::SendStream,
+    pub recv: quinn::RecvStream,
+    pub data: Session<DataSession>,
+    pub negotiated: Negotiated,
+    pub fingerprint: Fingerprint,
+    pub hooks: Hooks,
+}
+
+/// The receiving half of a connected client (a [`FrameSource`](crate::session::FrameSource)).
+pub struct ClientReceiver {
+    receiver: FrameReceiver<DataSession>,
+    conn: quinn::Connection,
+    slot: CloseSlot,
+    pending: VecDeque<FrameEvent>,
+}
+
+impl std::fmt::Debug for ClientReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientReceiver").finish_non_exhaustive()
+    }
+}
+
+impl ClientReceiver {
+    /// Waits up to `timeout` for the next frame event (see
+    /// [`blocking::recv_frame`]). Fails with `ERR_PF_CLOSED` once the session
+    /// ended and nothing is left to deliver.
+    pub fn recv_frame(&mut self, timeout: Duration) -> Result<Option<FrameEvent>> {
+        if let Some(ev) = self.pending.pop_front() {
+            return Ok(Some(ev));
+        }
+        let wait = self.receiver.recv_wait();
+        match blocking::recv_frame(&mut self.receiver, timeout, wait)? {
+            Some(ev) => Ok(Some(ev)),
+            None => match reason_of(&self.slot, &self.conn) {
+                Some(r) => Err(Error::closed(format!("the session ended: {}", r.reason))),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Reads the data plane for about `wait`, keeping what arrives for later
+    /// `recv_frame` calls (while a speed test runs on this thread).
+    pub(super) fn pump(&mut self, wait: Duration) -> Result<()> {
+        let rw = self.receiver.recv_wait();
+        if let Some(ev) = blocking::recv_frame(&mut self.receiver, wait, rw)? {
+            self.pending.push_back(ev);
+        }
+        Ok(())
+    }
+
+    /// Returns a delivered frame's buffer for reuse.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.receiver.recycle(buf);
+    }
+
+    /// Data-plane counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.receiver.stats()
+    }
+
+    /// The local address of the data socket.
+    pub fn data_local_addr(&self) -> Result<std::net::SocketAddr> {
+        self.receiver.transport().local_addr().map_err(Error::from)
+    }
+}
+
+impl crate::session::FrameSource for ClientReceiver {
+    fn recv_frame(&mut self, timeout: Duration) -> Result<Option<FrameEvent>> {
+        ClientReceiver::recv_frame(self, timeout)
+    }
+    fn stats_handle(&self) -> StatsHandle {
+        self.receiver.stats_handle()
+    }
+}
+
+/// The control half of a connected client: input, keyframe requests, speed
+/// test, host messages, close. Usable from any thread while a
+/// [`ClientReceiver`] runs elsewhere (see [`super::Client::split`]).
+pub struct ClientControl {
+    rt: Arc<Runtime>,
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    slot: CloseSlot,
+    ctrl: Ctrl,
+    events: Mutex<mpsc::Receiver<HostMessage>>,
+    /// Host events read while a speed test waited for its result, for `poll_event`.
+    held: Mutex<VecDeque<ClientEvent>>,
+    input_seq: AtomicU32,
+    stats: StatsHandle,
+    datagram_len: usize,
+    fingerprint: Fingerprint,
+    granted_bitrate_kbps: u32,
+    session_id: [u8; 16],
+    hooks: Hooks,
+}
+
+impl Drop for ClientControl {
+    fn drop(&mut self) {
+        close_conn(
+            &self.rt,
+            &self.conn,
+            &self.ctrl,
+            close_code::NORMAL,
+            "client closed",
+        );
+        let _ = self
+            .rt
+            .block_on(async { tokio::time::timeout(DRAIN_ON_DROP, self.endpoint.wait_idle()).await });
+    }
+}
+
+impl std::fmt::Debug for ClientControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientControl")
+            .field("host", &self.conn.remote_address())
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientControl {
+    /// Starts the session's tasks; the two halves.
+    pub(super) fn start(p: ConnectedParts) -> (ClientReceiver, ClientControl) {
+        let (_sender, receiver) = p.data.split();
+        let (ctrl, ctrl_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, events) = mpsc::sync_channel(CLIENT_EVENT_BACKLOG);
+        let slot = CloseSlot::default();
+        let proto = Arc::new(Mutex::new(ClientProto::new(Instant::now())));
+        let stats = receiver.stats_handle();
+        {
+            let _guard = p.rt.enter();
+            tokio::spawn(write_loop(p.send, ctrl_rx, p.hooks.on_control_sent.clone()));
+            tokio::spawn(control_loop(
+                p.recv,
+                p.conn.clone(),
+                slot.clone(),
+                proto.clone(),
+                tx,
+            ));
+            tokio::spawn(report_loop(p.conn.clone(), ctrl.clone(), proto, stats.clone()));
+        }
+        let datagram_len = receiver.datagram_len();
+        let receiver = ClientReceiver {
+            receiver,
+            conn: p.conn.clone(),
+            slot: slot.clone(),
+            pending: VecDeque::new(),
+        };
+        let control = ClientControl {
+            rt: p.rt,
+            endpoint: p.endpoint,
+            conn: p.conn,
+            slot,
+            ctrl,
+            events: Mutex::new(events),
+            held: Mutex::default(),
+            input_seq: AtomicU32::new(0),
+            stats,
+            datagram_len,
+            fingerprint: p.fingerprint,
+            granted_bitrate_kbps: p.negotiated.granted_bitrate_kbps,
+            session_id: p.negotiated.session_id,
+            hooks: p.hooks,
+        };
+        (receiver, control)
+    }
+
+    /// The host's fingerprint (as pinned or first seen).
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// The bitrate the host granted, kbit/s.
+    pub fn granted_bitrate_kbps(&self) -> u32 {
+        self.granted_bitrate_kbps
+    }
+
+    /// This session's id.
+    pub fn session_id(&self) -> [u8; 16] {
+        self.session_id
+    }
+
+    /// Asks the host for a keyframe (frames from `first_lost` on were lost).
+    pub fn request_keyframe(&self, first_lost: u64) -> Result<()> {
+        self.send_ctrl(ControlMsg::KeyframeRequest { first_lost })
+    }
+
+    fn send_ctrl(&self, m: ControlMsg) -> Result<()> {
+        if let Some(r) = self.closed_reason() {
+            return Err(Error::closed(format!("the session is closed: {}", r.reason)));
+        }
+        self.ctrl
+            .send(m)
+            .map_err(|_| Error::closed("the session is closed"))
+    }
+
+    /// Sends an input event: as a QUIC datagram (lowest latency), and for key
+    /// and button edges also on the reliable stream, so they cannot be lost
+    /// (the host delivers whichever copy arrives first).
+    pub fn send_input(&self, event: InputEvent) -> Result<()> {
+        let seq = self.input_seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        if let Some(r) = self.closed_reason() {
+            return Err(Error::closed(format!("the session is closed: {}", r.reason)));
+        }
+        let d = msg::encode_input_datagram(seq, &event);
+        let lost = self
+            .hooks
+            .input_datagram_filter
+            .as_ref()
+            .is_some_and(|keep| !keep(seq));
+        let datagram_ok = lost || self.conn.send_datagram(bytes::Bytes::copy_from_slice(&d)).is_ok();
+        if event.must_arrive() || !datagram_ok {
+            self.send_ctrl(ControlMsg::Input { seq, event })?;
+        }
+        Ok(())
+    }
+
+    /// Runs a speed test while another thread keeps reading the data plane
+    /// (a split client's receiver, e.g. in a `RecvWorker`).
+    pub fn speed_test(&self, target_kbps: u32, duration: Duration) -> Result<ProbeResult> {
+        self.speed_test_with(target_kbps, duration, |wait| {
+            std::thread::sleep(wait);
+            Ok(())
+        })
+    }
+
+    /// The speed test; `pump(wait)` keeps the data plane read for about `wait`.
+    pub(super) fn speed_test_with(
+        &self,
+        target_kbps: u32,
+        duration: Duration,
+        mut pump: impl FnMut(Duration) -> Result<()>,
+    ) -> Result<ProbeResult> {
+        if target_kbps == 0 || target_kbps > MAX_PROBE_KBPS {
+            return Err(Error::invalid(format!(
+                "target {target_kbps} kbit/s is outside 1..={MAX_PROBE_KBPS}"
+            )));
+        }
+        let ms = u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
+        if ms == 0 || ms > MAX_PROBE_MS {
+            return Err(Error::invalid(format!(
+                "probe duration {ms} ms is outside 1..={MAX_PROBE_MS}"
+            )));
+        }
+        // A result left over from an earlier test that timed out is not ours.
+        loop {
+            let next = self.events.lock().unwrap_or_else(|p| p.into_inner()).try_recv();
+            match next {
+                Ok(HostMessage::Event(e)) => self.hold(e),
+                Ok(HostMessage::ProbeDone { .. }) => {}
+                Err(_) => break,
+            }
+        }
+        let before = self.stats.snapshot().probe_packets_received;
+        self.send_ctrl(ControlMsg::ProbeRequest {
+            target_kbps,
+            duration_ms: ms,
+        })?;
+        let deadline = Instant::now() + duration + Duration::from_secs(5);
+        let done = loop {
+            if Instant::now() > deadline {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    "the host did not finish the speed test",
+                ));
+            }
+            pump(Duration::from_millis(5))?;
+            let next = self.events.lock().unwrap_or_else(|p| p.into_inner()).try_recv();
+            match next {
+                Ok(HostMessage::ProbeDone {
+                    packets_sent,
+                    send_drops,
+                    duration_us,
+                }) => break (packets_sent, send_drops, duration_us),
+                Ok(HostMessage::Event(ClientEvent::Closed(r))) => {
+                    return Err(Error::closed(format!(
+                        "the host closed the session: {}",
+                        r.reason
+                    )))
+                }
+                Ok(HostMessage::Event(e)) => self.hold(e),
+                Err(mpsc::TryRecvError::Empty) => {}
+                Err(mpsc::TryRecvError::Disconnected) => return Err(Error::closed("the session is closed")),
+            }
+        };
+        // Datagrams still in flight or in the socket buffer: read for a moment more.
+        let grace = Instant::now() + Duration::from_millis(150);
+        while Instant::now() < grace {
+            pump(Duration::from_millis(10))?;
+        }
+        let received = self.stats.snapshot().probe_packets_received - before;
+        let (sent, drops, us) = done;
+        let secs = (us as f64 / 1e6).max(1e-6);
+        let datagram_bits = (self.datagram_len * 8) as f64;
+        Ok(ProbeResult {
+            target_kbps,
+            delivered_kbps: received as f64 * datagram_bits / secs / 1000.0,
+            loss_percent: if sent == 0 {
+                0.0
+            } else {
+                (sent.saturating_sub(received)) as f64 * 100.0 / sent as f64
+            },
+            send_drops: drops,
+            packets_sent: sent,
+            packets_received: received,
+            duration: Duration::from_micros(us),
+        })
+    }
+
+    /// Keeps a host event for `poll_event` (the oldest goes beyond the bound).
+    fn hold(&self, e: ClientEvent) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held.len() >= CLIENT_EVENT_BACKLOG {
+            held.pop_front();
+        }
+        held.push_back(e);
+    }
+
+    /// The next message from the host (FEC changes, close), if one is waiting.
+    pub fn poll_event(&self) -> Option<ClientEvent> {
+        if let Some(e) = self.held.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
+            return Some(e);
+        }
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match events.try_recv() {
+                Ok(HostMessage::Event(e)) => return Some(e),
+                Ok(HostMessage::ProbeDone { .. }) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Data-plane counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// How the connection ended, if it did.
+    pub fn closed_reason(&self) -> Option<CloseReason> {
+        reason_of(&self.slot, &self.conn)
+    }
+
+    /// Closes the session with a code and reason the host can read; input and
+    /// messages already sent are delivered first. Waits up to a second.
+    pub fn close(&self, code: u32, reason: &str) {
+        close_conn(&self.rt, &self.conn, &self.ctrl, code, reason);
+    }
+}
+
+/// Reads the control stream and does what [`ClientProto`] says, until the
+/// connection ends; then reports the close.
+async fn control_loop(
+    mut recv: quinn::RecvStream,
+    conn: quinn::Connection,
+    slot: CloseSlot,
+    proto: Arc<Mutex<ClientProto>>,
+    tx: mpsc::SyncSender<HostMessage>,
+) {
+    loop {
+        let m = match read_msg(&mut recv).await {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(e) => {
+                close_for_error(&conn, &e);
+                break;
+            }
+        };
+        let action = proto
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .handle(m, Instant::now());
+        match action {
+            Some(ClientAction::Event(e)) => {
+                let _ = tx.try_send(HostMessage::Event(e));
+            }
+            Some(ClientAction::ProbeDone {
+                packets_sent,
+                send_drops,
+                duration_us,
+            }) => {
+                let _ = tx.try_send(HostMessage::ProbeDone {
+                    packets_sent,
+                    send_drops,
+                    duration_us,
+                });
+            }
+            Some(ClientAction::Close(r)) => {
+                peer_closed(&slot, &conn, r);
+                break;
+            }
+            None => {}
+        }
+    }
+    conn.closed().await;
+    let reason = reason_of(&slot, &conn).unwrap_or(CloseReason {
+        code: close_code::NORMAL,
+        reason: String::new(),
+    });
+    let _ = tx.try_send(HostMessage::Event(ClientEvent::Closed(reason)));
+}
+
+/// Sends loss reports when [`ClientProto`] says they are due, until the
+/// connection ends.
+async fn report_loop(
+    conn: quinn::Connection,
+    ctrl: Ctrl,
+    proto: Arc<Mutex<ClientProto>>,
+    stats: StatsHandle,
+) {
+    loop {
+        let due = proto.lock().unwrap_or_else(|p| p.into_inner()).poll_timeout();
+        tokio::select! {
+            _ = tokio::time::sleep_until(due.into()) => {}
+            _ = conn.closed() => return,
+        }
+        let report = proto
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .handle_timeout(Instant::now(), &stats.snapshot());
+        if let Some(m) = report {
+            if ctrl.send(m).is_err() {
+                return;
+            }
+        }
+    }
+}

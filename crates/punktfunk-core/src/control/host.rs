@@ -1,0 +1,358 @@
+//! The host driver: listening, accepting, and running each client's
+//! handshake ([`proto::host`]) on quinn. Sessions are in [`super::host_session`].
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicServerConfig;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::session::{Role, Session, SessionConfig, MAX_WORKER_QUEUE};
+use crate::transport::{DataPath, ImpairmentConfig, UdpConfig, UdpTransport};
+
+use super::adaptive::FecBand;
+use super::host_session::{HostSession, SessionParts};
+use super::identity::{default_config_dir, ClientIdentityVerifier, Fingerprint, Identity};
+use super::msg::{clip_reason, close_code};
+use super::proto::host::{AwaitingHello, HostOffer};
+use super::runtime::{
+    close_for_error, exported_keys, io, presented_fingerprint, provider, random, read_msg, runtime,
+    transport_config, within, write_msg, Hooks, Runtime, DRAIN_ON_DROP,
+};
+use super::{ALPN, MAX_BITRATE_KBPS};
+
+/// Receive buffer of a host's data socket, which expects no input.
+const HOST_DATA_RECV_BUFFER: usize = 64 * 1024;
+
+/// Handshakes finished but not yet taken by [`Host::accept`]; beyond this the
+/// handshake tasks wait (and time out if nobody accepts).
+const ACCEPT_BACKLOG: usize = 64;
+
+/// Host settings.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// Where the certificate lives (created on first use).
+    pub identity_dir: PathBuf,
+    /// QUIC listen address (port 0 picks a free port).
+    pub bind: SocketAddr,
+    /// Data-plane parameters offered to clients (FEC, shard size, frame limit).
+    pub session: SessionConfig,
+    /// Highest bitrate granted, kbit/s (clamped to [`MAX_BITRATE_KBPS`]).
+    pub max_bitrate_kbps: u32,
+    /// A client silent this long is dropped.
+    pub idle_timeout: Duration,
+    /// QUIC keep-alive interval.
+    pub keepalive: Duration,
+    /// Adaptive FEC band; `None` keeps the FEC percentage fixed.
+    pub adaptive_fec: Option<FecBand>,
+    /// Data-plane socket options.
+    pub udp: UdpConfig,
+    /// Longest a client may take to finish the handshake.
+    pub handshake_timeout: Duration,
+    /// Simulated network impairment (loss, bursts, reordering...) applied to
+    /// every client's data path as it leaves the host, for demos and tests of
+    /// FEC over a real socket. `None` (the default) sends untouched.
+    pub impairment: Option<ImpairmentConfig>,
+    /// The clients admitted, by the fingerprint of the certificate each
+    /// presents (`ClientConfig::identity_dir`). `None` (the default) admits
+    /// any client that completes the handshake; `Some` refuses every other
+    /// client, and those presenting none, with [`close_code::UNAUTHORIZED`]
+    /// before a data path is opened for it.
+    pub authorized_clients: Option<BTreeSet<Fingerprint>>,
+    /// Frames each session's send queue holds (`1..=1024`, default 4): the
+    /// back-pressure a submitter feels ([`HostSession::sender`]).
+    pub send_queue: usize,
+    /// Observation points for tests and diagnostics (default: none).
+    pub hooks: Hooks,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            identity_dir: default_config_dir(),
+            bind: SocketAddr::from(([0, 0, 0, 0], 0)),
+            session: SessionConfig::default(),
+            max_bitrate_kbps: MAX_BITRATE_KBPS,
+            idle_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(2),
+            adaptive_fec: Some(FecBand::default()),
+            udp: UdpConfig::default(),
+            handshake_timeout: Duration::from_secs(5),
+            impairment: None,
+            authorized_clients: None,
+            send_queue: 4,
+            hooks: Hooks::default(),
+        }
+    }
+}
+
+impl HostConfig {
+    /// Checks every field; errors name the field.
+    pub fn validate(&self) -> Result<()> {
+        self.session.validate()?;
+        if let Some(imp) = &self.impairment {
+            imp.validate()?;
+        }
+        if !(1..=MAX_WORKER_QUEUE).contains(&self.send_queue) {
+            return Err(Error::invalid(format!(
+                "send_queue {} is outside 1..={MAX_WORKER_QUEUE}",
+                self.send_queue
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A listening host. Each [`Host::accept`] returns one client's [`HostSession`].
+pub struct Host {
+    rt: Arc<Runtime>,
+    endpoint: quinn::Endpoint,
+    identity: Identity,
+    /// Finished handshakes (sessions or the reason one failed), in order of
+    /// completion: every connecting client gets its own handshake task, so a
+    /// slow or silent one cannot hold up the others.
+    ready: Mutex<tokio::sync::mpsc::Receiver<Result<HostSession>>>,
+    /// The accept loop, which holds the runtime and the endpoint too.
+    accepting: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("fingerprint", &self.identity.fingerprint())
+            .field("addr", &self.endpoint.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// Loads (or creates) the identity and starts listening.
+    pub fn listen(config: HostConfig) -> Result<Host> {
+        config.validate()?;
+        let identity = Identity::load_or_create(&config.identity_dir)?;
+        Host::with_identity(config, identity)
+    }
+
+    /// Starts listening with a given identity.
+    pub fn with_identity(config: HostConfig, identity: Identity) -> Result<Host> {
+        config.validate()?;
+        let rt = runtime()?;
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?
+            .with_client_cert_verifier(Arc::new(ClientIdentityVerifier::new(provider())))
+            .with_single_cert(identity.cert_chain(), identity.private_key())
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("bad host certificate: {e}")))?;
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let crypto =
+            QuicServerConfig::try_from(tls).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server.transport_config(transport_config(config.idle_timeout, config.keepalive)?);
+        let endpoint = {
+            let _guard = rt.enter();
+            quinn::Endpoint::server(server, config.bind)
+                .map_err(|e| io(format!("cannot listen on {}: {e}", config.bind)))?
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(ACCEPT_BACKLOG);
+        let accepting = rt.spawn(accept_loop(endpoint.clone(), config, rt.clone(), tx));
+        Ok(Host {
+            rt,
+            endpoint,
+            identity,
+            ready: Mutex::new(rx),
+            accepting: Mutex::new(Some(accepting)),
+        })
+    }
+
+    /// The QUIC address clients connect to.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.endpoint.local_addr().map_err(Error::from)
+    }
+
+    /// The fingerprint clients pin.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.identity.fingerprint()
+    }
+
+    /// The next client whose handshake finished; `Ok(None)` if none finished
+    /// within `timeout`. Handshakes run in the background as clients connect
+    /// (each bounded by `handshake_timeout`), so a timeout here never cuts one
+    /// off. A client that failed its handshake is reported as the error of
+    /// this call; the host keeps listening.
+    pub fn accept(&self, timeout: Option<Duration>) -> Result<Option<HostSession>> {
+        let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+        let next = async {
+            match ready.recv().await {
+                Some(r) => r.map(Some),
+                None => Err(Error::closed("the host is closed")),
+            }
+        };
+        match timeout {
+            None => self.rt.block_on(next),
+            Some(t) => match self.rt.block_on(async { tokio::time::timeout(t, next).await }) {
+                Ok(r) => r,
+                Err(_) => Ok(None),
+            },
+        }
+    }
+
+    /// Stops listening and closes every connection with `reason`.
+    pub fn close(&self, reason: &str) {
+        self.endpoint.close(
+            quinn::VarInt::from_u32(close_code::HOST_SHUTDOWN),
+            clip_reason(reason).as_bytes(),
+        );
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.close("host shut down");
+        // The close frames are sent by the endpoint's driver on the runtime that
+        // is about to stop: give them a moment to leave.
+        let _ = self
+            .rt
+            .block_on(async { tokio::time::timeout(DRAIN_ON_DROP, self.endpoint.wait_idle()).await });
+        // The accept loop ends with the endpoint; wait for it, so that its
+        // reference to the runtime is gone and this one is the last (unless
+        // sessions are still open). Dropping the last one here, off the
+        // runtime, stops it before `drop` returns, and with it the endpoint's
+        // socket: the port is free once the host is dropped.
+        let accepting = self.accepting.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = accepting {
+            let _ = self
+                .rt
+                .block_on(async { tokio::time::timeout(DRAIN_ON_DROP, task).await });
+        }
+    }
+}
+
+/// Accepts every incoming connection and runs its handshake in a task of its own.
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    config: HostConfig,
+    rt: Arc<Runtime>,
+    ready: tokio::sync::mpsc::Sender<Result<HostSession>>,
+) {
+    let config = Arc::new(config);
+    while let Some(incoming) = endpoint.accept().await {
+        let (config, rt, ready) = (config.clone(), rt.clone(), ready.clone());
+        tokio::spawn(async move {
+            let r = handshake(incoming, &config, rt).await;
+            let _ = ready.send(r).await;
+        });
+    }
+}
+
+/// One client's handshake, from the QUIC handshake to an established session.
+async fn handshake(incoming: quinn::Incoming, cfg: &HostConfig, rt: Arc<Runtime>) -> Result<HostSession> {
+    let conn = within(cfg.handshake_timeout, "QUIC handshake", async {
+        incoming
+            .await
+            .map_err(|e| super::proto::protocol(format!("QUIC handshake failed: {e}")))
+    })
+    .await?;
+    match handshake_on(&conn, cfg, rt).await {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            // Tell the client why before dropping it.
+            close_for_error(&conn, &e);
+            Err(e)
+        }
+    }
+}
+
+/// Refuses a client that is not on the host's list.
+fn admit(conn: &quinn::Connection, cfg: &HostConfig) -> Result<Option<Fingerprint>> {
+    let presented = presented_fingerprint(conn);
+    let Some(allowed) = &cfg.authorized_clients else {
+        return Ok(presented);
+    };
+    if presented.is_some_and(|f| allowed.contains(&f)) {
+        return Ok(presented);
+    }
+    let why = match presented {
+        Some(f) => format!("client {f} is not authorized on this host"),
+        None => "this host admits only authorized clients; the client presented no identity".into(),
+    };
+    conn.close(
+        quinn::VarInt::from_u32(close_code::UNAUTHORIZED),
+        clip_reason(&why).as_bytes(),
+    );
+    Err(Error::new(
+        ErrorKind::Unauthorized,
+        format!("refused {}: {why}", conn.remote_address()),
+    ))
+}
+
+/// Drives [`proto::host`](super::proto::host)'s phases over the control stream.
+async fn handshake_on(conn: &quinn::Connection, cfg: &HostConfig, rt: Arc<Runtime>) -> Result<HostSession> {
+    let client_fingerprint = admit(conn, cfg)?;
+    let limit = cfg.handshake_timeout;
+    let (mut send, mut recv) = within(limit, "control stream", async {
+        conn.accept_bi()
+            .await
+            .map_err(|e| super::proto::protocol(format!("no control stream: {e}")))
+    })
+    .await?;
+    let offer = HostOffer {
+        session: cfg.session.clone(),
+        max_bitrate_kbps: cfg.max_bitrate_kbps,
+    };
+    let hello = within(limit, "client hello", read_msg(&mut recv)).await?;
+    let received = AwaitingHello::new(offer).on_message(hello)?;
+    // Only now, after an authenticated exchange, is a data path bound for this client.
+    let peer = conn.remote_address();
+    let data_peer = SocketAddr::new(peer.ip(), received.client_data_port());
+    let udp = bind_data_socket(conn, data_peer, &cfg.udp)?;
+    let mut session_id = [0u8; 16];
+    random(&mut session_id)?;
+    let (awaiting_ready, server_hello) = received.answer(udp.local_addr()?.port(), session_id);
+    let tap = cfg.hooks.on_control_sent.as_ref();
+    write_msg(&mut send, &server_hello, tap).await?;
+    let ready = within(limit, "ready", read_msg(&mut recv)).await?;
+    let negotiated = awaiting_ready.on_message(ready)?;
+    let keys = exported_keys(conn, &negotiated.session_id, &cfg.hooks)?;
+    // Each client gets its own impairment generator, seeded apart, so clients do not lose in lockstep.
+    let impairment = cfg.impairment.clone().map(|imp| ImpairmentConfig {
+        seed: imp.seed ^ u64::from_le_bytes(session_id[..8].try_into().unwrap_or_default()),
+        ..imp
+    });
+    let path = DataPath::new(udp, impairment);
+    let data = Session::new(Role::Host, negotiated.session.clone(), &keys, Arc::new(path))?;
+    HostSession::start(SessionParts {
+        rt,
+        conn: conn.clone(),
+        send,
+        recv,
+        data,
+        negotiated,
+        config: cfg,
+        client_fingerprint,
+        data_peer,
+    })
+}
+
+/// The host's data socket for one client: bound on the address the QUIC
+/// connection arrived at, sending to (and accepting only) `data_peer`.
+fn bind_data_socket(
+    conn: &quinn::Connection,
+    data_peer: SocketAddr,
+    udp: &UdpConfig,
+) -> Result<UdpTransport> {
+    let local_ip = conn.local_ip().unwrap_or(if data_peer.is_ipv4() {
+        IpAddr::from([0, 0, 0, 0])
+    } else {
+        IpAddr::from([0u16; 8])
+    });
+    let sock = UdpTransport::bind_filtered(SocketAddr::new(local_ip, 0), data_peer, udp)
+        .map_err(|e| io(format!("cannot open the data socket for {data_peer}: {e}")))?;
+    // The host only sends on its data socket: whatever arrives there is
+    // unsolicited, is never read, and dies in a small kernel buffer (the
+    // kernel counts those drops) instead of a 32 MiB one per client.
+    let _ = sock.set_recv_buffer(HOST_DATA_RECV_BUFFER);
+    Ok(sock)
+}
