@@ -175,12 +175,14 @@ test.serial('datagrams in through udp:// come out through udp:// with their boun
 
 test.serial('probe measures a running host and gives a verdict', async (t) => {
   const dir = tempDir(t)
-  const host = cli(t, ['host', '--port', '0', '--bind', '127.0.0.1', '--identity', join(dir, 'id'), '--bitrate-mbps', '20'])
+  const host = cli(t, ['host', '--port', '0', '--bind', '127.0.0.1', '--identity', join(dir, 'id'), '--bitrate-mbps', '200'])
   const { address, fingerprint } = await host.listening()
   const run = await finished(cli(t, ['probe', address, '--pin', fingerprint, '--mbps', '100', '--seconds', '1', '--json']))
   t.is(run.code, 0, run.stderr)
-  const r = JSON.parse(run.stdout.toString()) as { targetMbps: number; deliveredMbps: number; lossPercent: number; packetsSent: number; verdict: string }
+  const r = JSON.parse(run.stdout.toString()) as { targetMbps: number; sentAtMbps: number; clamped: boolean; deliveredMbps: number; lossPercent: number; packetsSent: number; verdict: string }
   t.is(r.targetMbps, 100)
+  t.is(r.sentAtMbps, 100)
+  t.false(r.clamped)
   t.true(r.packetsSent > 5000, `${r.packetsSent} probe datagrams`)
   t.true(r.lossPercent < 1, `loopback loses nothing at 100 Mbit/s: ${r.lossPercent} %`)
   t.true(r.deliveredMbps > 80 && r.deliveredMbps < 120, `${r.deliveredMbps} Mbit/s`)
@@ -189,6 +191,24 @@ test.serial('probe measures a running host and gives a verdict', async (t) => {
   const h = await finished(host)
   t.is(h.code, 0, 'Ctrl-C stops the host cleanly')
   t.regex(h.stderr, /left: probe finished/)
+})
+
+test.serial('a host with a 20 Mbit/s ceiling answers a 3 Gbit/s probe request at 20 Mbit/s', async (t) => {
+  const dir = tempDir(t)
+  const host = cli(t, ['host', '--port', '0', '--bind', '127.0.0.1', '--identity', join(dir, 'id'), '--bitrate-mbps', '20'])
+  const { address, fingerprint } = await host.listening()
+  const run = await finished(cli(t, ['probe', address, '--pin', fingerprint, '--mbps', '3000', '--seconds', '1', '--json']))
+  t.is(run.code, 0, run.stderr)
+  const r = JSON.parse(run.stdout.toString()) as { targetMbps: number; sentAtMbps: number; clamped: boolean; packetsSent: number; seconds: number; verdict: string }
+  t.is(r.targetMbps, 3000)
+  t.is(r.sentAtMbps, 20, 'sent at the ceiling, not at the rate asked')
+  t.true(r.clamped)
+  // What left the host: datagrams of 1401 bytes over the probe's duration.
+  const sentMbps = (r.packetsSent * 1401 * 8) / r.seconds / 1e6
+  t.true(sentMbps <= 21, `${sentMbps.toFixed(1)} Mbit/s left the host`)
+  t.regex(r.verdict, /^clean: this path carries 20 Mbit\/s/)
+  host.proc.kill('SIGINT')
+  t.is((await finished(host)).code, 0)
 })
 
 test.serial('connect --seconds leaves a synthetic stream whose frames all pass the check; PUNKTFUNK_PERF prints counters', async (t) => {

@@ -32,7 +32,7 @@
 
 // Version of this ABI. It changes only when a published function or struct
 // layout changes incompatibly; growing an option struct does not change it.
-#define PUNKTFUNK_ABI_VERSION 1
+#define PUNKTFUNK_ABI_VERSION 2
 
 // Success.
 #define PUNKTFUNK_OK 0
@@ -299,6 +299,12 @@
 #endif
 
 #if defined(PUNKTFUNK_FEATURE_QUIC)
+// Close code: the closing side failed (an I/O or internal error, or a host
+// that did not accept the session in time); not the peer's fault.
+#define PUNKTFUNK_CLOSE_INTERNAL 6
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
 // A client connected to a host (opaque).
 typedef struct PunktfunkClient PunktfunkClient;
 #endif
@@ -531,6 +537,9 @@ typedef struct PunktfunkProbeResult {
   uint64_t packets_received;
   // How long the host sent, µs.
   uint64_t duration_us;
+  // The rate the host sent at, kbit/s: below `target_kbps` when the host
+  // clamped the test to its probe ceiling, 0 when it refused the test.
+  uint32_t rate_kbps;
 } PunktfunkProbeResult;
 #endif
 

@@ -162,6 +162,13 @@ export interface SpeedTestResult {
   packetsReceived: number
   /** How long the host sent, ms. */
   durationMs: number
+  /**
+   * The rate the host sent at, kbit/s: below `targetKbps` when the host
+   * clamped the test to its probe ceiling (by default the bitrate it granted
+   * this session), 0 when it refused the test (probes switched off, the
+   * client's probe budget spent, another probe running on the host).
+   */
+  rateKbps: number
 }
 
 /**

@@ -147,6 +147,7 @@ export interface NativeProbeResult {
   packetsSent: number
   packetsReceived: number
   durationMs: number
+  rateKbps: number
 }
 
 /** @internal */

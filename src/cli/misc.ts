@@ -115,7 +115,11 @@ export const probeSpec: CommandSpec = {
 
 /** A plain-words reading of a speed test. */
 export function verdict(r: SpeedTestResult): string {
-  const target = r.targetKbps / 1000
+  if (r.rateKbps === 0) {
+    return 'refused by the host: probes are off there, this client used its probe time, or another probe is running'
+  }
+  // The host sends at most its ceiling; judge the path at the rate it used.
+  const target = Math.min(r.targetKbps, r.rateKbps) / 1000
   const got = r.deliveredKbps / 1000
   if (r.sendDrops > 0 && r.lossPercent > 0.1) {
     return `limited by the host: its socket buffer overflowed ${r.sendDrops} times; raise net.core.wmem_max (scripts/99-punktfunk-net.conf)`
@@ -140,6 +144,8 @@ export async function probe(f: Flags): Promise<number> {
     const r = await client.speedTest({ targetKbps: Math.round(mbpsTarget * 1000), durationMs: Math.round(seconds * 1000) })
     const result = {
       targetMbps: r.targetKbps / 1000,
+      sentAtMbps: r.rateKbps / 1000,
+      clamped: r.rateKbps < r.targetKbps,
       deliveredMbps: round(r.deliveredKbps / 1000, 2),
       lossPercent: round(r.lossPercent, 3),
       sendDrops: r.sendDrops,
@@ -151,7 +157,10 @@ export async function probe(f: Flags): Promise<number> {
     if (f.bool('json')) process.stdout.write(`${JSON.stringify(result)}\n`)
     else {
       printSummary(`probe ${f.positional(0)}`, [
-        ['delivered', `${result.deliveredMbps} of ${result.targetMbps} Mbit/s over ${result.seconds} s`],
+        ['delivered', `${result.deliveredMbps} of ${result.sentAtMbps} Mbit/s over ${result.seconds} s`],
+        ...(result.clamped
+          ? [['asked', `${result.targetMbps} Mbit/s; the host's probe ceiling is ${result.sentAtMbps} Mbit/s`] as [string, string]]
+          : []),
         ['loss', `${result.lossPercent} % (${r.packetsReceived} of ${r.packetsSent} datagrams)`],
         ['send drops', result.sendDrops],
         ['verdict', result.verdict],

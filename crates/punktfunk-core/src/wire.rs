@@ -26,7 +26,10 @@ pub const PACKET_OVERHEAD: usize = CLEAR_HEADER_LEN + INNER_HEADER_LEN + TAG_LEN
 pub const FLAG_KEYFRAME: u8 = 0x01;
 /// Inner-header flag: speed-test filler, not part of any video frame.
 pub const FLAG_PROBE: u8 = 0x02;
-const KNOWN_FLAGS: u8 = FLAG_KEYFRAME | FLAG_PROBE;
+/// Inner-header flag: data-path validation ([`PathMessage`] in the payload),
+/// not part of any video frame.
+pub const FLAG_PATH: u8 = 0x04;
+const KNOWN_FLAGS: u8 = FLAG_KEYFRAME | FLAG_PROBE | FLAG_PATH;
 
 /// Why a header could not be decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +133,11 @@ impl InnerHeader {
         self.flags & FLAG_PROBE != 0
     }
 
+    /// Whether the packet validates the data path ([`FLAG_PATH`]).
+    pub fn is_path(&self) -> bool {
+        self.flags & FLAG_PATH != 0
+    }
+
     /// Writes the header into `out`.
     pub fn encode(&self, out: &mut [u8; INNER_HEADER_LEN]) {
         out[0] = self.flags;
@@ -189,6 +197,55 @@ impl InnerHeader {
             return Err(WireError::Inconsistent("shard index outside k + m"));
         }
         Ok(h)
+    }
+}
+
+/// Bytes of a [`PathMessage`] at the start of a path packet's payload.
+pub const PATH_MESSAGE_LEN: usize = 1 + PATH_TOKEN_LEN;
+/// Bytes of a path-validation token.
+pub const PATH_TOKEN_LEN: usize = 16;
+
+/// What a path packet ([`FLAG_PATH`]) says: the host challenges the client's
+/// data address with a fresh token, and the client's data socket echoes it
+/// (docs/PROTOCOL.md §9.3). The rest of the payload is zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathMessage {
+    /// Which way it goes.
+    pub kind: PathKind,
+    /// The host's random token.
+    pub token: [u8; PATH_TOKEN_LEN],
+}
+
+/// The two path messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathKind {
+    /// Host → client data address: prove you receive here.
+    Challenge = 1,
+    /// Client data socket → host: the token, from the address challenged.
+    Response = 2,
+}
+
+impl PathMessage {
+    /// Writes the message at the start of `payload` (at least [`PATH_MESSAGE_LEN`] bytes).
+    pub fn encode(&self, payload: &mut [u8]) {
+        payload[0] = self.kind as u8;
+        payload[1..PATH_MESSAGE_LEN].copy_from_slice(&self.token);
+    }
+
+    /// Reads a message from the start of a path packet's payload.
+    pub fn decode(payload: &[u8]) -> Result<PathMessage, WireError> {
+        let b = payload.get(..PATH_MESSAGE_LEN).ok_or(WireError::TooShort {
+            need: PATH_MESSAGE_LEN,
+            have: payload.len(),
+        })?;
+        let kind = match b[0] {
+            1 => PathKind::Challenge,
+            2 => PathKind::Response,
+            _ => return Err(WireError::Inconsistent("unknown path message kind")),
+        };
+        let mut token = [0u8; PATH_TOKEN_LEN];
+        token.copy_from_slice(&b[1..]);
+        Ok(PathMessage { kind, token })
     }
 }
 

@@ -47,7 +47,7 @@ use pf::{
 
 /// Version of this ABI. It changes only when a published function or struct
 /// layout changes incompatibly; growing an option struct does not change it.
-pub const PUNKTFUNK_ABI_VERSION: u32 = 1;
+pub const PUNKTFUNK_ABI_VERSION: u32 = 2;
 
 /// Success.
 pub const PUNKTFUNK_OK: i32 = 0;

@@ -109,6 +109,9 @@ pub const PUNKTFUNK_CLOSE_APPLICATION: u32 = 4;
 /// Close code: the host admits only authorized clients, and this one is not
 /// among them (the client's connect returns `PUNKTFUNK_ERR_UNAUTHORIZED`).
 pub const PUNKTFUNK_CLOSE_UNAUTHORIZED: u32 = 5;
+/// Close code: the closing side failed (an I/O or internal error, or a host
+/// that did not accept the session in time); not the peer's fault.
+pub const PUNKTFUNK_CLOSE_INTERNAL: u32 = 6;
 
 /// One input event. Set `kind` and the fields it uses; the rest are ignored.
 #[repr(C)]
@@ -174,6 +177,9 @@ pub struct PunktfunkProbeResult {
     pub packets_received: u64,
     /// How long the host sent, µs.
     pub duration_us: u64,
+    /// The rate the host sent at, kbit/s: below `target_kbps` when the host
+    /// clamped the test to its probe ceiling, 0 when it refused the test.
+    pub rate_kbps: u32,
 }
 
 /// A listening host (opaque).
@@ -881,6 +887,7 @@ pub unsafe extern "C" fn punktfunk_client_speed_test(
             packets_sent: r.packets_sent,
             packets_received: r.packets_received,
             duration_us: r.duration.as_micros() as u64,
+            rate_kbps: r.rate_kbps,
         };
         Ok(())
     })

@@ -505,6 +505,9 @@ pub struct NativeProbeResult {
     pub packets_received: f64,
     /// Send duration, ms.
     pub duration_ms: f64,
+    /// The rate the host sent at, kbit/s (below the target when it clamped
+    /// the test to its ceiling, 0 when it refused it).
+    pub rate_kbps: f64,
 }
 
 /// Facts about a control-plane session.
@@ -698,6 +701,7 @@ impl Task for ProbeTask {
             packets_sent: r.packets_sent as f64,
             packets_received: r.packets_received as f64,
             duration_ms: r.duration.as_secs_f64() * 1e3,
+            rate_kbps: r.rate_kbps.into(),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! the handshake ([`proto::client`](super::proto::client)) on quinn. The
 //! connected halves are in [`super::client_session`].
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use quinn::crypto::rustls::QuicClientConfig;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::session::{FrameEvent, Role, Session, SessionConfig};
+use crate::session::{FrameEvent, FrameReceiver, Role, Session, SessionConfig};
 use crate::stats::StatsSnapshot;
 use crate::transport::{UdpConfig, UdpTransport};
 
@@ -141,7 +142,7 @@ impl Client {
                 .map(|h| (conn.clone(), h))
                 .map_err(|e| refusal(&conn).unwrap_or(e))
         }));
-        let (conn, (negotiated, data, send, recv)) = match result {
+        let (conn, (negotiated, receiver, early, send, recv)) = match result {
             Ok(v) => v,
             Err(e) => {
                 endpoint.close(
@@ -165,7 +166,8 @@ impl Client {
             conn,
             send,
             recv,
-            data,
+            receiver,
+            early,
             negotiated,
             fingerprint,
             hooks: config.hooks.clone(),
@@ -279,13 +281,19 @@ fn quic_config(config: &ClientConfig, verifier: Arc<PinVerifier>) -> Result<quin
 
 type Handshake = (
     super::proto::Negotiated,
-    Session<Arc<UdpTransport>>,
+    FrameReceiver<Arc<UdpTransport>>,
+    VecDeque<FrameEvent>,
     quinn::SendStream,
     quinn::RecvStream,
 );
 
+/// How often the data socket is checked for the host's path challenge.
+const PATH_POLL: Duration = Duration::from_millis(5);
+
 /// Drives [`proto::client`](super::proto::client)'s phases over the control
-/// stream: hello, the host's answer, the data session, `Ready`.
+/// stream: hello, the host's answer, the data session, `Ready`, then the data
+/// socket answers the host's path challenges until the host says the path is
+/// validated.
 async fn handshake(conn: &quinn::Connection, cfg: &ClientConfig) -> Result<Handshake> {
     let local_ip = conn.local_ip().unwrap_or(if conn.remote_address().is_ipv4() {
         IpAddr::from([0, 0, 0, 0])
@@ -307,7 +315,8 @@ async fn handshake(conn: &quinn::Connection, cfg: &ClientConfig) -> Result<Hands
     let (awaiting, hello) = AwaitingServerHello::start(offer, udp.local_addr()?.port());
     write_msg(&mut send, &hello, tap).await?;
     let answer = read_msg(&mut recv).await?;
-    let (negotiated, ready) = awaiting.on_message(answer)?;
+    let (validating, ready) = awaiting.on_message(answer)?;
+    let negotiated = validating.negotiated();
     // Only the host's data socket may feed this session; others are counted.
     udp.set_filter_peer(SocketAddr::new(
         conn.remote_address().ip(),
@@ -315,8 +324,30 @@ async fn handshake(conn: &quinn::Connection, cfg: &ClientConfig) -> Result<Hands
     ));
     let keys = exported_keys(conn, &negotiated.session_id, &cfg.hooks)?;
     let data = Session::new(Role::Client, negotiated.session.clone(), &keys, Arc::new(udp))?;
+    let (mut sender, mut receiver) = data.split();
     // Ready is written before connect returns, so a client that closes at
     // once still completes the handshake the host is waiting on.
     write_msg(&mut send, &ready, tap).await?;
-    Ok((negotiated, data, send, recv))
+    // Frames can overtake the host's word that the path is validated: they
+    // are kept for the application, not dropped.
+    let mut early = VecDeque::new();
+    let host_says = {
+        // The read of the host's next message stays pending across the polls.
+        let mut next = std::pin::pin!(read_msg(&mut recv));
+        loop {
+            tokio::select! {
+                m = &mut next => break m?,
+                _ = tokio::time::sleep(PATH_POLL) => {
+                    while let Some(ev) = receiver.poll_frame(std::time::Instant::now())? {
+                        early.push_back(ev);
+                    }
+                    if let Some(answer) = receiver.take_path_message().and_then(|m| validating.on_path(m)) {
+                        sender.send_path(answer)?;
+                    }
+                }
+            }
+        }
+    };
+    let negotiated = validating.on_message(host_says)?;
+    Ok((negotiated, receiver, early, send, recv))
 }

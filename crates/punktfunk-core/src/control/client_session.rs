@@ -9,7 +9,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::session::{blocking, FrameEvent, FrameReceiver, Session, StatsHandle};
+use crate::session::{blocking, FrameEvent, FrameReceiver, StatsHandle};
 use crate::stats::StatsSnapshot;
 use crate::transport::UdpTransport;
 
@@ -19,7 +19,7 @@ use super::proto::client::{ClientAction, ClientEvent, ClientProto};
 use super::proto::Negotiated;
 use super::runtime::{
     close_conn, close_for_error, peer_closed, read_msg, reason_of, write_loop, CloseSlot, Ctrl, Hooks,
-    Runtime, DRAIN_ON_DROP,
+    Runtime, CTRL_BACKLOG, DRAIN_ON_DROP,
 };
 use super::{MAX_PROBE_KBPS, MAX_PROBE_MS};
 
@@ -46,6 +46,17 @@ pub struct ProbeResult {
     pub packets_received: u64,
     /// How long the host sent.
     pub duration: Duration,
+    /// The rate the host sent at, kbit/s: below `target_kbps` when the host
+    /// clamped the test to its probe ceiling, 0 when it refused the test
+    /// (probes off, its budget spent, another probe running).
+    pub rate_kbps: u32,
+}
+
+impl ProbeResult {
+    /// Whether the host sent at less than was asked for (or not at all).
+    pub fn clamped(&self) -> bool {
+        self.rate_kbps < self.target_kbps
+    }
 }
 
 /// Host messages routed to the client's user thread.
@@ -55,6 +66,7 @@ enum HostMessage {
         packets_sent: u64,
         send_drops: u64,
         duration_us: u64,
+        rate_kbps: u32,
     },
 }
 
@@ -65,7 +77,9 @@ pub(super) struct ConnectedParts {
     pub conn: quinn::Connection,
     pub send: quinn::SendStream,
     pub recv: quinn::RecvStream,
-    pub data: Session<DataSession>,
+    pub receiver: FrameReceiver<DataSession>,
+    /// Frames that arrived before the handshake finished.
+    pub early: VecDeque<FrameEvent>,
     pub negotiated: Negotiated,
     pub fingerprint: Fingerprint,
     pub hooks: Hooks,
@@ -94,12 +108,16 @@ impl ClientReceiver {
             return Ok(Some(ev));
         }
         let wait = self.receiver.recv_wait();
-        match blocking::recv_frame(&mut self.receiver, timeout, wait)? {
+        if let Some(ev) = blocking::recv_frame(&mut self.receiver, timeout, wait)? {
+            return Ok(Some(ev));
+        }
+        let Some(r) = reason_of(&self.slot, &self.conn) else {
+            return Ok(None);
+        };
+        // The session ended; what arrived before the end is still delivered.
+        match self.receiver.poll_frame(Instant::now())? {
             Some(ev) => Ok(Some(ev)),
-            None => match reason_of(&self.slot, &self.conn) {
-                Some(r) => Err(Error::closed(format!("the session ended: {}", r.reason))),
-                None => Ok(None),
-            },
+            None => Err(Error::closed(format!("the session ended: {}", r.reason))),
         }
     }
 
@@ -186,8 +204,8 @@ impl std::fmt::Debug for ClientControl {
 impl ClientControl {
     /// Starts the session's tasks; the two halves.
     pub(super) fn start(p: ConnectedParts) -> (ClientReceiver, ClientControl) {
-        let (_sender, receiver) = p.data.split();
-        let (ctrl, ctrl_rx) = tokio::sync::mpsc::unbounded_channel();
+        let receiver = p.receiver;
+        let (ctrl, ctrl_rx) = tokio::sync::mpsc::channel(CTRL_BACKLOG);
         let (tx, events) = mpsc::sync_channel(CLIENT_EVENT_BACKLOG);
         let slot = CloseSlot::default();
         let proto = Arc::new(Mutex::new(ClientProto::new(Instant::now())));
@@ -209,7 +227,7 @@ impl ClientControl {
             receiver,
             conn: p.conn.clone(),
             slot: slot.clone(),
-            pending: VecDeque::new(),
+            pending: p.early,
         };
         let control = ClientControl {
             rt: p.rt,
@@ -254,9 +272,13 @@ impl ClientControl {
         if let Some(r) = self.closed_reason() {
             return Err(Error::closed(format!("the session is closed: {}", r.reason)));
         }
-        self.ctrl
-            .send(m)
-            .map_err(|_| Error::closed("the session is closed"))
+        self.ctrl.try_send(m).map_err(|e| match e {
+            tokio::sync::mpsc::error::TrySendError::Full(_) => Error::new(
+                ErrorKind::QueueFull,
+                "the control stream is backed up: the host is not reading it",
+            ),
+            tokio::sync::mpsc::error::TrySendError::Closed(_) => Error::closed("the session is closed"),
+        })
     }
 
     /// Sends an input event: as a QUIC datagram (lowest latency), and for key
@@ -336,7 +358,8 @@ impl ClientControl {
                     packets_sent,
                     send_drops,
                     duration_us,
-                }) => break (packets_sent, send_drops, duration_us),
+                    rate_kbps,
+                }) => break (packets_sent, send_drops, duration_us, rate_kbps),
                 Ok(HostMessage::Event(ClientEvent::Closed(r))) => {
                     return Err(Error::closed(format!(
                         "the host closed the session: {}",
@@ -348,18 +371,23 @@ impl ClientControl {
                 Err(mpsc::TryRecvError::Disconnected) => return Err(Error::closed("the session is closed")),
             }
         };
-        // Datagrams still in flight or in the socket buffer: read for a moment more.
-        let grace = Instant::now() + Duration::from_millis(150);
+        // Datagrams still in flight or in the socket buffer: read for a moment
+        // more (not after a refusal: nothing was sent).
+        let grace = Instant::now() + Duration::from_millis(if done.0 == 0 { 0 } else { 150 });
         while Instant::now() < grace {
             pump(Duration::from_millis(10))?;
         }
         let received = self.stats.snapshot().probe_packets_received - before;
-        let (sent, drops, us) = done;
+        let (sent, drops, us, rate_kbps) = done;
         let secs = (us as f64 / 1e6).max(1e-6);
         let datagram_bits = (self.datagram_len * 8) as f64;
         Ok(ProbeResult {
             target_kbps,
-            delivered_kbps: received as f64 * datagram_bits / secs / 1000.0,
+            delivered_kbps: if us == 0 {
+                0.0
+            } else {
+                received as f64 * datagram_bits / secs / 1000.0
+            },
             loss_percent: if sent == 0 {
                 0.0
             } else {
@@ -369,6 +397,7 @@ impl ClientControl {
             packets_sent: sent,
             packets_received: received,
             duration: Duration::from_micros(us),
+            rate_kbps,
         })
     }
 
@@ -443,11 +472,13 @@ async fn control_loop(
                 packets_sent,
                 send_drops,
                 duration_us,
+                rate_kbps,
             }) => {
                 let _ = tx.try_send(HostMessage::ProbeDone {
                     packets_sent,
                     send_drops,
                     duration_us,
+                    rate_kbps,
                 });
             }
             Some(ClientAction::Close(r)) => {
@@ -483,8 +514,9 @@ async fn report_loop(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .handle_timeout(Instant::now(), &stats.snapshot());
+        // Reports are cumulative: one the stream cannot take now is not missed.
         if let Some(m) = report {
-            if ctrl.send(m).is_err() {
+            if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) = ctrl.try_send(m) {
                 return;
             }
         }

@@ -4,20 +4,22 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quinn::crypto::rustls::QuicServerConfig;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::session::{Role, Session, SessionConfig, MAX_WORKER_QUEUE};
 use crate::transport::{DataPath, ImpairmentConfig, UdpConfig, UdpTransport};
+use crate::wire::PATH_TOKEN_LEN;
 
 use super::adaptive::FecBand;
-use super::host_session::{HostSession, SessionParts};
+use super::host_session::{HostSession, ParkedSession, SessionParts};
 use super::identity::{default_config_dir, ClientIdentityVerifier, Fingerprint, Identity};
 use super::msg::{clip_reason, close_code};
-use super::proto::host::{AwaitingHello, HostOffer};
+use super::proto::host::{AwaitingHello, HostOffer, PathStep, ProbePolicy};
 use super::runtime::{
     close_for_error, exported_keys, io, presented_fingerprint, provider, random, read_msg, runtime,
     transport_config, within, write_msg, Hooks, Runtime, DRAIN_ON_DROP,
@@ -65,6 +67,16 @@ pub struct HostConfig {
     /// Frames each session's send queue holds (`1..=1024`, default 4): the
     /// back-pressure a submitter feels ([`HostSession::sender`]).
     pub send_queue: usize,
+    /// How the host answers speed tests: on or off, their rate ceiling, a
+    /// time budget per client, how many at once.
+    pub probe: ProbePolicy,
+    /// A finished handshake not taken by [`Host::accept`] within this long is
+    /// closed (default 10 s).
+    pub accept_timeout: Duration,
+    /// Handshakes in progress at once (default 32); beyond, a connection is
+    /// refused. Every new connection is first sent a QUIC Retry, so an address
+    /// that cannot receive costs the host no TLS signature.
+    pub max_handshakes: usize,
     /// Observation points for tests and diagnostics (default: none).
     pub hooks: Hooks,
 }
@@ -84,6 +96,9 @@ impl Default for HostConfig {
             impairment: None,
             authorized_clients: None,
             send_queue: 4,
+            probe: ProbePolicy::default(),
+            accept_timeout: Duration::from_secs(10),
+            max_handshakes: 32,
             hooks: Hooks::default(),
         }
     }
@@ -102,8 +117,33 @@ impl HostConfig {
                 self.send_queue
             )));
         }
+        if self.max_handshakes == 0 {
+            return Err(Error::invalid("max_handshakes must be at least 1"));
+        }
+        if self.accept_timeout.is_zero() {
+            return Err(Error::invalid("accept_timeout must be above zero"));
+        }
         Ok(())
     }
+}
+
+/// What a host's listener did with incoming connections ([`Host::counters`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostCounters {
+    /// Connections answered with a QUIC Retry (their address was not yet
+    /// validated; a client that really is there comes back with the token).
+    pub retried: u64,
+    /// Connections refused because `max_handshakes` were in progress.
+    pub refused: u64,
+    /// Handshakes started (address validated, under the limit).
+    pub handshakes: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    retried: AtomicU64,
+    refused: AtomicU64,
+    handshakes: AtomicU64,
 }
 
 /// A listening host. Each [`Host::accept`] returns one client's [`HostSession`].
@@ -114,9 +154,10 @@ pub struct Host {
     /// Finished handshakes (sessions or the reason one failed), in order of
     /// completion: every connecting client gets its own handshake task, so a
     /// slow or silent one cannot hold up the others.
-    ready: Mutex<tokio::sync::mpsc::Receiver<Result<HostSession>>>,
+    ready: Mutex<tokio::sync::mpsc::Receiver<Result<ParkedSession>>>,
     /// The accept loop, which holds the runtime and the endpoint too.
     accepting: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    counters: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Host {
@@ -151,19 +192,31 @@ impl Host {
             QuicServerConfig::try_from(tls).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(transport_config(config.idle_timeout, config.keepalive)?);
+        // A client's address is the one its handshake proved; a packet from
+        // elsewhere is not followed (a migration would aim the session at an
+        // address that never proved it can receive).
+        server.migration(false);
         let endpoint = {
             let _guard = rt.enter();
             quinn::Endpoint::server(server, config.bind)
                 .map_err(|e| io(format!("cannot listen on {}: {e}", config.bind)))?
         };
         let (tx, rx) = tokio::sync::mpsc::channel(ACCEPT_BACKLOG);
-        let accepting = rt.spawn(accept_loop(endpoint.clone(), config, rt.clone(), tx));
+        let counters = Arc::new(Counters::default());
+        let accepting = rt.spawn(accept_loop(
+            endpoint.clone(),
+            config,
+            rt.clone(),
+            tx,
+            counters.clone(),
+        ));
         Ok(Host {
             rt,
             endpoint,
             identity,
             ready: Mutex::new(rx),
             accepting: Mutex::new(Some(accepting)),
+            counters,
         })
     }
 
@@ -177,26 +230,42 @@ impl Host {
         self.identity.fingerprint()
     }
 
+    /// What the listener did with incoming connections so far.
+    pub fn counters(&self) -> HostCounters {
+        let c = &self.counters;
+        HostCounters {
+            retried: c.retried.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
+            handshakes: c.handshakes.load(Ordering::Relaxed),
+        }
+    }
+
     /// The next client whose handshake finished; `Ok(None)` if none finished
     /// within `timeout`. Handshakes run in the background as clients connect
     /// (each bounded by `handshake_timeout`), so a timeout here never cuts one
     /// off. A client that failed its handshake is reported as the error of
-    /// this call; the host keeps listening.
+    /// this call; the host keeps listening. A finished handshake waits at
+    /// most `accept_timeout` for this call; the host closes one that waited
+    /// longer, and this call skips it.
     pub fn accept(&self, timeout: Option<Duration>) -> Result<Option<HostSession>> {
         let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
         let next = async {
-            match ready.recv().await {
-                Some(r) => r.map(Some),
-                None => Err(Error::closed("the host is closed")),
+            loop {
+                match ready.recv().await {
+                    Some(Ok(parked)) if parked.expired() => continue,
+                    Some(r) => return r.map(Some),
+                    None => return Err(Error::closed("the host is closed")),
+                }
             }
         };
-        match timeout {
-            None => self.rt.block_on(next),
+        let parked = match timeout {
+            None => self.rt.block_on(next)?,
             Some(t) => match self.rt.block_on(async { tokio::time::timeout(t, next).await }) {
-                Ok(r) => r,
-                Err(_) => Ok(None),
+                Ok(r) => r?,
+                Err(_) => None,
             },
-        }
+        };
+        parked.map(ParkedSession::activate).transpose()
     }
 
     /// Stops listening and closes every connection with `reason`.
@@ -230,39 +299,62 @@ impl Drop for Host {
     }
 }
 
-/// Accepts every incoming connection and runs its handshake in a task of its own.
+/// Accepts every incoming connection and runs its handshake in a task of its
+/// own, at most `max_handshakes` at once. A connection from an address QUIC
+/// has not validated yet is answered with a Retry first.
 async fn accept_loop(
     endpoint: quinn::Endpoint,
     config: HostConfig,
     rt: Arc<Runtime>,
-    ready: tokio::sync::mpsc::Sender<Result<HostSession>>,
+    ready: tokio::sync::mpsc::Sender<Result<ParkedSession>>,
+    counters: Arc<Counters>,
 ) {
     let config = Arc::new(config);
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_handshakes));
+    let probes = Arc::new(AtomicU32::new(0));
     while let Some(incoming) = endpoint.accept().await {
-        let (config, rt, ready) = (config.clone(), rt.clone(), ready.clone());
+        if !incoming.remote_address_validated() {
+            counters.retried.fetch_add(1, Ordering::Relaxed);
+            let _ = incoming.retry();
+            continue;
+        }
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            counters.refused.fetch_add(1, Ordering::Relaxed);
+            incoming.refuse();
+            continue;
+        };
+        counters.handshakes.fetch_add(1, Ordering::Relaxed);
+        let (config, rt, ready, probes) = (config.clone(), rt.clone(), ready.clone(), probes.clone());
         tokio::spawn(async move {
-            let r = handshake(incoming, &config, rt).await;
+            let r = handshake(incoming, &config, rt, probes).await;
+            // The slot is held until the session is handed over: waiting
+            // sessions count against the limit too.
             let _ = ready.send(r).await;
+            drop(slot);
         });
     }
 }
 
-/// One client's handshake, from the QUIC handshake to an established session.
-async fn handshake(incoming: quinn::Incoming, cfg: &HostConfig, rt: Arc<Runtime>) -> Result<HostSession> {
+/// One client's handshake, from the QUIC handshake to a parked session.
+async fn handshake(
+    incoming: quinn::Incoming,
+    cfg: &HostConfig,
+    rt: Arc<Runtime>,
+    probes: Arc<AtomicU32>,
+) -> Result<ParkedSession> {
     let conn = within(cfg.handshake_timeout, "QUIC handshake", async {
         incoming
             .await
             .map_err(|e| super::proto::protocol(format!("QUIC handshake failed: {e}")))
     })
     .await?;
-    match handshake_on(&conn, cfg, rt).await {
-        Ok(s) => Ok(s),
-        Err(e) => {
-            // Tell the client why before dropping it.
-            close_for_error(&conn, &e);
-            Err(e)
-        }
+    let limit = cfg.handshake_timeout;
+    let result = within(limit, "handshake", handshake_on(&conn, cfg, rt, probes)).await;
+    if let Err(e) = &result {
+        // Tell the client why before dropping it.
+        close_for_error(&conn, e);
     }
+    result
 }
 
 /// Refuses a client that is not on the host's list.
@@ -288,52 +380,85 @@ fn admit(conn: &quinn::Connection, cfg: &HostConfig) -> Result<Option<Fingerprin
     ))
 }
 
-/// Drives [`proto::host`](super::proto::host)'s phases over the control stream.
-async fn handshake_on(conn: &quinn::Connection, cfg: &HostConfig, rt: Arc<Runtime>) -> Result<HostSession> {
+/// How often the data socket is checked for the client's path response.
+const PATH_POLL: Duration = Duration::from_millis(5);
+
+/// Drives [`proto::host`](super::proto::host)'s phases over the control
+/// stream, then validates the client's data address.
+async fn handshake_on(
+    conn: &quinn::Connection,
+    cfg: &HostConfig,
+    rt: Arc<Runtime>,
+    probes: Arc<AtomicU32>,
+) -> Result<ParkedSession> {
     let client_fingerprint = admit(conn, cfg)?;
-    let limit = cfg.handshake_timeout;
-    let (mut send, mut recv) = within(limit, "control stream", async {
-        conn.accept_bi()
-            .await
-            .map_err(|e| super::proto::protocol(format!("no control stream: {e}")))
-    })
-    .await?;
+    let (mut send, mut recv) = conn
+        .accept_bi()
+        .await
+        .map_err(|e| super::proto::protocol(format!("no control stream: {e}")))?;
     let offer = HostOffer {
         session: cfg.session.clone(),
         max_bitrate_kbps: cfg.max_bitrate_kbps,
     };
-    let hello = within(limit, "client hello", read_msg(&mut recv)).await?;
+    let hello = read_msg(&mut recv).await?;
     let received = AwaitingHello::new(offer).on_message(hello)?;
-    // Only now, after an authenticated exchange, is a data path bound for this client.
-    let peer = conn.remote_address();
-    let data_peer = SocketAddr::new(peer.ip(), received.client_data_port());
+    // Only now, after an authenticated exchange, is a data socket bound for
+    // this client; nothing but path challenges goes out on it until the
+    // address answers.
+    let data_peer = SocketAddr::new(conn.remote_address().ip(), received.client_data_port());
     let udp = bind_data_socket(conn, data_peer, &cfg.udp)?;
     let mut session_id = [0u8; 16];
     random(&mut session_id)?;
     let (awaiting_ready, server_hello) = received.answer(udp.local_addr()?.port(), session_id);
     let tap = cfg.hooks.on_control_sent.as_ref();
     write_msg(&mut send, &server_hello, tap).await?;
-    let ready = within(limit, "ready", read_msg(&mut recv)).await?;
-    let negotiated = awaiting_ready.on_message(ready)?;
-    let keys = exported_keys(conn, &negotiated.session_id, &cfg.hooks)?;
+    let ready = read_msg(&mut recv).await?;
+    let mut token = [0u8; PATH_TOKEN_LEN];
+    random(&mut token)?;
+    let mut path = awaiting_ready.on_message(ready, token, Instant::now())?;
+    let keys = exported_keys(conn, &session_id, &cfg.hooks)?;
     // Each client gets its own impairment generator, seeded apart, so clients do not lose in lockstep.
     let impairment = cfg.impairment.clone().map(|imp| ImpairmentConfig {
         seed: imp.seed ^ u64::from_le_bytes(session_id[..8].try_into().unwrap_or_default()),
         ..imp
     });
-    let path = DataPath::new(udp, impairment);
-    let data = Session::new(Role::Host, negotiated.session.clone(), &keys, Arc::new(path))?;
-    HostSession::start(SessionParts {
+    let data = Session::new(
+        Role::Host,
+        cfg.session.clone(),
+        &keys,
+        Arc::new(DataPath::new(udp, impairment)),
+    )?;
+    let (mut sender, mut receiver) = data.split();
+    let (negotiated, validated) = loop {
+        let now = Instant::now();
+        if let Some(challenge) = path.poll_transmit(now)? {
+            sender.send_path(challenge)?;
+        }
+        let _ = receiver.poll_frame(now)?;
+        if let Some(m) = receiver.take_path_message() {
+            match path.on_path(m) {
+                PathStep::Validated(negotiated, validated) => break (negotiated, validated),
+                PathStep::Pending(still) => path = still,
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PATH_POLL) => {}
+            e = conn.closed() => return Err(super::proto::protocol(format!("closed during the handshake: {e}"))),
+        }
+    };
+    write_msg(&mut send, &validated, tap).await?;
+    Ok(ParkedSession::start(SessionParts {
         rt,
         conn: conn.clone(),
         send,
         recv,
-        data,
+        sender,
         negotiated,
         config: cfg,
         client_fingerprint,
         data_peer,
-    })
+        probes,
+    }))
 }
 
 /// The host's data socket for one client: bound on the address the QUIC

@@ -1,5 +1,5 @@
-//! One client's session on the host: its send thread, its control tasks,
-//! and the application's handle ([`HostSession`]).
+//! One client's session on the host: its control tasks, its send thread, and
+//! the application's handle.
 //!
 //! ```text
 //! app ── submit ──► [send queue] ──► punktfunk-send: HostSender (FrameSender + probe, sans-IO) ──► UDP
@@ -8,35 +8,37 @@
 //! quinn ─► datagram task ─► HostProto::handle_datagram ─► input events → app
 //! ```
 //!
+//! A finished handshake is a [`ParkedSession`]: its tasks run, but it has no
+//! send thread and runs no probe until [`super::Host::accept`] hands it to
+//! the application as a [`HostSession`]; one not accepted in time is closed.
 //! Nothing on the QUIC runtime's thread waits for the data plane: the send
-//! thread owns the sender; the control tasks leave commands in its inbox and
-//! wake it.
+//! thread owns the sender, and the control tasks leave commands in its inbox
+//! and wake it.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::fec::check_fec_percent;
-use crate::session::{
-    FrameMeta, FrameSender, FrameSink, Notify, SendWaker, SendWorker, Session, StatsHandle,
-};
+use crate::session::{FrameMeta, FrameSender, FrameSink, Notify, SendWaker, SendWorker, StatsHandle};
 use crate::stats::StatsSnapshot;
 use crate::transport::DataPath;
 
+use super::events::EventQueue;
 use super::host::HostConfig;
 use super::identity::Fingerprint;
-use super::msg::{CloseReason, ControlMsg};
-use super::proto::host::{DatagramOutcome, HostAction, HostEvent, HostProto};
+use super::msg::{close_code, CloseReason, ControlMsg};
+use super::proto::host::{probe_refused, DatagramOutcome, HostAction, HostEvent, HostProto};
 use super::proto::Negotiated;
 use super::runtime::{
-    close_conn, close_for_error, peer_closed, read_msg, reason_of, write_loop, CloseSlot, Ctrl, Runtime,
+    close_conn, close_for_error, close_now, peer_closed, read_msg, reason_of, send_ctrl, write_loop,
+    CloseSlot, Ctrl, Runtime, CTRL_BACKLOG,
 };
 
-/// Most host events left unread before further input events are dropped
-/// (and counted); other events are always queued, and are few.
-const HOST_EVENT_BACKLOG: usize = 4096;
+/// Longest [`HostSession::close`] waits for the frames already queued to go out.
+pub const CLOSE_DRAIN: Duration = Duration::from_secs(5);
 
 /// What the handshake hands over to start a session.
 pub(super) struct SessionParts<'a> {
@@ -44,11 +46,13 @@ pub(super) struct SessionParts<'a> {
     pub conn: quinn::Connection,
     pub send: quinn::SendStream,
     pub recv: quinn::RecvStream,
-    pub data: Session<Arc<DataPath>>,
+    pub sender: FrameSender<Arc<DataPath>>,
     pub negotiated: Negotiated,
     pub config: &'a HostConfig,
     pub client_fingerprint: Option<Fingerprint>,
     pub data_peer: SocketAddr,
+    /// Probes running across the host.
+    pub probes: Arc<AtomicU32>,
 }
 
 /// Commands from the control tasks to the send thread.
@@ -63,15 +67,18 @@ struct Inbox {
 struct Shared {
     proto: Mutex<HostProto>,
     inbox: Mutex<Inbox>,
-    /// Input datagrams that could not be decoded, and input events dropped
-    /// because the application left too many unread.
-    input_dropped: AtomicU64,
-    notify: Mutex<Option<Notify>>,
-    /// Events queued and not yet taken by the application.
-    queued: AtomicUsize,
+    events: EventQueue,
     /// The FEC percentage in force (mirrored for readers on any thread).
     fec_percent: AtomicU8,
-    events: mpsc::Sender<HostEvent>,
+    /// The application took the session: probes may run.
+    accepted: AtomicBool,
+    /// Nobody took the session in time; the host closed it.
+    expired: AtomicBool,
+    /// Wakes the send thread once there is one.
+    waker: OnceLock<SendWaker>,
+    /// Probes running across the host, and the most allowed at once.
+    probes: Arc<AtomicU32>,
+    max_probes: u32,
 }
 
 impl Shared {
@@ -83,21 +90,23 @@ impl Shared {
         self.inbox.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues an event for the application and wakes it if it asked to be
-    /// woken. Input beyond [`HOST_EVENT_BACKLOG`] unread events is dropped and
-    /// counted: memory stays bounded whatever the client sends.
-    fn emit(&self, ev: HostEvent) {
-        if matches!(ev, HostEvent::Input(_)) && self.queued.load(Ordering::Relaxed) >= HOST_EVENT_BACKLOG {
-            self.input_dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+    fn wake_sender(&self) {
+        if let Some(w) = self.waker.get() {
+            w.wake();
         }
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        if self.events.send(ev).is_ok() {
-            let notify = self.notify.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            if let Some(n) = notify {
-                n();
-            }
-        }
+    }
+
+    /// Takes one of the host's probe slots, if one is free.
+    fn claim_probe(&self) -> bool {
+        self.probes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_probes).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn release_probe(&self) {
+        self.probes.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -109,6 +118,8 @@ struct HostSender {
     ctrl: Ctrl,
     conn: quinn::Connection,
     slot: CloseSlot,
+    /// The rate of the probe running, kbit/s.
+    probe_kbps: u32,
 }
 
 impl HostSender {
@@ -122,14 +133,27 @@ impl HostSender {
         if let Some(pct) = fec {
             self.sender.set_fec_percent(pct)?;
         }
-        if stop_probe {
-            self.sender.stop_probe(now);
-        }
-        if let Some((kbps, ms)) = probe {
-            self.sender
-                .start_probe(kbps, Duration::from_millis(ms.into()), now);
+        match probe {
+            // The session ended before the probe could start, or the host
+            // runs as many probes as it allows: refused.
+            Some(_) if stop_probe || !self.shared.claim_probe() => {
+                self.shared.proto().probe_finished();
+                send_ctrl(&self.ctrl, probe_refused());
+            }
+            Some((kbps, ms)) => {
+                self.probe_kbps = kbps;
+                self.sender
+                    .start_probe(kbps, Duration::from_millis(ms.into()), now);
+            }
+            None if stop_probe && self.sender.stop_probe(now).is_some() => self.probe_over(),
+            None => {}
         }
         Ok(())
+    }
+
+    fn probe_over(&mut self) {
+        self.shared.proto().probe_finished();
+        self.shared.release_probe();
     }
 }
 
@@ -146,13 +170,17 @@ impl FrameSink for HostSender {
         let next = self.sender.poll_transmit(now)?;
         if let Some(done) = self.sender.take_probe_report() {
             let packets_sent = done.packets_sent;
-            let _ = self.ctrl.send(ControlMsg::ProbeDone {
-                packets_sent,
-                bytes_sent: packets_sent * self.sender.datagram_len() as u64,
-                send_drops: done.send_drops,
-                duration_us: done.duration.as_micros() as u64,
-            });
-            self.shared.proto().probe_finished();
+            send_ctrl(
+                &self.ctrl,
+                ControlMsg::ProbeDone {
+                    packets_sent,
+                    bytes_sent: packets_sent * self.sender.datagram_len() as u64,
+                    send_drops: done.send_drops,
+                    duration_us: done.duration.as_micros() as u64,
+                    rate_kbps: self.probe_kbps,
+                },
+            );
+            self.probe_over();
         }
         Ok(next)
     }
@@ -174,18 +202,23 @@ impl FrameSink for HostSender {
     }
 }
 
-/// One client's session on the host: send frames, read its events.
-pub struct HostSession {
+impl Drop for HostSender {
+    fn drop(&mut self) {
+        // A probe cut short by the end of the session frees its host slot.
+        if self.sender.probing() {
+            self.shared.release_probe();
+        }
+    }
+}
+
+/// What a session is, whether or not the application took it yet.
+struct Common {
     client_fingerprint: Option<Fingerprint>,
     rt: Arc<Runtime>,
     conn: quinn::Connection,
     slot: CloseSlot,
     ctrl: Ctrl,
     shared: Arc<Shared>,
-    worker: SendWorker,
-    events: Mutex<mpsc::Receiver<HostEvent>>,
-    /// The `Closed` event was taken: every later read says the session is closed.
-    closed_taken: std::sync::atomic::AtomicBool,
     stats: StatsHandle,
     peer: SocketAddr,
     data_peer: SocketAddr,
@@ -193,39 +226,39 @@ pub struct HostSession {
     granted_bitrate_kbps: u32,
 }
 
-impl std::fmt::Debug for HostSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostSession")
-            .field("peer", &self.peer)
-            .finish_non_exhaustive()
-    }
+/// A finished handshake the application has not taken yet (see the module docs).
+pub(super) struct ParkedSession {
+    common: Common,
+    sink: HostSender,
+    send_queue: usize,
+    /// Closes the session if nobody accepts it in time.
+    watchdog: tokio::task::JoinHandle<()>,
 }
 
-impl HostSession {
-    /// Starts the session's send thread and control tasks.
-    pub(super) fn start(p: SessionParts<'_>) -> Result<HostSession> {
-        let (sender, _receiver) = p.data.split();
-        let stats = sender.stats_handle();
-        let (tx, events) = mpsc::channel();
+impl ParkedSession {
+    /// Starts the session's control tasks; the application gets it from
+    /// [`ParkedSession::activate`] within `HostConfig::accept_timeout`.
+    pub(super) fn start(p: SessionParts<'_>) -> ParkedSession {
+        let stats = p.sender.stats_handle();
+        let now = Instant::now();
         let shared = Arc::new(Shared {
-            proto: Mutex::new(HostProto::new(&p.negotiated, p.config.adaptive_fec)),
+            proto: Mutex::new(HostProto::new(
+                &p.negotiated,
+                p.config.adaptive_fec,
+                p.config.probe,
+                now,
+            )),
             inbox: Mutex::default(),
-            input_dropped: AtomicU64::new(0),
-            notify: Mutex::new(None),
-            queued: AtomicUsize::new(0),
-            fec_percent: AtomicU8::new(sender.fec_percent()),
-            events: tx,
+            events: EventQueue::default(),
+            fec_percent: AtomicU8::new(p.sender.fec_percent()),
+            accepted: AtomicBool::new(false),
+            expired: AtomicBool::new(false),
+            waker: OnceLock::new(),
+            probes: p.probes,
+            max_probes: p.config.probe.max_concurrent,
         });
-        let (ctrl, ctrl_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (ctrl, ctrl_rx) = tokio::sync::mpsc::channel(CTRL_BACKLOG);
         let slot = CloseSlot::default();
-        let sink = HostSender {
-            sender,
-            shared: shared.clone(),
-            ctrl: ctrl.clone(),
-            conn: p.conn.clone(),
-            slot: slot.clone(),
-        };
-        let worker = SendWorker::spawn(sink, p.config.send_queue, None)?;
         let tap = p.config.hooks.on_control_sent.clone();
         let _guard = p.rt.enter();
         tokio::spawn(write_loop(p.send, ctrl_rx, tap));
@@ -234,29 +267,89 @@ impl HostSession {
             slot: slot.clone(),
             ctrl: ctrl.clone(),
             shared: shared.clone(),
-            waker: worker.waker(),
         };
         tokio::spawn(tasks.clone().control_loop(p.recv));
         tokio::spawn(tasks.datagram_loop());
-        let peer = p.conn.remote_address();
-        Ok(HostSession {
-            client_fingerprint: p.client_fingerprint,
-            rt: p.rt.clone(),
-            conn: p.conn,
-            slot,
-            ctrl,
-            shared,
-            worker,
-            events: Mutex::new(events),
-            closed_taken: Default::default(),
-            stats,
-            peer,
-            data_peer: p.data_peer,
-            session_id: p.negotiated.session_id,
-            granted_bitrate_kbps: p.negotiated.granted_bitrate_kbps,
-        })
+        let watchdog = tokio::spawn(watchdog(p.conn.clone(), shared.clone(), p.config.accept_timeout));
+        let sink = HostSender {
+            sender: p.sender,
+            shared: shared.clone(),
+            ctrl: ctrl.clone(),
+            conn: p.conn.clone(),
+            slot: slot.clone(),
+            probe_kbps: 0,
+        };
+        ParkedSession {
+            common: Common {
+                client_fingerprint: p.client_fingerprint,
+                rt: p.rt.clone(),
+                peer: p.conn.remote_address(),
+                conn: p.conn,
+                slot,
+                ctrl,
+                shared,
+                stats,
+                data_peer: p.data_peer,
+                session_id: p.negotiated.session_id,
+                granted_bitrate_kbps: p.negotiated.granted_bitrate_kbps,
+            },
+            sink,
+            send_queue: p.config.send_queue,
+            watchdog,
+        }
     }
 
+    /// Whether the host closed the session because nobody accepted it in
+    /// time. (A session the client closed meanwhile is still handed over:
+    /// the application learns who came, and reads the close.)
+    pub(super) fn expired(&self) -> bool {
+        self.common.shared.expired.load(Ordering::Acquire)
+    }
+
+    /// Hands the session to the application: starts its send thread.
+    pub(super) fn activate(self) -> Result<HostSession> {
+        self.watchdog.abort();
+        let c = self.common;
+        c.shared.accepted.store(true, Ordering::Release);
+        let worker = SendWorker::spawn(self.sink, self.send_queue, None)?;
+        let _ = c.shared.waker.set(worker.waker());
+        // Commands left while parked (a FEC change) apply now.
+        c.shared.wake_sender();
+        Ok(HostSession { c, worker })
+    }
+}
+
+/// Closes a parked session that was not accepted within `limit`.
+async fn watchdog(conn: quinn::Connection, shared: Arc<Shared>, limit: Duration) {
+    tokio::time::sleep(limit).await;
+    if !shared.accepted.load(Ordering::Acquire) {
+        shared.expired.store(true, Ordering::Release);
+        close_now(
+            &conn,
+            &CloseReason {
+                code: close_code::INTERNAL,
+                reason: format!("the host did not accept the session within {limit:?}"),
+            },
+        );
+    }
+}
+
+/// One client's session on the host: send frames, read its events.
+pub struct HostSession {
+    c: Common,
+    worker: SendWorker,
+}
+
+impl std::fmt::Debug for HostSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostSession")
+            .field("peer", &self.c.peer)
+            .field("data_peer", &self.c.data_peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostSession {
     /// Queues a frame for this client, waiting while the send queue is full
     /// (the queue's capacity is [`HostConfig::send_queue`]); the send thread
     /// paces it out. Fails with `ERR_PF_CLOSED` once the client is gone and
@@ -279,48 +372,21 @@ impl HostSession {
     /// Calls `notify` (from a network thread) whenever an event is queued; for
     /// waking an event loop instead of blocking in [`HostSession::next_event`].
     pub fn set_notify(&self, notify: Option<Notify>) {
-        *self.shared.notify.lock().unwrap_or_else(|p| p.into_inner()) = notify;
+        self.c.shared.events.set_notify(notify);
     }
 
     /// The next event if one is queued, without waiting. `ERR_PF_CLOSED` after
     /// the `Closed` event has been taken.
     pub fn try_next_event(&self) -> Result<Option<HostEvent>> {
-        self.check_open()?;
-        match self.events.lock().unwrap_or_else(|p| p.into_inner()).try_recv() {
-            Ok(e) => Ok(Some(self.taken(e))),
-            Err(mpsc::TryRecvError::Empty) => Ok(None),
-            Err(mpsc::TryRecvError::Disconnected) => Err(Error::closed("the session is closed")),
-        }
+        self.c.shared.events.pop(Duration::ZERO)
     }
 
-    /// The next event from the client, waiting up to `timeout`; `Ok(None)` on timeout.
+    /// The next event from the client, waiting up to `timeout`; `Ok(None)` on
+    /// timeout. Events are bounded: input beyond 4096 unread events is dropped
+    /// and counted ([`HostSession::input_dropped`]), keyframe requests and FEC
+    /// changes fold into the one already waiting.
     pub fn next_event(&self, timeout: Duration) -> Result<Option<HostEvent>> {
-        self.check_open()?;
-        match self
-            .events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .recv_timeout(timeout)
-        {
-            Ok(e) => Ok(Some(self.taken(e))),
-            Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::closed("the session is closed")),
-        }
-    }
-
-    fn taken(&self, e: HostEvent) -> HostEvent {
-        self.shared.queued.fetch_sub(1, Ordering::Relaxed);
-        if matches!(e, HostEvent::Closed(_)) {
-            self.closed_taken.store(true, Ordering::Relaxed);
-        }
-        e
-    }
-
-    fn check_open(&self) -> Result<()> {
-        if self.closed_taken.load(Ordering::Relaxed) {
-            return Err(Error::closed("the session is closed"));
-        }
-        Ok(())
+        self.c.shared.events.pop(timeout)
     }
 
     /// Sets the FEC percentage from the next queued frame on (and tells the
@@ -328,70 +394,74 @@ impl HostSession {
     pub fn set_fec_percent(&self, percent: u8) -> Result<()> {
         check_fec_percent(percent)?;
         self.worker.set_fec_percent(percent)?;
-        self.shared.proto().fec_set(percent);
-        self.shared.fec_percent.store(percent, Ordering::Relaxed);
-        let _ = self.ctrl.send(ControlMsg::FecChanged { percent });
+        self.c.shared.proto().fec_set(percent);
+        self.c.shared.fec_percent.store(percent, Ordering::Relaxed);
+        send_ctrl(&self.c.ctrl, ControlMsg::FecChanged { percent });
         Ok(())
     }
 
     /// The FEC percentage in force.
     pub fn fec_percent(&self) -> u8 {
-        self.shared.fec_percent.load(Ordering::Relaxed)
+        self.c.shared.fec_percent.load(Ordering::Relaxed)
     }
 
     /// Data-plane counters of this session.
     pub fn stats(&self) -> StatsSnapshot {
-        self.stats.snapshot()
+        self.c.stats.snapshot()
     }
 
     /// A handle for reading the counters from any thread.
     pub fn stats_handle(&self) -> StatsHandle {
-        self.stats.clone()
+        self.c.stats.clone()
     }
 
-    /// Input datagrams that could not be decoded (counted and dropped).
+    /// Input datagrams that could not be decoded, and input events dropped
+    /// because too many were left unread (counted, never silent).
     pub fn input_dropped(&self) -> u64 {
-        self.shared.input_dropped.load(Ordering::Relaxed)
+        self.c.shared.events.input_dropped.load(Ordering::Relaxed)
     }
 
     /// The client's QUIC address.
     pub fn peer(&self) -> SocketAddr {
-        self.peer
+        self.c.peer
     }
 
     /// The fingerprint of the certificate the client presented (`None` if it
     /// presented none): what [`HostConfig::authorized_clients`] lists.
     pub fn client_fingerprint(&self) -> Option<Fingerprint> {
-        self.client_fingerprint
+        self.c.client_fingerprint
     }
 
-    /// The client's data-plane address (the only source the data socket accepts).
+    /// The client's data-plane address: validated in the handshake (it
+    /// answered a challenge sent there), the only destination of this
+    /// session's datagrams and the only source its data socket accepts.
     pub fn data_peer(&self) -> SocketAddr {
-        self.data_peer
+        self.c.data_peer
     }
 
     /// This session's id (also bound into its keys).
     pub fn session_id(&self) -> [u8; 16] {
-        self.session_id
+        self.c.session_id
     }
 
     /// The bitrate granted in the handshake, kbit/s.
     pub fn granted_bitrate_kbps(&self) -> u32 {
-        self.granted_bitrate_kbps
+        self.c.granted_bitrate_kbps
     }
 
     /// How the connection ended, if it did.
     pub fn closed_reason(&self) -> Option<CloseReason> {
-        reason_of(&self.slot, &self.conn)
+        reason_of(&self.c.slot, &self.c.conn)
     }
 
     /// Closes the session with a code and reason the client can read: the
-    /// frames already queued are sent first (waiting up to a second for
-    /// them), then the `Close` message goes behind every control message
-    /// already sent (waiting up to a second for the client to answer).
+    /// frames already queued are sent first (waiting up to
+    /// [`CLOSE_DRAIN`] for them), then the `Close` message goes behind every
+    /// control message already sent (waiting up to a second for the client
+    /// to answer).
     pub fn close(&self, code: u32, reason: &str) {
-        let _ = self.worker.finish(Duration::from_secs(1));
-        close_conn(&self.rt, &self.conn, &self.ctrl, code, reason);
+        let _ = self.worker.finish(CLOSE_DRAIN);
+        close_conn(&self.c.rt, &self.c.conn, &self.c.ctrl, code, reason);
     }
 }
 
@@ -409,7 +479,6 @@ struct Tasks {
     slot: CloseSlot,
     ctrl: Ctrl,
     shared: Arc<Shared>,
-    waker: SendWaker,
 }
 
 impl Tasks {
@@ -432,12 +501,12 @@ impl Tasks {
         }
         self.conn.closed().await;
         self.shared.inbox().stop_probe = true;
-        self.waker.wake();
+        self.shared.wake_sender();
         let reason = reason_of(&self.slot, &self.conn).unwrap_or(CloseReason {
-            code: super::msg::close_code::NORMAL,
+            code: close_code::NORMAL,
             reason: String::new(),
         });
-        self.shared.emit(HostEvent::Closed(reason));
+        self.shared.events.push(HostEvent::Closed(reason));
     }
 
     /// Carries out actions in order; true once the session is closing.
@@ -445,15 +514,15 @@ impl Tasks {
         let mut wake = false;
         for a in actions {
             match a {
-                HostAction::Event(ev) => self.shared.emit(ev),
-                HostAction::Send(m) => {
-                    let _ = self.ctrl.send(m);
-                }
+                HostAction::Event(ev) => self.shared.events.push(ev),
+                HostAction::Send(m) => send_ctrl(&self.ctrl, m),
                 HostAction::SetFec(pct) => {
                     self.shared.inbox().fec = Some(pct);
                     self.shared.fec_percent.store(pct, Ordering::Relaxed);
                     wake = true;
                 }
+                // The send thread runs it: only once the application took the
+                // session (a parked one has no send thread yet).
                 HostAction::StartProbe { kbps, ms } => {
                     self.shared.inbox().probe = Some((kbps, ms));
                     wake = true;
@@ -465,7 +534,7 @@ impl Tasks {
             }
         }
         if wake {
-            self.waker.wake();
+            self.shared.wake_sender();
         }
         false
     }
@@ -475,10 +544,10 @@ impl Tasks {
         while let Ok(d) = self.conn.read_datagram().await {
             let outcome = self.shared.proto().handle_datagram(&d, Instant::now());
             match outcome {
-                DatagramOutcome::Event(ev) => self.shared.emit(ev),
+                DatagramOutcome::Event(ev) => self.shared.events.push(ev),
                 DatagramOutcome::Duplicate => {}
                 DatagramOutcome::Dropped => {
-                    self.shared.input_dropped.fetch_add(1, Ordering::Relaxed);
+                    self.shared.events.input_dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }

@@ -27,6 +27,7 @@
 mod adaptive;
 mod client;
 mod client_session;
+mod events;
 mod host;
 mod host_session;
 mod identity;
@@ -37,14 +38,14 @@ mod runtime;
 pub use adaptive::{AdaptiveFec, FecBand};
 pub use client::{Client, ClientConfig};
 pub use client_session::{ClientControl, ClientReceiver, ProbeResult};
-pub use host::{Host, HostConfig};
-pub use host_session::HostSession;
+pub use host::{Host, HostConfig, HostCounters};
+pub use host_session::{HostSession, CLOSE_DRAIN};
 pub use identity::{
     default_config_dir, default_known_hosts, Fingerprint, Identity, KnownHosts, Trust, KNOWN_HOSTS_FILE,
 };
 pub use msg::{axis, button, close_code, CloseReason, InputEvent, InputFields, InputKind};
 pub use proto::client::ClientEvent;
-pub use proto::host::HostEvent;
+pub use proto::host::{HostEvent, ProbePolicy};
 pub use runtime::{DatagramFilter, Hooks, KeyTap, Tap};
 
 /// ALPN protocol id of the control connection.

@@ -18,7 +18,7 @@ pub const MAX_UNKNOWN_PAYLOAD: usize = 4096;
 /// Longest close reason, in bytes of UTF-8.
 pub const MAX_REASON_LEN: usize = 256;
 /// Protocol version sent in the client hello.
-pub const CONTROL_VERSION: u16 = 1;
+pub const CONTROL_VERSION: u16 = 2;
 /// Capability bit: the client can receive probe (speed-test) datagrams.
 pub const CAP_PROBE: u32 = 1;
 /// Capability bit: the client sends input.
@@ -36,6 +36,7 @@ mod ty {
     pub const PROBE_DONE: u16 = 8;
     pub const INPUT: u16 = 9;
     pub const CLOSE: u16 = 10;
+    pub const PATH_VALIDATED: u16 = 11;
 }
 
 /// A gamepad axis (`PUNKTFUNK_AXIS_*` in C).
@@ -580,7 +581,13 @@ pub enum ControlMsg {
         send_drops: u64,
         /// How long sending took, µs.
         duration_us: u64,
+        /// The rate the host sent at, kbit/s: below the rate asked for when
+        /// the host clamped it to its probe ceiling, 0 when it refused.
+        rate_kbps: u32,
     },
+    /// Host → client: the client's data address answered the path challenge;
+    /// frames flow to it from now on (the end of the handshake).
+    PathValidated,
     /// Client → host: an input event that must arrive (key and button edges),
     /// with its sequence number (the same event may also come as a datagram;
     /// the host delivers whichever copy arrives first).
@@ -609,6 +616,7 @@ impl ControlMsg {
             ControlMsg::LossReport { .. } => ty::LOSS_REPORT,
             ControlMsg::ProbeRequest { .. } => ty::PROBE_REQUEST,
             ControlMsg::ProbeDone { .. } => ty::PROBE_DONE,
+            ControlMsg::PathValidated => ty::PATH_VALIDATED,
             ControlMsg::Input { .. } => ty::INPUT,
             ControlMsg::Close(_) => ty::CLOSE,
         }
@@ -678,11 +686,14 @@ impl ControlMsg {
                 bytes_sent,
                 send_drops,
                 duration_us,
+                rate_kbps,
             } => {
                 for v in [packets_sent, bytes_sent, send_drops, duration_us] {
                     p.extend_from_slice(&v.to_be_bytes());
                 }
+                p.extend_from_slice(&rate_kbps.to_be_bytes());
             }
+            ControlMsg::PathValidated => {}
             ControlMsg::Input { seq, event } => {
                 p.extend_from_slice(&seq.to_be_bytes());
                 p.extend_from_slice(&event.encode());
@@ -713,7 +724,8 @@ pub fn payload_bounds(type_id: u16) -> Option<(usize, usize)> {
         ty::FEC_CHANGED => exact(1),
         ty::LOSS_REPORT => exact(32),
         ty::PROBE_REQUEST => exact(8),
-        ty::PROBE_DONE => exact(32),
+        ty::PROBE_DONE => exact(36),
+        ty::PATH_VALIDATED => exact(0),
         ty::INPUT => exact(INPUT_DATAGRAM_LEN),
         ty::CLOSE => Some((4, 4 + MAX_REASON_LEN)),
         _ => None,
@@ -812,7 +824,9 @@ pub fn decode_payload(type_id: u16, p: &[u8]) -> Result<ControlMsg> {
             bytes_sent: u64_at(8),
             send_drops: u64_at(16),
             duration_us: u64_at(24),
+            rate_kbps: u32_at(32),
         },
+        ty::PATH_VALIDATED => ControlMsg::PathValidated,
         ty::INPUT => {
             let (seq, event) = decode_input_datagram(p)?;
             ControlMsg::Input { seq, event }
@@ -1045,7 +1059,9 @@ mod tests {
                 bytes_sent: 2,
                 send_drops: 3,
                 duration_us: 4,
+                rate_kbps: 5,
             },
+            ControlMsg::PathValidated,
             ControlMsg::Input {
                 seq: 7,
                 event: InputEvent::KeyDown { code: 4 },

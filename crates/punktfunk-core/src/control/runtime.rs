@@ -232,12 +232,23 @@ pub(super) async fn write_msg(send: &mut quinn::SendStream, m: &ControlMsg, tap:
 }
 
 /// The sending end of a session's control-message queue.
-pub(super) type Ctrl = tokio::sync::mpsc::UnboundedSender<ControlMsg>;
+pub(super) type Ctrl = tokio::sync::mpsc::Sender<ControlMsg>;
+
+/// Control messages queued for the stream at most: a peer that stops
+/// reading holds up its stream, and the queue does not grow beyond this.
+pub(super) const CTRL_BACKLOG: usize = 256;
+
+/// Queues a message whose loss only costs the peer information (a FEC
+/// change, a probe result): with the queue full the peer is not reading,
+/// and the message is dropped rather than held.
+pub(super) fn send_ctrl(ctrl: &Ctrl, m: ControlMsg) {
+    let _ = ctrl.try_send(m);
+}
 
 /// Writes queued control messages in order until the queue closes.
 pub(super) async fn write_loop(
     mut send: quinn::SendStream,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<ControlMsg>,
+    mut rx: tokio::sync::mpsc::Receiver<ControlMsg>,
     tap: Option<Tap>,
 ) {
     while let Some(m) = rx.recv().await {
@@ -289,7 +300,8 @@ pub(super) fn close_conn(rt: &Runtime, conn: &quinn::Connection, ctrl: &Ctrl, co
         code,
         reason: clip_reason(reason).to_string(),
     };
-    if ctrl.send(ControlMsg::Close(r.clone())).is_ok() {
+    // With the queue full (the peer stopped reading) the close goes at once.
+    if ctrl.try_send(ControlMsg::Close(r.clone())).is_ok() {
         let _ = rt.block_on(async { tokio::time::timeout(CLOSE_WAIT, conn.closed()).await });
     }
     if conn.close_reason().is_none() {

@@ -147,7 +147,13 @@ pub(crate) struct Run {
     /// The schedule's origin; moved forward when a send is late, so a late
     /// thread sends one chunk now rather than a burst of overdue ones.
     origin: Instant,
+    /// Keep the average rate instead: a late thread catches up, a few
+    /// chunks per step ([`Run::catching_up`]).
+    catch_up: bool,
 }
+
+/// Chunks a catching-up run sends per step at most.
+const CATCH_UP_CHUNKS: usize = 4;
 
 impl Run {
     /// A run of `total` datagrams of `datagram_len` bytes starting at `now`.
@@ -166,7 +172,16 @@ impl Run {
             datagram_len,
             rate,
             origin: now,
+            catch_up: false,
         }
+    }
+
+    /// The same run, but one that keeps its average rate when the thread is
+    /// late (a speed test measures the rate it was asked for): overdue chunks
+    /// go out, at most [`CATCH_UP_CHUNKS`] per step, and the schedule stays put.
+    pub(crate) fn catching_up(mut self) -> Run {
+        self.catch_up = true;
+        self
     }
 
     /// Datagrams of the run not yet sent.
@@ -205,10 +220,16 @@ impl Run {
             Some(_) if self.sent < self.burst => self.burst.min(self.total) - self.sent,
             Some(rate) => {
                 let interval = Duration::from_secs_f64((self.chunk * self.datagram_len) as f64 / rate);
-                if now - due >= interval {
-                    self.origin += now - due;
+                let late = now - due;
+                if self.catch_up {
+                    let overdue = (late.as_secs_f64() / interval.as_secs_f64()) as usize + 1;
+                    (overdue.min(CATCH_UP_CHUNKS) * self.chunk).min(self.remaining())
+                } else {
+                    if late >= interval {
+                        self.origin += late;
+                    }
+                    self.chunk.min(self.remaining())
                 }
-                self.chunk.min(self.remaining())
             }
         };
         self.sent += n;
@@ -272,6 +293,14 @@ mod tests {
         assert_eq!(run.remaining(), 75);
         assert_eq!(run.take_all(), 75);
         assert_eq!(run.next_due(), None);
+        // A catching-up run keeps its rate: two intervals late, it sends the
+        // overdue chunks (a few per step) and keeps the schedule.
+        let mut run = Run::new(100, 1000, plan, t0).catching_up();
+        assert_eq!(run.take_due(t0), 10);
+        assert_eq!(run.take_due(t0), 5);
+        assert_eq!(run.take_due(us(1100)), 10, "the chunks due at 0.5 and 1.0 ms");
+        assert_eq!(run.next_due(), Some(us(1500)), "the schedule did not move");
+        assert_eq!(run.take_due(us(9000)), 20, "at most four chunks per step");
         // Without a rate everything goes at once.
         let plan = Plan {
             bytes_per_sec: None,

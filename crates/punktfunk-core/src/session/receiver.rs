@@ -13,7 +13,7 @@ use crate::crypto::{DirectionKey, OpenError, Opener};
 use crate::error::Result;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::transport::{RecvMeta, Transport, RECV_BATCH, SEGMENTED_RECV_BUFFER};
-use crate::wire::{InnerHeader, CLEAR_HEADER_LEN, INNER_HEADER_LEN, TAG_LEN};
+use crate::wire::{InnerHeader, PathMessage, CLEAR_HEADER_LEN, INNER_HEADER_LEN, TAG_LEN};
 
 use super::blocking::RecvWait;
 use super::reassembly::Reassembler;
@@ -47,6 +47,8 @@ pub struct FrameReceiver<T: Transport> {
     ring_pos: usize,
     /// Offset of the next datagram inside `ring[ring_pos]`.
     seg_at: usize,
+    /// The last path-validation message received, for the control plane.
+    path: Option<PathMessage>,
 }
 
 impl<T: Transport> FrameReceiver<T> {
@@ -72,7 +74,14 @@ impl<T: Transport> FrameReceiver<T> {
             ring_len: 0,
             ring_pos: 0,
             seg_at: 0,
+            path: None,
         }
+    }
+
+    /// The last data-path validation message received (a packet flagged
+    /// `FLAG_PATH`), once; the control plane answers or checks it.
+    pub fn take_path_message(&mut self) -> Option<PathMessage> {
+        self.path.take()
     }
 
     /// The transport this half receives on.
@@ -235,6 +244,13 @@ impl<T: Transport> FrameReceiver<T> {
         };
         if h.is_probe() {
             Stats::add(&st.probe_packets_received, 1);
+            return;
+        }
+        if h.is_path() {
+            match PathMessage::decode(&plain[INNER_HEADER_LEN..]) {
+                Ok(m) => self.path = Some(m),
+                Err(_) => Stats::add(&st.recv_dropped_malformed, 1),
+            }
             return;
         }
         let _ = self.reasm.insert(&h, &plain[INNER_HEADER_LEN..], now);

@@ -15,7 +15,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fec::{check_fec_percent, recovery_count, FecEncoder, FrameLayout};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::transport::Transport;
-use crate::wire::{InnerHeader, CLEAR_HEADER_LEN, FLAG_KEYFRAME, FLAG_PROBE, INNER_HEADER_LEN};
+use crate::wire::{
+    InnerHeader, PathMessage, CLEAR_HEADER_LEN, FLAG_KEYFRAME, FLAG_PATH, FLAG_PROBE, INNER_HEADER_LEN,
+};
 
 use super::pacing::{Pacer, Plan, Run};
 use super::{check_frame_len, snapshot_with_io, FrameMeta, SessionConfig, StatsHandle};
@@ -405,6 +407,32 @@ impl<T: Transport> FrameSender<T> {
         Ok((sent_total, dropped_total))
     }
 
+    /// Sends one data-path validation message (a full-size datagram flagged
+    /// `FLAG_PATH`, sealed like any other) at once. Returns whether the
+    /// transport took it.
+    pub fn send_path(&mut self, message: PathMessage) -> Result<bool> {
+        let datagram_len = self.datagram_len();
+        if self.probe_pool.is_empty() {
+            self.probe_pool.push(vec![0u8; datagram_len]);
+        }
+        let header = InnerHeader {
+            flags: FLAG_PATH,
+            block_count: 1,
+            data_shards: 1,
+            frame_index: self.next_index,
+            ..Default::default()
+        };
+        let buf = &mut self.probe_pool[0];
+        encode_header(buf, &header);
+        let payload = &mut buf[PAYLOAD_AT..PAYLOAD_AT + self.config.fec.shard_payload];
+        payload.fill(0);
+        message.encode(payload);
+        seal_all(&mut self.sealer, &self.stats, &mut self.probe_pool[..1])?;
+        let sent = send_all(&*self.transport, &self.probe_pool[..1]).map_err(Error::from)?;
+        self.count_sent(sent, 1 - sent);
+        Ok(sent == 1)
+    }
+
     /// Starts a speed test at `now`: probe filler at `rate_kbps` for
     /// `duration`, paced by [`FrameSender::poll_transmit`] alongside frames.
     /// A probe already running is replaced (its report is kept).
@@ -423,7 +451,7 @@ impl<T: Transport> FrameSender<T> {
             bytes_per_sec: Some(bytes_per_sec),
         };
         self.probe = Some(Probe {
-            run: Run::new(total, dlen, plan, now),
+            run: Run::new(total, dlen, plan, now).catching_up(),
             started: now,
             ends: now + duration,
             sent: 0,

@@ -403,19 +403,29 @@ impl SendWorker {
     }
 
     /// Changes the FEC percentage for frames queued from now on (`0..=100`).
-    /// Does not wait for queue room: it is applied in queue order even when the
-    /// queue is full.
+    /// Does not wait for queue room: it is applied in queue order even when
+    /// the queue is full, and a change right behind another one replaces it,
+    /// so changes cannot pile up.
     pub fn set_fec_percent(&self, pct: u8) -> Result<()> {
         check_fec_percent(pct)?;
-        let st = self.shared.lock();
+        let mut st = self.shared.lock();
         if let Some(e) = st.failed.clone() {
             return Err(e);
         }
         if st.stopping {
             return Err(Error::closed("the session is closed"));
         }
+        if let Some(SendJob::SetFec(last)) = st.queue.back_mut() {
+            *last = pct;
+            return Ok(());
+        }
         self.shared.push_to_worker(st, SendJob::SetFec(pct));
         Ok(())
+    }
+
+    /// Jobs waiting for the send thread: frames and FEC changes.
+    pub fn pending_jobs(&self) -> usize {
+        self.shared.lock().queue.len()
     }
 
     /// Frames waiting in the queue.

@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::fec::FecConfig;
 use crate::session::SessionConfig;
 use crate::stats::StatsSnapshot;
+use crate::wire::{PathKind, PathMessage};
 
 use super::super::msg::{CloseReason, ControlMsg, CAP_INPUT, CAP_PROBE, CONTROL_VERSION};
 use super::{protocol, Negotiated};
@@ -46,10 +47,11 @@ impl AwaitingServerHello {
         (AwaitingServerHello { offer, data_port }, hello)
     }
 
-    /// Takes the host's answer: what was negotiated, and the `Ready` to send
-    /// once the data socket and keys are set up. Parameters the client's
-    /// limits cannot meet are the host's protocol error.
-    pub fn on_message(self, m: Option<ControlMsg>) -> Result<(Negotiated, ControlMsg)> {
+    /// Takes the host's answer: the next phase (what was negotiated, pending
+    /// the data path), and the `Ready` to send once the data socket and keys
+    /// are set up. Parameters the client's limits cannot meet are the host's
+    /// protocol error.
+    pub fn on_message(self, m: Option<ControlMsg>) -> Result<(ValidatingPath, ControlMsg)> {
         let Some(ControlMsg::ServerHello {
             session_id,
             fec_percent,
@@ -85,7 +87,41 @@ impl AwaitingServerHello {
             host_data_port: data_port,
             client_data_port: self.data_port,
         };
-        Ok((negotiated, ControlMsg::Ready))
+        Ok((ValidatingPath { negotiated }, ControlMsg::Ready))
+    }
+}
+
+/// `Ready` is out; the host challenges the client's data address. The data
+/// socket answers each challenge; the host's `PathValidated` ends the handshake.
+#[derive(Debug)]
+pub struct ValidatingPath {
+    negotiated: Negotiated,
+}
+
+impl ValidatingPath {
+    /// What was negotiated (the data session can be set up meanwhile).
+    pub fn negotiated(&self) -> &Negotiated {
+        &self.negotiated
+    }
+
+    /// A path message that arrived on the data socket: the answer to send
+    /// back from it, for a challenge.
+    pub fn on_path(&self, m: PathMessage) -> Option<PathMessage> {
+        (m.kind == PathKind::Challenge).then_some(PathMessage {
+            kind: PathKind::Response,
+            token: m.token,
+        })
+    }
+
+    /// The host's next message on the control stream: `PathValidated` ends
+    /// the handshake; anything else is its protocol error.
+    pub fn on_message(self, m: Option<ControlMsg>) -> Result<Negotiated> {
+        match m {
+            Some(ControlMsg::PathValidated) => Ok(self.negotiated),
+            other => Err(protocol(format!(
+                "expected the host to validate the data path, got {other:?}"
+            ))),
+        }
     }
 }
 
@@ -114,6 +150,8 @@ pub enum ClientAction {
         send_drops: u64,
         /// How long the host sent, µs.
         duration_us: u64,
+        /// The rate the host sent at, kbit/s (0: it refused).
+        rate_kbps: u32,
     },
     /// The host is closing: close the connection with this code and reason.
     Close(CloseReason),
@@ -146,11 +184,13 @@ impl ClientProto {
                 packets_sent,
                 send_drops,
                 duration_us,
+                rate_kbps,
                 ..
             } => Some(ClientAction::ProbeDone {
                 packets_sent,
                 send_drops,
                 duration_us,
+                rate_kbps,
             }),
             ControlMsg::Close(r) => Some(ClientAction::Close(r)),
             _ => None,

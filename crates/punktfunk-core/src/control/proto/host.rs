@@ -1,10 +1,11 @@
 //! The host's side of the control protocol: the handshake phases and the
 //! established session's message handling.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::session::SessionConfig;
+use crate::wire::{PathKind, PathMessage, PATH_TOKEN_LEN};
 
 use super::super::adaptive::{AdaptiveFec, FecBand};
 use super::super::msg::{self, CloseReason, ControlMsg, InputEvent, CONTROL_VERSION};
@@ -119,13 +120,93 @@ pub struct AwaitingReady {
 }
 
 impl AwaitingReady {
-    /// Takes the client's next message: `Ready` completes the handshake.
-    pub fn on_message(self, m: Option<ControlMsg>) -> Result<Negotiated> {
+    /// Takes the client's next message: `Ready` leads to validating the
+    /// client's data address with a fresh random `token` (at `now`).
+    pub fn on_message(
+        self,
+        m: Option<ControlMsg>,
+        token: [u8; PATH_TOKEN_LEN],
+        now: Instant,
+    ) -> Result<ValidatingPath> {
         match m {
-            Some(ControlMsg::Ready) => Ok(self.negotiated),
+            Some(ControlMsg::Ready) => Ok(ValidatingPath {
+                negotiated: self.negotiated,
+                token,
+                sent: 0,
+                next: now,
+            }),
             other => Err(protocol(format!("expected ready, got {other:?}"))),
         }
     }
+}
+
+/// Challenges sent to a client's data address before the host gives up.
+pub const PATH_CHALLENGES: u32 = 5;
+/// Time between challenges.
+pub const PATH_CHALLENGE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The last phase: nothing heavy goes to the client's data address before it
+/// proves it receives there. The host sends a challenge with a fresh token
+/// to that address (one full-size datagram, at most [`PATH_CHALLENGES`]
+/// times); the client's data socket echoes the token from that address.
+#[derive(Debug)]
+pub struct ValidatingPath {
+    negotiated: Negotiated,
+    token: [u8; PATH_TOKEN_LEN],
+    sent: u32,
+    next: Instant,
+}
+
+impl ValidatingPath {
+    /// The challenge to send at `now`, if one is due. Fails once every
+    /// challenge went unanswered: the address does not receive, or is not the
+    /// client's.
+    pub fn poll_transmit(&mut self, now: Instant) -> Result<Option<PathMessage>> {
+        if now < self.next {
+            return Ok(None);
+        }
+        if self.sent == PATH_CHALLENGES {
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the client's data address did not answer {PATH_CHALLENGES} path challenges; nothing is sent to it"
+                ),
+            ));
+        }
+        self.sent += 1;
+        self.next = now + PATH_CHALLENGE_INTERVAL;
+        Ok(Some(PathMessage {
+            kind: PathKind::Challenge,
+            token: self.token,
+        }))
+    }
+
+    /// When [`ValidatingPath::poll_transmit`] next has something to do.
+    pub fn poll_timeout(&self) -> Instant {
+        self.next
+    }
+
+    /// Takes a path message that arrived on the data socket (from the
+    /// challenged address: the socket accepts no other source). The right
+    /// token completes the handshake: what was negotiated and the message
+    /// that tells the client. Anything else leaves the phase as it was.
+    pub fn on_path(self, m: PathMessage) -> PathStep {
+        if m.kind == PathKind::Response && self.sent > 0 && m.token == self.token {
+            PathStep::Validated(self.negotiated, ControlMsg::PathValidated)
+        } else {
+            PathStep::Pending(self)
+        }
+    }
+}
+
+/// Where [`ValidatingPath::on_path`] leaves the handshake.
+#[derive(Debug)]
+pub enum PathStep {
+    /// The address proved it receives: what was negotiated, and the
+    /// message that tells the client.
+    Validated(Negotiated, ControlMsg),
+    /// Still waiting for the right answer.
+    Pending(ValidatingPath),
 }
 
 /// What a client sent the host, besides frames.
@@ -157,7 +238,8 @@ pub enum HostAction {
     /// Use this FEC percentage from the next frame on.
     SetFec(u8),
     /// Start a speed test through the data plane (rate and duration already
-    /// within the protocol's bounds); report with [`HostProto::probe_finished`].
+    /// within the protocol's and the host's bounds); report with
+    /// [`HostProto::probe_finished`].
     StartProbe {
         /// Rate, kbit/s.
         kbps: u32,
@@ -179,28 +261,119 @@ pub enum DatagramOutcome {
     Dropped,
 }
 
+/// How a host answers speed-test requests ([`crate::control::HostConfig::probe`]).
+/// A probe sends filler at the rate asked for through the data plane; these
+/// bounds keep a client from turning that into a flood.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbePolicy {
+    /// Whether the host answers probes at all (default `true`). A refused
+    /// request gets an empty result at once.
+    pub enabled: bool,
+    /// Highest probe rate, kbit/s: 0 (the default) means the session's
+    /// granted bitrate. Never above [`MAX_PROBE_KBPS`].
+    pub ceiling_kbps: u32,
+    /// Probe time each client may use per minute, ms (default 10 000: two
+    /// probes of the longest duration). A longer request is shortened to
+    /// what is left, and refused when nothing is.
+    pub budget_ms_per_minute: u32,
+    /// Probes running at once across the whole host (default 1); a request
+    /// beyond it is refused.
+    pub max_concurrent: u32,
+}
+
+impl Default for ProbePolicy {
+    fn default() -> Self {
+        ProbePolicy {
+            enabled: true,
+            ceiling_kbps: 0,
+            budget_ms_per_minute: 10_000,
+            max_concurrent: 1,
+        }
+    }
+}
+
+/// One session's probe allowance: a bucket of probe milliseconds that
+/// refills at the policy's rate per minute.
+#[derive(Debug)]
+struct ProbeBudget {
+    policy: ProbePolicy,
+    ceiling_kbps: u32,
+    running: bool,
+    budget_ms: f64,
+    refilled: Instant,
+}
+
+impl ProbeBudget {
+    fn new(policy: ProbePolicy, granted_kbps: u32, now: Instant) -> ProbeBudget {
+        let ceiling = match policy.ceiling_kbps {
+            0 => granted_kbps,
+            c => c,
+        };
+        ProbeBudget {
+            policy,
+            ceiling_kbps: ceiling.min(MAX_PROBE_KBPS),
+            running: false,
+            budget_ms: f64::from(policy.budget_ms_per_minute),
+            refilled: now,
+        }
+    }
+
+    /// The rate and duration granted for a request at `now`, spent from the
+    /// budget; `None` when refused.
+    fn grant(&mut self, target_kbps: u32, duration_ms: u32, now: Instant) -> Option<(u32, u32)> {
+        let cap = f64::from(self.policy.budget_ms_per_minute);
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.budget_ms = (self.budget_ms + elapsed * cap / 60.0).min(cap);
+        self.refilled = now;
+        let kbps = target_kbps.min(self.ceiling_kbps);
+        let ms = duration_ms.min(MAX_PROBE_MS).min(self.budget_ms as u32);
+        if !self.policy.enabled || kbps == 0 || ms == 0 {
+            return None;
+        }
+        self.budget_ms -= f64::from(ms);
+        Some((kbps, ms))
+    }
+}
+
+/// The answer to a probe the host does not run.
+pub fn probe_refused() -> ControlMsg {
+    ControlMsg::ProbeDone {
+        packets_sent: 0,
+        bytes_sent: 0,
+        send_drops: 0,
+        duration_us: 0,
+        rate_kbps: 0,
+    }
+}
+
 /// An established session on the host: the client's messages in, actions out.
 #[derive(Debug)]
 pub struct HostProto {
     dedup: InputDedup,
     fec: Option<AdaptiveFec>,
-    probing: bool,
+    probe: ProbeBudget,
 }
 
 impl HostProto {
-    /// The session after the handshake; `adaptive` moves the FEC percentage
-    /// within a band from the client's loss reports (`None` keeps it fixed).
-    pub fn new(negotiated: &Negotiated, adaptive: Option<FecBand>) -> HostProto {
+    /// The session after the handshake at `now`; `adaptive` moves the FEC
+    /// percentage within a band from the client's loss reports (`None` keeps
+    /// it fixed); `probe` bounds its speed tests.
+    pub fn new(
+        negotiated: &Negotiated,
+        adaptive: Option<FecBand>,
+        probe: ProbePolicy,
+        now: Instant,
+    ) -> HostProto {
         HostProto {
             dedup: InputDedup::default(),
             fec: adaptive.map(|band| AdaptiveFec::new(band, negotiated.session.fec.fec_percent)),
-            probing: false,
+            probe: ProbeBudget::new(probe, negotiated.granted_bitrate_kbps, now),
         }
     }
 
     /// Handles one message from the control stream at `now`; returns what to
     /// do, in order. Messages that do not apply to a host are ignored.
-    pub fn handle(&mut self, m: ControlMsg, _now: Instant) -> Vec<HostAction> {
+    pub fn handle(&mut self, m: ControlMsg, now: Instant) -> Vec<HostAction> {
         match m {
             ControlMsg::KeyframeRequest { first_lost } => {
                 vec![HostAction::Event(HostEvent::KeyframeRequest { first_lost })]
@@ -220,13 +393,13 @@ impl HostProto {
             ControlMsg::ProbeRequest {
                 target_kbps,
                 duration_ms,
-            } if !self.probing => {
-                self.probing = true;
-                vec![HostAction::StartProbe {
-                    kbps: target_kbps.min(MAX_PROBE_KBPS),
-                    ms: duration_ms.min(MAX_PROBE_MS),
-                }]
-            }
+            } if !self.probe.running => match self.probe.grant(target_kbps, duration_ms, now) {
+                Some((kbps, ms)) => {
+                    self.probe.running = true;
+                    vec![HostAction::StartProbe { kbps, ms }]
+                }
+                None => vec![HostAction::Send(probe_refused())],
+            },
             ControlMsg::Close(r) => vec![HostAction::Close(r)],
             _ => Vec::new(),
         }
@@ -250,9 +423,9 @@ impl HostProto {
         }
     }
 
-    /// The speed test started by [`HostAction::StartProbe`] is over; the
-    /// next request may start another.
+    /// The speed test started by [`HostAction::StartProbe`] is over (or the
+    /// driver could not run it); the next request may start another.
     pub fn probe_finished(&mut self) {
-        self.probing = false;
+        self.probe.running = false;
     }
 }

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use super::client::{
     AwaitingServerHello, ClientAction, ClientEvent, ClientOffer, ClientProto, LOSS_REPORT_INTERVAL,
 };
-use super::host::{AwaitingHello, DatagramOutcome, HostAction, HostEvent, HostOffer, HostProto};
+use super::host::{
+    probe_refused, AwaitingHello, DatagramOutcome, HostAction, HostEvent, HostOffer, HostProto, PathStep,
+    ProbePolicy,
+};
 use super::*;
 use crate::control::adaptive::{AdaptiveFec, FecBand};
 use crate::control::msg::{encode_input_datagram, ControlMsg, InputEvent};
@@ -31,18 +34,81 @@ fn client_offer(requested_bitrate_kbps: u32) -> ClientOffer {
     }
 }
 
-/// Both handshakes run against each other, message by message.
+/// Both handshakes run against each other, message by message, the path
+/// challenge and its answer included.
 fn handshake(host_max: u32, requested: u32) -> (Negotiated, Negotiated) {
+    let now = Instant::now();
     let (awaiting, hello) = AwaitingServerHello::start(client_offer(requested), 40_000);
     let received = AwaitingHello::new(offer(host_max))
         .on_message(Some(hello))
         .unwrap();
     assert_eq!(received.client_data_port(), 40_000);
     let (ready_phase, server_hello) = received.answer(50_000, [7; 16]);
-    let (on_client, ready) = awaiting.on_message(Some(server_hello)).unwrap();
+    let (validating, ready) = awaiting.on_message(Some(server_hello)).unwrap();
     assert_eq!(ready, ControlMsg::Ready);
-    let on_host = ready_phase.on_message(Some(ready)).unwrap();
+    let mut path = ready_phase.on_message(Some(ready), [9; 16], now).unwrap();
+    let challenge = path.poll_transmit(now).unwrap().expect("a challenge at once");
+    let answer = validating.on_path(challenge).expect("the client answers it");
+    let PathStep::Validated(on_host, validated) = path.on_path(answer) else {
+        panic!("the answer validates the path")
+    };
+    let on_client = validating.on_message(Some(validated)).unwrap();
     (on_host, on_client)
+}
+
+#[test]
+fn the_data_path_is_validated_only_by_the_token_sent_there() {
+    use crate::wire::{PathKind, PathMessage};
+    let t0 = Instant::now();
+    let (_, hello) = AwaitingServerHello::start(client_offer(0), 1);
+    let (ready_phase, _) = AwaitingHello::new(offer(1000))
+        .on_message(Some(hello))
+        .unwrap()
+        .answer(2, [1; 16]);
+    let token = [0xA5; 16];
+    let path = ready_phase
+        .on_message(Some(ControlMsg::Ready), token, t0)
+        .unwrap();
+    // A guessed answer before any challenge went out is ignored.
+    let early = PathMessage {
+        kind: PathKind::Response,
+        token,
+    };
+    let mut path = path_still(path.on_path(early));
+    let challenge = path.poll_transmit(t0).unwrap().unwrap();
+    assert_eq!((challenge.kind, challenge.token), (PathKind::Challenge, token));
+    assert_eq!(
+        path.poll_transmit(t0).unwrap(),
+        None,
+        "one challenge per interval"
+    );
+    // A wrong token, or the challenge reflected back, validates nothing.
+    let wrong = PathMessage {
+        kind: PathKind::Response,
+        token: [0; 16],
+    };
+    path = path_still(path.on_path(wrong));
+    path = path_still(path.on_path(challenge));
+    // Unanswered, the challenge is repeated a few times, then the handshake fails.
+    let mut at = t0;
+    for _ in 1..super::host::PATH_CHALLENGES {
+        at = path.poll_timeout();
+        assert!(path.poll_transmit(at).unwrap().is_some());
+    }
+    assert_eq!(
+        at - t0,
+        super::host::PATH_CHALLENGE_INTERVAL * (super::host::PATH_CHALLENGES - 1)
+    );
+    let e = path.poll_transmit(path.poll_timeout()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    assert!(e.message().contains("did not answer"), "{e}");
+}
+
+fn path_still(step: PathStep) -> super::host::ValidatingPath {
+    match step {
+        PathStep::Validated(..) => panic!("the path was validated"),
+        PathStep::Pending(p) => p,
+    }
 }
 
 #[test]
@@ -111,10 +177,19 @@ fn a_handshake_out_of_order_is_the_peers_protocol_error() {
         .on_message(Some(hello.clone()))
         .unwrap()
         .answer(2, [1; 16]);
-    assert_eq!(
-        ready_phase.on_message(Some(hello)).unwrap_err().kind(),
-        ErrorKind::Protocol
-    );
+    let e = ready_phase
+        .on_message(Some(hello), [0; 16], Instant::now())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Protocol);
+    // A client waiting for the path's validation takes nothing else.
+    let (awaiting, hello) = AwaitingServerHello::start(client_offer(0), 1);
+    let (_, server_hello) = AwaitingHello::new(offer(1000))
+        .on_message(Some(hello))
+        .unwrap()
+        .answer(2, [1; 16]);
+    let (validating, _) = awaiting.on_message(Some(server_hello)).unwrap();
+    let e = validating.on_message(Some(ControlMsg::Ready)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Protocol);
 }
 
 #[test]
@@ -167,8 +242,17 @@ fn errors_close_with_the_code_of_whoever_is_at_fault() {
 }
 
 fn established() -> HostProto {
-    let (negotiated, _) = handshake(1000, 0);
-    HostProto::new(&negotiated, Some(FecBand { min: 5, max: 40 }))
+    let (negotiated, _) = handshake(MAX_BITRATE_KBPS, 0);
+    let probes = ProbePolicy {
+        ceiling_kbps: MAX_PROBE_KBPS,
+        ..ProbePolicy::default()
+    };
+    HostProto::new(
+        &negotiated,
+        Some(FecBand { min: 5, max: 40 }),
+        probes,
+        Instant::now(),
+    )
 }
 
 #[test]
@@ -231,6 +315,67 @@ fn one_probe_at_a_time_within_the_protocol_bounds() {
     );
     p.probe_finished();
     assert_eq!(p.handle(ask, now).len(), 1, "after it ends another may start");
+}
+
+fn probe_session(policy: ProbePolicy, granted_kbps: u32) -> HostProto {
+    let (negotiated, _) = handshake(granted_kbps, 0);
+    HostProto::new(&negotiated, None, policy, Instant::now())
+}
+
+#[test]
+fn probes_stay_under_the_hosts_ceiling_and_the_clients_budget() {
+    let t0 = Instant::now();
+    let ask = |kbps, ms| ControlMsg::ProbeRequest {
+        target_kbps: kbps,
+        duration_ms: ms,
+    };
+    // Default ceiling: the session's grant (here 20 Mbit/s), whatever is asked.
+    let mut p = probe_session(ProbePolicy::default(), 20_000);
+    assert_eq!(
+        p.handle(ask(3_000_000, 5000), t0),
+        vec![HostAction::StartProbe {
+            kbps: 20_000,
+            ms: 5000
+        }]
+    );
+    p.probe_finished();
+    // 10 s of probe time per minute: the second 5 s probe fits, a third gets nothing.
+    assert_eq!(p.handle(ask(1000, 5000), t0).len(), 1);
+    p.probe_finished();
+    assert_eq!(
+        p.handle(ask(1000, 5000), t0),
+        vec![HostAction::Send(probe_refused())]
+    );
+    // The budget refills over the minute: after 15 s, 2.5 s more.
+    let later = t0 + Duration::from_secs(15);
+    assert_eq!(
+        p.handle(ask(1000, 5000), later),
+        vec![HostAction::StartProbe { kbps: 1000, ms: 2500 }],
+        "shortened to what is left"
+    );
+    // An explicit ceiling, and probes switched off.
+    let mut p = probe_session(
+        ProbePolicy {
+            ceiling_kbps: 5000,
+            ..ProbePolicy::default()
+        },
+        1_000_000,
+    );
+    assert_eq!(
+        p.handle(ask(3_000_000, 100), t0),
+        vec![HostAction::StartProbe { kbps: 5000, ms: 100 }]
+    );
+    let mut off = probe_session(
+        ProbePolicy {
+            enabled: false,
+            ..ProbePolicy::default()
+        },
+        1000,
+    );
+    assert_eq!(
+        off.handle(ask(100, 100), t0),
+        vec![HostAction::Send(probe_refused())]
+    );
 }
 
 #[test]
@@ -311,14 +456,16 @@ fn the_client_reports_loss_on_its_cadence_and_reads_host_messages() {
                 packets_sent: 3,
                 bytes_sent: 9,
                 send_drops: 1,
-                duration_us: 7
+                duration_us: 7,
+                rate_kbps: 8
             },
             late
         ),
         Some(ClientAction::ProbeDone {
             packets_sent: 3,
             send_drops: 1,
-            duration_us: 7
+            duration_us: 7,
+            rate_kbps: 8
         })
     ));
     assert_eq!(

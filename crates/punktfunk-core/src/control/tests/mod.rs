@@ -12,6 +12,7 @@ use super::*;
 use crate::error::ErrorKind;
 use crate::session::{FrameEvent, FrameMeta, SessionConfig};
 
+mod abuse;
 mod handshake;
 mod session;
 
@@ -42,8 +43,9 @@ pub(super) fn read_frames(c: &mut Client, n: usize) -> Vec<crate::session::Frame
     while out.len() < n {
         assert!(
             Instant::now() < deadline,
-            "only {} of {n} frames arrived",
-            out.len()
+            "only {} of {n} frames arrived: {:?}",
+            out.len(),
+            c.stats()
         );
         match c.recv_frame(Duration::from_millis(100)).unwrap() {
             Some(FrameEvent::Frame(f)) => out.push(f),

@@ -283,6 +283,11 @@ fn split_halves_run_on_workers_with_events_notified() {
                 input = Some(ev);
             }
         }
+        // The callback runs on the network thread as the event is queued; a
+        // reader woken by its own timeout may take the event first.
+        while woken.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
         assert!(woken.load(Ordering::SeqCst) >= 1, "the notify callback ran");
         while !matches!(
             s.next_event(Duration::from_secs(10)).unwrap(),
