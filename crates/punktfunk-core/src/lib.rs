@@ -40,6 +40,7 @@ pub mod crypto;
 pub mod error;
 pub mod fec;
 pub mod relay;
+pub mod rate;
 pub mod session;
 pub mod stats;
 pub mod transport;

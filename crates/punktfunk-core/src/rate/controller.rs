@@ -1,0 +1,658 @@
+//! The rate controller: a delivery-rate model (BBR's measurement) steered by
+//! queue delay (GCC's and SCReAM's signal) and loss at a full queue, with a
+//! loss-based mode for a bottleneck shared with loss-based flows.
+//! docs/CONGESTION.md gives the reasoning behind every constant here.
+
+use std::time::{Duration, Instant};
+
+use super::feedback::{Feedback, FeedbackError};
+use super::sendlog::{SendLog, SentPacket};
+use super::{RateConfig, RateCounters, RateSnapshot, RateState, WireBudget};
+
+/// Start-up growth per round: ×1.5 (BBR's 2/ln 2 ≈ 2.89 overshoots a 50 ms
+/// queue before a 25 ms feedback cadence can see it).
+const STARTUP_GAIN: f64 = 1.5;
+/// Queue delay that ends start-up, µs.
+const STARTUP_EXIT_QD_US: f64 = 5_000.0;
+/// Below this the queue counts as empty, µs.
+const QD_LOW_US: f64 = 3_000.0;
+/// A standing queue above this is congestion, µs.
+const QD_HIGH_US: f64 = 10_000.0;
+/// Loss with the queue at least this deep is loss at a full queue, µs.
+const QD_LOSS_US: f64 = 4_000.0;
+/// Delivery below this share of the send rate means the path is saturated.
+const SATURATED: f64 = 0.9;
+/// Back-off: the estimate becomes this share of the delivery rate (GCC's β
+/// is 0.85; 0.9 keeps utilisation above 90 % with a queue-delay signal).
+const BETA: f64 = 0.9;
+/// Back-off in loss-based (competing) mode, on the estimate: gentler than
+/// CUBIC's 0.7 so the video flow keeps its share.
+const BETA_COMPETING: f64 = 0.85;
+/// Loss (smoothed) above which FEC cannot keep up: back off whatever the
+/// delay (GCC's loss-based controller starts at 10 %).
+const HEAVY_LOSS: f64 = 0.10;
+/// Growth per second near the last congestion point.
+const GROWTH_NEAR: f64 = 0.05;
+/// Growth per second away from it, at first; doubles every second of clean
+/// growth up to `GROWTH_MAX`.
+const GROWTH_FAR: f64 = 0.10;
+const GROWTH_MAX: f64 = 0.60;
+/// "Near" the last congestion point: this band around it.
+const NEAR_LOW: f64 = 0.80;
+const NEAR_HIGH: f64 = 1.05;
+/// Pacing gain in steady state: the sender's queue drains after a keyframe
+/// while the bottleneck sees at most 10 % above the estimate.
+const PACING_GAIN: f64 = 1.1;
+/// Pacing gain while draining the start-up queue.
+const DRAIN_GAIN: f64 = 0.75;
+/// The estimate never grows past this multiple of the best delivery rate
+/// measured recently (GCC's 1.5 × incoming rate): growth must be proven.
+const PROVEN_GAIN: f64 = 1.5;
+/// One back-off never cuts below this share of the estimate.
+const MAX_CUT: f64 = 0.3;
+/// Window of the one-way-delay minimum (two halves), µs.
+const BASE_HALF_WINDOW_US: u64 = 5_000_000;
+/// Feedback silence before holding, in feedback intervals (at least 100 ms).
+const SILENCE_INTERVALS: u32 = 4;
+/// Silence before decaying, and the decay's half-life.
+const DECAY_AFTER: Duration = Duration::from_secs(1);
+const DECAY_HALF_LIFE_S: f64 = 1.0;
+/// The decay stops at this share of the estimate when silence began.
+const DECAY_FLOOR: f64 = 0.125;
+/// Queue delay that cannot be a queue (a clock jump), µs: the base restarts.
+const ABSURD_QD_US: f64 = 10_000_000.0;
+/// Ineffective delay back-offs in a row that reveal a loss-based competitor.
+const INEFFECTIVE_TO_COMPETE: u32 = 2;
+/// Queue empty this long ends the competing mode, µs.
+const COMPETING_EXIT_US: u64 = 1_000_000;
+/// Recent delivery rates kept.
+const RECV_HISTORY: usize = 4;
+
+/// Two-bucket windowed minimum (a min over the last 5–10 s).
+#[derive(Clone, Debug)]
+struct WindowedMin {
+    cur: i64,
+    prev: i64,
+    started_us: u64,
+}
+
+impl WindowedMin {
+    fn new() -> WindowedMin {
+        WindowedMin {
+            cur: i64::MAX,
+            prev: i64::MAX,
+            started_us: 0,
+        }
+    }
+
+    fn update(&mut self, v: i64, now_us: u64) {
+        if now_us.saturating_sub(self.started_us) >= BASE_HALF_WINDOW_US {
+            self.prev = self.cur;
+            self.cur = i64::MAX;
+            self.started_us = now_us;
+        }
+        self.cur = self.cur.min(v);
+    }
+
+    fn get(&self) -> i64 {
+        self.cur.min(self.prev)
+    }
+}
+
+/// The newest paired sample of the previous report: where the next delivery
+/// rate is measured from.
+#[derive(Clone, Copy, Debug)]
+struct Anchor {
+    arrival_us: u64,
+    bytes_received: u64,
+    sent: SentPacket,
+}
+
+/// Cumulative fields of the last report used.
+#[derive(Clone, Copy, Debug)]
+struct LastReport {
+    seq: u32,
+    packets_received: u64,
+    bytes_received: u64,
+    packets_lost: u64,
+    newest_arrival_us: u64,
+}
+
+/// What one report says, reduced.
+#[derive(Clone, Copy, Debug, Default)]
+struct Reading {
+    qd_avg: f64,
+    qd_max: f64,
+    recv_bps: Option<f64>,
+    send_bps: Option<f64>,
+    loss: f64,
+}
+
+/// A byte-rate meter over ~20 ms buckets (media only: padding excluded).
+#[derive(Clone, Copy, Debug, Default)]
+struct Meter {
+    bucket_start_us: u64,
+    bucket_bytes: u64,
+    bps: f64,
+}
+
+impl Meter {
+    fn add(&mut self, bytes: u64, now_us: u64) {
+        self.roll(now_us);
+        self.bucket_bytes += bytes;
+    }
+
+    fn roll(&mut self, now_us: u64) {
+        let age = now_us.saturating_sub(self.bucket_start_us);
+        if age >= 20_000 {
+            let r = self.bucket_bytes as f64 * 8e6 / age as f64;
+            self.bps = if age > 200_000 { r } else { 0.5 * self.bps + 0.5 * r };
+            self.bucket_start_us = now_us;
+            self.bucket_bytes = 0;
+        }
+    }
+}
+
+/// One session's rate controller. See the [module](super) docs.
+#[derive(Clone, Debug)]
+pub struct RateController {
+    cfg: RateConfig,
+    epoch: Instant,
+    min: f64,
+    ceiling: f64,
+    log: SendLog,
+    state: RateState,
+    est: f64,
+    srtt: Option<Duration>,
+    last: Option<LastReport>,
+    anchor: Option<Anchor>,
+    base: WindowedMin,
+    qd_us: f64,
+    loss_smooth: f64,
+    reading: Reading,
+    recv_hist: [f64; RECV_HISTORY],
+    recv_next: usize,
+    media: Meter,
+    last_update_us: u64,
+    last_feedback_us: Option<u64>,
+    hold_until_us: u64,
+    drain_until_us: u64,
+    last_congestion_est: f64,
+    growth_since_us: u64,
+    competing: bool,
+    ineffective: u32,
+    /// Queue delay at the last delay back-off and when to judge whether it drained.
+    backoff_qd_us: f64,
+    backoff_check_us: Option<u64>,
+    backoff_min_qd_us: f64,
+    queue_empty_since_us: Option<u64>,
+    silence_est: Option<f64>,
+    counters: RateCounters,
+}
+
+impl RateController {
+    /// A controller for one session, starting at `now`.
+    pub fn new(cfg: RateConfig, now: Instant) -> RateController {
+        let ceiling = cfg.probe_ceiling() as f64;
+        let max = cfg.max_bps.max(1) as f64;
+        let min = (cfg.min_bps.max(1) as f64).min(max);
+        let (state, est) = if cfg.adaptive {
+            (RateState::Startup, (cfg.initial_bps as f64).clamp(min, max))
+        } else {
+            (RateState::Fixed, max)
+        };
+        RateController {
+            cfg,
+            epoch: now,
+            min,
+            ceiling,
+            log: SendLog::new(cfg.send_log_runs, now),
+            state,
+            est,
+            srtt: None,
+            last: None,
+            anchor: None,
+            base: WindowedMin::new(),
+            qd_us: 0.0,
+            loss_smooth: 0.0,
+            reading: Reading::default(),
+            recv_hist: [0.0; RECV_HISTORY],
+            recv_next: 0,
+            media: Meter::default(),
+            last_update_us: 0,
+            last_feedback_us: None,
+            hold_until_us: 0,
+            drain_until_us: 0,
+            last_congestion_est: 0.0,
+            growth_since_us: 0,
+            competing: false,
+            ineffective: 0,
+            backoff_qd_us: 0.0,
+            backoff_check_us: None,
+            backoff_min_qd_us: f64::MAX,
+            queue_empty_since_us: None,
+            silence_est: None,
+            counters: RateCounters::default(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &RateConfig {
+        &self.cfg
+    }
+
+    /// Media datagrams `first_seq .. first_seq + count` of `bytes_each` wire
+    /// bytes were handed to the kernel at `now`. O(1), no allocation.
+    pub fn on_sent(&mut self, first_seq: u64, count: u32, bytes_each: u32, now: Instant) {
+        if self.log.on_sent(first_seq, count, bytes_each, now, false) {
+            let t = self.log.micros(now);
+            self.media.add(u64::from(count) * u64::from(bytes_each), t);
+        }
+    }
+
+    /// Like [`RateController::on_sent`] for probe filler (padding) the
+    /// sender added at [`RateSnapshot::probe_padding_bps`].
+    pub fn on_padding_sent(&mut self, first_seq: u64, count: u32, bytes_each: u32, now: Instant) {
+        self.log.on_sent(first_seq, count, bytes_each, now, true);
+    }
+
+    /// The QUIC connection's smoothed RTT (sets the round length of probing
+    /// and holds).
+    pub fn on_rtt(&mut self, rtt: Duration) {
+        self.srtt = Some(rtt.clamp(Duration::from_micros(100), Duration::from_secs(10)));
+    }
+
+    /// The send log (for diagnostics).
+    pub fn send_log(&self) -> &SendLog {
+        &self.log
+    }
+
+    /// Decodes and applies one feedback datagram. A refused datagram is
+    /// counted in [`RateCounters::feedback_dropped`] and changes nothing else.
+    pub fn on_feedback_datagram(&mut self, bytes: &[u8], now: Instant) -> Result<(), FeedbackError> {
+        match Feedback::decode(bytes) {
+            Ok(fb) => {
+                self.on_feedback(&fb, now);
+                Ok(())
+            }
+            Err(e) => {
+                self.counters.feedback_dropped += 1;
+                Err(e)
+            }
+        }
+    }
+
+    fn round_us(&self) -> u64 {
+        let rtt = self.srtt.unwrap_or(Duration::from_millis(50));
+        rtt.max(self.cfg.feedback_interval).as_micros() as u64
+    }
+
+    /// Applies one client report. Reports that contradict earlier ones or
+    /// what was sent are counted drops; older ones are ignored (stale).
+    pub fn on_feedback(&mut self, fb: &Feedback, now: Instant) {
+        if fb.check().is_err() {
+            self.counters.feedback_dropped += 1;
+            return;
+        }
+        let now_us = self.log.micros(now);
+        self.media.roll(now_us);
+        let newest_arrival = fb.samples().last().map(|s| s.arrival_us);
+        if let Some(last) = self.last {
+            if fb.seq <= last.seq {
+                self.counters.feedback_stale += 1;
+                return;
+            }
+            let backwards = fb.packets_received < last.packets_received
+                || fb.bytes_received < last.bytes_received
+                || fb.packets_lost < last.packets_lost
+                || newest_arrival.is_some_and(|a| a < last.newest_arrival_us);
+            if backwards {
+                self.counters.feedback_dropped += 1;
+                return;
+            }
+        }
+        if fb.packets_received > 0 && self.log.last_seq().is_none_or(|l| fb.highest_seq > l) {
+            // Claims a sequence the host never sent.
+            self.counters.feedback_dropped += 1;
+            return;
+        }
+        let prev = self.last.replace(LastReport {
+            seq: fb.seq,
+            packets_received: fb.packets_received,
+            bytes_received: fb.bytes_received,
+            packets_lost: fb.packets_lost,
+            newest_arrival_us: newest_arrival.unwrap_or(self.last.map_or(0, |l| l.newest_arrival_us)),
+        });
+        self.counters.feedback_used += 1;
+        self.last_feedback_us = Some(now_us);
+        if let Some(est) = self.silence_est.take() {
+            // Feedback is back: resume from where silence left the estimate.
+            self.last_congestion_est = est;
+            if self.state == RateState::Hold {
+                self.state = RateState::Steady;
+            }
+        }
+        if self.state == RateState::Fixed {
+            return;
+        }
+        let reading = self.read(fb, prev, now_us);
+        self.reading = reading;
+        self.decide(reading, now_us);
+        self.est = self.est.clamp(self.min, self.ceiling);
+        self.last_update_us = now_us;
+    }
+
+    /// Pairs samples with send records: queue delay, delivery and loss.
+    fn read(&mut self, fb: &Feedback, prev: Option<LastReport>, now_us: u64) -> Reading {
+        let mut owd = [0i64; super::feedback::MAX_SAMPLES];
+        let mut n = 0;
+        let mut newest: Option<(u64, SentPacket)> = None;
+        for s in fb.samples() {
+            match self.log.lookup(s.seq) {
+                Some(p) => {
+                    let d = s.arrival_us as i64 - p.sent_us as i64;
+                    self.base.update(d, now_us);
+                    owd[n] = d;
+                    n += 1;
+                    newest = Some((s.arrival_us, p));
+                }
+                None => self.counters.samples_unmatched += 1,
+            }
+        }
+        let mut r = Reading::default();
+        if n > 0 {
+            let base = self.base.get();
+            let (mut sum, mut max) = (0.0, 0.0f64);
+            for &d in &owd[..n] {
+                let q = (d - base) as f64;
+                sum += q;
+                max = max.max(q);
+            }
+            r.qd_avg = sum / n as f64;
+            r.qd_max = max;
+            if r.qd_max > ABSURD_QD_US {
+                // The client's clock jumped: restart the base from this report.
+                self.base = WindowedMin::new();
+                for &d in &owd[..n] {
+                    self.base.update(d, now_us);
+                }
+                r.qd_avg = 0.0;
+                r.qd_max = 0.0;
+            }
+            self.qd_us = r.qd_avg;
+        }
+        if let Some((arrival_us, sent)) = newest {
+            if let Some(a) = self.anchor {
+                let d_arr = arrival_us.saturating_sub(a.arrival_us);
+                let d_sent = sent.sent_us.saturating_sub(a.sent.sent_us);
+                if sent.seq > a.sent.seq && d_arr >= 2_000 && fb.bytes_received > a.bytes_received {
+                    let recv = (fb.bytes_received - a.bytes_received) as f64 * 8e6 / d_arr as f64;
+                    r.recv_bps = Some(recv);
+                    self.recv_hist[self.recv_next % RECV_HISTORY] = recv;
+                    self.recv_next += 1;
+                    if d_sent >= 1_000 {
+                        let bytes = sent.bytes_through().saturating_sub(a.sent.bytes_through());
+                        r.send_bps = Some(bytes as f64 * 8e6 / d_sent as f64);
+                    }
+                }
+            }
+            self.anchor = Some(Anchor {
+                arrival_us,
+                bytes_received: fb.bytes_received,
+                sent,
+            });
+        }
+        if let Some(p) = prev {
+            let lost = fb.packets_lost - p.packets_lost;
+            let got = fb.packets_received - p.packets_received;
+            if lost + got > 0 {
+                r.loss = lost as f64 / (lost + got) as f64;
+            }
+        }
+        self.loss_smooth += 0.25 * (r.loss - self.loss_smooth);
+        r
+    }
+
+    fn recv_max(&self) -> f64 {
+        self.recv_hist.iter().copied().fold(0.0, f64::max)
+    }
+
+    fn decide(&mut self, r: Reading, now_us: u64) {
+        let round = self.round_us();
+        let dt = now_us.saturating_sub(self.last_update_us).min(2 * round) as f64 / 1e6;
+        let saturated = matches!((r.recv_bps, r.send_bps),
+            (Some(rv), Some(sd)) if rv < SATURATED * sd * (1.0 - r.loss));
+        let tail_loss = r.loss > 0.0 && (r.qd_max >= QD_LOSS_US || saturated);
+        if r.loss > 0.0 && !tail_loss {
+            self.counters.random_loss_reports += 1;
+        }
+        self.track_competitor(r, now_us);
+
+        match self.state {
+            RateState::Startup => {
+                if r.qd_avg >= STARTUP_EXIT_QD_US || tail_loss || (saturated && r.qd_max >= QD_LOW_US) {
+                    let proven = self.recv_max().max(self.min);
+                    self.est = (BETA * proven).min(self.est);
+                    self.last_congestion_est = proven;
+                    self.state = RateState::Drain;
+                    self.drain_until_us = now_us + round;
+                    self.growth_since_us = now_us;
+                } else {
+                    let grown = self.est * STARTUP_GAIN.powf(dt * 1e6 / round as f64);
+                    let proven = PROVEN_GAIN * self.recv_max().max(self.cfg.initial_bps as f64);
+                    self.est = grown.min(proven.max(self.est)).min(self.ceiling);
+                    if self.est >= self.ceiling {
+                        self.state = RateState::Steady;
+                        self.growth_since_us = now_us;
+                    }
+                }
+            }
+            RateState::Drain => {
+                if r.qd_avg < QD_LOW_US || now_us >= self.drain_until_us + 4 * round {
+                    self.state = RateState::Steady;
+                    self.hold_until_us = now_us;
+                }
+            }
+            RateState::Steady | RateState::Backoff | RateState::Hold => {
+                if self.state == RateState::Backoff && now_us >= self.hold_until_us {
+                    self.state = RateState::Steady;
+                }
+                self.steady(r, now_us, dt, saturated, tail_loss);
+            }
+            RateState::Fixed => {}
+        }
+    }
+
+    fn steady(&mut self, r: Reading, now_us: u64, dt: f64, saturated: bool, tail_loss: bool) {
+        let heavy = self.loss_smooth > HEAVY_LOSS;
+        let delay = if self.competing {
+            false
+        } else {
+            r.qd_avg >= QD_HIGH_US || (r.qd_avg >= QD_LOW_US && saturated)
+        };
+        let can_cut = now_us >= self.hold_until_us;
+        if (delay || tail_loss || heavy) && can_cut {
+            let before = self.est;
+            let recv = r.recv_bps.unwrap_or(self.est);
+            let target = if heavy && !tail_loss && !delay {
+                self.counters.backoffs_heavy_loss += 1;
+                self.est * (1.0 - 0.5 * self.loss_smooth)
+            } else if self.competing {
+                self.counters.backoffs_loss += 1;
+                BETA_COMPETING * self.est
+            } else {
+                if tail_loss {
+                    self.counters.backoffs_loss += 1;
+                } else {
+                    self.counters.backoffs_delay += 1;
+                    self.backoff_qd_us = r.qd_avg;
+                    self.backoff_min_qd_us = f64::MAX;
+                    self.backoff_check_us = Some(now_us + 3 * self.round_us() + 300_000);
+                }
+                BETA * recv.min(self.est)
+            };
+            self.est = target.max(MAX_CUT * before).min(before);
+            self.last_congestion_est = before;
+            let round = self.round_us();
+            self.hold_until_us = now_us + (2 * round).max(100_000);
+            self.growth_since_us = self.hold_until_us;
+            self.state = RateState::Backoff;
+            return;
+        }
+        if self.state == RateState::Backoff {
+            return;
+        }
+        let app_limited = r.send_bps.is_some_and(|s| s < 0.8 * self.est);
+        let queue_ok = r.qd_avg < QD_LOW_US || (self.competing && !tail_loss);
+        if !queue_ok || app_limited || now_us < self.hold_until_us {
+            if !queue_ok {
+                self.growth_since_us = now_us;
+            }
+            return;
+        }
+        let near = self.last_congestion_est > 0.0
+            && self.est >= NEAR_LOW * self.last_congestion_est
+            && self.est <= NEAR_HIGH * self.last_congestion_est;
+        let rate = if near {
+            self.growth_since_us = now_us;
+            GROWTH_NEAR
+        } else {
+            let clean_s = now_us.saturating_sub(self.growth_since_us) as f64 / 1e6;
+            (GROWTH_FAR * 2f64.powf(clean_s)).min(GROWTH_MAX)
+        };
+        let grown = self.est * (1.0 + rate).powf(dt);
+        let proven = PROVEN_GAIN * self.recv_max();
+        self.est = grown.min(proven.max(self.est));
+    }
+
+    /// Watches whether delay back-offs drain the queue. When they do not,
+    /// twice in a row, the queue belongs to a loss-based flow: from then on
+    /// the controller backs off for loss at the full queue only (GCC's
+    /// answer is an adaptive threshold; BBR's a delivery-rate floor).
+    fn track_competitor(&mut self, r: Reading, now_us: u64) {
+        if r.qd_avg < QD_LOW_US {
+            let since = *self.queue_empty_since_us.get_or_insert(now_us);
+            if self.competing && now_us - since >= COMPETING_EXIT_US {
+                self.competing = false;
+                self.ineffective = 0;
+            }
+        } else {
+            self.queue_empty_since_us = None;
+        }
+        if let Some(at) = self.backoff_check_us {
+            self.backoff_min_qd_us = self.backoff_min_qd_us.min(r.qd_avg);
+            if now_us >= at {
+                self.backoff_check_us = None;
+                let drained = self.backoff_min_qd_us < (0.5 * self.backoff_qd_us).max(QD_LOW_US);
+                if drained {
+                    self.ineffective = 0;
+                } else {
+                    self.ineffective += 1;
+                    if self.ineffective >= INEFFECTIVE_TO_COMPETE && !self.competing {
+                        self.competing = true;
+                        self.counters.competing_detected += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// When the controller next needs [`RateController::handle_timeout`]:
+    /// the moment feedback silence turns into a hold, then every 50 ms of
+    /// decay. `None` in fixed mode or before anything was sent.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == RateState::Fixed {
+            return None;
+        }
+        let since = self.last_feedback_us.or_else(|| self.log.last_seq().map(|_| 0))?;
+        let hold = self.silence_after_us();
+        let at = if self.silence_est.is_some() {
+            self.last_update_us + 50_000
+        } else {
+            since + hold
+        };
+        Some(self.epoch + Duration::from_micros(at))
+    }
+
+    fn silence_after_us(&self) -> u64 {
+        (self.cfg.feedback_interval.as_micros() as u64 * u64::from(SILENCE_INTERVALS)).max(100_000)
+    }
+
+    /// Feedback silence: after four intervals the estimate holds (no growth,
+    /// no padding); after a second it halves every second, down to an eighth
+    /// of where it was (never below the floor). Fresh feedback ends it.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state == RateState::Fixed {
+            return;
+        }
+        let now_us = self.log.micros(now);
+        let Some(since) = self.last_feedback_us.or_else(|| self.log.last_seq().map(|_| 0)) else {
+            return;
+        };
+        let silent = now_us.saturating_sub(since);
+        if silent < self.silence_after_us() {
+            return;
+        }
+        let start = *self.silence_est.get_or_insert_with(|| {
+            self.counters.silences += 1;
+            self.est
+        });
+        self.state = RateState::Hold;
+        let decay_us = DECAY_AFTER.as_micros() as u64;
+        if silent > decay_us {
+            let halvings = (silent - decay_us) as f64 / 1e6 / DECAY_HALF_LIFE_S;
+            let floor = (DECAY_FLOOR * start).max(self.min);
+            self.est = (start * 0.5f64.powf(halvings)).max(floor).min(self.est);
+        }
+        self.est = self.est.clamp(self.min, self.ceiling);
+        self.last_update_us = now_us;
+    }
+
+    /// The media rate the encoder should produce, bit/s: the estimate less
+    /// `budget`'s overhead, capped at `max_bps` (in fixed mode: `max_bps`).
+    pub fn target_media_bps(&self, budget: &WireBudget) -> u64 {
+        if self.state == RateState::Fixed {
+            return self.cfg.max_bps;
+        }
+        budget.media_bps(self.est as u64).min(self.cfg.max_bps)
+    }
+
+    /// Path estimate, bit/s.
+    pub fn estimate_bps(&self) -> u64 {
+        self.est as u64
+    }
+
+    /// What the controller is doing.
+    pub fn state(&self) -> RateState {
+        self.state
+    }
+
+    /// The controller's outputs now.
+    pub fn snapshot(&self) -> RateSnapshot {
+        let est = self.est;
+        let pacing = match self.state {
+            RateState::Startup => est,
+            RateState::Drain => DRAIN_GAIN * est,
+            RateState::Fixed => (2.0 * est).min(self.ceiling.max(est)),
+            _ => (PACING_GAIN * est).min(self.ceiling.max(est)),
+        };
+        let padding = if self.state == RateState::Startup {
+            (est - self.media.bps).max(0.0)
+        } else {
+            0.0
+        };
+        RateSnapshot {
+            state: self.state,
+            estimate_bps: est as u64,
+            pacing_rate_bps: pacing as u64,
+            burst_bytes: self.cfg.burst_bytes,
+            probe_padding_bps: padding as u64,
+            delivery_bps: self.reading.recv_bps.unwrap_or(0.0) as u64,
+            queue_delay_us: self.qd_us.max(0.0) as u64,
+            rtt_us: self.srtt.map_or(0, |d| d.as_micros() as u64),
+            loss_permille: (self.reading.loss * 1000.0).round() as u32,
+            competing: self.competing,
+            counters: self.counters,
+        }
+    }
+}
