@@ -27,19 +27,25 @@ const SATURATED: f64 = 0.9;
 const BETA: f64 = 0.9;
 /// Back-off in loss-based (competing) mode, on the estimate: gentler than
 /// CUBIC's 0.7 so the video flow keeps its share.
-const BETA_COMPETING: f64 = 0.85;
+const BETA_COMPETING: f64 = 0.8;
 /// Loss (smoothed) above which FEC cannot keep up: back off whatever the
 /// delay (GCC's loss-based controller starts at 10 %).
 const HEAVY_LOSS: f64 = 0.10;
 /// Growth per second near the last congestion point.
-const GROWTH_NEAR: f64 = 0.05;
+const GROWTH_NEAR: f64 = 0.08;
 /// Growth per second away from it, at first; doubles every second of clean
 /// growth up to `GROWTH_MAX`.
-const GROWTH_FAR: f64 = 0.10;
+const GROWTH_FAR: f64 = 0.20;
 const GROWTH_MAX: f64 = 0.60;
+/// Growth per second beside a loss-based flow: steady, like its additive
+/// increase, so neither side takes the other's share.
+const GROWTH_COMPETING: f64 = 0.08;
+/// How long the last congestion point is remembered, µs: a path whose
+/// queue stayed quiet that long may have grown.
+const NEAR_MEMORY_US: u64 = 3_000_000;
 /// "Near" the last congestion point: this band around it.
 const NEAR_LOW: f64 = 0.80;
-const NEAR_HIGH: f64 = 1.05;
+const NEAR_HIGH: f64 = 1.0;
 /// Pacing gain in steady state: the sender's queue drains after a keyframe
 /// while the bottleneck sees at most 10 % above the estimate.
 const PACING_GAIN: f64 = 1.1;
@@ -60,11 +66,26 @@ const DECAY_HALF_LIFE_S: f64 = 1.0;
 /// The decay stops at this share of the estimate when silence began.
 const DECAY_FLOOR: f64 = 0.125;
 /// Queue delay that cannot be a queue (a clock jump), µs: the base restarts.
-const ABSURD_QD_US: f64 = 10_000_000.0;
+const ABSURD_QD_US: f64 = 3_000_000.0;
+/// One report spans tens of ms: its one-way delays cannot differ by more
+/// than this, µs (a queue that deep is not a queue we can control anyway).
+const MAX_SPREAD_US: i64 = 1_000_000;
 /// Ineffective delay back-offs in a row that reveal a loss-based competitor.
 const INEFFECTIVE_TO_COMPETE: u32 = 2;
+/// Queue delay rise over ~100 ms that means the queue grows, µs.
+const TREND_US: f64 = 1_000.0;
+/// Delivery below this share of the send rate: the queue grows.
+const GROWING: f64 = 0.97;
+/// A congestion episode: cuts closer than this to the previous one are its
+/// follow-ups and need a growing queue, µs.
+const EPISODE_US: u64 = 1_000_000;
+/// Reports of queue delay kept for the trend.
+const QD_RING: usize = 4;
 /// Queue empty this long ends the competing mode, µs.
 const COMPETING_EXIT_US: u64 = 1_000_000;
+/// Reports refused in a row (as older than the last used) before the
+/// controller starts over from the next one.
+const RESYNC_AFTER: u32 = 8;
 /// Recent delivery rates kept.
 const RECV_HISTORY: usize = 4;
 
@@ -181,12 +202,17 @@ pub struct RateController {
     growth_since_us: u64,
     competing: bool,
     ineffective: u32,
-    /// Queue delay at the last delay back-off and when to judge whether it drained.
-    backoff_qd_us: f64,
-    backoff_check_us: Option<u64>,
-    backoff_min_qd_us: f64,
+    /// Queue delay at the last delay cut.
+    cut_qd_us: f64,
+    last_cut_us: u64,
     queue_empty_since_us: Option<u64>,
+    sat_run: u32,
+    recv_prev: f64,
+    qd_ring: [f64; QD_RING],
+    qd_next: usize,
+    qd_trend_base: f64,
     silence_est: Option<f64>,
+    refused_run: u32,
     counters: RateCounters,
 }
 
@@ -227,11 +253,16 @@ impl RateController {
             growth_since_us: 0,
             competing: false,
             ineffective: 0,
-            backoff_qd_us: 0.0,
-            backoff_check_us: None,
-            backoff_min_qd_us: f64::MAX,
+            cut_qd_us: 0.0,
+            last_cut_us: 0,
             queue_empty_since_us: None,
+            sat_run: 0,
+            recv_prev: 0.0,
+            qd_ring: [0.0; QD_RING],
+            qd_next: 0,
+            qd_trend_base: 0.0,
             silence_est: None,
+            refused_run: 0,
             counters: RateCounters::default(),
         }
     }
@@ -297,25 +328,47 @@ impl RateController {
         let now_us = self.log.micros(now);
         self.media.roll(now_us);
         let newest_arrival = fb.samples().last().map(|s| s.arrival_us);
-        if let Some(last) = self.last {
-            if fb.seq <= last.seq {
-                self.counters.feedback_stale += 1;
-                return;
-            }
-            let backwards = fb.packets_received < last.packets_received
-                || fb.bytes_received < last.bytes_received
-                || fb.packets_lost < last.packets_lost
-                || newest_arrival.is_some_and(|a| a < last.newest_arrival_us);
-            if backwards {
-                self.counters.feedback_dropped += 1;
-                return;
-            }
-        }
         if fb.packets_received > 0 && self.log.last_seq().is_none_or(|l| fb.highest_seq > l) {
             // Claims a sequence the host never sent.
             self.counters.feedback_dropped += 1;
             return;
         }
+        let sent = self.log.counters();
+        if fb.packets_received > sent.packets
+            || fb.packets_lost > sent.packets
+            || fb.bytes_received > self.log.total_bytes()
+        {
+            // More than was ever sent.
+            self.counters.feedback_dropped += 1;
+            return;
+        }
+        if let Some(last) = self.last {
+            // Order by content, not by the report number: a report can only
+            // be newer if its counters and arrivals did not run backwards.
+            let backwards = fb.packets_received < last.packets_received
+                || fb.bytes_received < last.bytes_received
+                || fb.packets_lost < last.packets_lost
+                || newest_arrival.is_some_and(|a| a < last.newest_arrival_us);
+            let duplicate = fb.seq == last.seq;
+            if backwards || duplicate {
+                if fb.seq.wrapping_sub(last.seq) > u32::MAX / 2 || duplicate {
+                    self.counters.feedback_stale += 1;
+                } else {
+                    self.counters.feedback_dropped += 1;
+                }
+                self.refused_run += 1;
+                if self.refused_run < RESYNC_AFTER {
+                    return;
+                }
+                // Refused many times in a row: the reference itself was bad
+                // (one corrupt report that passed every check). Start over
+                // from this report.
+                self.last = None;
+                self.anchor = None;
+                self.base = WindowedMin::new();
+            }
+        }
+        self.refused_run = 0;
         let prev = self.last.replace(LastReport {
             seq: fb.seq,
             packets_received: fb.packets_received,
@@ -350,9 +403,7 @@ impl RateController {
         for s in fb.samples() {
             match self.log.lookup(s.seq) {
                 Some(p) => {
-                    let d = s.arrival_us as i64 - p.sent_us as i64;
-                    self.base.update(d, now_us);
-                    owd[n] = d;
+                    owd[n] = s.arrival_us as i64 - p.sent_us as i64;
                     n += 1;
                     newest = Some((s.arrival_us, p));
                 }
@@ -360,7 +411,17 @@ impl RateController {
             }
         }
         let mut r = Reading::default();
+        let spread = owd[..n].iter().max().zip(owd[..n].iter().min()).map_or(0, |(a, b)| a - b);
+        if spread > MAX_SPREAD_US {
+            // Arrival times no path produces: ignore the samples.
+            self.counters.feedback_dropped += 1;
+            n = 0;
+            newest = None;
+        }
         if n > 0 {
+            for &d in &owd[..n] {
+                self.base.update(d, now_us);
+            }
             let base = self.base.get();
             let (mut sum, mut max) = (0.0, 0.0f64);
             for &d in &owd[..n] {
@@ -388,6 +449,7 @@ impl RateController {
                 if sent.seq > a.sent.seq && d_arr >= 2_000 && fb.bytes_received > a.bytes_received {
                     let recv = (fb.bytes_received - a.bytes_received) as f64 * 8e6 / d_arr as f64;
                     r.recv_bps = Some(recv);
+                    self.recv_prev = self.recv_hist[(self.recv_next + RECV_HISTORY - 1) % RECV_HISTORY];
                     self.recv_hist[self.recv_next % RECV_HISTORY] = recv;
                     self.recv_next += 1;
                     if d_sent >= 1_000 {
@@ -426,7 +488,7 @@ impl RateController {
         if r.loss > 0.0 && !tail_loss {
             self.counters.random_loss_reports += 1;
         }
-        self.track_competitor(r, now_us);
+        self.track_queue(r, now_us);
 
         match self.state {
             RateState::Startup => {
@@ -457,44 +519,59 @@ impl RateController {
                 if self.state == RateState::Backoff && now_us >= self.hold_until_us {
                     self.state = RateState::Steady;
                 }
-                self.steady(r, now_us, dt, saturated, tail_loss);
+                self.steady(r, now_us, dt, tail_loss);
             }
             RateState::Fixed => {}
         }
     }
 
-    fn steady(&mut self, r: Reading, now_us: u64, dt: f64, saturated: bool, tail_loss: bool) {
+    fn steady(&mut self, r: Reading, now_us: u64, dt: f64, tail_loss: bool) {
         let heavy = self.loss_smooth > HEAVY_LOSS;
-        let delay = if self.competing {
-            false
+        // The queue grows when it rose over the last ~100 ms, or when the
+        // client receives slower than we send.
+        let rising = r.qd_avg - self.qd_trend_base >= TREND_US;
+        let growing = rising
+            || matches!((r.recv_bps, r.send_bps),
+                (Some(rv), Some(sd)) if rv < GROWING * sd * (1.0 - r.loss));
+        // The first reaction of an episode needs only a deep queue; later
+        // ones need it to be still growing: a standing delay our cut did not
+        // drain is not ours (a delay spike, another flow).
+        let fresh = now_us >= self.last_cut_us + EPISODE_US;
+        let deep = self.sat_run >= 2;
+        let delay = !self.competing
+            && ((r.qd_avg >= QD_HIGH_US && (growing || fresh)) || (r.qd_avg >= QD_LOW_US && deep));
+        let tail = tail_loss && (!self.competing || r.qd_max >= QD_LOSS_US);
+        let before = self.est;
+        let recv = r.recv_bps.unwrap_or(before).max(self.recv_prev);
+        // Twice in a row the client received well below what we sent: the
+        // path carries about that much (BBR's delivery rate). Otherwise the
+        // estimate was just past the path: a step back suffices.
+        let target = if self.competing {
+            BETA_COMPETING * before
+        } else if heavy && !tail && !delay {
+            before * (1.0 - 0.5 * self.loss_smooth)
+        } else if deep {
+            BETA * recv
         } else {
-            r.qd_avg >= QD_HIGH_US || (r.qd_avg >= QD_LOW_US && saturated)
+            BETA * before
         };
-        let can_cut = now_us >= self.hold_until_us;
-        if (delay || tail_loss || heavy) && can_cut {
-            let before = self.est;
-            let recv = r.recv_bps.unwrap_or(self.est);
-            let target = if heavy && !tail_loss && !delay {
+        let can_cut = now_us >= self.hold_until_us || (deep && target < BETA * before);
+        if (delay || tail || heavy) && can_cut && target < before {
+            if heavy && !tail && !delay {
                 self.counters.backoffs_heavy_loss += 1;
-                self.est * (1.0 - 0.5 * self.loss_smooth)
-            } else if self.competing {
-                self.counters.backoffs_loss += 1;
-                BETA_COMPETING * self.est
+            } else if delay {
+                self.counters.backoffs_delay += 1;
+                self.judge_cut(r.qd_avg, rising, now_us);
             } else {
-                if tail_loss {
-                    self.counters.backoffs_loss += 1;
-                } else {
-                    self.counters.backoffs_delay += 1;
-                    self.backoff_qd_us = r.qd_avg;
-                    self.backoff_min_qd_us = f64::MAX;
-                    self.backoff_check_us = Some(now_us + 3 * self.round_us() + 300_000);
-                }
-                BETA * recv.min(self.est)
-            };
-            self.est = target.max(MAX_CUT * before).min(before);
-            self.last_congestion_est = before;
-            let round = self.round_us();
-            self.hold_until_us = now_us + (2 * round).max(100_000);
+                self.counters.backoffs_loss += 1;
+            }
+            self.est = target.max(MAX_CUT * before);
+            if !(heavy && !tail && !delay) {
+                // Loss that FEC cannot repair says nothing about capacity.
+                self.last_congestion_est = before;
+            }
+            self.last_cut_us = now_us;
+            self.hold_until_us = now_us + (2 * self.round_us()).max(100_000);
             self.growth_since_us = self.hold_until_us;
             self.state = RateState::Backoff;
             return;
@@ -503,19 +580,23 @@ impl RateController {
             return;
         }
         let app_limited = r.send_bps.is_some_and(|s| s < 0.8 * self.est);
-        let queue_ok = r.qd_avg < QD_LOW_US || (self.competing && !tail_loss);
+        let queue_ok = if self.competing { !tail_loss } else { r.qd_avg < QD_LOW_US };
         if !queue_ok || app_limited || now_us < self.hold_until_us {
             if !queue_ok {
                 self.growth_since_us = now_us;
             }
             return;
         }
-        let near = self.last_congestion_est > 0.0
+        let near = !self.competing
+            && now_us < self.last_cut_us + NEAR_MEMORY_US
+            && self.last_congestion_est > 0.0
             && self.est >= NEAR_LOW * self.last_congestion_est
             && self.est <= NEAR_HIGH * self.last_congestion_est;
         let rate = if near {
             self.growth_since_us = now_us;
             GROWTH_NEAR
+        } else if self.competing {
+            GROWTH_COMPETING
         } else {
             let clean_s = now_us.saturating_sub(self.growth_since_us) as f64 / 1e6;
             (GROWTH_FAR * 2f64.powf(clean_s)).min(GROWTH_MAX)
@@ -525,36 +606,45 @@ impl RateController {
         self.est = grown.min(proven.max(self.est));
     }
 
-    /// Watches whether delay back-offs drain the queue. When they do not,
-    /// twice in a row, the queue belongs to a loss-based flow: from then on
-    /// the controller backs off for loss at the full queue only (GCC's
-    /// answer is an adaptive threshold; BBR's a delivery-rate floor).
-    fn track_competitor(&mut self, r: Reading, now_us: u64) {
+    /// A delay cut made while the queue is still as deep as at the previous
+    /// cut, and still rising, did not help: the queue is not ours. Twice in a
+    /// row reveals a loss-based competitor; from then on the controller
+    /// backs off for loss at the full queue only (GCC's answer is an
+    /// adaptive threshold; BBR's a delivery-rate model that ignores delay).
+    fn judge_cut(&mut self, qd_us: f64, rising: bool, now_us: u64) {
+        let recent = now_us < self.last_cut_us + 2 * EPISODE_US;
+        if recent && rising && qd_us >= self.cut_qd_us - 1_000.0 {
+            self.ineffective += 1;
+            if self.ineffective >= INEFFECTIVE_TO_COMPETE && !self.competing {
+                self.competing = true;
+                self.counters.competing_detected += 1;
+            }
+        } else {
+            self.ineffective = 0;
+        }
+        self.cut_qd_us = qd_us;
+    }
+
+    /// The competing mode ends once the queue stayed empty for a second.
+    fn track_queue(&mut self, r: Reading, now_us: u64) {
         if r.qd_avg < QD_LOW_US {
+            self.ineffective = 0;
             let since = *self.queue_empty_since_us.get_or_insert(now_us);
             if self.competing && now_us - since >= COMPETING_EXIT_US {
                 self.competing = false;
-                self.ineffective = 0;
             }
         } else {
             self.queue_empty_since_us = None;
         }
-        if let Some(at) = self.backoff_check_us {
-            self.backoff_min_qd_us = self.backoff_min_qd_us.min(r.qd_avg);
-            if now_us >= at {
-                self.backoff_check_us = None;
-                let drained = self.backoff_min_qd_us < (0.5 * self.backoff_qd_us).max(QD_LOW_US);
-                if drained {
-                    self.ineffective = 0;
-                } else {
-                    self.ineffective += 1;
-                    if self.ineffective >= INEFFECTIVE_TO_COMPETE && !self.competing {
-                        self.competing = true;
-                        self.counters.competing_detected += 1;
-                    }
-                }
-            }
-        }
+        self.sat_run = match (r.recv_bps, r.send_bps) {
+            (Some(rv), Some(sd)) if rv < SATURATED * sd * (1.0 - r.loss) => self.sat_run + 1,
+            (Some(_), Some(_)) => 0,
+            _ => self.sat_run,
+        };
+        // Queue delay ~100 ms ago (four reports) for the trend.
+        self.qd_trend_base = self.qd_ring[self.qd_next % QD_RING];
+        self.qd_ring[self.qd_next % QD_RING] = r.qd_avg;
+        self.qd_next += 1;
     }
 
     /// When the controller next needs [`RateController::handle_timeout`]:
@@ -634,6 +724,9 @@ impl RateController {
             RateState::Startup => est,
             RateState::Drain => DRAIN_GAIN * est,
             RateState::Fixed => (2.0 * est).min(self.ceiling.max(est)),
+            // Cut for congestion: pace below the estimate until the queue drained.
+            RateState::Backoff if self.qd_us >= QD_LOW_US => DRAIN_GAIN * est,
+            _ if self.qd_us >= QD_LOW_US || self.competing => est,
             _ => (PACING_GAIN * est).min(self.ceiling.max(est)),
         };
         let padding = if self.state == RateState::Startup {

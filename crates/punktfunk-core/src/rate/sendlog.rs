@@ -54,6 +54,8 @@ impl SentPacket {
 pub struct SendLogCounters {
     /// Runs recorded.
     pub runs: u64,
+    /// Datagrams recorded.
+    pub packets: u64,
     /// Runs overwritten before they aged out (the ring was full).
     pub overwritten: u64,
     /// Calls refused: sequences not above the last run, or an empty run.
@@ -128,6 +130,7 @@ impl SendLog {
         self.total_bytes += u64::from(count) * u64::from(bytes_each);
         self.next_seq = Some(first_seq + u64::from(count));
         self.counters.runs += 1;
+        self.counters.packets += u64::from(count);
         true
     }
 

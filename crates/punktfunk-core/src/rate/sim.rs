@@ -105,7 +105,7 @@ fn in_window(ws: &[Window], t: f64) -> Option<f64> {
     ws.iter().find(|w| t >= w.from && t < w.to).map(|w| w.value)
 }
 
-/// A loss-based competitor: AIMD on a rate, ×0.7 on loss (once per RTT).
+/// A loss-based competitor: a congestion window, ×0.7 on loss (once per RTT).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Competitor {
     pub start_s: f64,
@@ -170,7 +170,6 @@ pub(crate) struct Outcome {
     pub competing_detected: u64,
     pub min_estimate: f64,
     pub max_estimate: f64,
-    pub first_frame_lost_s: Option<f64>,
 }
 
 /// Aggregates over a time range.
@@ -232,12 +231,14 @@ impl Outcome {
         }
     }
 
-    /// First row time at or after `from` where goodput reaches `share` of the link.
+    /// Seconds after `from` until the goodput over a 0.5 s window first
+    /// reaches `share` of the link.
     pub(crate) fn time_to_reach(&self, from: f64, share: f64) -> Option<f64> {
         self.rows
             .iter()
-            .find(|r| r.t >= from - 1e-9 && r.goodput_bps >= share * r.link_bps)
-            .map(|r| r.t - from)
+            .filter(|r| r.t >= from - 1e-9)
+            .find(|r| self.stats(r.t, r.t + 0.5).utilisation >= share)
+            .map(|r| r.t + 0.5 - from)
     }
 
     /// Last row at or after `from` with any of our datagrams dropped at the bottleneck.
@@ -288,7 +289,6 @@ impl Outcome {
             competing_detected: 0,
             min_estimate: 0.0,
             max_estimate: 0.0,
-            first_frame_lost_s: None,
         }
     }
 }
@@ -355,12 +355,11 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
     let mut fb_count = 0u32;
 
     // Competitor state.
-    let mut tcp_rate = 0.0f64;
-    let mut tcp_tokens = 0.0f64;
+    let mut tcp_cwnd = 10.0 * f64::from(TCP_PKT);
+    let mut tcp_wmax = tcp_cwnd;
+    let mut tcp_inflight = 0.0f64;
     let mut tcp_last_cut_ns = 0u64;
     let mut tcp_slow_start = true;
-    let mut tcp_delivered_ewma = 0.0f64;
-    let mut tcp_bucket = 0u64;
 
     let mut rows: Vec<Row> = Vec::new();
     let new_row = |t: f64| Row {
@@ -383,7 +382,6 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
     let mut row_bits = [0.0f64; 3];
     let mut min_est = f64::MAX;
     let mut max_est = 0.0f64;
-    let mut first_frame_lost = None;
 
     let mut now_ns = 0u64;
     while now_ns < end_ns {
@@ -417,7 +415,6 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
                 row.frames += 1;
                 if fr.received < fr.k {
                     row.frames_lost += 1;
-                    first_frame_lost.get_or_insert(p.at_ns as f64 / 1e9);
                     fbb.on_frame_lost(at(p.at_ns));
                 }
             }
@@ -441,42 +438,34 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
             rc.handle_timeout(at(now_ns));
         }
 
-        // 4. Competitor: AIMD on its rate.
+        // 4. Competitor: a window-based loss-based flow (CUBIC's β, growth
+        //    back to the last maximum in about two seconds).
         while tcp_notes.front().is_some_and(|n| n.0 <= now_ns) {
             let (_, lost, bytes) = tcp_notes.pop_front().expect("checked");
+            tcp_inflight = (tcp_inflight - f64::from(bytes)).max(0.0);
             if lost {
-                if now_ns > tcp_last_cut_ns + 2 * prop_ns + link.free_ns.saturating_sub(now_ns) {
-                    tcp_rate *= 0.7;
+                let rtt = 2 * prop_ns + link.free_ns.saturating_sub(now_ns);
+                if now_ns > tcp_last_cut_ns + rtt {
+                    tcp_wmax = tcp_cwnd;
+                    tcp_cwnd = (0.7 * tcp_cwnd).max(4.0 * f64::from(TCP_PKT));
                     tcp_slow_start = false;
                     tcp_last_cut_ns = now_ns;
                 }
-            } else {
-                tcp_bucket += u64::from(bytes);
+            } else if tcp_slow_start {
+                tcp_cwnd += f64::from(bytes);
             }
         }
         let link_rate = sc.link.rate_at(t);
+        let mut tcp_n = 0;
         if let Some(c) = sc.competitor {
             if t >= c.start_s && t < c.stop_s {
-                if tcp_rate == 0.0 {
-                    tcp_rate = 10e6;
+                if !tcp_slow_start {
+                    tcp_cwnd += 0.15 * tcp_wmax * TICK_NS as f64 / 1e9;
                 }
-                if now_ns % 10_000_000 == 0 {
-                    tcp_delivered_ewma = 0.7 * tcp_delivered_ewma + 0.3 * tcp_bucket as f64 * 8.0 / 0.01;
-                    tcp_bucket = 0;
+                while tcp_inflight + f64::from(TCP_PKT) <= tcp_cwnd && tcp_n < 256 {
+                    tcp_inflight += f64::from(TCP_PKT);
+                    tcp_n += 1;
                 }
-                let dt = TICK_NS as f64 / 1e9;
-                let rtt = (2 * prop_ns + link.free_ns.saturating_sub(now_ns)) as f64 / 1e9;
-                if tcp_slow_start {
-                    tcp_rate *= 2f64.powf(dt / rtt);
-                } else {
-                    tcp_rate += 0.1 * link_rate * dt;
-                }
-                // Ack clocking: never far above what is delivered.
-                tcp_rate = tcp_rate.min(1.25 * tcp_delivered_ewma + 20e6);
-                tcp_tokens = (tcp_tokens + tcp_rate * dt / 8.0).min(64_000.0);
-            } else {
-                tcp_rate = 0.0;
-                tcp_tokens = 0.0;
             }
         }
 
@@ -527,11 +516,6 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
                 break;
             }
             tokens -= f64::from(DGRAM);
-        }
-        let mut tcp_n = 0;
-        while tcp_tokens >= f64::from(TCP_PKT) {
-            tcp_tokens -= f64::from(TCP_PKT);
-            tcp_n += 1;
         }
         // Runs for the controller, one per kind change (as a sender's batches).
         let mut i = 0;
@@ -643,7 +627,6 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
         competing_detected: s.counters.competing_detected,
         min_estimate: min_est,
         max_estimate: max_est,
-        first_frame_lost_s: first_frame_lost,
     }
 }
 

@@ -44,3 +44,161 @@ fn startup_ramps_without_losing_a_frame_then_converges_on_a_fixed_bottleneck() {
     assert!(s.qd_p95_ms <= 15.0, "queue delay p95 {} ms", s.qd_p95_ms);
     assert!(s.frame_loss() <= 0.005, "frame loss {}", s.frame_loss());
 }
+
+#[test]
+fn capacity_steps_down_and_up_are_followed() {
+    let mut link = Link::fixed(800.0);
+    link.rates = vec![(0.0, 800e6), (5.0, 200e6), (12.0, 600e6)];
+    let out = run(&Scenario::new(link, 18.0));
+    let s = out.stats(2.0, 18.0);
+    report("steps_800_200_600", &out, &s);
+    let before = out.stats(2.0, 5.0);
+    let low = out.stats(7.0, 12.0);
+    let loss_end = out.last_loss_after(5.0, 12.0).unwrap_or(0.0);
+    let rise = out.time_to_reach(12.0, 0.85);
+    eprintln!(
+        "  800: util {:.1} %; drop to 200: loss ends after {loss_end:.1} s, then util {:.1} % qd p95 {:.1} ms; rise to 600: 85 % after {rise:?} s",
+        before.utilisation * 100.0,
+        low.utilisation * 100.0,
+        low.qd_p95_ms
+    );
+    assert!(before.utilisation >= 0.85, "800: {}", before.utilisation);
+    assert!(loss_end <= 1.0, "loss after the drop lasted {loss_end} s");
+    assert!(low.utilisation >= 0.85 && low.qd_p95_ms <= 15.0, "{low:?}");
+    assert!(rise.is_some_and(|r| r <= 5.0), "85 % of 600 after {rise:?} s");
+}
+
+#[test]
+fn random_loss_below_the_fec_budget_is_not_congestion() {
+    let mut link = Link::fixed(500.0);
+    link.random_loss = 0.02;
+    let out = run(&Scenario::new(link, 12.0));
+    let s = out.stats(3.0, 12.0);
+    report("random_loss_2pct_500", &out, &s);
+    assert!(s.min_estimate_bps >= 0.80 * 500e6, "estimate fell to {}", s.min_estimate_bps);
+    assert!(s.mean_estimate_bps >= 0.85 * 500e6, "estimate mean {}", s.mean_estimate_bps);
+    assert!(s.frame_loss() <= 0.005, "FEC repairs 2 %: {}", s.frame_loss());
+}
+
+#[test]
+fn burst_loss_and_a_delay_spike_are_survived() {
+    let mut link = Link::fixed(300.0);
+    link.loss_bursts = vec![Window { from: 4.0, to: 4.2, value: 0.3 }];
+    link.delay_spikes = vec![Window { from: 7.0, to: 7.3, value: 40.0 }];
+    let out = run(&Scenario::new(link, 14.0));
+    let s = out.stats(10.0, 14.0);
+    report("burst_loss_delay_spike_300", &out, &s);
+    let after_burst = out.time_to_reach(4.2, 0.85);
+    let after_spike = out.time_to_reach(7.3, 0.85);
+    eprintln!("  85 % again {after_burst:?} s after the loss burst, {after_spike:?} s after the spike");
+    assert!(after_burst.is_some_and(|t| t <= 3.0), "{after_burst:?}");
+    assert!(after_spike.is_some_and(|t| t <= 3.0), "{after_spike:?}");
+    assert!(s.utilisation >= 0.88 && s.qd_p95_ms <= 15.0, "{s:?}");
+}
+
+#[test]
+fn a_competing_loss_based_flow_does_not_starve_either_side() {
+    let mut sc = Scenario::new(Link::fixed(300.0), 23.0);
+    sc.competitor = Some(Competitor { start_s: 3.0, stop_s: 23.0 });
+    let out = run(&sc);
+    let s = out.stats(3.0, 23.0);
+    report("competing_300", &out, &s);
+    eprintln!(
+        "  shares over 20 s: video {:.1} %, competitor {:.1} %, competitor detected {} times",
+        s.utilisation * 100.0,
+        s.competitor_share * 100.0,
+        out.competing_detected
+    );
+    assert!(s.utilisation >= 0.25, "video share {}", s.utilisation);
+    assert!(s.competitor_share >= 0.25, "competitor share {}", s.competitor_share);
+}
+
+#[test]
+fn lost_feedback_is_tolerated_and_silence_holds_then_decays_without_collapse() {
+    let mut link = Link::fixed(300.0);
+    link.feedback_loss = 0.10;
+    link.feedback_blackouts = vec![Window { from: 6.0, to: 8.0, value: 1.0 }];
+    let out = run(&Scenario::new(link, 13.0));
+    let lossy = out.stats(3.0, 6.0);
+    report("feedback_loss_300", &out, &lossy);
+    let at = |t: f64| out.rows.iter().find(|r| r.t >= t - 1e-9).expect("row").estimate_bps;
+    let silent: Vec<f64> = out.rows.iter().filter(|r| r.t >= 6.0 && r.t < 8.0).map(|r| r.estimate_bps).collect();
+    eprintln!(
+        "  blackout: estimate {} → {} Mbit/s (min {}), back to 85 % {:?} s after",
+        mbps(at(6.0)),
+        mbps(at(7.9)),
+        mbps(silent.iter().copied().fold(f64::MAX, f64::min)),
+        out.time_to_reach(8.0, 0.85)
+    );
+    assert!(lossy.utilisation >= 0.88, "10 % feedback loss: {lossy:?}");
+    assert!(silent.windows(2).all(|w| w[1] <= w[0] + 1.0), "no growth without information");
+    assert!(at(6.9) >= 0.9 * at(6.0), "holds for the first second");
+    assert!(at(7.9) < 0.9 * at(6.0), "then decays");
+    assert!(at(7.9) >= at(6.0) / 8.0 - 1.0, "never collapses");
+    assert!(out.time_to_reach(8.0, 0.85).is_some_and(|t| t <= 3.0));
+}
+
+#[test]
+fn hostile_feedback_is_dropped_and_cannot_push_the_estimate_out_of_bounds() {
+    let mut sc = Scenario::new(Link::fixed(300.0), 8.0);
+    sc.hostile_every = Some(3);
+    let out = run(&sc);
+    let s = out.stats(3.0, 8.0);
+    report("hostile_feedback_300", &out, &s);
+    eprintln!("  feedback dropped {}, estimate range {}..{} Mbit/s", out.feedback_dropped, mbps(out.min_estimate), mbps(out.max_estimate));
+    assert!(out.feedback_dropped > 20);
+    assert!(out.min_estimate >= sc.cfg.min_bps as f64);
+    assert!(out.max_estimate <= sc.cfg.probe_ceiling() as f64);
+    assert!(s.utilisation >= 0.8, "{s:?}");
+}
+
+#[test]
+fn a_fast_path_is_learned_so_frames_leave_fast() {
+    // Loopback-like: a 50 Mbit/s stream on a 10 Gbit/s path.
+    let mut sc = Scenario::new(Link::fixed(10_000.0), 3.0);
+    sc.link.prop_ms = 0.05;
+    sc.cfg.max_bps = 50_000_000;
+    let out = run(&sc);
+    let s = out.stats(1.0, 3.0);
+    report("fast_path_50_on_10g", &out, &s);
+    let t_ceiling = out.rows.iter().find(|r| r.estimate_bps >= 0.99 * sc.cfg.probe_ceiling() as f64).map(|r| r.t);
+    let last = out.rows.last().expect("rows");
+    let frame_ms = 100_000.0 * 8.0 / last.pacing_bps * 1e3;
+    eprintln!("  probe ceiling reached at {t_ceiling:?} s; pacing {} Mbit/s: a 100 KB frame leaves in {frame_ms:.2} ms", mbps(last.pacing_bps));
+    assert!(t_ceiling.is_some_and(|t| t <= 1.0));
+    assert!(frame_ms <= 1.0);
+    assert!(s.padding_share < 1e-9, "no padding once the ceiling is known");
+    assert_eq!(s.frames_lost, 0);
+}
+
+#[test]
+fn fixed_mode_neither_probes_nor_adapts() {
+    let t0 = std::time::Instant::now();
+    let cfg = RateConfig { adaptive: false, max_bps: 200_000_000, ..RateConfig::default() };
+    let mut rc = RateController::new(cfg, t0);
+    rc.on_sent(0, 100, 1401, t0);
+    let mut fb = Feedback::default();
+    (fb.packets_received, fb.bytes_received, fb.highest_seq, fb.packets_lost) = (50, 50 * 1401, 99, 50);
+    fb.push_sample(ArrivalSample { seq: 99, arrival_us: 1 });
+    rc.on_feedback(&fb, t0 + std::time::Duration::from_millis(30));
+    let s = rc.snapshot();
+    assert_eq!((s.state, s.estimate_bps, s.probe_padding_bps), (RateState::Fixed, 200_000_000, 0));
+    assert_eq!(s.pacing_rate_bps, 400_000_000);
+    let budget = WireBudget { fec_percent: 10, datagram_len: 1401, shard_payload: 1344 };
+    assert_eq!(rc.target_media_bps(&budget), 200_000_000);
+    assert_eq!(rc.poll_timeout(), None);
+}
+
+#[test]
+fn the_wire_budget_pays_fec_from_the_estimate() {
+    let b = |fec| WireBudget { fec_percent: fec, datagram_len: 1401, shard_payload: 1344 };
+    let wire = 300_000_000;
+    let m10 = b(10).media_bps(wire);
+    let m50 = b(50).media_bps(wire);
+    assert!(m50 < m10, "more parity lowers the media rate");
+    for fec in [0, 10, 50, 100] {
+        let m = b(fec).media_bps(wire);
+        assert!(b(fec).wire_bps(m) <= wire + 1, "never raises the wire rate");
+    }
+    assert!((b(10).overhead() - 1401.0 / 1344.0 * 1.1).abs() < 1e-9);
+}
