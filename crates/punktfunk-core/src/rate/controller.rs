@@ -37,9 +37,10 @@ const GROWTH_NEAR: f64 = 0.08;
 /// growth up to `GROWTH_MAX`.
 const GROWTH_FAR: f64 = 0.20;
 const GROWTH_MAX: f64 = 0.60;
-/// Growth per second beside a loss-based flow: steady, like its additive
-/// increase, so neither side takes the other's share.
-const GROWTH_COMPETING: f64 = 0.08;
+/// Growth per second beside a loss-based flow, as a share of the best
+/// delivery rate of the 5–10 s before it was detected (the path): additive, like the other
+/// flow's increase, so neither side takes the other's share.
+const GROWTH_COMPETING: f64 = 0.05;
 /// How long the last congestion point is remembered, µs: a path whose
 /// queue stayed quiet that long may have grown.
 const NEAR_MEMORY_US: u64 = 3_000_000;
@@ -117,6 +118,23 @@ impl WindowedMin {
 
     fn get(&self) -> i64 {
         self.cur.min(self.prev)
+    }
+}
+
+/// Two-bucket windowed maximum over the same window, of a rate.
+#[derive(Clone, Debug)]
+struct WindowedMax(WindowedMin);
+
+impl WindowedMax {
+    fn update(&mut self, v: f64, now_us: u64) {
+        self.0.update(-(v as i64), now_us);
+    }
+
+    fn get(&self) -> f64 {
+        match self.0.get() {
+            i64::MAX => 0.0,
+            v => -(v as f64),
+        }
     }
 }
 
@@ -208,6 +226,10 @@ pub struct RateController {
     queue_empty_since_us: Option<u64>,
     sat_run: u32,
     recv_prev: f64,
+    /// The path rate measured before a competitor was detected.
+    competing_base: f64,
+    /// Best delivery rate of the last 5–10 s.
+    path_max: WindowedMax,
     qd_ring: [f64; QD_RING],
     qd_next: usize,
     qd_trend_base: f64,
@@ -258,6 +280,8 @@ impl RateController {
             queue_empty_since_us: None,
             sat_run: 0,
             recv_prev: 0.0,
+            competing_base: 0.0,
+            path_max: WindowedMax(WindowedMin::new()),
             qd_ring: [0.0; QD_RING],
             qd_next: 0,
             qd_trend_base: 0.0,
@@ -451,6 +475,7 @@ impl RateController {
                     r.recv_bps = Some(recv);
                     self.recv_prev = self.recv_hist[(self.recv_next + RECV_HISTORY - 1) % RECV_HISTORY];
                     self.recv_hist[self.recv_next % RECV_HISTORY] = recv;
+                    self.path_max.update(recv, now_us);
                     self.recv_next += 1;
                     if d_sent >= 1_000 {
                         let bytes = sent.bytes_through().saturating_sub(a.sent.bytes_through());
@@ -561,7 +586,13 @@ impl RateController {
                 self.counters.backoffs_heavy_loss += 1;
             } else if delay {
                 self.counters.backoffs_delay += 1;
-                self.judge_cut(r.qd_avg, rising, now_us);
+                if deep {
+                    // We overran the path ourselves: that says nothing of others.
+                    self.ineffective = 0;
+                    self.cut_qd_us = r.qd_avg;
+                } else {
+                    self.judge_cut(r.qd_avg, growing, now_us);
+                }
             } else {
                 self.counters.backoffs_loss += 1;
             }
@@ -592,11 +623,17 @@ impl RateController {
             && self.last_congestion_est > 0.0
             && self.est >= NEAR_LOW * self.last_congestion_est
             && self.est <= NEAR_HIGH * self.last_congestion_est;
+        if self.competing {
+            // Additive, in shares of the path the flows share (as measured
+            // before the other flow came): AIMD beside
+            // AIMD converges to a share where neither starves.
+            let step = GROWTH_COMPETING * self.competing_base.max(self.est) * dt;
+            self.est = (self.est + step).min(PROVEN_GAIN * self.recv_max().max(self.est));
+            return;
+        }
         let rate = if near {
             self.growth_since_us = now_us;
             GROWTH_NEAR
-        } else if self.competing {
-            GROWTH_COMPETING
         } else {
             let clean_s = now_us.saturating_sub(self.growth_since_us) as f64 / 1e6;
             (GROWTH_FAR * 2f64.powf(clean_s)).min(GROWTH_MAX)
@@ -611,12 +648,13 @@ impl RateController {
     /// row reveals a loss-based competitor; from then on the controller
     /// backs off for loss at the full queue only (GCC's answer is an
     /// adaptive threshold; BBR's a delivery-rate model that ignores delay).
-    fn judge_cut(&mut self, qd_us: f64, rising: bool, now_us: u64) {
+    fn judge_cut(&mut self, qd_us: f64, growing: bool, now_us: u64) {
         let recent = now_us < self.last_cut_us + 2 * EPISODE_US;
-        if recent && rising && qd_us >= self.cut_qd_us - 1_000.0 {
+        if recent && growing && qd_us >= self.cut_qd_us - 1_000.0 {
             self.ineffective += 1;
             if self.ineffective >= INEFFECTIVE_TO_COMPETE && !self.competing {
                 self.competing = true;
+                self.competing_base = self.path_max.get().max(self.est);
                 self.counters.competing_detected += 1;
             }
         } else {
