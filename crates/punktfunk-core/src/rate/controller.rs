@@ -234,6 +234,8 @@ pub struct RateController {
     qd_next: usize,
     qd_trend_base: f64,
     silence_est: Option<f64>,
+    /// The state a silence interrupted.
+    before_hold: RateState,
     refused_run: u32,
     counters: RateCounters,
 }
@@ -286,6 +288,7 @@ impl RateController {
             qd_next: 0,
             qd_trend_base: 0.0,
             silence_est: None,
+            before_hold: RateState::Steady,
             refused_run: 0,
             counters: RateCounters::default(),
         }
@@ -403,10 +406,11 @@ impl RateController {
         self.counters.feedback_used += 1;
         self.last_feedback_us = Some(now_us);
         if let Some(est) = self.silence_est.take() {
-            // Feedback is back: resume from where silence left the estimate.
+            // Feedback is back: resume what silence interrupted, from where
+            // it left the estimate.
             self.last_congestion_est = est;
             if self.state == RateState::Hold {
-                self.state = RateState::Steady;
+                self.state = self.before_hold;
             }
         }
         if self.state == RateState::Fixed {
@@ -435,32 +439,29 @@ impl RateController {
             }
         }
         let mut r = Reading::default();
-        let spread = owd[..n].iter().max().zip(owd[..n].iter().min()).map_or(0, |(a, b)| a - b);
-        if spread > MAX_SPREAD_US {
+        // Robust order statistics: one odd sample (reordering, or a report
+        // bent on misleading) moves neither the base nor the queue estimate.
+        let sorted = &mut owd[..n];
+        sorted.sort_unstable();
+        let trim = n / 8;
+        if n > 0 && sorted[n - 1] - sorted[0] > MAX_SPREAD_US {
             // Arrival times no path produces: ignore the samples.
             self.counters.feedback_dropped += 1;
             n = 0;
             newest = None;
         }
         if n > 0 {
-            for &d in &owd[..n] {
-                self.base.update(d, now_us);
-            }
+            let sorted = &owd[..n];
+            self.base.update(sorted[trim], now_us);
             let base = self.base.get();
-            let (mut sum, mut max) = (0.0, 0.0f64);
-            for &d in &owd[..n] {
-                let q = (d - base) as f64;
-                sum += q;
-                max = max.max(q);
-            }
-            r.qd_avg = sum / n as f64;
-            r.qd_max = max;
+            let kept = &sorted[trim..n - trim];
+            let sum: f64 = kept.iter().map(|&d| (d - base) as f64).sum();
+            r.qd_avg = sum / kept.len() as f64;
+            r.qd_max = (sorted[n - 1 - trim] - base) as f64;
             if r.qd_max > ABSURD_QD_US {
                 // The client's clock jumped: restart the base from this report.
                 self.base = WindowedMin::new();
-                for &d in &owd[..n] {
-                    self.base.update(d, now_us);
-                }
+                self.base.update(sorted[trim], now_us);
                 r.qd_avg = 0.0;
                 r.qd_max = 0.0;
             }
@@ -725,6 +726,12 @@ impl RateController {
             self.counters.silences += 1;
             self.est
         });
+        if self.state != RateState::Hold {
+            self.before_hold = match self.state {
+                RateState::Startup => RateState::Startup,
+                _ => RateState::Steady,
+            };
+        }
         self.state = RateState::Hold;
         let decay_us = DECAY_AFTER.as_micros() as u64;
         if silent > decay_us {

@@ -5,6 +5,16 @@
 use super::sim::{run, Competitor, Link, Outcome, Scenario, Stats, Window};
 use super::*;
 
+/// Scenarios run with seed 1; `PUNKTFUNK_RATE_SEED` picks another (to check
+/// that a result is not one seed's luck).
+fn scenario(link: Link, seconds: f64) -> Scenario {
+    let mut sc = Scenario::new(link, seconds);
+    if let Some(seed) = std::env::var("PUNKTFUNK_RATE_SEED").ok().and_then(|s| s.parse().ok()) {
+        sc.seed = seed;
+    }
+    sc
+}
+
 fn mbps(x: f64) -> String {
     format!("{:.0}", x / 1e6)
 }
@@ -31,7 +41,7 @@ fn report(name: &str, out: &Outcome, s: &Stats) {
 
 #[test]
 fn startup_ramps_without_losing_a_frame_then_converges_on_a_fixed_bottleneck() {
-    let sc = Scenario::new(Link::fixed(300.0), 12.0);
+    let sc = scenario(Link::fixed(300.0), 12.0);
     let out = run(&sc);
     let ramp = out.stats(0.0, 3.0);
     let s = out.stats(3.0, 12.0);
@@ -49,7 +59,7 @@ fn startup_ramps_without_losing_a_frame_then_converges_on_a_fixed_bottleneck() {
 fn capacity_steps_down_and_up_are_followed() {
     let mut link = Link::fixed(800.0);
     link.rates = vec![(0.0, 800e6), (5.0, 200e6), (12.0, 600e6)];
-    let out = run(&Scenario::new(link, 18.0));
+    let out = run(&scenario(link, 18.0));
     let s = out.stats(2.0, 18.0);
     report("steps_800_200_600", &out, &s);
     let before = out.stats(2.0, 5.0);
@@ -72,7 +82,7 @@ fn capacity_steps_down_and_up_are_followed() {
 fn random_loss_below_the_fec_budget_is_not_congestion() {
     let mut link = Link::fixed(500.0);
     link.random_loss = 0.02;
-    let out = run(&Scenario::new(link, 12.0));
+    let out = run(&scenario(link, 12.0));
     let s = out.stats(3.0, 12.0);
     report("random_loss_2pct_500", &out, &s);
     assert!(s.min_estimate_bps >= 0.80 * 500e6, "estimate fell to {}", s.min_estimate_bps);
@@ -85,7 +95,7 @@ fn burst_loss_and_a_delay_spike_are_survived() {
     let mut link = Link::fixed(300.0);
     link.loss_bursts = vec![Window { from: 4.0, to: 4.2, value: 0.3 }];
     link.delay_spikes = vec![Window { from: 7.0, to: 7.3, value: 40.0 }];
-    let out = run(&Scenario::new(link, 14.0));
+    let out = run(&scenario(link, 14.0));
     let s = out.stats(10.0, 14.0);
     report("burst_loss_delay_spike_300", &out, &s);
     let after_burst = out.time_to_reach(4.2, 0.85);
@@ -98,7 +108,7 @@ fn burst_loss_and_a_delay_spike_are_survived() {
 
 #[test]
 fn a_competing_loss_based_flow_does_not_starve_either_side() {
-    let mut sc = Scenario::new(Link::fixed(300.0), 23.0);
+    let mut sc = scenario(Link::fixed(300.0), 23.0);
     sc.competitor = Some(Competitor { start_s: 3.0, stop_s: 23.0 });
     let out = run(&sc);
     let s = out.stats(3.0, 23.0);
@@ -118,7 +128,7 @@ fn lost_feedback_is_tolerated_and_silence_holds_then_decays_without_collapse() {
     let mut link = Link::fixed(300.0);
     link.feedback_loss = 0.10;
     link.feedback_blackouts = vec![Window { from: 6.0, to: 8.0, value: 1.0 }];
-    let out = run(&Scenario::new(link, 13.0));
+    let out = run(&scenario(link, 13.0));
     let lossy = out.stats(3.0, 6.0);
     report("feedback_loss_300", &out, &lossy);
     let at = |t: f64| out.rows.iter().find(|r| r.t >= t - 1e-9).expect("row").estimate_bps;
@@ -140,7 +150,7 @@ fn lost_feedback_is_tolerated_and_silence_holds_then_decays_without_collapse() {
 
 #[test]
 fn hostile_feedback_is_dropped_and_cannot_push_the_estimate_out_of_bounds() {
-    let mut sc = Scenario::new(Link::fixed(300.0), 8.0);
+    let mut sc = scenario(Link::fixed(300.0), 8.0);
     sc.hostile_every = Some(3);
     let out = run(&sc);
     let s = out.stats(3.0, 8.0);
@@ -155,7 +165,7 @@ fn hostile_feedback_is_dropped_and_cannot_push_the_estimate_out_of_bounds() {
 #[test]
 fn a_fast_path_is_learned_so_frames_leave_fast() {
     // Loopback-like: a 50 Mbit/s stream on a 10 Gbit/s path.
-    let mut sc = Scenario::new(Link::fixed(10_000.0), 3.0);
+    let mut sc = scenario(Link::fixed(10_000.0), 3.0);
     sc.link.prop_ms = 0.05;
     sc.cfg.max_bps = 50_000_000;
     let out = run(&sc);
