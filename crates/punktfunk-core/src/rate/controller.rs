@@ -185,7 +185,11 @@ impl Meter {
         let age = now_us.saturating_sub(self.bucket_start_us);
         if age >= 20_000 {
             let r = self.bucket_bytes as f64 * 8e6 / age as f64;
-            self.bps = if age > 200_000 { r } else { 0.5 * self.bps + 0.5 * r };
+            self.bps = if age > 200_000 {
+                r
+            } else {
+                0.5 * self.bps + 0.5 * r
+            };
             self.bucket_start_us = now_us;
             self.bucket_bytes = 0;
         }
@@ -612,7 +616,11 @@ impl RateController {
             return;
         }
         let app_limited = r.send_bps.is_some_and(|s| s < 0.8 * self.est);
-        let queue_ok = if self.competing { !tail_loss } else { r.qd_avg < QD_LOW_US };
+        let queue_ok = if self.competing {
+            !tail_loss
+        } else {
+            r.qd_avg < QD_LOW_US
+        };
         if !queue_ok || app_limited || now_us < self.hold_until_us {
             if !queue_ok {
                 self.growth_since_us = now_us;

@@ -174,13 +174,17 @@ impl Feedback {
     pub fn check(&self) -> Result<(), FeedbackError> {
         let span = self.highest_seq.saturating_add(1);
         if self.packets_received > span {
-            return Err(FeedbackError::Inconsistent("more packets received than sequences"));
+            return Err(FeedbackError::Inconsistent(
+                "more packets received than sequences",
+            ));
         }
         if self.packets_lost > span {
             return Err(FeedbackError::Inconsistent("more packets lost than sequences"));
         }
         if self.bytes_received > self.packets_received.saturating_mul(MAX_DATAGRAM_BYTES) {
-            return Err(FeedbackError::Inconsistent("more bytes than the packets can hold"));
+            return Err(FeedbackError::Inconsistent(
+                "more bytes than the packets can hold",
+            ));
         }
         if self.packets_received == 0 && (self.bytes_received != 0 || self.highest_seq != 0) {
             return Err(FeedbackError::Inconsistent("bytes or a sequence without packets"));
@@ -301,7 +305,9 @@ impl Feedback {
             fb.push_sample(ArrivalSample { seq, arrival_us });
         }
         if n > 0 && last_age != 0 {
-            return Err(FeedbackError::Inconsistent("the newest sample is not the reference"));
+            return Err(FeedbackError::Inconsistent(
+                "the newest sample is not the reference",
+            ));
         }
         fb.check()?;
         Ok(fb)
@@ -419,7 +425,7 @@ impl FeedbackBuilder {
     pub fn on_packet(&mut self, seq: u64, wire_bytes: u32, arrival: Instant) {
         let epoch = *self.epoch.get_or_insert(arrival);
         // Arrivals on the wire are in order even when a caller's timestamps are not.
-        let arrival_us = (arrival.saturating_duration_since(epoch).as_micros() as u64).max(self.last_arrival_us);
+        let arrival_us = super::micros(arrival.saturating_duration_since(epoch)).max(self.last_arrival_us);
         self.last_arrival_us = arrival_us;
         if self.next_due.is_none() {
             self.next_due = Some(arrival + self.cfg.interval);
@@ -494,7 +500,11 @@ impl FeedbackBuilder {
             let i = self.edge % WINDOW;
             let bit = i % 64;
             let n = (64 - bit).min(to - self.edge);
-            let mask = if n == 64 { u64::MAX } else { ((1u64 << n) - 1) << bit };
+            let mask = if n == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << n) - 1) << bit
+            };
             let w = &mut self.bits[(i / 64) as usize];
             self.lost += n - u64::from((*w & mask).count_ones());
             *w &= !mask;
@@ -579,8 +589,14 @@ mod tests {
             packets_lost: 2,
             ..Feedback::default()
         };
-        fb.push_sample(ArrivalSample { seq: 990, arrival_us: 5_000 });
-        fb.push_sample(ArrivalSample { seq: 1003, arrival_us: 5_400 });
+        fb.push_sample(ArrivalSample {
+            seq: 990,
+            arrival_us: 5_000,
+        });
+        fb.push_sample(ArrivalSample {
+            seq: 1003,
+            arrival_us: 5_400,
+        });
         fb
     }
 
@@ -599,7 +615,10 @@ mod tests {
             assert!(Feedback::decode(&b[..n]).is_err(), "truncated to {n}");
         }
         // An input datagram is exactly 16 bytes: never feedback.
-        assert!(matches!(Feedback::decode(&[0u8; 16]), Err(FeedbackError::TooShort { .. })));
+        assert!(matches!(
+            Feedback::decode(&[0u8; 16]),
+            Err(FeedbackError::TooShort { .. })
+        ));
         for i in 0..b.len() {
             for bit in 0..8 {
                 let mut x = b.clone();
@@ -618,7 +637,9 @@ mod tests {
         fb.packets_received = 2000;
         assert_eq!(
             fb.encode(),
-            Err(FeedbackError::Inconsistent("more packets received than sequences"))
+            Err(FeedbackError::Inconsistent(
+                "more packets received than sequences"
+            ))
         );
         let mut b = sample_report().encode().unwrap();
         b[6..8].copy_from_slice(&65u16.to_be_bytes());
@@ -630,7 +651,10 @@ mod tests {
         let mut b = sample_report().encode().unwrap();
         b[FEEDBACK_HEADER_LEN + 4..FEEDBACK_HEADER_LEN + 8].copy_from_slice(&0u32.to_be_bytes());
         b[FEEDBACK_HEADER_LEN + 12..FEEDBACK_HEADER_LEN + 16].copy_from_slice(&400u32.to_be_bytes());
-        assert!(matches!(Feedback::decode(&b), Err(FeedbackError::Inconsistent(_))));
+        assert!(matches!(
+            Feedback::decode(&b),
+            Err(FeedbackError::Inconsistent(_))
+        ));
     }
 
     #[test]
@@ -680,13 +704,24 @@ mod tests {
         assert_eq!(b.poll_timeout(), Some(t(base, 25_000)));
         assert!(b.poll_feedback(t(base, 24_999)).is_none());
         let fb = b.poll_feedback(t(base, 25_000)).unwrap();
-        assert_eq!((fb.seq, fb.packets_received, fb.highest_seq, fb.packets_lost), (0, 198, 199, 2));
+        assert_eq!(
+            (fb.seq, fb.packets_received, fb.highest_seq, fb.packets_lost),
+            (0, 198, 199, 2)
+        );
         assert_eq!(fb.bytes_received, 198 * 1401);
         let s = fb.samples();
         assert!(s.len() <= MAX_SAMPLES && s.len() >= 32, "{}", s.len());
-        assert_eq!(s.last().unwrap().seq, 199, "the newest datagram is always sampled");
+        assert_eq!(
+            s.last().unwrap().seq,
+            199,
+            "the newest datagram is always sampled"
+        );
         assert!(s.windows(2).all(|w| w[0].arrival_us <= w[1].arrival_us));
-        assert!(s[0].seq < 10, "samples cover the interval from its start: {:?}", s[0]);
+        assert!(
+            s[0].seq < 10,
+            "samples cover the interval from its start: {:?}",
+            s[0]
+        );
         assert_eq!(Feedback::decode(&fb.encode().unwrap()).unwrap(), fb);
         // Nothing new: the cadence holds, with no samples.
         let fb = b.poll_feedback(t(base, 50_000)).unwrap();
@@ -701,7 +736,11 @@ mod tests {
         let _ = b.poll_feedback(t(base, 25_000)).unwrap();
         b.on_packet(1, 1000, t(base, 26_000));
         b.on_frame_lost(t(base, 26_000));
-        assert_eq!(b.poll_timeout(), Some(t(base, 30_000)), "5 ms after the last report");
+        assert_eq!(
+            b.poll_timeout(),
+            Some(t(base, 30_000)),
+            "5 ms after the last report"
+        );
         let fb = b.poll_feedback(t(base, 30_000)).unwrap();
         assert!(fb.urgent);
         b.on_frame_lost(t(base, 31_000));

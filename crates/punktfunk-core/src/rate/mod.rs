@@ -85,6 +85,11 @@ impl Default for RateConfig {
     }
 }
 
+/// Whole microseconds of `d` (no 128-bit division: this runs per packet).
+fn micros(d: Duration) -> u64 {
+    d.as_secs().saturating_mul(1_000_000) + u64::from(d.subsec_micros())
+}
+
 /// Highest probe ceiling the default picks, bit/s.
 pub const DEFAULT_PROBE_CEILING_CAP: u64 = 3_000_000_000;
 
@@ -94,8 +99,7 @@ impl RateConfig {
         let max = self.max_bps.max(1);
         let p = self.probe_ceiling_bps.unwrap_or_else(|| {
             max.saturating_mul(4)
-                .max(1_000_000_000)
-                .min(DEFAULT_PROBE_CEILING_CAP)
+                .clamp(1_000_000_000, DEFAULT_PROBE_CEILING_CAP)
         });
         p.max(max)
     }

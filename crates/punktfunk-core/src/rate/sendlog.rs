@@ -94,14 +94,21 @@ impl SendLog {
 
     /// µs from the epoch to `now` (0 before it).
     pub fn micros(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.epoch).as_micros() as u64
+        super::micros(now.saturating_duration_since(self.epoch))
     }
 
     /// Records `count` datagrams of `bytes_each` wire bytes with sequences
     /// `first_seq ..`, handed to the kernel at `now`. O(1), no allocation.
     /// Returns false (counted) for an empty run or one that does not start
     /// above the previous run.
-    pub fn on_sent(&mut self, first_seq: u64, count: u32, bytes_each: u32, now: Instant, padding: bool) -> bool {
+    pub fn on_sent(
+        &mut self,
+        first_seq: u64,
+        count: u32,
+        bytes_each: u32,
+        now: Instant,
+        padding: bool,
+    ) -> bool {
         let sane = count > 0
             && bytes_each > 0
             && bytes_each < PADDING_BIT
@@ -218,13 +225,16 @@ mod tests {
         }
         assert_eq!(log.counters().overwritten, 24);
         assert_eq!(log.lookup(0), None);
-        assert_eq!(log.lookup(24 * 4), Some(SentPacket {
-            seq: 96,
-            sent_us: 24,
-            bytes_before: 96_000,
-            bytes: 1000,
-            padding: false
-        }));
+        assert_eq!(
+            log.lookup(24 * 4),
+            Some(SentPacket {
+                seq: 96,
+                sent_us: 24,
+                bytes_before: 96_000,
+                bytes: 1000,
+                padding: false
+            })
+        );
         assert_eq!(log.lookup(159).unwrap().sent_us, 39);
     }
 }

@@ -194,7 +194,11 @@ impl Stats {
 
 impl Outcome {
     pub(crate) fn stats(&self, from: f64, to: f64) -> Stats {
-        let rows: Vec<&Row> = self.rows.iter().filter(|r| r.t >= from - 1e-9 && r.t < to - 1e-9).collect();
+        let rows: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| r.t >= from - 1e-9 && r.t < to - 1e-9)
+            .collect();
         let n = rows.len().max(1) as f64;
         let cap: f64 = rows.iter().map(|r| r.link_bps).sum();
         let good: f64 = rows.iter().map(|r| r.goodput_bps).sum();
@@ -221,7 +225,11 @@ impl Outcome {
         Stats {
             utilisation: good / cap.max(1.0),
             competitor_share: comp / cap.max(1.0),
-            qd_p95_ms: if total == 0 { 0.0 } else { (p95 as u64 * QD_BUCKET_US) as f64 / 1000.0 },
+            qd_p95_ms: if total == 0 {
+                0.0
+            } else {
+                (p95 as u64 * QD_BUCKET_US) as f64 / 1000.0
+            },
             loss: dropped as f64 / sent.max(1) as f64,
             frames: rows.iter().map(|r| r.frames).sum(),
             frames_lost: rows.iter().map(|r| r.frames_lost).sum(),
@@ -245,9 +253,9 @@ impl Outcome {
     pub(crate) fn last_loss_after(&self, from: f64, to: f64) -> Option<f64> {
         self.rows
             .iter()
-            .filter(|r| r.t >= from - 1e-9 && r.t < to && r.dropped > 0)
+            .rev()
+            .find(|r| r.t >= from - 1e-9 && r.t < to && r.dropped > 0)
             .map(|r| r.t + 0.1 - from)
-            .last()
     }
 
     /// The time series as CSV.
@@ -339,7 +347,10 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
         ..FeedbackConfig::default()
     });
 
-    let mut link = Bottleneck { free_ns: 0, last_arrival_ns: 0 };
+    let mut link = Bottleneck {
+        free_ns: 0,
+        last_arrival_ns: 0,
+    };
     let mut to_client: VecDeque<InFlight> = VecDeque::new();
     let mut to_host: VecDeque<(u64, Vec<u8>)> = VecDeque::new();
     let mut tcp_notes: VecDeque<(u64, bool, u32)> = VecDeque::new();
@@ -420,11 +431,29 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
             }
             // 2. Feedback from the client.
             if fbb.poll_timeout().is_some_and(|d| d <= at(p.at_ns)) {
-                emit_feedback(&mut fbb, at(p.at_ns), p.at_ns, sc, &mut rng, &mut fb_count, prop_ns, &mut to_host);
+                emit_feedback(
+                    &mut fbb,
+                    at(p.at_ns),
+                    p.at_ns,
+                    sc,
+                    &mut rng,
+                    &mut fb_count,
+                    prop_ns,
+                    &mut to_host,
+                );
             }
         }
         if fbb.poll_timeout().is_some_and(|d| d <= at(tick_end)) {
-            emit_feedback(&mut fbb, at(tick_end), tick_end, sc, &mut rng, &mut fb_count, prop_ns, &mut to_host);
+            emit_feedback(
+                &mut fbb,
+                at(tick_end),
+                tick_end,
+                sc,
+                &mut rng,
+                &mut fb_count,
+                prop_ns,
+                &mut to_host,
+            );
         }
 
         // 3. Feedback at the host.
@@ -476,7 +505,11 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
             let fps = f64::from(sc.fps);
             let key = frame_id % u64::from(sc.fps) == 0;
             let p_size = target / 8.0 / fps * fps / (fps - 1.0 + 8.0);
-            let size = if key { 8.0 * p_size } else { p_size * (0.8 + 0.4 * rng.unit()) };
+            let size = if key {
+                8.0 * p_size
+            } else {
+                p_size * (0.8 + 0.4 * rng.unit())
+            };
             let k = ((size as usize).div_ceil(SHARD)).max(1) as u32;
             let m = super::super::fec::recovery_count(k as usize, sc.fec_percent) as u32;
             frames.push_back(FrameRec {
@@ -612,7 +645,10 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
             row.padding_bps = row_bits[1] / 0.1;
             row.competitor_bps = row_bits[2] / 0.1;
             row_bits = [0.0; 3];
-            rows.push(std::mem::replace(&mut row, new_row((now_ns + TICK_NS) as f64 / 1e9)));
+            rows.push(std::mem::replace(
+                &mut row,
+                new_row((now_ns + TICK_NS) as f64 / 1e9),
+            ));
         }
         let e = rc.estimate_bps() as f64;
         min_est = min_est.min(e);

@@ -9,7 +9,10 @@ use super::*;
 /// that a result is not one seed's luck).
 fn scenario(link: Link, seconds: f64) -> Scenario {
     let mut sc = Scenario::new(link, seconds);
-    if let Some(seed) = std::env::var("PUNKTFUNK_RATE_SEED").ok().and_then(|s| s.parse().ok()) {
+    if let Some(seed) = std::env::var("PUNKTFUNK_RATE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         sc.seed = seed;
     }
     sc
@@ -47,7 +50,10 @@ fn startup_ramps_without_losing_a_frame_then_converges_on_a_fixed_bottleneck() {
     let s = out.stats(3.0, 12.0);
     report("fixed_300", &out, &s);
     let reach = out.time_to_reach(0.0, 0.8).expect("reaches 80 % of the link");
-    eprintln!("  80 % of the link after {reach:.1} s; ramp frames lost {}", ramp.frames_lost);
+    eprintln!(
+        "  80 % of the link after {reach:.1} s; ramp frames lost {}",
+        ramp.frames_lost
+    );
     assert!(reach <= 1.5, "start-up took {reach} s");
     assert_eq!(ramp.frames_lost, 0, "no frame lost to the ramp");
     assert!(s.utilisation >= 0.90, "utilisation {}", s.utilisation);
@@ -85,16 +91,32 @@ fn random_loss_below_the_fec_budget_is_not_congestion() {
     let out = run(&scenario(link, 12.0));
     let s = out.stats(3.0, 12.0);
     report("random_loss_2pct_500", &out, &s);
-    assert!(s.min_estimate_bps >= 0.80 * 500e6, "estimate fell to {}", s.min_estimate_bps);
-    assert!(s.mean_estimate_bps >= 0.85 * 500e6, "estimate mean {}", s.mean_estimate_bps);
+    assert!(
+        s.min_estimate_bps >= 0.80 * 500e6,
+        "estimate fell to {}",
+        s.min_estimate_bps
+    );
+    assert!(
+        s.mean_estimate_bps >= 0.85 * 500e6,
+        "estimate mean {}",
+        s.mean_estimate_bps
+    );
     assert!(s.frame_loss() <= 0.005, "FEC repairs 2 %: {}", s.frame_loss());
 }
 
 #[test]
 fn burst_loss_and_a_delay_spike_are_survived() {
     let mut link = Link::fixed(300.0);
-    link.loss_bursts = vec![Window { from: 4.0, to: 4.2, value: 0.3 }];
-    link.delay_spikes = vec![Window { from: 7.0, to: 7.3, value: 40.0 }];
+    link.loss_bursts = vec![Window {
+        from: 4.0,
+        to: 4.2,
+        value: 0.3,
+    }];
+    link.delay_spikes = vec![Window {
+        from: 7.0,
+        to: 7.3,
+        value: 40.0,
+    }];
     let out = run(&scenario(link, 14.0));
     let s = out.stats(10.0, 14.0);
     report("burst_loss_delay_spike_300", &out, &s);
@@ -109,7 +131,10 @@ fn burst_loss_and_a_delay_spike_are_survived() {
 #[test]
 fn a_competing_loss_based_flow_does_not_starve_either_side() {
     let mut sc = scenario(Link::fixed(300.0), 23.0);
-    sc.competitor = Some(Competitor { start_s: 3.0, stop_s: 23.0 });
+    sc.competitor = Some(Competitor {
+        start_s: 3.0,
+        stop_s: 23.0,
+    });
     let out = run(&sc);
     let s = out.stats(3.0, 23.0);
     report("competing_300", &out, &s);
@@ -120,19 +145,38 @@ fn a_competing_loss_based_flow_does_not_starve_either_side() {
         out.competing_detected
     );
     assert!(s.utilisation >= 0.25, "video share {}", s.utilisation);
-    assert!(s.competitor_share >= 0.25, "competitor share {}", s.competitor_share);
+    assert!(
+        s.competitor_share >= 0.25,
+        "competitor share {}",
+        s.competitor_share
+    );
 }
 
 #[test]
 fn lost_feedback_is_tolerated_and_silence_holds_then_decays_without_collapse() {
     let mut link = Link::fixed(300.0);
     link.feedback_loss = 0.10;
-    link.feedback_blackouts = vec![Window { from: 6.0, to: 8.0, value: 1.0 }];
+    link.feedback_blackouts = vec![Window {
+        from: 6.0,
+        to: 8.0,
+        value: 1.0,
+    }];
     let out = run(&scenario(link, 13.0));
     let lossy = out.stats(3.0, 6.0);
     report("feedback_loss_300", &out, &lossy);
-    let at = |t: f64| out.rows.iter().find(|r| r.t >= t - 1e-9).expect("row").estimate_bps;
-    let silent: Vec<f64> = out.rows.iter().filter(|r| r.t >= 6.0 && r.t < 8.0).map(|r| r.estimate_bps).collect();
+    let at = |t: f64| {
+        out.rows
+            .iter()
+            .find(|r| r.t >= t - 1e-9)
+            .expect("row")
+            .estimate_bps
+    };
+    let silent: Vec<f64> = out
+        .rows
+        .iter()
+        .filter(|r| r.t >= 6.0 && r.t < 8.0)
+        .map(|r| r.estimate_bps)
+        .collect();
     eprintln!(
         "  blackout: estimate {} → {} Mbit/s (min {}), back to 85 % {:?} s after",
         mbps(at(6.0)),
@@ -141,7 +185,10 @@ fn lost_feedback_is_tolerated_and_silence_holds_then_decays_without_collapse() {
         out.time_to_reach(8.0, 0.85)
     );
     assert!(lossy.utilisation >= 0.88, "10 % feedback loss: {lossy:?}");
-    assert!(silent.windows(2).all(|w| w[1] <= w[0] + 1.0), "no growth without information");
+    assert!(
+        silent.windows(2).all(|w| w[1] <= w[0] + 1.0),
+        "no growth without information"
+    );
     assert!(at(6.9) >= 0.9 * at(6.0), "holds for the first second");
     assert!(at(7.9) < 0.9 * at(6.0), "then decays");
     assert!(at(7.9) >= at(6.0) / 8.0 - 1.0, "never collapses");
@@ -155,7 +202,12 @@ fn hostile_feedback_is_dropped_and_cannot_push_the_estimate_out_of_bounds() {
     let out = run(&sc);
     let s = out.stats(3.0, 8.0);
     report("hostile_feedback_300", &out, &s);
-    eprintln!("  feedback dropped {}, estimate range {}..{} Mbit/s", out.feedback_dropped, mbps(out.min_estimate), mbps(out.max_estimate));
+    eprintln!(
+        "  feedback dropped {}, estimate range {}..{} Mbit/s",
+        out.feedback_dropped,
+        mbps(out.min_estimate),
+        mbps(out.max_estimate)
+    );
     assert!(out.feedback_dropped > 20);
     assert!(out.min_estimate >= sc.cfg.min_bps as f64);
     assert!(out.max_estimate <= sc.cfg.probe_ceiling() as f64);
@@ -171,7 +223,11 @@ fn a_fast_path_is_learned_so_frames_leave_fast() {
     let out = run(&sc);
     let s = out.stats(1.0, 3.0);
     report("fast_path_50_on_10g", &out, &s);
-    let t_ceiling = out.rows.iter().find(|r| r.estimate_bps >= 0.99 * sc.cfg.probe_ceiling() as f64).map(|r| r.t);
+    let t_ceiling = out
+        .rows
+        .iter()
+        .find(|r| r.estimate_bps >= 0.99 * sc.cfg.probe_ceiling() as f64)
+        .map(|r| r.t);
     let last = out.rows.last().expect("rows");
     let frame_ms = 100_000.0 * 8.0 / last.pacing_bps * 1e3;
     eprintln!("  probe ceiling reached at {t_ceiling:?} s; pacing {} Mbit/s: a 100 KB frame leaves in {frame_ms:.2} ms", mbps(last.pacing_bps));
@@ -184,24 +240,47 @@ fn a_fast_path_is_learned_so_frames_leave_fast() {
 #[test]
 fn fixed_mode_neither_probes_nor_adapts() {
     let t0 = std::time::Instant::now();
-    let cfg = RateConfig { adaptive: false, max_bps: 200_000_000, ..RateConfig::default() };
+    let cfg = RateConfig {
+        adaptive: false,
+        max_bps: 200_000_000,
+        ..RateConfig::default()
+    };
     let mut rc = RateController::new(cfg, t0);
     rc.on_sent(0, 100, 1401, t0);
     let mut fb = Feedback::default();
-    (fb.packets_received, fb.bytes_received, fb.highest_seq, fb.packets_lost) = (50, 50 * 1401, 99, 50);
-    fb.push_sample(ArrivalSample { seq: 99, arrival_us: 1 });
+    (
+        fb.packets_received,
+        fb.bytes_received,
+        fb.highest_seq,
+        fb.packets_lost,
+    ) = (50, 50 * 1401, 99, 50);
+    fb.push_sample(ArrivalSample {
+        seq: 99,
+        arrival_us: 1,
+    });
     rc.on_feedback(&fb, t0 + std::time::Duration::from_millis(30));
     let s = rc.snapshot();
-    assert_eq!((s.state, s.estimate_bps, s.probe_padding_bps), (RateState::Fixed, 200_000_000, 0));
+    assert_eq!(
+        (s.state, s.estimate_bps, s.probe_padding_bps),
+        (RateState::Fixed, 200_000_000, 0)
+    );
     assert_eq!(s.pacing_rate_bps, 400_000_000);
-    let budget = WireBudget { fec_percent: 10, datagram_len: 1401, shard_payload: 1344 };
+    let budget = WireBudget {
+        fec_percent: 10,
+        datagram_len: 1401,
+        shard_payload: 1344,
+    };
     assert_eq!(rc.target_media_bps(&budget), 200_000_000);
     assert_eq!(rc.poll_timeout(), None);
 }
 
 #[test]
 fn the_wire_budget_pays_fec_from_the_estimate() {
-    let b = |fec| WireBudget { fec_percent: fec, datagram_len: 1401, shard_payload: 1344 };
+    let b = |fec| WireBudget {
+        fec_percent: fec,
+        datagram_len: 1401,
+        shard_payload: 1344,
+    };
     let wire = 300_000_000;
     let m10 = b(10).media_bps(wire);
     let m50 = b(50).media_bps(wire);
