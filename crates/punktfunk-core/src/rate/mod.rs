@@ -28,8 +28,10 @@
 //! assert!(media > 0 && media < rc.snapshot().estimate_bps);
 //! ```
 
+mod builder;
 mod controller;
 pub mod feedback;
+mod filters;
 pub mod sendlog;
 #[cfg(test)]
 mod sim;
@@ -38,8 +40,9 @@ mod tests;
 
 use std::time::Duration;
 
+pub use builder::{FeedbackBuilder, FeedbackConfig, MAX_FEEDBACK_INTERVAL, MIN_FEEDBACK_INTERVAL};
 pub use controller::RateController;
-pub use feedback::{ArrivalSample, Feedback, FeedbackBuilder, FeedbackConfig, FeedbackError};
+pub use feedback::{ArrivalSample, Feedback, FeedbackError};
 pub use sendlog::{SendLog, SentPacket};
 
 /// Settings of one session's [`RateController`].

@@ -12,17 +12,22 @@
 //! loss-based competing flow (AIMD, CUBIC's β) shares the FIFO.
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use super::feedback::{FeedbackBuilder, FeedbackConfig};
+use super::{FeedbackBuilder, FeedbackConfig};
 use super::{RateConfig, RateController, RateState, WireBudget};
+
+mod hostile;
+mod outcome;
+
+pub(crate) use outcome::{Outcome, Row, Stats};
 
 const TICK_NS: u64 = 250_000;
 const ROW_NS: u64 = 100_000_000;
 const DGRAM: u32 = 1401;
 const SHARD: usize = 1344;
 const TCP_PKT: u32 = 1500;
+/// Queue delay histogram: buckets of 250 µs up to 200 ms.
 const QD_BUCKET_US: u64 = 250;
 const QD_BUCKETS: usize = 800;
 
@@ -137,166 +142,6 @@ impl Scenario {
             competitor: None,
             hostile_every: None,
             seed: 1,
-        }
-    }
-}
-
-/// 100 ms of the run.
-#[derive(Clone, Debug)]
-pub(crate) struct Row {
-    pub t: f64,
-    pub link_bps: f64,
-    pub estimate_bps: f64,
-    pub target_bps: f64,
-    pub pacing_bps: f64,
-    pub state: RateState,
-    /// Media and FEC datagrams delivered, wire bit/s (padding excluded).
-    pub goodput_bps: f64,
-    pub padding_bps: f64,
-    pub competitor_bps: f64,
-    pub sent: u64,
-    pub dropped: u64,
-    pub frames: u64,
-    pub frames_lost: u64,
-    qd_hist: Vec<u32>,
-}
-
-/// Everything a run measured.
-#[derive(Clone, Debug)]
-pub(crate) struct Outcome {
-    pub rows: Vec<Row>,
-    pub backoffs: u64,
-    pub feedback_dropped: u64,
-    pub competing_detected: u64,
-    pub min_estimate: f64,
-    pub max_estimate: f64,
-}
-
-/// Aggregates over a time range.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Stats {
-    pub utilisation: f64,
-    pub competitor_share: f64,
-    pub qd_p95_ms: f64,
-    pub loss: f64,
-    pub frames: u64,
-    pub frames_lost: u64,
-    pub mean_estimate_bps: f64,
-    pub min_estimate_bps: f64,
-    pub padding_share: f64,
-}
-
-impl Stats {
-    pub(crate) fn frame_loss(&self) -> f64 {
-        self.frames_lost as f64 / self.frames.max(1) as f64
-    }
-}
-
-impl Outcome {
-    pub(crate) fn stats(&self, from: f64, to: f64) -> Stats {
-        let rows: Vec<&Row> = self
-            .rows
-            .iter()
-            .filter(|r| r.t >= from - 1e-9 && r.t < to - 1e-9)
-            .collect();
-        let n = rows.len().max(1) as f64;
-        let cap: f64 = rows.iter().map(|r| r.link_bps).sum();
-        let good: f64 = rows.iter().map(|r| r.goodput_bps).sum();
-        let comp: f64 = rows.iter().map(|r| r.competitor_bps).sum();
-        let pad: f64 = rows.iter().map(|r| r.padding_bps).sum();
-        let sent: u64 = rows.iter().map(|r| r.sent).sum();
-        let dropped: u64 = rows.iter().map(|r| r.dropped).sum();
-        let mut hist = vec![0u64; QD_BUCKETS];
-        for r in &rows {
-            for (h, &c) in hist.iter_mut().zip(&r.qd_hist) {
-                *h += u64::from(c);
-            }
-        }
-        let total: u64 = hist.iter().sum();
-        let mut acc = 0;
-        let mut p95 = QD_BUCKETS;
-        for (i, &c) in hist.iter().enumerate() {
-            acc += c;
-            if acc * 100 >= total * 95 {
-                p95 = i + 1;
-                break;
-            }
-        }
-        Stats {
-            utilisation: good / cap.max(1.0),
-            competitor_share: comp / cap.max(1.0),
-            qd_p95_ms: if total == 0 {
-                0.0
-            } else {
-                (p95 as u64 * QD_BUCKET_US) as f64 / 1000.0
-            },
-            loss: dropped as f64 / sent.max(1) as f64,
-            frames: rows.iter().map(|r| r.frames).sum(),
-            frames_lost: rows.iter().map(|r| r.frames_lost).sum(),
-            mean_estimate_bps: rows.iter().map(|r| r.estimate_bps).sum::<f64>() / n,
-            min_estimate_bps: rows.iter().map(|r| r.estimate_bps).fold(f64::MAX, f64::min),
-            padding_share: pad / cap.max(1.0),
-        }
-    }
-
-    /// Seconds after `from` until the goodput over a 0.5 s window first
-    /// reaches `share` of the link.
-    pub(crate) fn time_to_reach(&self, from: f64, share: f64) -> Option<f64> {
-        self.rows
-            .iter()
-            .filter(|r| r.t >= from - 1e-9)
-            .find(|r| self.stats(r.t, r.t + 0.5).utilisation >= share)
-            .map(|r| r.t + 0.5 - from)
-    }
-
-    /// Last row at or after `from` with any of our datagrams dropped at the bottleneck.
-    pub(crate) fn last_loss_after(&self, from: f64, to: f64) -> Option<f64> {
-        self.rows
-            .iter()
-            .rev()
-            .find(|r| r.t >= from - 1e-9 && r.t < to && r.dropped > 0)
-            .map(|r| r.t + 0.1 - from)
-    }
-
-    /// The time series as CSV.
-    pub(crate) fn csv(&self) -> String {
-        let mut s = String::from(
-            "t_s,link_mbps,estimate_mbps,target_mbps,pacing_mbps,goodput_mbps,padding_mbps,competitor_mbps,loss,queue_delay_p95_ms,frames_lost,state\n",
-        );
-        for r in &self.rows {
-            let single = Outcome {
-                rows: vec![r.clone()],
-                ..self.clone_empty()
-            };
-            let st = single.stats(r.t, r.t + 0.1);
-            let _ = writeln!(
-                s,
-                "{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.4},{:.2},{},{:?}",
-                r.t,
-                r.link_bps / 1e6,
-                r.estimate_bps / 1e6,
-                r.target_bps / 1e6,
-                r.pacing_bps / 1e6,
-                r.goodput_bps / 1e6,
-                r.padding_bps / 1e6,
-                r.competitor_bps / 1e6,
-                st.loss,
-                st.qd_p95_ms,
-                r.frames_lost,
-                r.state
-            );
-        }
-        s
-    }
-
-    fn clone_empty(&self) -> Outcome {
-        Outcome {
-            rows: Vec::new(),
-            backoffs: 0,
-            feedback_dropped: 0,
-            competing_detected: 0,
-            min_estimate: 0.0,
-            max_estimate: 0.0,
         }
     }
 }
@@ -693,66 +538,7 @@ fn emit_feedback(
     }
     let mut bytes = fb.encode().expect("the builder makes valid reports");
     if sc.hostile_every.is_some_and(|n| *count % n == 0) {
-        bytes = hostile(&fb, rng);
+        bytes = hostile::hostile(&fb, rng);
     }
     to_host.push_back((now_ns + prop_ns, bytes));
-}
-
-/// Feedback a broken or malicious client could send.
-fn hostile(fb: &super::Feedback, rng: &mut Rng) -> Vec<u8> {
-    let mut f = fb.clone();
-    match rng.next_u64() % 6 {
-        0 => (0..rng.next_u64() % 600).map(|_| rng.next_u64() as u8).collect(),
-        1 => {
-            // Absurd counters: more than was ever sent.
-            f.seq = f.seq.wrapping_add(1_000);
-            f.highest_seq = f.highest_seq.saturating_add(1 << 40);
-            f.packets_received = f.packets_received.saturating_add(1 << 39);
-            f.bytes_received = f.packets_received.saturating_mul(1401);
-            f.encode().unwrap_or_default()
-        }
-        2 => {
-            // Time going backwards: the same report with older arrivals.
-            f.seq = f.seq.wrapping_add(1);
-            let s: Vec<_> = f.samples().to_vec();
-            f.clear_samples();
-            for x in s {
-                f.push_sample(super::ArrivalSample {
-                    seq: x.seq,
-                    arrival_us: x.arrival_us / 2,
-                });
-            }
-            f.encode().unwrap_or_default()
-        }
-        3 => {
-            // Counters going backwards.
-            f.seq = f.seq.wrapping_add(1);
-            f.packets_lost = 0;
-            f.packets_received /= 2;
-            f.bytes_received /= 2;
-            let s: Vec<_> = f.samples().to_vec();
-            f.clear_samples();
-            for x in s.into_iter().take(f.packets_received as usize) {
-                f.push_sample(x);
-            }
-            f.encode().unwrap_or_default()
-        }
-        4 => {
-            // Samples of sequences never sent (below the highest, in gaps).
-            let mut x = fb.encode().unwrap_or_default();
-            let n = x.len();
-            if n > 60 {
-                x[n - 8..n - 4].copy_from_slice(&u32::MAX.to_be_bytes());
-            }
-            x
-        }
-        _ => {
-            let mut x = fb.encode().unwrap_or_default();
-            let i = (rng.next_u64() as usize) % x.len().max(1);
-            if let Some(b) = x.get_mut(i) {
-                *b ^= 0x5a;
-            }
-            x
-        }
-    }
 }
