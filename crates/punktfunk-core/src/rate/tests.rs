@@ -291,3 +291,63 @@ fn the_wire_budget_pays_fec_from_the_estimate() {
     }
     assert!((b(10).overhead() - 1401.0 / 1344.0 * 1.1).abs() < 1e-9);
 }
+
+#[test]
+fn each_kind_of_bad_feedback_is_counted_and_changes_nothing() {
+    use std::time::Duration;
+    let t0 = std::time::Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    let mut rc = RateController::new(RateConfig::default(), t0);
+    for i in 0..100u64 {
+        rc.on_sent(i * 10, 10, 1401, ms(i));
+    }
+    let report = |seq: u32, got: u64, hi: u64, at: u64| {
+        let mut fb = Feedback::default();
+        (fb.seq, fb.packets_received, fb.bytes_received, fb.highest_seq) = (seq, got, got * 1401, hi);
+        fb.push_sample(ArrivalSample {
+            seq: hi,
+            arrival_us: at,
+        });
+        fb
+    };
+    rc.on_feedback(&report(0, 500, 499, 60_000), ms(60));
+    let good = rc.snapshot();
+    assert_eq!(good.counters.feedback_used, 1);
+
+    // Random bytes, an input datagram, a truncated report.
+    assert!(rc.on_feedback_datagram(&[0x42; 40], ms(61)).is_err());
+    assert!(rc.on_feedback_datagram(&[0; 16], ms(61)).is_err());
+    let wire = report(1, 600, 599, 70_000).encode().unwrap();
+    assert!(rc.on_feedback_datagram(&wire[..wire.len() - 1], ms(61)).is_err());
+    // A sequence never sent (above the last), and more packets than were sent.
+    rc.on_feedback(&report(2, 600, 5_000, 70_000), ms(70));
+    rc.on_feedback(&report(3, 2_000, 999, 70_000), ms(70));
+    // Counters and time running backwards.
+    rc.on_feedback(&report(4, 400, 599, 70_000), ms(70));
+    rc.on_feedback(&report(5, 600, 599, 50_000), ms(70));
+    let s = rc.snapshot();
+    assert_eq!(s.counters.feedback_dropped, 7, "{:?}", s.counters);
+    assert_eq!(s.counters.feedback_used, 1);
+    assert_eq!((s.estimate_bps, s.state), (good.estimate_bps, good.state));
+
+    // A report number from the past (reordered) is stale, not hostile.
+    rc.on_feedback(&report(9, 600, 599, 70_000), ms(71));
+    rc.on_feedback(&report(8, 550, 549, 65_000), ms(72));
+    assert_eq!(rc.snapshot().counters.feedback_stale, 1);
+    // Samples of sequences in a gap between runs are unmatched, not used.
+    rc.on_sent(2_000, 10, 1401, ms(100));
+    let mut fb = report(10, 700, 2_005, 90_000);
+    fb.clear_samples();
+    fb.push_sample(ArrivalSample {
+        seq: 1_500,
+        arrival_us: 80_000,
+    });
+    fb.push_sample(ArrivalSample {
+        seq: 2_005,
+        arrival_us: 90_000,
+    });
+    rc.on_feedback(&fb, ms(101));
+    let s = rc.snapshot();
+    assert_eq!(s.counters.samples_unmatched, 1);
+    assert!(s.estimate_bps >= rc.config().min_bps && s.estimate_bps <= rc.config().probe_ceiling());
+}
