@@ -281,10 +281,9 @@ impl RateController {
         });
         self.counters.feedback_used += 1;
         self.last_feedback_us = Some(now_us);
-        if let Some(est) = self.silence_est.take() {
+        if self.silence_est.take().is_some() {
             // Feedback is back: resume what silence interrupted, from where
             // it left the estimate.
-            self.last_congestion_est = est;
             if self.state == RateState::Hold {
                 self.state = self.before_hold;
             }
