@@ -90,6 +90,8 @@ pub struct RateController {
     media: Meter,
     last_update_us: u64,
     last_feedback_us: Option<u64>,
+    /// Silence is measured from here until the first report.
+    first_sent_us: Option<u64>,
     hold_until_us: u64,
     drain_until_us: u64,
     last_congestion_est: f64,
@@ -147,6 +149,7 @@ impl RateController {
             media: Meter::default(),
             last_update_us: 0,
             last_feedback_us: None,
+            first_sent_us: None,
             hold_until_us: 0,
             drain_until_us: 0,
             last_congestion_est: 0.0,
@@ -180,6 +183,7 @@ impl RateController {
     pub fn on_sent(&mut self, first_seq: u64, count: u32, bytes_each: u32, now: Instant) {
         if self.log.on_sent(first_seq, count, bytes_each, now, false) {
             let t = self.log.micros(now);
+            self.first_sent_us.get_or_insert(t);
             self.media.add(u64::from(count) * u64::from(bytes_each), t);
         }
     }
@@ -187,7 +191,10 @@ impl RateController {
     /// Like [`RateController::on_sent`] for probe filler (padding) the
     /// sender added at [`RateSnapshot::probe_padding_bps`].
     pub fn on_padding_sent(&mut self, first_seq: u64, count: u32, bytes_each: u32, now: Instant) {
-        self.log.on_sent(first_seq, count, bytes_each, now, true);
+        if self.log.on_sent(first_seq, count, bytes_each, now, true) {
+            let t = self.log.micros(now);
+            self.first_sent_us.get_or_insert(t);
+        }
     }
 
     /// The QUIC connection's smoothed RTT (sets the round length of probing
@@ -387,7 +394,7 @@ impl RateController {
         if self.state == RateState::Fixed {
             return None;
         }
-        let since = self.last_feedback_us.or_else(|| self.log.last_seq().map(|_| 0))?;
+        let since = self.last_feedback_us.or(self.first_sent_us)?;
         let hold = self.silence_after_us();
         let at = if self.silence_est.is_some() {
             self.last_update_us + 50_000
@@ -409,7 +416,7 @@ impl RateController {
             return;
         }
         let now_us = self.log.micros(now);
-        let Some(since) = self.last_feedback_us.or_else(|| self.log.last_seq().map(|_| 0)) else {
+        let Some(since) = self.last_feedback_us.or(self.first_sent_us) else {
             return;
         };
         let silent = now_us.saturating_sub(since);

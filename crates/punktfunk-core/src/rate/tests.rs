@@ -351,3 +351,31 @@ fn each_kind_of_bad_feedback_is_counted_and_changes_nothing() {
     assert_eq!(s.counters.samples_unmatched, 1);
     assert!(s.estimate_bps >= rc.config().min_bps && s.estimate_bps <= rc.config().probe_ceiling());
 }
+
+#[test]
+fn silence_counts_from_the_first_datagram_and_never_ramps() {
+    use std::time::Duration;
+    let t0 = std::time::Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    let mut rc = RateController::new(RateConfig::default(), t0);
+    assert_eq!(rc.poll_timeout(), None, "nothing sent, nothing to wait for");
+    // The session sends its first frame 5 s after the controller was made.
+    rc.on_sent(0, 50, 1401, ms(5_000));
+    assert_eq!(rc.poll_timeout(), Some(ms(5_100)));
+    rc.handle_timeout(ms(5_050));
+    assert_eq!(rc.state(), RateState::Startup);
+    let start = rc.estimate_bps();
+    rc.handle_timeout(ms(5_100));
+    let s = rc.snapshot();
+    assert_eq!(
+        (s.state, s.estimate_bps, s.probe_padding_bps),
+        (RateState::Hold, start, 0)
+    );
+    let mut t = 5_100;
+    while t < 10_000 {
+        t = rc.poll_timeout().map_or(t + 50, |d| (d - t0).as_millis() as u64);
+        rc.handle_timeout(ms(t));
+        assert!(rc.estimate_bps() <= start, "no growth without information");
+    }
+    assert_eq!(rc.estimate_bps(), start / 8, "decays to an eighth, no further");
+}
