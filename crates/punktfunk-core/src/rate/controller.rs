@@ -112,6 +112,12 @@ pub struct RateController {
     qd_next: usize,
     qd_trend_base: f64,
     silence_est: Option<f64>,
+    /// The estimate a probe started from, and when it gives up.
+    probe_start_est: f64,
+    probe_until_us: u64,
+    app_limited_since_us: Option<u64>,
+    /// Send rate averaged over ~10 reports.
+    send_avg: f64,
     /// The state a silence interrupted.
     before_hold: RateState,
     refused_run: u32,
@@ -167,6 +173,10 @@ impl RateController {
             qd_next: 0,
             qd_trend_base: 0.0,
             silence_est: None,
+            probe_start_est: 0.0,
+            probe_until_us: 0,
+            app_limited_since_us: None,
+            send_avg: 0.0,
             before_hold: RateState::Steady,
             refused_run: 0,
             counters: RateCounters::default(),
@@ -467,7 +477,7 @@ impl RateController {
     pub fn snapshot(&self) -> RateSnapshot {
         let est = self.est;
         let pacing = match self.state {
-            RateState::Startup => est,
+            RateState::Startup | RateState::Probe => est,
             RateState::Drain => DRAIN_GAIN * est,
             RateState::Fixed => (2.0 * est).min(self.ceiling.max(est)),
             // Cut for congestion: pace below the estimate until the queue drained.
@@ -475,7 +485,7 @@ impl RateController {
             _ if self.qd_us >= QD_LOW_US || self.competing => est,
             _ => (PACING_GAIN * est).min(self.ceiling.max(est)),
         };
-        let padding = if self.state == RateState::Startup {
+        let padding = if matches!(self.state, RateState::Startup | RateState::Probe) {
             (est - self.media.bps).max(0.0)
         } else {
             0.0

@@ -114,8 +114,11 @@ pub enum RateState {
     /// Ramping from the initial rate (×1.5 per round, with padding) until
     /// the queue grows or the probe ceiling is reached.
     Startup,
-    /// Left start-up: pacing below the estimate for a round so the queue the
-    /// ramp built drains.
+    /// An application-limited session probes for a faster path (×1.25 per
+    /// round, with padding) after 5 s without congestion.
+    Probe,
+    /// Left start-up or a probe: pacing below the estimate for a round so the
+    /// queue the ramp built drains.
     Drain,
     /// Tracking the path: slow growth near the last congestion point, faster
     /// away from it.
@@ -153,6 +156,8 @@ pub struct RateCounters {
     pub silences: u64,
     /// Times a loss-based competitor was detected.
     pub competing_detected: u64,
+    /// Probes an application-limited session made for a faster path.
+    pub probes: u64,
 }
 
 impl RateCounters {
@@ -176,7 +181,7 @@ pub struct RateSnapshot {
     /// Bytes the pacer may send at once.
     pub burst_bytes: u32,
     /// Filler the sender should add to its media, bit/s, while the
-    /// controller probes (start-up); 0 otherwise.
+    /// controller probes (start-up, probe); 0 otherwise.
     pub probe_padding_bps: u64,
     /// Latest delivery rate measured at the client, bit/s (0: none yet).
     pub delivery_bps: u64,

@@ -506,6 +506,7 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
         backoffs: s.counters.backoffs(),
         feedback_dropped: s.counters.feedback_dropped,
         competing_detected: s.counters.competing_detected,
+        probes: s.counters.probes,
         min_estimate: min_est,
         max_estimate: max_est,
     }

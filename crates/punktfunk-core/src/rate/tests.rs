@@ -379,3 +379,35 @@ fn silence_counts_from_the_first_datagram_and_never_ramps() {
     }
     assert_eq!(rc.estimate_bps(), start / 8, "decays to an eighth, no further");
 }
+
+#[test]
+fn an_application_limited_session_finds_a_faster_path_by_probing() {
+    // A 50 Mbit/s stream: the path is 100 Mbit/s for 8 s (one probe runs
+    // into it), then 10 Gbit/s.
+    let mut link = Link::fixed(100.0);
+    link.rates = vec![(0.0, 100e6), (8.0, 10_000e6)];
+    let mut sc = scenario(link, 16.0);
+    sc.cfg.max_bps = 50_000_000;
+    let out = run(&sc);
+    let before = out.stats(1.0, 8.0);
+    report("app_limited_path_grows", &out, &before);
+    let ceiling = sc.cfg.probe_ceiling() as f64;
+    let found = out
+        .rows
+        .iter()
+        .find(|r| r.t >= 8.0 && r.estimate_bps >= 0.99 * ceiling)
+        .map(|r| r.t - 8.0);
+    eprintln!(
+        "  on 100 Mbit/s: {} probes, padding {:.1} % of the link; probe ceiling {:?} s after the path grew",
+        out.probes,
+        before.padding_share * 100.0,
+        found
+    );
+    assert!(out.probes >= 2, "a probe on each path");
+    assert!(
+        before.mean_estimate_bps >= 80e6 && before.mean_estimate_bps <= 110e6 && before.qd_p95_ms <= 15.0,
+        "{before:?}"
+    );
+    assert!(found.is_some_and(|t| t <= 7.0), "{found:?}");
+    assert_eq!(out.stats(0.0, 16.0).frames_lost, 0);
+}

@@ -7,6 +7,19 @@ use super::*;
 /// Start-up growth per round: ×1.5 (BBR's 2/ln 2 ≈ 2.89 overshoots a 50 ms
 /// queue before a 25 ms feedback cadence can see it).
 const STARTUP_GAIN: f64 = 1.5;
+/// Probe growth per round (BBR's ProbeBW up-gain).
+const PROBE_GAIN: f64 = 1.25;
+/// Application-limited this long, and no cut for as long, before a probe, µs.
+const PROBE_AFTER_US: u64 = 5_000_000;
+/// Rounds a probe may last (1.25^20 ≈ 87×).
+const PROBE_ROUNDS: u64 = 20;
+/// Sending below this share of the estimate (averaged) is application-limited.
+const APP_LIMITED: f64 = 0.8;
+/// Sending at this share of the estimate (averaged) restarts the wait for a
+/// probe: the hysteresis keeps a keyframe's burst from restarting it.
+const NOT_APP_LIMITED: f64 = 0.9;
+/// Weight of one report in the average send rate (~10 reports).
+const SEND_AVG_GAIN: f64 = 0.1;
 /// Queue delay that ends start-up, µs.
 const STARTUP_EXIT_QD_US: f64 = 5_000.0;
 /// A standing queue above this is congestion, µs.
@@ -70,21 +83,32 @@ impl RateController {
         self.track_queue(r, now_us);
 
         match self.state {
-            RateState::Startup => {
+            RateState::Startup | RateState::Probe => {
+                let probing = self.state == RateState::Probe;
                 if r.qd_avg >= STARTUP_EXIT_QD_US || tail_loss || (saturated && r.qd_max >= QD_LOW_US) {
                     let proven = self.recv_max().max(self.min);
-                    self.est = (BETA * proven).min(self.est);
+                    // A probe keeps what was already known to work.
+                    let floor = if probing { self.probe_start_est } else { 0.0 };
+                    self.est = (BETA * proven).max(floor).min(self.est);
                     self.last_congestion_est = proven;
                     self.state = RateState::Drain;
                     self.drain_until_us = now_us + round;
                     self.growth_since_us = now_us;
+                } else if probing && now_us >= self.probe_until_us {
+                    // The padding never came (or the path never pushed back):
+                    // keep only what the client saw delivered.
+                    self.est = self.recv_max().min(self.est).max(self.probe_start_est);
+                    self.state = RateState::Steady;
+                    self.app_limited_since_us = None;
                 } else {
-                    let grown = self.est * STARTUP_GAIN.powf(dt * 1e6 / round as f64);
+                    let gain = if probing { PROBE_GAIN } else { STARTUP_GAIN };
+                    let grown = self.est * gain.powf(dt * 1e6 / round as f64);
                     let proven = PROVEN_GAIN * self.recv_max().max(self.cfg.initial_bps as f64);
                     self.est = grown.min(proven.max(self.est)).min(self.ceiling);
                     if self.est >= self.ceiling {
                         self.state = RateState::Steady;
                         self.growth_since_us = now_us;
+                        self.app_limited_since_us = None;
                     }
                 }
             }
@@ -164,7 +188,14 @@ impl RateController {
         if self.state == RateState::Backoff {
             return;
         }
-        let app_limited = r.send_bps.is_some_and(|s| s < 0.8 * self.est);
+        // Judged over ~10 reports: one report inside a keyframe's burst
+        // sends at the pacing rate even when the encoder is far below it.
+        let app_limited = self.send_avg < APP_LIMITED * self.est;
+        if self.send_avg >= NOT_APP_LIMITED * self.est {
+            self.app_limited_since_us = None;
+        } else if app_limited && self.maybe_probe(r, now_us) {
+            return;
+        }
         let queue_ok = if self.competing {
             !tail_loss
         } else {
@@ -199,6 +230,24 @@ impl RateController {
         let grown = self.est * (1.0 + rate).powf(dt);
         let proven = PROVEN_GAIN * self.recv_max();
         self.est = grown.min(proven.max(self.est));
+    }
+
+    /// An application-limited session learns nothing about its path: from
+    /// time to time it probes with padding (like start-up, ×1.25 per round),
+    /// so pacing follows a path that became faster. Returns whether a probe
+    /// started.
+    fn maybe_probe(&mut self, r: Reading, now_us: u64) -> bool {
+        let since = *self.app_limited_since_us.get_or_insert(now_us);
+        let quiet = now_us >= self.last_cut_us + PROBE_AFTER_US && now_us >= since + PROBE_AFTER_US;
+        if !quiet || self.competing || self.est >= self.ceiling || r.qd_avg >= QD_LOW_US {
+            return false;
+        }
+        self.state = RateState::Probe;
+        self.probe_start_est = self.est;
+        self.probe_until_us = now_us + PROBE_ROUNDS * self.round_us();
+        self.app_limited_since_us = None;
+        self.counters.probes += 1;
+        true
     }
 
     /// A delay cut made while the queue is still as deep as at the previous
@@ -237,6 +286,9 @@ impl RateController {
             (Some(_), Some(_)) => 0,
             _ => self.sat_run,
         };
+        if let Some(sd) = r.send_bps {
+            self.send_avg += SEND_AVG_GAIN * (sd - self.send_avg);
+        }
         // Queue delay ~100 ms ago (four reports) for the trend.
         self.qd_trend_base = self.qd_ring[self.qd_next % QD_RING];
         self.qd_ring[self.qd_next % QD_RING] = r.qd_avg;
