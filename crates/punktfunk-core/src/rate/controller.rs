@@ -8,16 +8,16 @@ use std::time::{Duration, Instant};
 use super::feedback::{Feedback, FeedbackError};
 use super::filters::{Meter, WindowedMax, WindowedMin};
 use super::sendlog::{SendLog, SentPacket};
+use super::{RateConfig, RateCounters, RateSnapshot, RateState, WireBudget};
 
 mod policy;
-use super::{RateConfig, RateCounters, RateSnapshot, RateState, WireBudget};
 
 /// Below this the queue counts as empty, µs.
 const QD_LOW_US: f64 = 3_000.0;
 /// Pacing gain in steady state: the sender's queue drains after a keyframe
 /// while the bottleneck sees at most 10 % above the estimate.
 const PACING_GAIN: f64 = 1.1;
-/// Pacing gain while draining the start-up queue.
+/// Pacing gain while a queue drains (after start-up, a probe or a cut).
 const DRAIN_GAIN: f64 = 0.75;
 /// Feedback silence before holding, in feedback intervals (at least 100 ms).
 const SILENCE_INTERVALS: u32 = 4;
@@ -69,6 +69,17 @@ struct Reading {
 }
 
 /// One session's rate controller. See the [module](super) docs.
+///
+/// The call contract, in the manner of quinn-proto: the send path records
+/// every datagram it hands to the kernel ([`RateController::on_sent`], or
+/// [`RateController::on_padding_sent`] for filler and speed-test probes: a
+/// report that counts datagrams the log never saw is refused); the QUIC
+/// datagram reader passes feedback in ([`RateController::on_feedback_datagram`])
+/// and the connection's RTT ([`RateController::on_rtt`]); the driver sleeps
+/// until [`RateController::poll_timeout`] and calls
+/// [`RateController::handle_timeout`]; after any of these,
+/// [`RateController::snapshot`] and [`RateController::target_media_bps`] say
+/// how to pace and what the encoder should produce. Nothing reads a clock.
 #[derive(Clone, Debug)]
 pub struct RateController {
     cfg: RateConfig,
@@ -190,6 +201,8 @@ impl RateController {
 
     /// Media datagrams `first_seq .. first_seq + count` of `bytes_each` wire
     /// bytes were handed to the kernel at `now`. O(1), no allocation.
+    /// Sequences must rise from call to call; a call that breaks that (or an
+    /// empty run) is ignored and counted in the send log.
     pub fn on_sent(&mut self, first_seq: u64, count: u32, bytes_each: u32, now: Instant) {
         if self.log.on_sent(first_seq, count, bytes_each, now, false) {
             let t = self.log.micros(now);

@@ -39,7 +39,7 @@ pub struct ArrivalSample {
 /// the last one is the newest datagram received before the report was built.
 /// Holds at most [`MAX_SAMPLES`] samples inline: building or decoding one
 /// allocates nothing.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Feedback {
     /// Report number, +1 per report (starts at 0).
     pub seq: u32,
@@ -56,6 +56,22 @@ pub struct Feedback {
     samples: [ArrivalSample; MAX_SAMPLES],
     len: usize,
 }
+
+impl PartialEq for Feedback {
+    /// Equal when every field and the samples in use are (slots past the
+    /// sample count are not part of the report).
+    fn eq(&self, other: &Feedback) -> bool {
+        self.seq == other.seq
+            && self.urgent == other.urgent
+            && self.packets_received == other.packets_received
+            && self.bytes_received == other.bytes_received
+            && self.highest_seq == other.highest_seq
+            && self.packets_lost == other.packets_lost
+            && self.samples() == other.samples()
+    }
+}
+
+impl Eq for Feedback {}
 
 impl fmt::Debug for Feedback {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -363,6 +379,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn equality_looks_only_at_the_samples_in_use() {
+        let mut a = sample_report();
+        let b = sample_report();
+        a.push_sample(ArrivalSample {
+            seq: 1003,
+            arrival_us: 9_999,
+        });
+        a.clear_samples();
+        for s in b.samples() {
+            a.push_sample(*s);
+        }
+        assert_eq!(a, b);
+        a.clear_samples();
+        assert_ne!(a, b);
     }
 
     #[test]
