@@ -39,6 +39,7 @@ pub mod control;
 pub mod crypto;
 pub mod error;
 pub mod fec;
+pub mod rate;
 pub mod relay;
 pub mod session;
 pub mod stats;

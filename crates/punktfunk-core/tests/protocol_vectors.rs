@@ -14,6 +14,7 @@ use sha2::Sha256;
 
 use punktfunk_core::crypto::{Opener, Sealer, REPLAY_WINDOW};
 use punktfunk_core::fec::{recovery_count, FecDecoder, FecEncoder, FrameLayout};
+use punktfunk_core::rate::{ArrivalSample, Feedback, FeedbackError};
 use punktfunk_core::transport::RecvMeta;
 use punktfunk_core::wire::{
     ClearHeader, InnerHeader, WireError, CLEAR_HEADER_LEN, INNER_HEADER_LEN, PACKET_OVERHEAD, TAG_LEN,
@@ -712,6 +713,54 @@ fn check_sealed_frame(mut v: Vector, all_keys: &HashMap<String, SessionKeys>) {
     v.finish();
 }
 
+fn check_rate_feedback(mut v: Vector) {
+    let hex = v.take_hex("hex");
+    let decoded = Feedback::decode(&hex);
+    match (v.take_opt("input"), v.take_opt("error")) {
+        (Some(input), None) => {
+            let mut kv = Kv::new(&input, &v.name);
+            let mut fb = Feedback::default();
+            fb.seq = kv.narrow("seq");
+            fb.urgent = match kv.raw("urgent").as_str() {
+                "true" => true,
+                "false" => false,
+                other => panic!("{}: urgent={other:?}", v.name),
+            };
+            fb.packets_received = kv.u64("packets_received");
+            fb.bytes_received = kv.u64("bytes_received");
+            fb.highest_seq = kv.u64("highest_seq");
+            fb.packets_lost = kv.u64("packets_lost");
+            for pair in kv.raw("samples").split(',') {
+                let (seq, at) = pair
+                    .split_once('@')
+                    .unwrap_or_else(|| panic!("{}: sample {pair:?} is not seq@arrival", v.name));
+                assert!(fb.push_sample(ArrivalSample {
+                    seq: parse_u64(seq, &v.name),
+                    arrival_us: parse_u64(at, &v.name),
+                }));
+            }
+            kv.finish();
+            assert_eq!(fb.encode().expect("valid report"), hex, "{}: encode", v.name);
+            assert_eq!(decoded, Ok(fb), "{}: decode", v.name);
+        }
+        (None, Some(error)) => {
+            let ok = match error.as_str() {
+                "too-short" => matches!(decoded, Err(FeedbackError::TooShort { .. })),
+                "bad-magic" => matches!(decoded, Err(FeedbackError::BadMagic)),
+                "unknown-version" => matches!(decoded, Err(FeedbackError::UnknownVersion(_))),
+                "unknown-flags" => matches!(decoded, Err(FeedbackError::UnknownFlags(_))),
+                "too-many-samples" => matches!(decoded, Err(FeedbackError::TooManySamples(_))),
+                "length-mismatch" => matches!(decoded, Err(FeedbackError::LengthMismatch { .. })),
+                "inconsistent" => matches!(decoded, Err(FeedbackError::Inconsistent(_))),
+                other => panic!("{}: unknown error class {other:?}", v.name),
+            };
+            assert!(ok, "{}: expected {error}, decode gave {decoded:?}", v.name);
+        }
+        _ => panic!("{}: needs exactly one of `input` and `error`", v.name),
+    }
+    v.finish();
+}
+
 // ---------------------------------------------------------------------------
 // The test
 // ---------------------------------------------------------------------------
@@ -765,10 +814,11 @@ fn protocol_md_vectors_match_the_code() {
                 keys.insert(name, check_session_keys(v));
             }
             "sealed-frame" => check_sealed_frame(v, &keys),
+            "rate-feedback" => check_rate_feedback(v),
             other => panic!("vector {}: unknown kind {other:?}", v.name),
         }
     }
-    for kind in ["clear-header", "inner-header", "sealed-datagram"] {
+    for kind in ["clear-header", "inner-header", "sealed-datagram", "rate-feedback"] {
         assert!(counts.contains_key(kind), "no {kind} vector in PROTOCOL.md");
     }
     eprintln!("checked {} vectors: {counts:?}", vectors.len());

@@ -1,0 +1,297 @@
+//! The controller's decisions: what a report means (growing queue, loss at
+//! a full queue, random loss, a competitor) and what the estimate does about
+//! it. docs/CONGESTION.md explains each rule and constant.
+
+use super::*;
+
+/// Start-up growth per round: ×1.5 (BBR's 2/ln 2 ≈ 2.89 overshoots a 50 ms
+/// queue before a 25 ms feedback cadence can see it).
+const STARTUP_GAIN: f64 = 1.5;
+/// Probe growth per round (BBR's ProbeBW up-gain).
+const PROBE_GAIN: f64 = 1.25;
+/// Application-limited this long, and no cut for as long, before a probe, µs.
+const PROBE_AFTER_US: u64 = 5_000_000;
+/// Rounds a probe may last (1.25^20 ≈ 87×).
+const PROBE_ROUNDS: u64 = 20;
+/// Sending below this share of the estimate (averaged) is application-limited.
+const APP_LIMITED: f64 = 0.8;
+/// Sending at this share of the estimate (averaged) restarts the wait for a
+/// probe: the hysteresis keeps a keyframe's burst from restarting it.
+const NOT_APP_LIMITED: f64 = 0.9;
+/// Weight of one report in the average send rate (~10 reports).
+const SEND_AVG_GAIN: f64 = 0.1;
+/// Queue delay that ends start-up, µs.
+const STARTUP_EXIT_QD_US: f64 = 5_000.0;
+/// A standing queue above this is congestion, µs.
+const QD_HIGH_US: f64 = 10_000.0;
+/// Loss with the queue at least this deep is loss at a full queue, µs.
+const QD_LOSS_US: f64 = 4_000.0;
+/// Delivery below this share of the send rate means the path is saturated.
+const SATURATED: f64 = 0.9;
+/// Back-off: the estimate becomes this share of the delivery rate (GCC's β
+/// is 0.85; 0.9 keeps utilisation above 90 % with a queue-delay signal).
+const BETA: f64 = 0.9;
+/// Back-off in loss-based (competing) mode, on the estimate: gentler than
+/// CUBIC's 0.7 so the video flow keeps its share.
+const BETA_COMPETING: f64 = 0.8;
+/// Loss (smoothed) above which FEC cannot keep up: back off whatever the
+/// delay (GCC's loss-based controller starts at 10 %).
+const HEAVY_LOSS: f64 = 0.10;
+/// Growth per second near the last congestion point.
+const GROWTH_NEAR: f64 = 0.08;
+/// Growth per second away from it, at first; doubles every second of clean
+/// growth up to `GROWTH_MAX`.
+const GROWTH_FAR: f64 = 0.20;
+const GROWTH_MAX: f64 = 0.60;
+/// Growth per second beside a loss-based flow, as a share of the best
+/// delivery rate of the 5–10 s before it was detected (the path): additive, like the other
+/// flow's increase, so neither side takes the other's share.
+const GROWTH_COMPETING: f64 = 0.05;
+/// How long the last congestion point is remembered, µs: a path whose
+/// queue stayed quiet that long may have grown.
+const NEAR_MEMORY_US: u64 = 3_000_000;
+/// "Near" the last congestion point: this band around it.
+const NEAR_LOW: f64 = 0.80;
+const NEAR_HIGH: f64 = 1.0;
+/// The estimate never grows past this multiple of the best delivery rate
+/// measured recently (GCC's 1.5 × incoming rate): growth must be proven.
+const PROVEN_GAIN: f64 = 1.5;
+/// One back-off never cuts below this share of the estimate.
+const MAX_CUT: f64 = 0.3;
+/// Ineffective delay back-offs in a row that reveal a loss-based competitor.
+const INEFFECTIVE_TO_COMPETE: u32 = 2;
+/// Queue delay rise over ~100 ms that means the queue grows, µs.
+const TREND_US: f64 = 1_000.0;
+/// Delivery below this share of the send rate: the queue grows.
+const GROWING: f64 = 0.97;
+/// A congestion episode: cuts closer than this to the previous one are its
+/// follow-ups and need a growing queue, µs.
+const EPISODE_US: u64 = 1_000_000;
+/// Queue empty this long ends the competing mode, µs.
+const COMPETING_EXIT_US: u64 = 1_000_000;
+
+impl RateController {
+    pub(super) fn decide(&mut self, r: Reading, now_us: u64) {
+        let round = self.round_us();
+        let dt = now_us.saturating_sub(self.last_update_us).min(2 * round) as f64 / 1e6;
+        let saturated = matches!((r.recv_bps, r.send_bps),
+            (Some(rv), Some(sd)) if rv < SATURATED * sd * (1.0 - r.loss));
+        let tail_loss = r.loss > 0.0 && (r.qd_max >= QD_LOSS_US || saturated);
+        if r.loss > 0.0 && !tail_loss {
+            self.counters.random_loss_reports += 1;
+        }
+        self.track_queue(r, now_us);
+
+        match self.state {
+            RateState::Startup | RateState::Probe => {
+                let probing = self.state == RateState::Probe;
+                if r.qd_avg >= STARTUP_EXIT_QD_US || tail_loss || (saturated && r.qd_max >= QD_LOW_US) {
+                    let proven = self.recv_max().max(self.min);
+                    // A probe keeps what was already known to work.
+                    let floor = if probing { self.probe_start_est } else { 0.0 };
+                    self.est = (BETA * proven).max(floor).min(self.est);
+                    self.last_congestion_est = proven;
+                    self.state = RateState::Drain;
+                    self.drain_until_us = now_us + round;
+                    self.growth_since_us = now_us;
+                } else if probing && now_us >= self.probe_until_us {
+                    // The padding never came (or the path never pushed back):
+                    // keep only what the client saw delivered.
+                    self.est = self.recv_max().min(self.est).max(self.probe_start_est);
+                    self.state = RateState::Steady;
+                    self.app_limited_since_us = None;
+                } else {
+                    let gain = if probing { PROBE_GAIN } else { STARTUP_GAIN };
+                    let grown = self.est * gain.powf(dt * 1e6 / round as f64);
+                    let proven = PROVEN_GAIN * self.recv_max().max(self.cfg.initial_bps as f64);
+                    self.est = grown.min(proven.max(self.est)).min(self.ceiling);
+                    if self.est >= self.ceiling {
+                        self.state = RateState::Steady;
+                        self.growth_since_us = now_us;
+                        self.app_limited_since_us = None;
+                    }
+                }
+            }
+            RateState::Drain => {
+                if r.qd_avg < QD_LOW_US || now_us >= self.drain_until_us + 4 * round {
+                    self.state = RateState::Steady;
+                    self.hold_until_us = now_us;
+                }
+            }
+            RateState::Steady | RateState::Backoff | RateState::Hold => {
+                if self.state == RateState::Backoff && now_us >= self.hold_until_us {
+                    self.state = RateState::Steady;
+                }
+                self.steady(r, now_us, dt, tail_loss);
+            }
+            RateState::Fixed => {}
+        }
+    }
+
+    fn steady(&mut self, r: Reading, now_us: u64, dt: f64, tail_loss: bool) {
+        let heavy = self.loss_smooth > HEAVY_LOSS;
+        // The queue grows when it rose over the last ~100 ms, or when the
+        // client receives slower than we send.
+        let rising = r.qd_avg - self.qd_trend_base >= TREND_US;
+        let growing = rising
+            || matches!((r.recv_bps, r.send_bps),
+                (Some(rv), Some(sd)) if rv < GROWING * sd * (1.0 - r.loss));
+        // The first reaction of an episode needs only a deep queue; later
+        // ones need it to be still growing: a standing delay our cut did not
+        // drain is not ours (a delay spike, another flow).
+        let fresh = now_us >= self.last_cut_us + EPISODE_US;
+        let deep = self.sat_run >= 2;
+        let delay = !self.competing
+            && ((r.qd_avg >= QD_HIGH_US && (growing || fresh)) || (r.qd_avg >= QD_LOW_US && deep));
+        let tail = tail_loss && (!self.competing || r.qd_max >= QD_LOSS_US);
+        let before = self.est;
+        let recv = r.recv_bps.unwrap_or(before).max(self.recv_prev);
+        // Twice in a row the client received well below what we sent: the
+        // path carries about that much (BBR's delivery rate). Otherwise the
+        // estimate was just past the path: a step back suffices.
+        let target = if self.competing {
+            BETA_COMPETING * before
+        } else if heavy && !tail && !delay {
+            before * (1.0 - 0.5 * self.loss_smooth)
+        } else if deep {
+            BETA * recv
+        } else {
+            BETA * before
+        };
+        let can_cut = now_us >= self.hold_until_us || (deep && target < BETA * before);
+        if (delay || tail || heavy) && can_cut && target < before {
+            if heavy && !tail && !delay {
+                self.counters.backoffs_heavy_loss += 1;
+            } else if delay {
+                self.counters.backoffs_delay += 1;
+                if deep {
+                    // We overran the path ourselves: that says nothing of others.
+                    self.ineffective = 0;
+                    self.cut_qd_us = r.qd_avg;
+                } else {
+                    self.judge_cut(r.qd_avg, growing, now_us);
+                }
+            } else {
+                self.counters.backoffs_loss += 1;
+            }
+            self.est = target.max(MAX_CUT * before);
+            if !(heavy && !tail && !delay) {
+                // Loss that FEC cannot repair says nothing about capacity.
+                self.last_congestion_est = before;
+            }
+            self.last_cut_us = now_us;
+            self.hold_until_us = now_us + (2 * self.round_us()).max(100_000);
+            self.growth_since_us = self.hold_until_us;
+            self.state = RateState::Backoff;
+            return;
+        }
+        if self.state == RateState::Backoff {
+            return;
+        }
+        // Judged over ~10 reports: one report inside a keyframe's burst
+        // sends at the pacing rate even when the encoder is far below it.
+        let app_limited = self.send_avg < APP_LIMITED * self.est;
+        if self.send_avg >= NOT_APP_LIMITED * self.est {
+            self.app_limited_since_us = None;
+        } else if app_limited && self.maybe_probe(r, now_us) {
+            return;
+        }
+        let queue_ok = if self.competing {
+            !tail_loss
+        } else {
+            r.qd_avg < QD_LOW_US
+        };
+        if !queue_ok || app_limited || now_us < self.hold_until_us {
+            if !queue_ok {
+                self.growth_since_us = now_us;
+            }
+            return;
+        }
+        let near = !self.competing
+            && now_us < self.last_cut_us + NEAR_MEMORY_US
+            && self.last_congestion_est > 0.0
+            && self.est >= NEAR_LOW * self.last_congestion_est
+            && self.est <= NEAR_HIGH * self.last_congestion_est;
+        if self.competing {
+            // Additive, in shares of the path the flows share (as measured
+            // before the other flow came): AIMD beside
+            // AIMD converges to a share where neither starves.
+            let step = GROWTH_COMPETING * self.competing_base.max(self.est) * dt;
+            self.est = (self.est + step).min(PROVEN_GAIN * self.recv_max().max(self.est));
+            return;
+        }
+        let rate = if near {
+            self.growth_since_us = now_us;
+            GROWTH_NEAR
+        } else {
+            let clean_s = now_us.saturating_sub(self.growth_since_us) as f64 / 1e6;
+            (GROWTH_FAR * 2f64.powf(clean_s)).min(GROWTH_MAX)
+        };
+        let grown = self.est * (1.0 + rate).powf(dt);
+        let proven = PROVEN_GAIN * self.recv_max();
+        self.est = grown.min(proven.max(self.est));
+    }
+
+    /// An application-limited session learns nothing about its path: from
+    /// time to time it probes with padding (like start-up, ×1.25 per round),
+    /// so pacing follows a path that became faster. Returns whether a probe
+    /// started.
+    fn maybe_probe(&mut self, r: Reading, now_us: u64) -> bool {
+        let since = *self.app_limited_since_us.get_or_insert(now_us);
+        let quiet = now_us >= self.last_cut_us + PROBE_AFTER_US && now_us >= since + PROBE_AFTER_US;
+        if !quiet || self.competing || self.est >= self.ceiling || r.qd_avg >= QD_LOW_US {
+            return false;
+        }
+        self.state = RateState::Probe;
+        self.probe_start_est = self.est;
+        self.probe_until_us = now_us + PROBE_ROUNDS * self.round_us();
+        self.app_limited_since_us = None;
+        self.counters.probes += 1;
+        true
+    }
+
+    /// A delay cut made while the queue is still as deep as at the previous
+    /// cut, and still rising, did not help: the queue is not ours. Twice in a
+    /// row reveals a loss-based competitor; from then on the controller
+    /// backs off for loss at the full queue only (GCC's answer is an
+    /// adaptive threshold; BBR's a delivery-rate model that ignores delay).
+    fn judge_cut(&mut self, qd_us: f64, growing: bool, now_us: u64) {
+        let recent = now_us < self.last_cut_us + 2 * EPISODE_US;
+        if recent && growing && qd_us >= self.cut_qd_us - 1_000.0 {
+            self.ineffective += 1;
+            if self.ineffective >= INEFFECTIVE_TO_COMPETE && !self.competing {
+                self.competing = true;
+                self.competing_base = self.path_max.get().max(self.est);
+                self.counters.competing_detected += 1;
+            }
+        } else {
+            self.ineffective = 0;
+        }
+        self.cut_qd_us = qd_us;
+    }
+
+    /// The competing mode ends once the queue stayed empty for a second.
+    fn track_queue(&mut self, r: Reading, now_us: u64) {
+        if r.qd_avg < QD_LOW_US {
+            self.ineffective = 0;
+            let since = *self.queue_empty_since_us.get_or_insert(now_us);
+            if self.competing && now_us - since >= COMPETING_EXIT_US {
+                self.competing = false;
+            }
+        } else {
+            self.queue_empty_since_us = None;
+        }
+        self.sat_run = match (r.recv_bps, r.send_bps) {
+            (Some(rv), Some(sd)) if rv < SATURATED * sd * (1.0 - r.loss) => self.sat_run + 1,
+            (Some(_), Some(_)) => 0,
+            _ => self.sat_run,
+        };
+        if let Some(sd) = r.send_bps {
+            self.send_avg += SEND_AVG_GAIN * (sd - self.send_avg);
+        }
+        // Queue delay ~100 ms ago (four reports) for the trend.
+        self.qd_trend_base = self.qd_ring[self.qd_next % QD_RING];
+        self.qd_ring[self.qd_next % QD_RING] = r.qd_avg;
+        self.qd_next += 1;
+    }
+}

@@ -1,0 +1,413 @@
+//! The controller against the link simulator, in virtual time. Each test
+//! prints a one-line summary (`--nocapture`); with `PUNKTFUNK_RATE_CSV=<dir>`
+//! each also writes its time series to `<dir>/<scenario>.csv`.
+
+use super::sim::{run, Competitor, Link, Outcome, Scenario, Stats, Window};
+use super::*;
+
+/// Scenarios run with seed 1; `PUNKTFUNK_RATE_SEED` picks another (to check
+/// that a result is not one seed's luck).
+fn scenario(link: Link, seconds: f64) -> Scenario {
+    let mut sc = Scenario::new(link, seconds);
+    if let Some(seed) = std::env::var("PUNKTFUNK_RATE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        sc.seed = seed;
+    }
+    sc
+}
+
+fn mbps(x: f64) -> String {
+    format!("{:.0}", x / 1e6)
+}
+
+fn report(name: &str, out: &Outcome, s: &Stats) {
+    eprintln!(
+        "{name}: util {:.1} %, qd p95 {:.1} ms, loss {:.2} %, frames lost {}/{} ({:.2} %), est mean {} min {} Mbit/s, backoffs {}, padding {:.1} %",
+        s.utilisation * 100.0,
+        s.qd_p95_ms,
+        s.loss * 100.0,
+        s.frames_lost,
+        s.frames,
+        s.frame_loss() * 100.0,
+        mbps(s.mean_estimate_bps),
+        mbps(s.min_estimate_bps),
+        out.backoffs,
+        s.padding_share * 100.0,
+    );
+    if let Ok(dir) = std::env::var("PUNKTFUNK_RATE_CSV") {
+        let path = std::path::Path::new(&dir).join(format!("{name}.csv"));
+        std::fs::write(&path, out.csv()).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+}
+
+#[test]
+fn startup_ramps_without_losing_a_frame_then_converges_on_a_fixed_bottleneck() {
+    let sc = scenario(Link::fixed(300.0), 12.0);
+    let out = run(&sc);
+    let ramp = out.stats(0.0, 3.0);
+    let s = out.stats(3.0, 12.0);
+    report("fixed_300", &out, &s);
+    let reach = out.time_to_reach(0.0, 0.8).expect("reaches 80 % of the link");
+    eprintln!(
+        "  80 % of the link after {reach:.1} s; ramp frames lost {}",
+        ramp.frames_lost
+    );
+    assert!(reach <= 1.5, "start-up took {reach} s");
+    assert_eq!(ramp.frames_lost, 0, "no frame lost to the ramp");
+    assert!(s.utilisation >= 0.90, "utilisation {}", s.utilisation);
+    assert!(s.qd_p95_ms <= 15.0, "queue delay p95 {} ms", s.qd_p95_ms);
+    assert!(s.frame_loss() <= 0.005, "frame loss {}", s.frame_loss());
+}
+
+#[test]
+fn capacity_steps_down_and_up_are_followed() {
+    let mut link = Link::fixed(800.0);
+    link.rates = vec![(0.0, 800e6), (5.0, 200e6), (12.0, 600e6)];
+    let out = run(&scenario(link, 18.0));
+    let s = out.stats(2.0, 18.0);
+    report("steps_800_200_600", &out, &s);
+    let before = out.stats(2.0, 5.0);
+    let low = out.stats(7.0, 12.0);
+    let loss_end = out.last_loss_after(5.0, 12.0).unwrap_or(0.0);
+    let rise = out.time_to_reach(12.0, 0.85);
+    eprintln!(
+        "  800: util {:.1} %; drop to 200: loss ends after {loss_end:.1} s, then util {:.1} % qd p95 {:.1} ms; rise to 600: 85 % after {rise:?} s",
+        before.utilisation * 100.0,
+        low.utilisation * 100.0,
+        low.qd_p95_ms
+    );
+    assert!(before.utilisation >= 0.85, "800: {}", before.utilisation);
+    assert!(loss_end <= 1.0, "loss after the drop lasted {loss_end} s");
+    assert!(low.utilisation >= 0.85 && low.qd_p95_ms <= 15.0, "{low:?}");
+    assert!(rise.is_some_and(|r| r <= 5.0), "85 % of 600 after {rise:?} s");
+}
+
+#[test]
+fn random_loss_below_the_fec_budget_is_not_congestion() {
+    let mut link = Link::fixed(500.0);
+    link.random_loss = 0.02;
+    let out = run(&scenario(link, 12.0));
+    let s = out.stats(3.0, 12.0);
+    report("random_loss_2pct_500", &out, &s);
+    assert!(
+        s.min_estimate_bps >= 0.80 * 500e6,
+        "estimate fell to {}",
+        s.min_estimate_bps
+    );
+    assert!(
+        s.mean_estimate_bps >= 0.85 * 500e6,
+        "estimate mean {}",
+        s.mean_estimate_bps
+    );
+    assert!(s.frame_loss() <= 0.005, "FEC repairs 2 %: {}", s.frame_loss());
+}
+
+#[test]
+fn burst_loss_and_a_delay_spike_are_survived() {
+    let mut link = Link::fixed(300.0);
+    link.loss_bursts = vec![Window {
+        from: 4.0,
+        to: 4.2,
+        value: 0.3,
+    }];
+    link.delay_spikes = vec![Window {
+        from: 7.0,
+        to: 7.3,
+        value: 40.0,
+    }];
+    let out = run(&scenario(link, 14.0));
+    let s = out.stats(10.0, 14.0);
+    report("burst_loss_delay_spike_300", &out, &s);
+    let after_burst = out.time_to_reach(4.2, 0.85);
+    let after_spike = out.time_to_reach(7.3, 0.85);
+    eprintln!("  85 % again {after_burst:?} s after the loss burst, {after_spike:?} s after the spike");
+    assert!(after_burst.is_some_and(|t| t <= 3.0), "{after_burst:?}");
+    assert!(after_spike.is_some_and(|t| t <= 3.0), "{after_spike:?}");
+    assert!(s.utilisation >= 0.88 && s.qd_p95_ms <= 15.0, "{s:?}");
+}
+
+#[test]
+fn a_competing_loss_based_flow_does_not_starve_either_side() {
+    let mut sc = scenario(Link::fixed(300.0), 23.0);
+    sc.competitor = Some(Competitor {
+        start_s: 3.0,
+        stop_s: 23.0,
+    });
+    let out = run(&sc);
+    let s = out.stats(3.0, 23.0);
+    report("competing_300", &out, &s);
+    eprintln!(
+        "  shares over 20 s: video {:.1} %, competitor {:.1} %, competitor detected {} times",
+        s.utilisation * 100.0,
+        s.competitor_share * 100.0,
+        out.competing_detected
+    );
+    assert!(s.utilisation >= 0.25, "video share {}", s.utilisation);
+    assert!(
+        s.competitor_share >= 0.25,
+        "competitor share {}",
+        s.competitor_share
+    );
+}
+
+#[test]
+fn lost_feedback_is_tolerated_and_silence_holds_then_decays_without_collapse() {
+    let mut link = Link::fixed(300.0);
+    link.feedback_loss = 0.10;
+    link.feedback_blackouts = vec![Window {
+        from: 6.0,
+        to: 8.0,
+        value: 1.0,
+    }];
+    let out = run(&scenario(link, 13.0));
+    let lossy = out.stats(3.0, 6.0);
+    report("feedback_loss_300", &out, &lossy);
+    let at = |t: f64| {
+        out.rows
+            .iter()
+            .find(|r| r.t >= t - 1e-9)
+            .expect("row")
+            .estimate_bps
+    };
+    let silent: Vec<f64> = out
+        .rows
+        .iter()
+        .filter(|r| r.t >= 6.0 && r.t < 8.0)
+        .map(|r| r.estimate_bps)
+        .collect();
+    eprintln!(
+        "  blackout: estimate {} → {} Mbit/s (min {}), back to 85 % {:?} s after",
+        mbps(at(6.0)),
+        mbps(at(7.9)),
+        mbps(silent.iter().copied().fold(f64::MAX, f64::min)),
+        out.time_to_reach(8.0, 0.85)
+    );
+    assert!(lossy.utilisation >= 0.88, "10 % feedback loss: {lossy:?}");
+    assert!(
+        silent.windows(2).all(|w| w[1] <= w[0] + 1.0),
+        "no growth without information"
+    );
+    assert!(at(6.9) >= 0.9 * at(6.0), "holds for the first second");
+    assert!(at(7.9) < 0.9 * at(6.0), "then decays");
+    assert!(at(7.9) >= at(6.0) / 8.0 - 1.0, "never collapses");
+    assert!(out.time_to_reach(8.0, 0.85).is_some_and(|t| t <= 3.0));
+}
+
+#[test]
+fn hostile_feedback_is_dropped_and_cannot_push_the_estimate_out_of_bounds() {
+    let mut sc = scenario(Link::fixed(300.0), 8.0);
+    sc.hostile_every = Some(3);
+    let out = run(&sc);
+    let s = out.stats(3.0, 8.0);
+    report("hostile_feedback_300", &out, &s);
+    eprintln!(
+        "  feedback dropped {}, estimate range {}..{} Mbit/s",
+        out.feedback_dropped,
+        mbps(out.min_estimate),
+        mbps(out.max_estimate)
+    );
+    assert!(out.feedback_dropped > 20);
+    assert!(out.min_estimate >= sc.cfg.min_bps as f64);
+    assert!(out.max_estimate <= sc.cfg.probe_ceiling() as f64);
+    assert!(s.utilisation >= 0.8, "{s:?}");
+}
+
+#[test]
+fn a_fast_path_is_learned_so_frames_leave_fast() {
+    // Loopback-like: a 50 Mbit/s stream on a 10 Gbit/s path.
+    let mut sc = scenario(Link::fixed(10_000.0), 3.0);
+    sc.link.prop_ms = 0.05;
+    sc.cfg.max_bps = 50_000_000;
+    let out = run(&sc);
+    let s = out.stats(1.0, 3.0);
+    report("fast_path_50_on_10g", &out, &s);
+    let t_ceiling = out
+        .rows
+        .iter()
+        .find(|r| r.estimate_bps >= 0.99 * sc.cfg.probe_ceiling() as f64)
+        .map(|r| r.t);
+    let last = out.rows.last().expect("rows");
+    let frame_ms = 100_000.0 * 8.0 / last.pacing_bps * 1e3;
+    eprintln!("  probe ceiling reached at {t_ceiling:?} s; pacing {} Mbit/s: a 100 KB frame leaves in {frame_ms:.2} ms", mbps(last.pacing_bps));
+    assert!(t_ceiling.is_some_and(|t| t <= 1.0));
+    assert!(frame_ms <= 1.0);
+    assert!(s.padding_share < 1e-9, "no padding once the ceiling is known");
+    assert_eq!(s.frames_lost, 0);
+}
+
+#[test]
+fn fixed_mode_neither_probes_nor_adapts() {
+    let t0 = std::time::Instant::now();
+    let cfg = RateConfig {
+        adaptive: false,
+        max_bps: 200_000_000,
+        ..RateConfig::default()
+    };
+    let mut rc = RateController::new(cfg, t0);
+    rc.on_sent(0, 100, 1401, t0);
+    let mut fb = Feedback::default();
+    (
+        fb.packets_received,
+        fb.bytes_received,
+        fb.highest_seq,
+        fb.packets_lost,
+    ) = (50, 50 * 1401, 99, 50);
+    fb.push_sample(ArrivalSample {
+        seq: 99,
+        arrival_us: 1,
+    });
+    rc.on_feedback(&fb, t0 + std::time::Duration::from_millis(30));
+    let s = rc.snapshot();
+    assert_eq!(
+        (s.state, s.estimate_bps, s.probe_padding_bps),
+        (RateState::Fixed, 200_000_000, 0)
+    );
+    assert_eq!(s.pacing_rate_bps, 400_000_000);
+    let budget = WireBudget {
+        fec_percent: 10,
+        datagram_len: 1401,
+        shard_payload: 1344,
+    };
+    assert_eq!(rc.target_media_bps(&budget), 200_000_000);
+    assert_eq!(rc.poll_timeout(), None);
+}
+
+#[test]
+fn the_wire_budget_pays_fec_from_the_estimate() {
+    let b = |fec| WireBudget {
+        fec_percent: fec,
+        datagram_len: 1401,
+        shard_payload: 1344,
+    };
+    let wire = 300_000_000;
+    let m10 = b(10).media_bps(wire);
+    let m50 = b(50).media_bps(wire);
+    assert!(m50 < m10, "more parity lowers the media rate");
+    for fec in [0, 10, 50, 100] {
+        let m = b(fec).media_bps(wire);
+        assert!(b(fec).wire_bps(m) <= wire + 1, "never raises the wire rate");
+    }
+    assert!((b(10).overhead() - 1401.0 / 1344.0 * 1.1).abs() < 1e-9);
+}
+
+#[test]
+fn each_kind_of_bad_feedback_is_counted_and_changes_nothing() {
+    use std::time::Duration;
+    let t0 = std::time::Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    let mut rc = RateController::new(RateConfig::default(), t0);
+    for i in 0..100u64 {
+        rc.on_sent(i * 10, 10, 1401, ms(i));
+    }
+    let report = |seq: u32, got: u64, hi: u64, at: u64| {
+        let mut fb = Feedback::default();
+        (fb.seq, fb.packets_received, fb.bytes_received, fb.highest_seq) = (seq, got, got * 1401, hi);
+        fb.push_sample(ArrivalSample {
+            seq: hi,
+            arrival_us: at,
+        });
+        fb
+    };
+    rc.on_feedback(&report(0, 500, 499, 60_000), ms(60));
+    let good = rc.snapshot();
+    assert_eq!(good.counters.feedback_used, 1);
+
+    // Random bytes, an input datagram, a truncated report.
+    assert!(rc.on_feedback_datagram(&[0x42; 40], ms(61)).is_err());
+    assert!(rc.on_feedback_datagram(&[0; 16], ms(61)).is_err());
+    let wire = report(1, 600, 599, 70_000).encode().unwrap();
+    assert!(rc.on_feedback_datagram(&wire[..wire.len() - 1], ms(61)).is_err());
+    // A sequence never sent (above the last), and more packets than were sent.
+    rc.on_feedback(&report(2, 600, 5_000, 70_000), ms(70));
+    rc.on_feedback(&report(3, 2_000, 999, 70_000), ms(70));
+    // Counters and time running backwards.
+    rc.on_feedback(&report(4, 400, 599, 70_000), ms(70));
+    rc.on_feedback(&report(5, 600, 599, 50_000), ms(70));
+    let s = rc.snapshot();
+    assert_eq!(s.counters.feedback_dropped, 7, "{:?}", s.counters);
+    assert_eq!(s.counters.feedback_used, 1);
+    assert_eq!((s.estimate_bps, s.state), (good.estimate_bps, good.state));
+
+    // A report number from the past (reordered) is stale, not hostile.
+    rc.on_feedback(&report(9, 600, 599, 70_000), ms(71));
+    rc.on_feedback(&report(8, 550, 549, 65_000), ms(72));
+    assert_eq!(rc.snapshot().counters.feedback_stale, 1);
+    // Samples of sequences in a gap between runs are unmatched, not used.
+    rc.on_sent(2_000, 10, 1401, ms(100));
+    let mut fb = report(10, 700, 2_005, 90_000);
+    fb.clear_samples();
+    fb.push_sample(ArrivalSample {
+        seq: 1_500,
+        arrival_us: 80_000,
+    });
+    fb.push_sample(ArrivalSample {
+        seq: 2_005,
+        arrival_us: 90_000,
+    });
+    rc.on_feedback(&fb, ms(101));
+    let s = rc.snapshot();
+    assert_eq!(s.counters.samples_unmatched, 1);
+    assert!(s.estimate_bps >= rc.config().min_bps && s.estimate_bps <= rc.config().probe_ceiling());
+}
+
+#[test]
+fn silence_counts_from_the_first_datagram_and_never_ramps() {
+    use std::time::Duration;
+    let t0 = std::time::Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    let mut rc = RateController::new(RateConfig::default(), t0);
+    assert_eq!(rc.poll_timeout(), None, "nothing sent, nothing to wait for");
+    // The session sends its first frame 5 s after the controller was made.
+    rc.on_sent(0, 50, 1401, ms(5_000));
+    assert_eq!(rc.poll_timeout(), Some(ms(5_100)));
+    rc.handle_timeout(ms(5_050));
+    assert_eq!(rc.state(), RateState::Startup);
+    let start = rc.estimate_bps();
+    rc.handle_timeout(ms(5_100));
+    let s = rc.snapshot();
+    assert_eq!(
+        (s.state, s.estimate_bps, s.probe_padding_bps),
+        (RateState::Hold, start, 0)
+    );
+    let mut t = 5_100;
+    while t < 10_000 {
+        t = rc.poll_timeout().map_or(t + 50, |d| (d - t0).as_millis() as u64);
+        rc.handle_timeout(ms(t));
+        assert!(rc.estimate_bps() <= start, "no growth without information");
+    }
+    assert_eq!(rc.estimate_bps(), start / 8, "decays to an eighth, no further");
+}
+
+#[test]
+fn an_application_limited_session_finds_a_faster_path_by_probing() {
+    // A 50 Mbit/s stream: the path is 100 Mbit/s for 8 s (one probe runs
+    // into it), then 10 Gbit/s.
+    let mut link = Link::fixed(100.0);
+    link.rates = vec![(0.0, 100e6), (8.0, 10_000e6)];
+    let mut sc = scenario(link, 16.0);
+    sc.cfg.max_bps = 50_000_000;
+    let out = run(&sc);
+    let before = out.stats(1.0, 8.0);
+    report("app_limited_path_grows", &out, &before);
+    let ceiling = sc.cfg.probe_ceiling() as f64;
+    let found = out
+        .rows
+        .iter()
+        .find(|r| r.t >= 8.0 && r.estimate_bps >= 0.99 * ceiling)
+        .map(|r| r.t - 8.0);
+    eprintln!(
+        "  on 100 Mbit/s: {} probes, padding {:.1} % of the link; probe ceiling {:?} s after the path grew",
+        out.probes,
+        before.padding_share * 100.0,
+        found
+    );
+    assert!(out.probes >= 2, "a probe on each path");
+    assert!(
+        before.mean_estimate_bps >= 80e6 && before.mean_estimate_bps <= 110e6 && before.qd_p95_ms <= 15.0,
+        "{before:?}"
+    );
+    assert!(found.is_some_and(|t| t <= 7.0), "{found:?}");
+    assert_eq!(out.stats(0.0, 16.0).frames_lost, 0);
+}
