@@ -50,6 +50,11 @@ test('stats() has exactly the core counters', async (t) => {
     keyRotations: true,
     probePacketsReceived: true,
     recvDroppedForeign: true,
+    congestionEvents: true,
+    estimatedKbps: true,
+    targetKbps: true,
+    rttUs: true,
+    queueDelayUs: true,
   }
   const { host } = closeAfter(t, createLoopbackPair())
   const stats = host.stats()

@@ -268,6 +268,12 @@
 #endif
 
 #if defined(PUNKTFUNK_FEATURE_QUIC)
+// The rate controller moved the media bitrate the encoder should aim for
+// (`target_kbps`; also `punktfunk_host_session_target_kbps`).
+#define PUNKTFUNK_HOST_EVENT_TARGET_BITRATE 5
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
 // Close code: normal end (e.g. end of stream).
 #define PUNKTFUNK_CLOSE_NORMAL 0
 #endif
@@ -472,6 +478,17 @@ typedef struct PunktfunkStats {
   uint64_t probe_packets_received;
   // Datagrams from a source other than the session's peer (control-plane sessions).
   uint64_t recv_dropped_foreign;
+  // Times the host's rate controller backed off for congestion (host
+  // sessions; since ABI 2).
+  uint64_t congestion_events;
+  // Gauge: the rate controller's path estimate, kbit/s (0 without one).
+  uint64_t estimated_kbps;
+  // Gauge: the media bitrate the encoder should aim for, kbit/s.
+  uint64_t target_kbps;
+  // Gauge: the QUIC connection's smoothed round-trip time, µs.
+  uint64_t rtt_us;
+  // Gauge: queue delay on the path, µs.
+  uint64_t queue_delay_us;
 } PunktfunkStats;
 
 #if defined(PUNKTFUNK_FEATURE_QUIC)
@@ -517,6 +534,8 @@ typedef struct PunktfunkHostEvent {
   struct PunktfunkInputEvent input;
   // Close code (closed).
   uint32_t close_code;
+  // New media target, kbit/s (target bitrate; since ABI 2).
+  uint32_t target_kbps;
 } PunktfunkHostEvent;
 #endif
 
@@ -809,6 +828,19 @@ int32_t punktfunk_host_session_submit_frame(struct PunktfunkHostSession *session
 int32_t punktfunk_host_session_next_event(struct PunktfunkHostSession *session,
                                           uint32_t timeout_ms,
                                           struct PunktfunkHostEvent *out);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Writes the media bitrate the encoder should aim for now, kbit/s, to
+// `out`: the host's estimate of this client's path less FEC and header
+// overhead, within the granted bitrate (the granted bitrate when rate
+// control is off). Poll it (or watch for
+// `PUNKTFUNK_HOST_EVENT_TARGET_BITRATE`) and set the encoder to it.
+//
+// # Safety
+// `session` must be NULL or a live handle; `out` NULL or writable.
+int32_t punktfunk_host_session_target_kbps(const struct PunktfunkHostSession *session,
+                                           uint32_t *out);
 #endif
 
 #if defined(PUNKTFUNK_FEATURE_QUIC)

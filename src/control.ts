@@ -58,6 +58,8 @@ export type ClientMessage =
   | { type: 'input'; event: InputEvent }
   | { type: 'keyframeRequest'; firstLost: number }
   | { type: 'fecChanged'; percent: number }
+  /** The host's rate controller moved this session's media target: encode at about `kbps`. */
+  | { type: 'targetBitrate'; kbps: number }
   | { type: 'closed'; code: number; reason: string }
 
 /** Options of {@link Host.listen}. */
@@ -267,6 +269,8 @@ export class HostSession extends Session {
         return { type: 'keyframeRequest', firstLost: e.firstLost ?? 0 }
       case 'fecChanged':
         return { type: 'fecChanged', percent: e.percent ?? 0 }
+      case 'targetBitrate':
+        return { type: 'targetBitrate', kbps: e.kbps ?? 0 }
       default:
         return { type: 'closed', code: e.code ?? 0, reason: e.reason ?? '' }
     }

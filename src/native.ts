@@ -122,12 +122,13 @@ export interface NativeInput {
 
 /** @internal */
 export interface NativeHostEvent {
-  kind: 'input' | 'keyframeRequest' | 'fecChanged' | 'closed'
+  kind: 'input' | 'keyframeRequest' | 'fecChanged' | 'targetBitrate' | 'closed'
   input?: NativeInput
   firstLost?: number
   percent?: number
   code?: number
   reason?: string
+  kbps?: number
 }
 
 /** @internal */

@@ -54,9 +54,10 @@ export interface FramesOptions {
 }
 
 /**
- * Every counter of a session. Counters only grow; `stats()` returns a fresh
- * snapshot each time. Sent = received + dropped holds per reason: each
- * `recvDropped*` counter names one reason.
+ * Every counter of a session. Counters only grow, except the four rate gauges
+ * at the end, which hold a host session's latest rate-control figures;
+ * `stats()` returns a fresh snapshot each time. Sent = received + dropped holds
+ * per reason: each `recvDropped*` counter names one reason.
  */
 export interface SessionStats {
   /** Frames handed to `submitFrame` and sent. */
@@ -103,6 +104,16 @@ export interface SessionStats {
   probePacketsReceived: number
   /** Datagrams from a source other than the peer, dropped before any other check (control-plane sessions). */
   recvDroppedForeign: number
+  /** Times the host's rate controller backed off for congestion (host sessions). */
+  congestionEvents: number
+  /** Gauge: the rate controller's estimate of the path, kbit/s (0 without rate control). */
+  estimatedKbps: number
+  /** Gauge: the media bitrate the encoder should aim for, kbit/s (host sessions with rate control). */
+  targetKbps: number
+  /** Gauge: smoothed round-trip time of the control connection, µs (host sessions with rate control). */
+  rttUs: number
+  /** Gauge: queue delay on the path (one-way delay above its recent minimum), µs. */
+  queueDelayUs: number
 }
 
 /** What the kernel granted for a UDP session's socket buffers. */

@@ -1,6 +1,8 @@
 //! Session counters: relaxed atomics written by the data path, read as a snapshot.
 //!
-//! Every counter only grows. A snapshot is not one atomic cut across all counters
+//! Every counter only grows, except the four rate gauges at the end
+//! (`estimated_kbps`, `target_kbps`, `rtt_us`, `queue_delay_us`), which a
+//! host session's rate controller sets to its latest figures. A snapshot is not one atomic cut across all counters
 //! (each is read separately), which is fine for monitoring and for the end-of-run
 //! accounting tests, which read after the data path has gone quiet.
 
@@ -84,6 +86,19 @@ counters! {
     /// Datagrams from a source other than the session's peer, dropped by a
     /// filtering UDP transport before any other check (not in `packets_received`).
     recv_dropped_foreign,
+    /// Times the rate controller backed off for congestion (a growing queue,
+    /// loss at a full queue, loss beyond what FEC repairs).
+    congestion_events,
+    /// Gauge: the rate controller's estimate of the path, kbit/s (0 without one).
+    estimated_kbps,
+    /// Gauge: the media bitrate the encoder should aim for, kbit/s: the
+    /// estimate less FEC and header overhead, within the session's ceiling.
+    target_kbps,
+    /// Gauge: the QUIC connection's smoothed round-trip time, µs.
+    rtt_us,
+    /// Gauge: queue delay on the path (one-way delay above its recent
+    /// minimum), µs.
+    queue_delay_us,
 }
 
 impl Stats {
@@ -91,6 +106,12 @@ impl Stats {
     #[inline]
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets a gauge (relaxed).
+    #[inline]
+    pub fn set(gauge: &AtomicU64, v: u64) {
+        gauge.store(v, Ordering::Relaxed);
     }
 }
 
@@ -119,7 +140,7 @@ mod tests {
         assert_eq!(snap.packets_sent, 3);
         assert_eq!(snap.recv_dropped_total(), 7);
         let fields = snap.fields();
-        assert_eq!(fields.len(), 22);
+        assert_eq!(fields.len(), 27);
         assert!(fields.contains(&("recv_dropped_auth", 2)));
     }
 }

@@ -29,7 +29,10 @@ pub const FLAG_PROBE: u8 = 0x02;
 /// Inner-header flag: data-path validation ([`PathMessage`] in the payload),
 /// not part of any video frame.
 pub const FLAG_PATH: u8 = 0x04;
-const KNOWN_FLAGS: u8 = FLAG_KEYFRAME | FLAG_PROBE | FLAG_PATH;
+/// Inner-header flag: filler a rate controller sends to probe the path
+/// (with [`FLAG_PROBE`] set too); the receiver counts it as redundant.
+pub const FLAG_PADDING: u8 = 0x08;
+const KNOWN_FLAGS: u8 = FLAG_KEYFRAME | FLAG_PROBE | FLAG_PATH | FLAG_PADDING;
 
 /// Why a header could not be decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +134,11 @@ impl InnerHeader {
     /// True when this is speed-test filler.
     pub fn is_probe(&self) -> bool {
         self.flags & FLAG_PROBE != 0
+    }
+
+    /// Whether the packet is rate-control filler ([`FLAG_PADDING`]).
+    pub fn is_padding(&self) -> bool {
+        self.flags & FLAG_PADDING != 0
     }
 
     /// Whether the packet validates the data path ([`FLAG_PATH`]).

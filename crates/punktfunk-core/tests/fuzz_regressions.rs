@@ -11,8 +11,8 @@ use punktfunk_core::crypto::Sealer;
 use punktfunk_core::session::Reassembler;
 use punktfunk_core::transport::RecvMeta;
 use punktfunk_core::wire::{
-    ClearHeader, InnerHeader, WireError, CLEAR_HEADER_LEN, FLAG_KEYFRAME, FLAG_PATH, FLAG_PROBE,
-    INNER_HEADER_LEN,
+    ClearHeader, InnerHeader, WireError, CLEAR_HEADER_LEN, FLAG_KEYFRAME, FLAG_PADDING, FLAG_PATH,
+    FLAG_PROBE, INNER_HEADER_LEN,
 };
 use punktfunk_core::{
     FecConfig, FrameEvent, FrameMeta, LoopbackTransport, Role, Session, SessionConfig, SessionKeys, Stats,
@@ -139,7 +139,9 @@ fn inner_header_checks_come_in_the_documented_order() {
     let mut b = [0xFFu8; INNER_HEADER_LEN];
     assert_eq!(
         InnerHeader::decode(&b),
-        Err(WireError::UnknownFlags(!(FLAG_KEYFRAME | FLAG_PROBE | FLAG_PATH)))
+        Err(WireError::UnknownFlags(
+            !(FLAG_KEYFRAME | FLAG_PROBE | FLAG_PATH | FLAG_PADDING)
+        ))
     );
     b[0] = 0;
     assert_eq!(InnerHeader::decode(&b), Err(WireError::ReservedNotZero(0xFF)));

@@ -516,9 +516,24 @@ pub struct PunktfunkStats {
     pub probe_packets_received: u64,
     /// Datagrams from a source other than the session's peer (control-plane sessions).
     pub recv_dropped_foreign: u64,
+    /// Times the host's rate controller backed off for congestion (host
+    /// sessions; since ABI 2).
+    pub congestion_events: u64,
+    /// Gauge: the rate controller's path estimate, kbit/s (0 without one).
+    pub estimated_kbps: u64,
+    /// Gauge: the media bitrate the encoder should aim for, kbit/s.
+    pub target_kbps: u64,
+    /// Gauge: the QUIC connection's smoothed round-trip time, µs.
+    pub rtt_us: u64,
+    /// Gauge: queue delay on the path, µs.
+    pub queue_delay_us: u64,
 }
 
-const STATS_V1_SIZE: usize = size_of::<PunktfunkStats>();
+/// The layout of ABI 1 (up to `recv_dropped_foreign`): callers built against
+/// it still get every counter it has.
+const STATS_V1_SIZE: usize = std::mem::offset_of!(PunktfunkStats, congestion_events);
+/// The current layout.
+const STATS_SIZE: usize = size_of::<PunktfunkStats>();
 
 impl From<StatsSnapshot> for PunktfunkStats {
     fn from(s: StatsSnapshot) -> Self {
@@ -547,9 +562,14 @@ impl From<StatsSnapshot> for PunktfunkStats {
             key_rotations,
             probe_packets_received,
             recv_dropped_foreign,
+            congestion_events,
+            estimated_kbps,
+            target_kbps,
+            rtt_us,
+            queue_delay_us,
         } = s;
         PunktfunkStats {
-            struct_size: STATS_V1_SIZE as u32,
+            struct_size: STATS_SIZE as u32,
             reserved: 0,
             frames_submitted,
             frames_completed,
@@ -573,6 +593,11 @@ impl From<StatsSnapshot> for PunktfunkStats {
             key_rotations,
             probe_packets_received,
             recv_dropped_foreign,
+            congestion_events,
+            estimated_kbps,
+            target_kbps,
+            rtt_us,
+            queue_delay_us,
         }
     }
 }
@@ -1093,7 +1118,8 @@ mod tests {
     #[test]
     fn stats_struct_has_every_core_counter() {
         let fields = StatsSnapshot::default().fields().len();
-        assert_eq!(STATS_V1_SIZE, 8 + 8 * fields, "two u32 then one u64 per counter");
+        assert_eq!(STATS_SIZE, 8 + 8 * fields, "two u32 then one u64 per counter");
+        assert_eq!(STATS_V1_SIZE, 8 + 8 * 22, "ABI 1 had 22 counters");
     }
 
     #[test]

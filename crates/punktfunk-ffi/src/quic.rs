@@ -95,6 +95,9 @@ pub const PUNKTFUNK_HOST_EVENT_KEYFRAME_REQUEST: u32 = 2;
 pub const PUNKTFUNK_HOST_EVENT_FEC_CHANGED: u32 = 3;
 /// The client left (`close_code`; the reason via `punktfunk_host_session_close_reason`).
 pub const PUNKTFUNK_HOST_EVENT_CLOSED: u32 = 4;
+/// The rate controller moved the media bitrate the encoder should aim for
+/// (`target_kbps`; also `punktfunk_host_session_target_kbps`).
+pub const PUNKTFUNK_HOST_EVENT_TARGET_BITRATE: u32 = 5;
 
 /// Close code: normal end (e.g. end of stream).
 pub const PUNKTFUNK_CLOSE_NORMAL: u32 = 0;
@@ -157,6 +160,8 @@ pub struct PunktfunkHostEvent {
     pub input: PunktfunkInputEvent,
     /// Close code (closed).
     pub close_code: u32,
+    /// New media target, kbit/s (target bitrate; since ABI 2).
+    pub target_kbps: u32,
 }
 
 /// Speed-test result.
@@ -589,11 +594,36 @@ pub unsafe extern "C" fn punktfunk_host_session_next_event(
                 out.kind = PUNKTFUNK_HOST_EVENT_FEC_CHANGED;
                 out.fec_percent = percent.into();
             }
+            Some(HostEvent::TargetBitrate { kbps }) => {
+                out.kind = PUNKTFUNK_HOST_EVENT_TARGET_BITRATE;
+                out.target_kbps = kbps;
+            }
             Some(HostEvent::Closed(r)) => {
                 out.kind = PUNKTFUNK_HOST_EVENT_CLOSED;
                 out.close_code = r.code;
             }
         }
+        Ok(())
+    })
+}
+
+/// Writes the media bitrate the encoder should aim for now, kbit/s, to
+/// `out`: the host's estimate of this client's path less FEC and header
+/// overhead, within the granted bitrate (the granted bitrate when rate
+/// control is off). Poll it (or watch for
+/// `PUNKTFUNK_HOST_EVENT_TARGET_BITRATE`) and set the encoder to it.
+///
+/// # Safety
+/// `session` must be NULL or a live handle; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_host_session_target_kbps(
+    session: *const PunktfunkHostSession,
+    out: *mut u32,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: checked or valid per the contract.
+        let (s, out) = unsafe { (input(session, "session")?, super::out(out, "out")?) };
+        *out = s.session.target_bitrate_kbps();
         Ok(())
     })
 }

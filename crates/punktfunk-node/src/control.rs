@@ -465,7 +465,7 @@ fn from_input(e: &InputEvent) -> NativeInput {
 /// Something the client told the host.
 #[napi(object)]
 pub struct NativeHostEvent {
-    /// `input`, `keyframeRequest`, `fecChanged` or `closed`.
+    /// `input`, `keyframeRequest`, `fecChanged`, `targetBitrate` or `closed`.
     pub kind: String,
     /// The input event (`input`).
     pub input: Option<NativeInput>,
@@ -477,6 +477,8 @@ pub struct NativeHostEvent {
     pub code: Option<u32>,
     /// Close reason (`closed`).
     pub reason: Option<String>,
+    /// New media target, kbit/s (`targetBitrate`).
+    pub kbps: Option<u32>,
 }
 
 /// How a session ended.
@@ -568,6 +570,7 @@ impl NativeSession {
                     percent: None,
                     code: None,
                     reason: None,
+                    kbps: None,
                 };
                 Ok(Some(match ev {
                     HostEvent::Input(i) => NativeHostEvent {
@@ -581,6 +584,10 @@ impl NativeSession {
                     HostEvent::FecChanged { percent } => NativeHostEvent {
                         percent: Some(percent.into()),
                         ..base("fecChanged")
+                    },
+                    HostEvent::TargetBitrate { kbps } => NativeHostEvent {
+                        kbps: Some(kbps),
+                        ..base("targetBitrate")
                     },
                     HostEvent::Closed(r) => NativeHostEvent {
                         code: Some(r.code),

@@ -5,10 +5,11 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::rate::FeedbackConfig;
 use crate::session::{blocking, FrameEvent, FrameReceiver, StatsHandle};
 use crate::stats::StatsSnapshot;
 use crate::transport::UdpTransport;
@@ -18,8 +19,8 @@ use super::msg::{self, close_code, CloseReason, ControlMsg, InputEvent};
 use super::proto::client::{ClientAction, ClientEvent, ClientProto};
 use super::proto::Negotiated;
 use super::runtime::{
-    close_conn, close_for_error, peer_closed, read_msg, reason_of, write_loop, CloseSlot, Ctrl, Hooks,
-    Runtime, CTRL_BACKLOG, DRAIN_ON_DROP,
+    close_conn, close_for_error, ctrl_channel, peer_closed, read_msg, reason_of, write_loop, CloseSlot, Ctrl,
+    Hooks, Runtime, DRAIN_ON_DROP,
 };
 use super::{MAX_PROBE_KBPS, MAX_PROBE_MS};
 
@@ -59,16 +60,55 @@ impl ProbeResult {
     }
 }
 
-/// Host messages routed to the client's user thread.
-enum HostMessage {
-    Event(ClientEvent),
-    ProbeDone {
-        packets_sent: u64,
-        send_drops: u64,
-        duration_us: u64,
-        rate_kbps: u32,
-    },
+/// What the host said in a `ProbeDone`: packets sent, send drops,
+/// duration µs, rate kbit/s.
+type ProbeDone = (u64, u64, u64, u32);
+
+/// Host messages for the client's user thread: bounded, with FEC changes
+/// folded into the one waiting, and the speed test's result and the close
+/// kept apart, so neither is ever crowded out by chatter.
+#[derive(Default)]
+struct Inbox {
+    events: VecDeque<ClientEvent>,
+    probe_done: Option<ProbeDone>,
+    closed: Option<CloseReason>,
+    /// The close was handed out by `poll_event`.
+    closed_taken: bool,
 }
+
+impl Inbox {
+    fn push(&mut self, e: ClientEvent) {
+        match e {
+            ClientEvent::Closed(r) => self.closed = Some(r),
+            ClientEvent::FecChanged { percent } => {
+                let full = self.events.len() >= CLIENT_EVENT_BACKLOG;
+                let queued = self.events.iter_mut().find_map(|e| match e {
+                    ClientEvent::FecChanged { percent } => Some(percent),
+                    _ => None,
+                });
+                match queued {
+                    Some(p) => *p = percent,
+                    None if !full => self.events.push_back(e),
+                    None => {}
+                }
+            }
+        }
+    }
+
+    fn pop(&mut self) -> Option<ClientEvent> {
+        if let Some(e) = self.events.pop_front() {
+            return Some(e);
+        }
+        if self.closed_taken {
+            return None;
+        }
+        let r = self.closed.clone()?;
+        self.closed_taken = true;
+        Some(ClientEvent::Closed(r))
+    }
+}
+
+type SharedInbox = Arc<Mutex<Inbox>>;
 
 /// What a finished handshake hands over.
 pub(super) struct ConnectedParts {
@@ -108,8 +148,26 @@ impl ClientReceiver {
             return Ok(Some(ev));
         }
         let wait = self.receiver.recv_wait();
-        if let Some(ev) = blocking::recv_frame(&mut self.receiver, timeout, wait)? {
-            return Ok(Some(ev));
+        let deadline = Instant::now() + timeout;
+        // Waits are cut at each feedback report's due time: the reports keep
+        // their cadence whether or not frames arrive.
+        loop {
+            let now = Instant::now();
+            self.send_feedback(now);
+            let until = self
+                .receiver
+                .feedback_timeout()
+                .map_or(deadline, |t| t.min(deadline));
+            if let Some(ev) =
+                blocking::recv_frame(&mut self.receiver, until.saturating_duration_since(now), wait)?
+            {
+                // A lost frame asks for a report at once.
+                self.send_feedback(Instant::now());
+                return Ok(Some(ev));
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
         }
         let Some(r) = reason_of(&self.slot, &self.conn) else {
             return Ok(None);
@@ -118,6 +176,16 @@ impl ClientReceiver {
         match self.receiver.poll_frame(Instant::now())? {
             Some(ev) => Ok(Some(ev)),
             None => Err(Error::closed(format!("the session ended: {}", r.reason))),
+        }
+    }
+
+    /// Sends the rate-feedback report due at `now`, if one is, as a QUIC
+    /// datagram (lossy by design: a lost report is superseded by the next).
+    fn send_feedback(&mut self, now: Instant) {
+        if let Some(fb) = self.receiver.poll_feedback(now) {
+            if let Ok(bytes) = fb.encode() {
+                let _ = self.conn.send_datagram(bytes.into());
+            }
         }
     }
 
@@ -165,9 +233,7 @@ pub struct ClientControl {
     conn: quinn::Connection,
     slot: CloseSlot,
     ctrl: Ctrl,
-    events: Mutex<mpsc::Receiver<HostMessage>>,
-    /// Host events read while a speed test waited for its result, for `poll_event`.
-    held: Mutex<VecDeque<ClientEvent>>,
+    inbox: SharedInbox,
     input_seq: AtomicU32,
     stats: StatsHandle,
     datagram_len: usize,
@@ -204,9 +270,10 @@ impl std::fmt::Debug for ClientControl {
 impl ClientControl {
     /// Starts the session's tasks; the two halves.
     pub(super) fn start(p: ConnectedParts) -> (ClientReceiver, ClientControl) {
-        let receiver = p.receiver;
-        let (ctrl, ctrl_rx) = tokio::sync::mpsc::channel(CTRL_BACKLOG);
-        let (tx, events) = mpsc::sync_channel(CLIENT_EVENT_BACKLOG);
+        let mut receiver = p.receiver;
+        receiver.enable_feedback(FeedbackConfig::default());
+        let (ctrl, ctrl_rx) = ctrl_channel();
+        let inbox = SharedInbox::default();
         let slot = CloseSlot::default();
         let proto = Arc::new(Mutex::new(ClientProto::new(Instant::now())));
         let stats = receiver.stats_handle();
@@ -218,7 +285,7 @@ impl ClientControl {
                 p.conn.clone(),
                 slot.clone(),
                 proto.clone(),
-                tx,
+                inbox.clone(),
             ));
             tokio::spawn(report_loop(p.conn.clone(), ctrl.clone(), proto, stats.clone()));
         }
@@ -235,8 +302,7 @@ impl ClientControl {
             conn: p.conn,
             slot,
             ctrl,
-            events: Mutex::new(events),
-            held: Mutex::default(),
+            inbox,
             input_seq: AtomicU32::new(0),
             stats,
             datagram_len,
@@ -330,14 +396,7 @@ impl ClientControl {
             )));
         }
         // A result left over from an earlier test that timed out is not ours.
-        loop {
-            let next = self.events.lock().unwrap_or_else(|p| p.into_inner()).try_recv();
-            match next {
-                Ok(HostMessage::Event(e)) => self.hold(e),
-                Ok(HostMessage::ProbeDone { .. }) => {}
-                Err(_) => break,
-            }
-        }
+        self.inbox().probe_done = None;
         let before = self.stats.snapshot().probe_packets_received;
         self.send_ctrl(ControlMsg::ProbeRequest {
             target_kbps,
@@ -352,23 +411,15 @@ impl ClientControl {
                 ));
             }
             pump(Duration::from_millis(5))?;
-            let next = self.events.lock().unwrap_or_else(|p| p.into_inner()).try_recv();
-            match next {
-                Ok(HostMessage::ProbeDone {
-                    packets_sent,
-                    send_drops,
-                    duration_us,
-                    rate_kbps,
-                }) => break (packets_sent, send_drops, duration_us, rate_kbps),
-                Ok(HostMessage::Event(ClientEvent::Closed(r))) => {
-                    return Err(Error::closed(format!(
-                        "the host closed the session: {}",
-                        r.reason
-                    )))
-                }
-                Ok(HostMessage::Event(e)) => self.hold(e),
-                Err(mpsc::TryRecvError::Empty) => {}
-                Err(mpsc::TryRecvError::Disconnected) => return Err(Error::closed("the session is closed")),
+            let mut inbox = self.inbox();
+            if let Some(done) = inbox.probe_done.take() {
+                break done;
+            }
+            if let Some(r) = &inbox.closed {
+                return Err(Error::closed(format!(
+                    "the host closed the session: {}",
+                    r.reason
+                )));
             }
         };
         // Datagrams still in flight or in the socket buffer: read for a moment
@@ -401,28 +452,14 @@ impl ClientControl {
         })
     }
 
-    /// Keeps a host event for `poll_event` (the oldest goes beyond the bound).
-    fn hold(&self, e: ClientEvent) {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        if held.len() >= CLIENT_EVENT_BACKLOG {
-            held.pop_front();
-        }
-        held.push_back(e);
+    fn inbox(&self) -> std::sync::MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The next message from the host (FEC changes, close), if one is waiting.
+    /// The next message from the host (FEC changes, close), if one is
+    /// waiting. FEC changes fold into the one waiting; the close comes last.
     pub fn poll_event(&self) -> Option<ClientEvent> {
-        if let Some(e) = self.held.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
-            return Some(e);
-        }
-        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            match events.try_recv() {
-                Ok(HostMessage::Event(e)) => return Some(e),
-                Ok(HostMessage::ProbeDone { .. }) => continue,
-                Err(_) => return None,
-            }
-        }
+        self.inbox().pop()
     }
 
     /// Data-plane counters.
@@ -449,7 +486,7 @@ async fn control_loop(
     conn: quinn::Connection,
     slot: CloseSlot,
     proto: Arc<Mutex<ClientProto>>,
-    tx: mpsc::SyncSender<HostMessage>,
+    inbox: SharedInbox,
 ) {
     loop {
         let m = match read_msg(&mut recv).await {
@@ -465,21 +502,15 @@ async fn control_loop(
             .unwrap_or_else(|p| p.into_inner())
             .handle(m, Instant::now());
         match action {
-            Some(ClientAction::Event(e)) => {
-                let _ = tx.try_send(HostMessage::Event(e));
-            }
+            Some(ClientAction::Event(e)) => inbox.lock().unwrap_or_else(|p| p.into_inner()).push(e),
             Some(ClientAction::ProbeDone {
                 packets_sent,
                 send_drops,
                 duration_us,
                 rate_kbps,
             }) => {
-                let _ = tx.try_send(HostMessage::ProbeDone {
-                    packets_sent,
-                    send_drops,
-                    duration_us,
-                    rate_kbps,
-                });
+                inbox.lock().unwrap_or_else(|p| p.into_inner()).probe_done =
+                    Some((packets_sent, send_drops, duration_us, rate_kbps));
             }
             Some(ClientAction::Close(r)) => {
                 peer_closed(&slot, &conn, r);
@@ -493,7 +524,10 @@ async fn control_loop(
         code: close_code::NORMAL,
         reason: String::new(),
     });
-    let _ = tx.try_send(HostMessage::Event(ClientEvent::Closed(reason)));
+    inbox
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(ClientEvent::Closed(reason));
 }
 
 /// Sends loss reports when [`ClientProto`] says they are due, until the

@@ -24,8 +24,8 @@ struct State {
 
 /// The queue between a session's control tasks and the application. At most
 /// [`INPUT_BACKLOG`] input events, one keyframe request (later requests fold
-/// into it, keeping the earliest lost frame), one FEC change (the latest
-/// percentage) and the close: memory is bounded by the constant, not by
+/// into it, keeping the earliest lost frame), one FEC change and one target
+/// bitrate (the latest of each) and the close: memory is bounded by the constant, not by
 /// what the client sends.
 #[derive(Default)]
 pub(super) struct EventQueue {
@@ -74,6 +74,16 @@ impl EventQueue {
                 });
                 if let Some(p) = queued {
                     *p = percent;
+                    return;
+                }
+            }
+            HostEvent::TargetBitrate { kbps } => {
+                let queued = st.queue.iter_mut().find_map(|e| match e {
+                    HostEvent::TargetBitrate { kbps } => Some(kbps),
+                    _ => None,
+                });
+                if let Some(k) = queued {
+                    *k = kbps;
                     return;
                 }
             }

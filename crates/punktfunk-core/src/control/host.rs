@@ -16,6 +16,8 @@ use crate::transport::{DataPath, ImpairmentConfig, UdpConfig, UdpTransport};
 use crate::wire::PATH_TOKEN_LEN;
 
 use super::adaptive::FecBand;
+use super::governor::{Governor, Share};
+use super::host_rate::RateSettings;
 use super::host_session::{HostSession, ParkedSession, SessionParts};
 use super::identity::{default_config_dir, ClientIdentityVerifier, Fingerprint, Identity};
 use super::msg::{clip_reason, close_code};
@@ -73,6 +75,13 @@ pub struct HostConfig {
     /// A finished handshake not taken by [`Host::accept`] within this long is
     /// closed (default 10 s).
     pub accept_timeout: Duration,
+    /// How each session adapts to its path: rate control on or off, the
+    /// bitrate a session starts at and its floor (the ceiling is the granted
+    /// bitrate, [`HostConfig::max_bitrate_kbps`]).
+    pub rate: RateSettings,
+    /// A ceiling on all sessions together, kbit/s on the wire (`None`, the
+    /// default: none): one uplink shared max-min fairly, so no session starves.
+    pub max_total_kbps: Option<u32>,
     /// Handshakes in progress at once (default 32); beyond, a connection is
     /// refused. Every new connection is first sent a QUIC Retry, so an address
     /// that cannot receive costs the host no TLS signature.
@@ -98,6 +107,8 @@ impl Default for HostConfig {
             send_queue: 4,
             probe: ProbePolicy::default(),
             accept_timeout: Duration::from_secs(10),
+            rate: RateSettings::default(),
+            max_total_kbps: None,
             max_handshakes: 32,
             hooks: Hooks::default(),
         }
@@ -122,6 +133,15 @@ impl HostConfig {
         }
         if self.accept_timeout.is_zero() {
             return Err(Error::invalid("accept_timeout must be above zero"));
+        }
+        if self.max_total_kbps == Some(0) {
+            return Err(Error::invalid("max_total_kbps must be above zero"));
+        }
+        if self.rate.min_kbps == 0 || self.rate.initial_kbps < self.rate.min_kbps {
+            return Err(Error::invalid(format!(
+                "rate: min_kbps {} must be at least 1 and at most initial_kbps {}",
+                self.rate.min_kbps, self.rate.initial_kbps
+            )));
         }
         Ok(())
     }
@@ -312,6 +332,7 @@ async fn accept_loop(
     let config = Arc::new(config);
     let slots = Arc::new(tokio::sync::Semaphore::new(config.max_handshakes));
     let probes = Arc::new(AtomicU32::new(0));
+    let governor = config.max_total_kbps.map(|k| Governor::new(u64::from(k) * 1000));
     while let Some(incoming) = endpoint.accept().await {
         if !incoming.remote_address_validated() {
             counters.retried.fetch_add(1, Ordering::Relaxed);
@@ -325,12 +346,16 @@ async fn accept_loop(
         };
         counters.handshakes.fetch_add(1, Ordering::Relaxed);
         let (config, rt, ready, probes) = (config.clone(), rt.clone(), ready.clone(), probes.clone());
+        let share = governor.as_ref().map(|g| g.join());
         tokio::spawn(async move {
-            let r = handshake(incoming, &config, rt, probes).await;
-            // The slot is held until the session is handed over: waiting
-            // sessions count against the limit too.
-            let _ = ready.send(r).await;
-            drop(slot);
+            let r = handshake(incoming, &config, rt, probes, share).await;
+            // The slot is held until there is room to hand the result over
+            // (waiting sessions count against the limit too), and freed
+            // before anyone can see the result.
+            if let Ok(room) = ready.reserve().await {
+                drop(slot);
+                room.send(r);
+            }
         });
     }
 }
@@ -341,6 +366,7 @@ async fn handshake(
     cfg: &HostConfig,
     rt: Arc<Runtime>,
     probes: Arc<AtomicU32>,
+    share: Option<Share>,
 ) -> Result<ParkedSession> {
     let conn = within(cfg.handshake_timeout, "QUIC handshake", async {
         incoming
@@ -349,7 +375,7 @@ async fn handshake(
     })
     .await?;
     let limit = cfg.handshake_timeout;
-    let result = within(limit, "handshake", handshake_on(&conn, cfg, rt, probes)).await;
+    let result = within(limit, "handshake", handshake_on(&conn, cfg, rt, probes, share)).await;
     if let Err(e) = &result {
         // Tell the client why before dropping it.
         close_for_error(&conn, e);
@@ -390,6 +416,7 @@ async fn handshake_on(
     cfg: &HostConfig,
     rt: Arc<Runtime>,
     probes: Arc<AtomicU32>,
+    share: Option<Share>,
 ) -> Result<ParkedSession> {
     let client_fingerprint = admit(conn, cfg)?;
     let (mut send, mut recv) = conn
@@ -458,6 +485,7 @@ async fn handshake_on(
         client_fingerprint,
         data_peer,
         probes,
+        share,
     }))
 }
 

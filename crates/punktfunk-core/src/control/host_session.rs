@@ -22,19 +22,22 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::fec::check_fec_percent;
+use crate::rate::WireBudget;
 use crate::session::{FrameMeta, FrameSender, FrameSink, Notify, SendWaker, SendWorker, StatsHandle};
 use crate::stats::StatsSnapshot;
 use crate::transport::DataPath;
 
 use super::events::EventQueue;
+use super::governor::Share;
 use super::host::HostConfig;
+use super::host_rate::SessionRate;
 use super::identity::Fingerprint;
 use super::msg::{close_code, CloseReason, ControlMsg};
 use super::proto::host::{probe_refused, DatagramOutcome, HostAction, HostEvent, HostProto};
 use super::proto::Negotiated;
 use super::runtime::{
-    close_conn, close_for_error, close_now, peer_closed, read_msg, reason_of, send_ctrl, write_loop,
-    CloseSlot, Ctrl, Runtime, CTRL_BACKLOG,
+    close_conn, close_for_error, close_now, ctrl_channel, peer_closed, read_msg, reason_of, send_ctrl,
+    write_loop, CloseSlot, Ctrl, Runtime,
 };
 
 /// Longest [`HostSession::close`] waits for the frames already queued to go out.
@@ -53,7 +56,13 @@ pub(super) struct SessionParts<'a> {
     pub data_peer: SocketAddr,
     /// Probes running across the host.
     pub probes: Arc<AtomicU32>,
+    /// This session's place under the host-wide ceiling, if there is one.
+    pub share: Option<Share>,
 }
+
+/// Feedback datagrams waiting for the send thread at most; older ones go
+/// (a newer report supersedes them), counted by the rate controller as missing.
+const FEEDBACK_BACKLOG: usize = 16;
 
 /// Commands from the control tasks to the send thread.
 #[derive(Debug, Default)]
@@ -61,6 +70,7 @@ struct Inbox {
     fec: Option<u8>,
     probe: Option<(u32, u32)>,
     stop_probe: bool,
+    feedback: std::collections::VecDeque<bytes::Bytes>,
 }
 
 /// State the control tasks, the send thread and the application share.
@@ -70,6 +80,9 @@ struct Shared {
     events: EventQueue,
     /// The FEC percentage in force (mirrored for readers on any thread).
     fec_percent: AtomicU8,
+    /// The media target the rate controller last published, kbit/s (the
+    /// granted bitrate without rate control).
+    target_kbps: AtomicU32,
     /// The application took the session: probes may run.
     accepted: AtomicBool,
     /// Nobody took the session in time; the host closed it.
@@ -120,6 +133,9 @@ struct HostSender {
     slot: CloseSlot,
     /// The rate of the probe running, kbit/s.
     probe_kbps: u32,
+    /// Rate control, unless the host turned it off.
+    rate: Option<SessionRate>,
+    stats: Arc<crate::stats::Stats>,
 }
 
 impl HostSender {
@@ -129,7 +145,13 @@ impl HostSender {
             fec,
             probe,
             stop_probe,
+            feedback,
         } = std::mem::take(&mut *self.shared.inbox());
+        if let Some(rate) = self.rate.as_mut() {
+            for f in &feedback {
+                rate.on_feedback(f, now);
+            }
+        }
         if let Some(pct) = fec {
             self.sender.set_fec_percent(pct)?;
         }
@@ -167,7 +189,16 @@ impl FrameSink for HostSender {
 
     fn poll_transmit(&mut self, now: Instant) -> Result<Option<Instant>> {
         self.take_commands(now)?;
-        let next = self.sender.poll_transmit(now)?;
+        let mut next = self.sender.poll_transmit(now)?;
+        if let Some(rate) = self.rate.as_mut() {
+            let fec = self.sender.fec_percent();
+            if let Some(kbps) = rate.update(&mut self.sender, self.conn.rtt(), fec, &self.stats, now) {
+                self.shared.target_kbps.store(kbps, Ordering::Relaxed);
+                self.shared.events.push(HostEvent::TargetBitrate { kbps });
+            }
+            // The pacing may have changed: when the sender next sends.
+            next = earliest(self.sender.poll_timeout(), rate.poll_timeout());
+        }
         if let Some(done) = self.sender.take_probe_report() {
             let packets_sent = done.packets_sent;
             send_ctrl(
@@ -199,6 +230,17 @@ impl FrameSink for HostSender {
 
     fn stats_handle(&self) -> StatsHandle {
         self.sender.stats_handle()
+    }
+
+    fn accepts_frame(&self) -> bool {
+        self.sender.accepts_frame()
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -239,7 +281,9 @@ impl ParkedSession {
     /// Starts the session's control tasks; the application gets it from
     /// [`ParkedSession::activate`] within `HostConfig::accept_timeout`.
     pub(super) fn start(p: SessionParts<'_>) -> ParkedSession {
-        let stats = p.sender.stats_handle();
+        let mut sender = p.sender;
+        let stats = sender.stats_handle();
+        let granted = p.negotiated.granted_bitrate_kbps;
         let now = Instant::now();
         let shared = Arc::new(Shared {
             proto: Mutex::new(HostProto::new(
@@ -250,14 +294,15 @@ impl ParkedSession {
             )),
             inbox: Mutex::default(),
             events: EventQueue::default(),
-            fec_percent: AtomicU8::new(p.sender.fec_percent()),
+            fec_percent: AtomicU8::new(sender.fec_percent()),
+            target_kbps: AtomicU32::new(granted),
             accepted: AtomicBool::new(false),
             expired: AtomicBool::new(false),
             waker: OnceLock::new(),
             probes: p.probes,
             max_probes: p.config.probe.max_concurrent,
         });
-        let (ctrl, ctrl_rx) = tokio::sync::mpsc::channel(CTRL_BACKLOG);
+        let (ctrl, ctrl_rx) = ctrl_channel();
         let slot = CloseSlot::default();
         let tap = p.config.hooks.on_control_sent.clone();
         let _guard = p.rt.enter();
@@ -271,13 +316,24 @@ impl ParkedSession {
         tokio::spawn(tasks.clone().control_loop(p.recv));
         tokio::spawn(tasks.datagram_loop());
         let watchdog = tokio::spawn(watchdog(p.conn.clone(), shared.clone(), p.config.accept_timeout));
+        let rate = p.config.rate.adaptive.then(|| {
+            let budget = WireBudget {
+                fec_percent: sender.fec_percent(),
+                datagram_len: sender.datagram_len(),
+                shard_payload: p.negotiated.session.fec.shard_payload,
+            };
+            sender.record_sent(true);
+            SessionRate::new(&p.config.rate, granted, budget, p.share, now)
+        });
         let sink = HostSender {
-            sender: p.sender,
+            stats: sender.counters().clone(),
+            sender,
             shared: shared.clone(),
             ctrl: ctrl.clone(),
             conn: p.conn.clone(),
             slot: slot.clone(),
             probe_kbps: 0,
+            rate,
         };
         ParkedSession {
             common: Common {
@@ -444,9 +500,19 @@ impl HostSession {
         self.c.session_id
     }
 
-    /// The bitrate granted in the handshake, kbit/s.
+    /// The bitrate granted in the handshake, kbit/s: the ceiling of this
+    /// session's media rate.
     pub fn granted_bitrate_kbps(&self) -> u32 {
         self.c.granted_bitrate_kbps
+    }
+
+    /// The media bitrate the encoder should aim for now, kbit/s: the rate
+    /// controller's estimate of the path less FEC and header overhead, within
+    /// the granted bitrate (and the host-wide ceiling's share). Without rate
+    /// control, the granted bitrate. Changes also arrive as
+    /// [`HostEvent::TargetBitrate`].
+    pub fn target_bitrate_kbps(&self) -> u32 {
+        self.c.shared.target_kbps.load(Ordering::Relaxed)
     }
 
     /// How the connection ended, if it did.
@@ -546,6 +612,15 @@ impl Tasks {
             match outcome {
                 DatagramOutcome::Event(ev) => self.shared.events.push(ev),
                 DatagramOutcome::Duplicate => {}
+                DatagramOutcome::Feedback => {
+                    let mut inbox = self.shared.inbox();
+                    if inbox.feedback.len() == FEEDBACK_BACKLOG {
+                        inbox.feedback.pop_front();
+                    }
+                    inbox.feedback.push_back(d);
+                    drop(inbox);
+                    self.shared.wake_sender();
+                }
                 DatagramOutcome::Dropped => {
                     self.shared.events.input_dropped.fetch_add(1, Ordering::Relaxed);
                 }

@@ -28,7 +28,9 @@ mod adaptive;
 mod client;
 mod client_session;
 mod events;
+mod governor;
 mod host;
+mod host_rate;
 mod host_session;
 mod identity;
 pub mod msg;
@@ -39,6 +41,7 @@ pub use adaptive::{AdaptiveFec, FecBand};
 pub use client::{Client, ClientConfig};
 pub use client_session::{ClientControl, ClientReceiver, ProbeResult};
 pub use host::{Host, HostConfig, HostCounters};
+pub use host_rate::RateSettings;
 pub use host_session::{HostSession, CLOSE_DRAIN};
 pub use identity::{
     default_config_dir, default_known_hosts, Fingerprint, Identity, KnownHosts, Trust, KNOWN_HOSTS_FILE,

@@ -231,12 +231,48 @@ pub(super) async fn write_msg(send: &mut quinn::SendStream, m: &ControlMsg, tap:
         .map_err(|e| protocol(format!("control stream: {e}")))
 }
 
-/// The sending end of a session's control-message queue.
-pub(super) type Ctrl = tokio::sync::mpsc::Sender<ControlMsg>;
-
 /// Control messages queued for the stream at most: a peer that stops
 /// reading holds up its stream, and the queue does not grow beyond this.
 pub(super) const CTRL_BACKLOG: usize = 256;
+
+/// The sending end of a session's control-message queue: bounded, and FEC
+/// changes fold into the one already waiting (the peer needs the latest
+/// percentage, not every step), so a burst of them cannot crowd out the rest.
+#[derive(Clone, Debug)]
+pub(super) struct Ctrl {
+    tx: tokio::sync::mpsc::Sender<ControlMsg>,
+    fec: Arc<Mutex<Option<u8>>>,
+}
+
+/// The writer's end of [`Ctrl`].
+pub(super) struct CtrlReceiver {
+    rx: tokio::sync::mpsc::Receiver<ControlMsg>,
+    fec: Arc<Mutex<Option<u8>>>,
+}
+
+/// A control-message queue of [`CTRL_BACKLOG`].
+pub(super) fn ctrl_channel() -> (Ctrl, CtrlReceiver) {
+    let (tx, rx) = tokio::sync::mpsc::channel(CTRL_BACKLOG);
+    let fec = Arc::new(Mutex::new(None));
+    (Ctrl { tx, fec: fec.clone() }, CtrlReceiver { rx, fec })
+}
+
+impl Ctrl {
+    /// Queues a message; fails when the queue is full or the writer is gone.
+    pub(super) fn try_send(
+        &self,
+        m: ControlMsg,
+    ) -> std::result::Result<(), tokio::sync::mpsc::error::TrySendError<ControlMsg>> {
+        if let ControlMsg::FecChanged { percent } = m {
+            let mut pending = self.fec.lock().unwrap_or_else(|p| p.into_inner());
+            if pending.replace(percent).is_some() {
+                // One is queued already; the writer sends the latest value.
+                return Ok(());
+            }
+        }
+        self.tx.try_send(m)
+    }
+}
 
 /// Queues a message whose loss only costs the peer information (a FEC
 /// change, a probe result): with the queue full the peer is not reading,
@@ -246,12 +282,13 @@ pub(super) fn send_ctrl(ctrl: &Ctrl, m: ControlMsg) {
 }
 
 /// Writes queued control messages in order until the queue closes.
-pub(super) async fn write_loop(
-    mut send: quinn::SendStream,
-    mut rx: tokio::sync::mpsc::Receiver<ControlMsg>,
-    tap: Option<Tap>,
-) {
-    while let Some(m) = rx.recv().await {
+pub(super) async fn write_loop(mut send: quinn::SendStream, mut rx: CtrlReceiver, tap: Option<Tap>) {
+    while let Some(mut m) = rx.rx.recv().await {
+        if let ControlMsg::FecChanged { percent } = &mut m {
+            if let Some(latest) = rx.fec.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                *percent = latest;
+            }
+        }
         if send.write_all(&encode(&m, tap.as_ref())).await.is_err() {
             return;
         }

@@ -18,6 +18,13 @@ pub const SAMPLE_LEN: usize = 8;
 pub const MAX_FEEDBACK_LEN: usize = FEEDBACK_HEADER_LEN + MAX_SAMPLES * SAMPLE_LEN;
 /// Flag: sent ahead of its cadence because the client lost a frame.
 pub const FLAG_URGENT: u8 = 0x01;
+
+/// Whether a QUIC datagram is rate feedback (the magic, and at least a
+/// header: input datagrams are 16 bytes), as opposed to an input event: how
+/// the host tells them apart before decoding either.
+pub fn is_feedback(datagram: &[u8]) -> bool {
+    datagram.len() >= FEEDBACK_HEADER_LEN && datagram.starts_with(&FEEDBACK_MAGIC)
+}
 const KNOWN_FLAGS: u8 = FLAG_URGENT;
 /// Largest datagram a byte count may claim per packet (UDP's limit).
 const MAX_DATAGRAM_BYTES: u64 = 65_535;

@@ -7,6 +7,7 @@
 
 pub mod blocking;
 mod pacing;
+mod path_pacer;
 mod reassembly;
 mod receiver;
 mod sender;
@@ -67,7 +68,8 @@ pub struct SessionConfig {
     /// Most frames reassembled at once (`1..=256`); a new frame beyond this
     /// evicts the oldest incomplete one.
     pub max_frames_in_flight: usize,
-    /// An incomplete frame older than this (since its first packet) is dropped.
+    /// An incomplete frame that receives no shard for this long is dropped
+    /// (a frame still arriving over a slow path is not).
     pub frame_timeout: Duration,
     /// Hard cap in frame indices: an incomplete frame more than this many
     /// indices behind the newest one seen is dropped, whatever its age.

@@ -46,7 +46,7 @@ struct Slot {
     frame_len: usize,
     flags: u8,
     pts: u64,
-    first_seen: Instant,
+    last_seen: Instant,
     layout: FrameLayout,
     data: Vec<u8>,
     data_have: Vec<u64>,
@@ -254,6 +254,9 @@ impl Reassembler {
             bs.rec_count += 1;
         }
         let index = slot.index;
+        // A frame still receiving shards is not lost, however long a slow
+        // path takes to carry it: its timeout runs from the last one.
+        slot.last_seen = now;
         if bs.data_count == k {
             bs.done = true;
             slot.blocks_done += 1;
@@ -322,7 +325,7 @@ impl Reassembler {
                     frame_len: 0,
                     flags: 0,
                     pts: 0,
-                    first_seen: now,
+                    last_seen: now,
                     layout,
                     data: Vec::new(),
                     data_have: Vec::new(),
@@ -361,7 +364,7 @@ impl Reassembler {
         slot.frame_len = h.frame_len as usize;
         slot.flags = h.flags;
         slot.pts = h.pts;
-        slot.first_seen = now;
+        slot.last_seen = now;
         slot.layout = layout;
         slot.data.clear();
         slot.data.resize(layout.padded_len(), 0);
@@ -439,25 +442,26 @@ impl Reassembler {
         }
     }
 
-    /// When [`Reassembler::expire`] next drops a frame: just after the oldest
-    /// open frame's `frame_timeout` runs out. `None` with no frame open.
+    /// When [`Reassembler::expire`] next drops a frame: just after the open
+    /// frame heard from least recently reaches `frame_timeout` without a new
+    /// shard. `None` with no frame open.
     pub fn next_expiry(&self) -> Option<Instant> {
         let timeout = self.config.frame_timeout + std::time::Duration::from_nanos(1);
         self.slots
             .iter()
             .filter(|s| s.active)
-            .map(|s| s.first_seen + timeout)
+            .map(|s| s.last_seen + timeout)
             .min()
     }
 
-    /// Drops open frames whose first packet is older than `frame_timeout`
+    /// Drops open frames that received no shard for `frame_timeout`
     /// (and, to keep order, every earlier frame).
     pub fn expire(&mut self, now: Instant) {
         let timeout = self.config.frame_timeout;
         let newest_expired = self
             .slots
             .iter()
-            .filter(|x| x.active && now.saturating_duration_since(x.first_seen) > timeout)
+            .filter(|x| x.active && now.saturating_duration_since(x.last_seen) > timeout)
             .map(|x| x.index)
             .max();
         if let Some(i) = newest_expired {

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use crate::crypto::{DirectionKey, OpenError, Opener};
 use crate::error::Result;
+use crate::rate::{Feedback, FeedbackBuilder, FeedbackConfig};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::transport::{RecvMeta, Transport, RECV_BATCH, SEGMENTED_RECV_BUFFER};
 use crate::wire::{InnerHeader, PathMessage, CLEAR_HEADER_LEN, INNER_HEADER_LEN, TAG_LEN};
@@ -49,6 +50,8 @@ pub struct FrameReceiver<T: Transport> {
     seg_at: usize,
     /// The last path-validation message received, for the control plane.
     path: Option<PathMessage>,
+    /// Rate feedback to the host, when enabled.
+    feedback: Option<Box<FeedbackBuilder>>,
 }
 
 impl<T: Transport> FrameReceiver<T> {
@@ -75,6 +78,7 @@ impl<T: Transport> FrameReceiver<T> {
             ring_pos: 0,
             seg_at: 0,
             path: None,
+            feedback: None,
         }
     }
 
@@ -156,6 +160,10 @@ impl<T: Transport> FrameReceiver<T> {
     pub fn poll_buffered(&mut self, now: Instant) -> Option<FrameEvent> {
         loop {
             if let Some(ev) = self.reasm.pop_event() {
+                // A lost frame is news the host's rate controller wants at once.
+                if let (FrameEvent::Lost { .. }, Some(fb)) = (&ev, self.feedback.as_mut()) {
+                    fb.on_frame_lost(now);
+                }
                 return Some(ev);
             }
             if self.ring_pos == self.ring_len {
@@ -217,6 +225,23 @@ impl<T: Transport> FrameReceiver<T> {
         self.reasm.next_expiry()
     }
 
+    /// When the next rate-feedback report is due ([`FrameReceiver::poll_feedback`]).
+    pub fn feedback_timeout(&self) -> Option<Instant> {
+        self.feedback.as_ref().and_then(|f| f.poll_timeout())
+    }
+
+    /// Starts counting every authenticated datagram for rate feedback to the
+    /// host ([`FrameReceiver::poll_feedback`]).
+    pub fn enable_feedback(&mut self, config: FeedbackConfig) {
+        self.feedback = Some(Box::new(FeedbackBuilder::new(config)));
+    }
+
+    /// The rate-feedback report due at `now`, if one is (on its cadence, or
+    /// at once after a lost frame); see [`crate::rate::FeedbackBuilder`].
+    pub fn poll_feedback(&mut self, now: Instant) -> Option<Feedback> {
+        self.feedback.as_mut()?.poll_feedback(now)
+    }
+
     /// Handles the datagram at `ring[i][at..at + len]`.
     fn process(&mut self, i: usize, at: usize, len: usize, now: Instant) {
         let st = &self.stats;
@@ -227,21 +252,34 @@ impl<T: Transport> FrameReceiver<T> {
             return;
         }
         let packet = &mut self.ring[i][at..at + len];
-        if let Err(e) = self.opener.open(packet) {
-            let counter = match e {
-                OpenError::Malformed => &st.recv_dropped_malformed,
-                OpenError::Stale => &st.recv_dropped_stale,
-                OpenError::Replay => &st.recv_dropped_replay,
-                OpenError::Auth => &st.recv_dropped_auth,
-            };
-            Stats::add(counter, 1);
-            return;
+        let seq = match self.opener.open(packet) {
+            Ok(seq) => seq,
+            Err(e) => {
+                let counter = match e {
+                    OpenError::Malformed => &st.recv_dropped_malformed,
+                    OpenError::Stale => &st.recv_dropped_stale,
+                    OpenError::Replay => &st.recv_dropped_replay,
+                    OpenError::Auth => &st.recv_dropped_auth,
+                };
+                Stats::add(counter, 1);
+                return;
+            }
+        };
+        // Every authenticated datagram is the host's: the rate feedback counts it.
+        if let Some(fb) = self.feedback.as_mut() {
+            fb.on_packet(seq, len as u32, now);
         }
         let plain = &packet[CLEAR_HEADER_LEN..len - TAG_LEN];
         let Ok(h) = InnerHeader::decode(plain) else {
             Stats::add(&st.recv_dropped_malformed, 1);
             return;
         };
+        if h.is_padding() {
+            // Filler the host's rate controller probes the path with: not
+            // needed, not a speed test.
+            Stats::add(&st.packets_redundant, 1);
+            return;
+        }
         if h.is_probe() {
             Stats::add(&st.probe_packets_received, 1);
             return;

@@ -16,10 +16,12 @@ use crate::fec::{check_fec_percent, recovery_count, FecEncoder, FrameLayout};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::transport::Transport;
 use crate::wire::{
-    InnerHeader, PathMessage, CLEAR_HEADER_LEN, FLAG_KEYFRAME, FLAG_PATH, FLAG_PROBE, INNER_HEADER_LEN,
+    InnerHeader, PathMessage, CLEAR_HEADER_LEN, FLAG_KEYFRAME, FLAG_PADDING, FLAG_PATH, FLAG_PROBE,
+    INNER_HEADER_LEN,
 };
 
 use super::pacing::{Pacer, Plan, Run};
+use super::path_pacer::PathPacer;
 use super::{check_frame_len, snapshot_with_io, FrameMeta, SessionConfig, StatsHandle};
 
 /// Offset of the shard payload inside a datagram.
@@ -79,6 +81,23 @@ pub struct ProbeReport {
     pub duration: Duration,
 }
 
+/// Datagrams handed to the transport together, with consecutive packet
+/// sequences (what a rate controller's send log records).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SentRun {
+    /// Sequence of the first datagram.
+    pub first_seq: u64,
+    /// Datagrams in the run.
+    pub count: u32,
+    /// Wire bytes of each.
+    pub bytes_each: u32,
+    /// Probe filler (a speed test or padding), not media.
+    pub filler: bool,
+}
+
+/// Runs recorded at most between two drains (a poll sends a few).
+const SENT_LOG_CAP: usize = 64;
+
 /// A speed test in progress: filler datagrams on a fixed-rate schedule.
 #[derive(Debug)]
 struct Probe {
@@ -93,6 +112,8 @@ struct Probe {
 #[derive(Debug)]
 struct InFlight {
     run: Run,
+    /// Packet sequence of `pool[0]`.
+    first_seq: u64,
     /// Datagrams of the frame in the pool.
     total: usize,
     /// Datagrams already handed on (or dropped): the next to go is `pool[at]`.
@@ -120,6 +141,14 @@ pub struct FrameSender<T: Transport> {
     probe: Option<Probe>,
     probe_pool: Vec<Vec<u8>>,
     probe_done: Option<ProbeReport>,
+    /// Runs sent since the last [`FrameSender::drain_sent`] (when recording).
+    sent_log: Option<Vec<SentRun>>,
+    /// Pacing at the path rate ([`FrameSender::set_path_pacing`]), which
+    /// replaces the stream-rate pacer.
+    path: Option<PathPacer>,
+    /// Filler asked for while idle, bit/s, and when the next filler is due.
+    padding_bps: u64,
+    padding_next: Option<Instant>,
 }
 
 impl<T: Transport> FrameSender<T> {
@@ -144,7 +173,72 @@ impl<T: Transport> FrameSender<T> {
             probe: None,
             probe_pool: Vec::new(),
             probe_done: None,
+            sent_log: None,
+            path: None,
+            padding_bps: 0,
+            padding_next: None,
         }
+    }
+
+    /// Starts (or stops) recording every run of datagrams handed to the
+    /// transport, for [`FrameSender::drain_sent`]. At most 64 runs are kept
+    /// between drains; older ones are dropped (drain after every poll).
+    pub fn record_sent(&mut self, on: bool) {
+        self.sent_log = on.then(|| Vec::with_capacity(SENT_LOG_CAP));
+    }
+
+    /// Hands over the runs recorded since the last call, oldest first.
+    pub fn drain_sent(&mut self, mut f: impl FnMut(SentRun)) {
+        if let Some(log) = self.sent_log.as_mut() {
+            for r in log.drain(..) {
+                f(r);
+            }
+        }
+    }
+
+    fn log_sent(&mut self, first_seq: u64, count: usize, filler: bool) {
+        let bytes_each = self.config.fec.datagram_len() as u32;
+        if let (Some(log), true) = (self.sent_log.as_mut(), count > 0) {
+            if log.len() == SENT_LOG_CAP {
+                log.remove(0);
+            }
+            log.push(SentRun {
+                first_seq,
+                count: count as u32,
+                bytes_each,
+                filler,
+            });
+        }
+    }
+
+    /// Paces every datagram from now on at `rate_bps` with bursts of at most
+    /// `burst_bytes`, across frames (replacing the stream-rate pacer): a
+    /// frame waits for the one before it ([`FrameSender::accepts_frame`])
+    /// rather than pushing it out. Called again, changes the rate.
+    pub fn set_path_pacing(&mut self, rate_bps: u64, burst_bytes: u32, now: Instant) {
+        let burst = (burst_bytes as usize).max(self.datagram_len());
+        match self.path.as_mut() {
+            Some(p) => p.set(rate_bps, burst, now),
+            None => self.path = Some(PathPacer::new(rate_bps, burst)),
+        }
+    }
+
+    /// Sends probe filler at `bps` while no frame is going out (padding a
+    /// rate controller asks for to probe the path); 0 stops it. Only with
+    /// path pacing, whose rate it never exceeds.
+    pub fn set_padding(&mut self, bps: u64) {
+        if bps == 0 {
+            self.padding_next = None;
+        }
+        self.padding_bps = bps;
+    }
+
+    /// Whether [`FrameSender::push_frame`] takes a frame now without hurrying
+    /// the one before it: always with stream-rate pacing (which sends the rest
+    /// of a frame at once when the next one comes), only once the last frame
+    /// is out with path pacing (a queue at the host, not at the bottleneck).
+    pub fn accepts_frame(&self) -> bool {
+        self.path.is_none() || self.current.is_none()
     }
 
     /// The transport this half sends on.
@@ -155,6 +249,11 @@ impl<T: Transport> FrameSender<T> {
     /// Counters (shared with the receiving half) plus system-call counts.
     pub fn stats(&self) -> StatsSnapshot {
         snapshot_with_io(&self.stats, &*self.transport)
+    }
+
+    /// The session's live counters (shared with the receiving half).
+    pub fn counters(&self) -> &Arc<Stats> {
+        &self.stats
     }
 
     /// A handle for reading the session's counters from another thread.
@@ -200,11 +299,13 @@ impl<T: Transport> FrameSender<T> {
     /// `ERR_PF_IO` if the socket itself failed.
     pub fn submit_frame(&mut self, data: &[u8], meta: FrameMeta) -> Result<SubmitReport> {
         self.flush()?;
+        let first_seq = self.sealer.next_seq();
         let (total, mut report) = self.prepare(data, meta)?;
         let sent = send_all(&*self.transport, &self.pool[..total]).map_err(Error::from)?;
         report.packets_sent = sent;
         report.packets_dropped = total - sent;
         self.count_sent(sent, total - sent);
+        self.log_sent(first_seq, sent, false);
         Ok(report)
     }
 
@@ -214,6 +315,7 @@ impl<T: Transport> FrameSender<T> {
     /// Returns the frame's index. Errors as [`FrameSender::submit_frame`].
     pub fn push_frame(&mut self, data: &[u8], meta: FrameMeta, now: Instant) -> Result<u64> {
         self.flush()?;
+        let first_seq = self.sealer.next_seq();
         let (total, report) = self.prepare(data, meta)?;
         let dlen = self.datagram_len();
         let plan = match self.pacer.as_mut() {
@@ -226,6 +328,7 @@ impl<T: Transport> FrameSender<T> {
         };
         self.current = Some(InFlight {
             run: Run::new(total, dlen, plan, now),
+            first_seq,
             total,
             at: 0,
             report,
@@ -237,17 +340,64 @@ impl<T: Transport> FrameSender<T> {
     /// flight and of a running probe) and returns when the sender next needs
     /// to run: `None` when nothing is scheduled.
     pub fn poll_transmit(&mut self, now: Instant) -> Result<Option<Instant>> {
-        if let Some(c) = self.current.as_mut() {
-            let n = c.run.take_due(now);
-            self.transmit(n)?;
+        let dlen = self.datagram_len();
+        match (self.path.as_mut(), self.current.as_mut()) {
+            (Some(p), Some(c)) => {
+                let n = p.take(c.total - c.at, dlen, now);
+                self.transmit(n)?;
+            }
+            (None, Some(c)) => {
+                let n = c.run.take_due(now);
+                self.transmit(n)?;
+            }
+            (Some(_), None) => self.pad(now)?,
+            (None, None) => {}
         }
         self.poll_probe(now)?;
-        Ok(self.poll_timeout())
+        Ok(self.next_timeout(now))
+    }
+
+    /// Sends the filler due at `now` while idle under path pacing.
+    fn pad(&mut self, now: Instant) -> Result<()> {
+        let dlen = self.datagram_len();
+        let Some(p) = self.path.as_mut() else {
+            return Ok(());
+        };
+        let rate = self.padding_bps.min(p.rate_bps());
+        if rate == 0 {
+            return Ok(());
+        }
+        let next = *self.padding_next.get_or_insert(now);
+        if next > now {
+            return Ok(());
+        }
+        let step = p.step(dlen);
+        let n = p.take(step, dlen, now);
+        if n > 0 {
+            self.send_filler(n, FLAG_PROBE | FLAG_PADDING)?;
+            let spacing = Duration::from_secs_f64((n * dlen * 8) as f64 / rate as f64);
+            // A late thread does not catch up with filler: it is optional.
+            self.padding_next = Some((next + spacing).max(now));
+        }
+        Ok(())
     }
 
     /// When [`FrameSender::poll_transmit`] next has something to send.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let frame = self.current.as_ref().and_then(|c| c.run.next_due());
+        self.next_timeout(Instant::now())
+    }
+
+    fn next_timeout(&self, now: Instant) -> Option<Instant> {
+        let dlen = self.datagram_len();
+        let frame = match (&self.path, &self.current) {
+            (Some(p), Some(c)) => Some(p.next_send(c.total - c.at, dlen, now)),
+            (None, Some(c)) => c.run.next_due(),
+            (Some(p), None) if self.padding_bps > 0 => {
+                let due = self.padding_next.unwrap_or(now);
+                Some(due.max(p.next_send(p.step(dlen), dlen, now)))
+            }
+            _ => None,
+        };
         let probe = self.probe.as_ref().map(|p| p.run.next_due().unwrap_or(p.ends));
         match (frame, probe) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -277,21 +427,28 @@ impl<T: Transport> FrameSender<T> {
 
     /// Hands the next `n` datagrams of the frame in flight to the transport.
     fn transmit(&mut self, n: usize) -> Result<()> {
+        let dlen = self.config.fec.datagram_len();
         let Some(c) = self.current.as_mut() else {
             return Ok(());
         };
+        let mut run = None;
         if n > 0 {
             let end = (c.at + n).min(c.total);
             // A chunk the full buffer refused is lost; later chunks try again.
             let sent = send_all(&*self.transport, &self.pool[c.at..end]).map_err(Error::from)?;
             let dropped = end - c.at - sent;
+            let first_seq = c.first_seq + c.at as u64;
             c.at = end;
             c.report.packets_sent += sent;
             c.report.packets_dropped += dropped;
-            count_sent(&self.stats, sent, dropped, self.config.fec.datagram_len());
+            count_sent(&self.stats, sent, dropped, dlen);
+            run = Some((first_seq, sent));
         }
         if c.at >= c.total {
             self.finished = self.current.take().map(|c| c.report);
+        }
+        if let Some((first_seq, sent)) = run {
+            self.log_sent(first_seq, sent, false);
         }
         Ok(())
     }
@@ -376,13 +533,19 @@ impl<T: Transport> FrameSender<T> {
     /// but no frame index. Returns `(sent, dropped)`; dropped datagrams are
     /// counted as send drops.
     pub fn send_probe(&mut self, count: usize) -> Result<(usize, usize)> {
+        self.send_filler(count, FLAG_PROBE)
+    }
+
+    /// Filler flagged `flags` (a speed test's probes, or padding), each
+    /// batch logged as a filler run.
+    fn send_filler(&mut self, count: usize, flags: u8) -> Result<(usize, usize)> {
         let datagram_len = self.datagram_len();
         let batch = count.min(PROBE_CHUNK);
         if self.probe_pool.len() < batch {
             self.probe_pool.resize_with(batch, || vec![0u8; datagram_len]);
         }
         let header = InnerHeader {
-            flags: FLAG_PROBE,
+            flags,
             block_count: 1,
             data_shards: 1,
             frame_index: self.next_index,
@@ -397,9 +560,11 @@ impl<T: Transport> FrameSender<T> {
                 encode_header(buf, &header);
                 buf[PAYLOAD_AT..PAYLOAD_AT + self.config.fec.shard_payload].fill(0);
             }
+            let first_seq = self.sealer.next_seq();
             seal_all(&mut self.sealer, &self.stats, bufs)?;
             let sent = send_all(&*self.transport, &self.probe_pool[..n]).map_err(Error::from)?;
             self.count_sent(sent, n - sent);
+            self.log_sent(first_seq, sent, true);
             sent_total += sent;
             dropped_total += n - sent;
             left -= n;
@@ -427,9 +592,11 @@ impl<T: Transport> FrameSender<T> {
         let payload = &mut buf[PAYLOAD_AT..PAYLOAD_AT + self.config.fec.shard_payload];
         payload.fill(0);
         message.encode(payload);
+        let first_seq = self.sealer.next_seq();
         seal_all(&mut self.sealer, &self.stats, &mut self.probe_pool[..1])?;
         let sent = send_all(&*self.transport, &self.probe_pool[..1]).map_err(Error::from)?;
         self.count_sent(sent, 1 - sent);
+        self.log_sent(first_seq, sent, true);
         Ok(sent == 1)
     }
 
@@ -484,7 +651,7 @@ impl<T: Transport> FrameSender<T> {
         };
         let n = p.run.take_due(now);
         if n > 0 {
-            let (sent, dropped) = self.send_probe(n)?;
+            let (sent, dropped) = self.send_filler(n, FLAG_PROBE)?;
             if let Some(p) = self.probe.as_mut() {
                 p.sent += sent as u64;
                 p.dropped += dropped as u64;

@@ -61,6 +61,12 @@ pub trait FrameSink: Send + 'static {
     fn max_frame_bytes(&self) -> usize;
     /// Counters, readable from any thread.
     fn stats_handle(&self) -> StatsHandle;
+    /// Whether the sink takes the next frame now (see
+    /// [`FrameSender::accepts_frame`]); while it does not, frames wait in the
+    /// queue. The default always takes one.
+    fn accepts_frame(&self) -> bool {
+        true
+    }
 }
 
 impl<T: Transport + 'static> FrameSink for FrameSender<T> {
@@ -81,6 +87,9 @@ impl<T: Transport + 'static> FrameSink for FrameSender<T> {
     }
     fn stats_handle(&self) -> StatsHandle {
         FrameSender::stats_handle(self)
+    }
+    fn accepts_frame(&self) -> bool {
+        FrameSender::accepts_frame(self)
     }
 }
 
@@ -520,10 +529,19 @@ fn send_loop<S: FrameSink>(mut sender: S, shared: &Shared<SendJob>, spare: &Mute
             let (job, was_full, owners_blocked) = {
                 let mut st = shared.lock();
                 loop {
-                    if let Some(job) = st.queue.pop_front() {
-                        break (Some(job), st.queue.len() + 1 >= st.capacity, st.owners_blocked);
+                    // A frame waits while the sink is still busy with the last
+                    // one (path pacing); other jobs and the schedule go on.
+                    // Closing hurries: what is queued goes out now.
+                    let ready = match st.queue.front() {
+                        Some(SendJob::Frame(..)) => st.stopping || sender.accepts_frame(),
+                        Some(_) => true,
+                        None => false,
+                    };
+                    if ready {
+                        let job = st.queue.pop_front();
+                        break (job, st.queue.len() + 1 >= st.capacity, st.owners_blocked);
                     }
-                    if st.stopping {
+                    if st.stopping && st.queue.is_empty() {
                         // Everything queued is handed on; what is still paced goes at once.
                         drop(st);
                         return sender.flush();

@@ -224,6 +224,12 @@ pub enum HostEvent {
         /// New percentage.
         percent: u8,
     },
+    /// The rate controller moved the media bitrate the encoder should aim
+    /// for (by more than a few percent).
+    TargetBitrate {
+        /// New target, kbit/s.
+        kbps: u32,
+    },
     /// The connection ended; no more events follow.
     Closed(CloseReason),
 }
@@ -257,6 +263,9 @@ pub enum DatagramOutcome {
     Event(HostEvent),
     /// A copy of a reliable input event already delivered.
     Duplicate,
+    /// Rate feedback (docs/PROTOCOL.md §9.8), for the session's rate
+    /// controller: it decodes and checks it.
+    Feedback,
     /// Not a datagram this protocol knows (counted by the driver).
     Dropped,
 }
@@ -407,6 +416,9 @@ impl HostProto {
 
     /// Handles one QUIC datagram from the client.
     pub fn handle_datagram(&mut self, d: &[u8], _now: Instant) -> DatagramOutcome {
+        if crate::rate::feedback::is_feedback(d) {
+            return DatagramOutcome::Feedback;
+        }
         match msg::decode_input_datagram(d) {
             Ok((seq, event)) if !event.must_arrive() || self.dedup.first(seq) => {
                 DatagramOutcome::Event(HostEvent::Input(event))

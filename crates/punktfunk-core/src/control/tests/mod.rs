@@ -59,7 +59,7 @@ pub(super) fn read_frames(c: &mut Client, n: usize) -> Vec<crate::session::Frame
 pub(super) fn next_host_event(s: &HostSession) -> HostEvent {
     loop {
         match s.next_event(Duration::from_secs(10)).unwrap() {
-            Some(HostEvent::FecChanged { .. }) => continue,
+            Some(HostEvent::FecChanged { .. } | HostEvent::TargetBitrate { .. }) => continue,
             Some(e) => return e,
             None => panic!("no host event within 10 s"),
         }
