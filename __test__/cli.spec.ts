@@ -77,7 +77,7 @@ test.serial('demo --json streams every frame byte-exact and reports its numbers'
   const run = await finished(cli(t, ['demo', '--seconds', '1.5', '--bitrate-mbps', '200', '--fps', '60', '--loss', '2', '--fec', '25', '--json']))
   t.is(run.code, 0, run.stderr)
   const r = JSON.parse(run.stdout.toString()) as Record<string, number>
-  for (const k of ['framesSent', 'framesDelivered', 'framesLost', 'corruptFrames', 'goodputMbps', 'wireMbps', 'fecRecoveredShards', 'sendDropped', 'latencyP50Ms', 'latencyP99Ms']) {
+  for (const k of ['framesSent', 'framesDelivered', 'framesLost', 'corruptFrames', 'goodputMbps', 'wireMbps', 'fecRecoveredShards', 'sendDropped', 'latencyP50Ms', 'latencyP99Ms', 'steadyLatencyP50Ms', 'steadyLatencyP99Ms', 'estimatedMbps', 'targetMbps', 'rttMs', 'queueDelayMs', 'congestionEvents']) {
     t.is(typeof r[k], 'number', k)
   }
   t.is(r.framesSent, 90, '1.5 s at 60 fps')
@@ -86,7 +86,10 @@ test.serial('demo --json streams every frame byte-exact and reports its numbers'
   t.is(r.framesLost, 0)
   t.true((r.fecRecoveredShards as number) > 0, 'the simulated loss was repaired by FEC')
   t.true((r.packetsReceived as number) < (r.packetsSent as number), 'datagrams really were lost on the way')
+  // Frames follow the target as it ramps from 10 Mbit/s: near the 200 asked for after the first fraction of a second.
   t.true((r.goodputMbps as number) > 50 && (r.goodputMbps as number) < 400, `goodput ${r.goodputMbps} near the 200 Mbit/s asked for`)
+  t.true((r.targetMbps as number) > 100 && (r.targetMbps as number) <= 200, `the target ramped to the ceiling: ${r.targetMbps}`)
+  t.true((r.estimatedMbps as number) >= (r.targetMbps as number), 'the path estimate covers the target and its FEC')
   t.true((r.wireMbps as number) > (r.goodputMbps as number), 'the wire carries FEC and headers on top')
   t.true((r.latencyP50Ms as number) > 0 && (r.latencyP99Ms as number) >= (r.latencyP50Ms as number))
   t.is(r.sendDropped, 0)
@@ -352,6 +355,10 @@ test('usage errors exit 2 with one line naming the problem', async (t) => {
     [['host', '--udp-offload', 'maybe'], /--udp-offload must be auto, on or off, got "maybe"/],
     [['host', '--allow', 'abc'], /--allow takes 64-hex-digit fingerprints/],
     [['connect', '127.0.0.1:7447', '--tofu', '--udp-offload', 'yes'], /--udp-offload must be auto, on or off/],
+    [['host', '--abr', 'maybe'], /--abr takes on or off, got "maybe"/],
+    [['host', '--abr', 'off', '--initial-mbps', '5'], /--initial-mbps applies with --abr on only/],
+    [['host', '--probes', 'off', '--probe-max-mbps', '5'], /--probe-max-mbps applies with --probes on only/],
+    [['demo', '--abr', '1'], /--abr takes on or off/],
     [['frobnicate'], /unknown command "frobnicate"/],
     [[], /usage: punktfunk COMMAND/],
   ]

@@ -290,3 +290,75 @@ test('host.sessions() yields clients and reports failed handshakes to onError', 
   await host.close()
   t.true((await it.next()).done, 'the iterator ends when the host closes')
 })
+
+test('rate adaptation: the target starts at initialKbps, ramps on a fast path, and targetChanges ends on abort', async (t) => {
+  const host = await Host.listen({
+    bind: '127.0.0.1:0',
+    identityDir: tempDir(t),
+    maxBitrateKbps: 40_000,
+    rate: { initialKbps: 2_000, minKbps: 500 },
+  })
+  t.teardown(() => host.close())
+  const accepting = host.accept({ timeoutMs: 10_000 })
+  const client = await Client.connect(host.address, { pin: host.fingerprint })
+  t.teardown(() => client.close())
+  const session = await accepting
+  if (!session) return t.fail('no session')
+  t.teardown(() => session.close())
+  const draining = (async () => {
+    for await (const _ of client.frames()) void _
+  })().catch(() => {})
+
+  const ac = new AbortController()
+  const seen: number[] = []
+  const watching = (async () => {
+    for await (const kbps of session.targetChanges({ signal: ac.signal })) {
+      seen.push(kbps)
+      if (kbps >= 20_000) ac.abort()
+    }
+  })()
+  // Frames as an encoder following the target would send them, for at most 8 s.
+  const deadline = Date.now() + 8_000
+  for (let i = 0; !ac.signal.aborted && Date.now() < deadline; i++) {
+    await session.submitFrame(Buffer.alloc(Math.max(100, Math.round((session.targetKbps * 1000) / 8 / 60))), { pts: i })
+    await new Promise((r) => setTimeout(r, 16))
+  }
+  ac.abort()
+  await within(2_000, 'targetChanges ends on abort', watching)
+  t.true(seen.length >= 2, `the target moved: ${seen.join(', ')}`)
+  t.true((seen[0] ?? 0) <= 3_000, `the first target is near initialKbps: ${seen[0]}`)
+  t.true(Math.max(...seen) >= 20_000, `it ramped towards the 40 Mbit/s ceiling on loopback: ${seen.join(', ')}`)
+  t.true(Math.max(...seen) <= 40_000, 'never above maxBitrateKbps')
+  const st = session.stats()
+  t.true(st.estimatedKbps >= st.targetKbps && st.rttUs > 0, JSON.stringify(st))
+  t.is(session.targetKbps, st.targetKbps)
+  await session.close()
+  await draining
+})
+
+test('rate adaptation off keeps the granted bitrate; probes: false refuses speed tests; bad rate options are refused', async (t) => {
+  const invalid = { instanceOf: PunktfunkError, code: 'ERR_PF_INVALID_ARG' } as const
+  const anyListen = Host.listen as unknown as (o: unknown) => Promise<Host>
+  await t.throwsAsync(anyListen({ rate: { adaptive: 'no' } }), invalid)
+  await t.throwsAsync(anyListen({ rate: { initialKbps: -1 } }), invalid)
+  await t.throwsAsync(anyListen({ maxTotalKbps: 2 ** 33 }), invalid)
+  await t.throwsAsync(anyListen({ probes: { ceilingKbps: 'fast' } }), invalid)
+
+  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: tempDir(t), maxBitrateKbps: 30_000, rate: { adaptive: false }, probes: false })
+  t.teardown(() => host.close())
+  const accepting = host.accept({ timeoutMs: 10_000 })
+  const client = await Client.connect(host.address, { pin: host.fingerprint })
+  t.teardown(() => client.close())
+  const session = await accepting
+  if (!session) return t.fail('no session')
+  t.teardown(() => session.close())
+  t.is(session.targetKbps, 30_000, 'without adaptation the target is the granted bitrate')
+  const ac = new AbortController()
+  const it = session.targetChanges({ signal: ac.signal })
+  t.deepEqual(await it.next(), { value: 30_000, done: false })
+  ac.abort()
+  t.deepEqual(await within(2_000, 'ends on abort', it.next()), { value: undefined, done: true })
+  const r = await client.speedTest({ targetKbps: 10_000, durationMs: 200 })
+  t.is(r.rateKbps, 0, `the host refused the probe: ${JSON.stringify(r)}`)
+  t.is(r.packetsReceived, 0)
+})

@@ -95,6 +95,38 @@ export interface HostOptions extends Omit<SessionOptions, 'recvQueue'> {
    * `onError`. Default: any client that completes the handshake.
    */
   authorizedClients?: readonly string[]
+  /**
+   * How each session's bitrate follows its path. By default a session starts
+   * at `initialKbps` (10 000), ramps up while the path keeps up, paces every
+   * frame at the estimated path rate, and backs off when the queue grows;
+   * {@link HostSession.targetKbps} and {@link HostSession.targetChanges} give
+   * the media bitrate the encoder should produce (never above
+   * `maxBitrateKbps`, never below `minKbps`). `{ adaptive: false }` keeps the
+   * application's own rate and paces at a multiple of the stream rate.
+   */
+  rate?: RateOptions
+  /**
+   * Ceiling on the wire rate of all sessions together, kbit/s (default: none):
+   * shared between the sessions so that none starves.
+   */
+  maxTotalKbps?: number
+  /**
+   * Speed-test probes (`Client.speedTest`): `false` refuses them all;
+   * `{ ceilingKbps }` caps their rate (default: the session's granted
+   * bitrate). Default `true`: one probe at a time per host, 10 s of probe time
+   * per client per minute.
+   */
+  probes?: boolean | { ceilingKbps?: number }
+}
+
+/** Rate adaptation of a host's sessions ({@link HostOptions.rate}). */
+export interface RateOptions {
+  /** Follow the path (default `true`). */
+  adaptive?: boolean
+  /** Media bitrate a session starts at, kbit/s (default 10 000). */
+  initialKbps?: number
+  /** Lowest media bitrate asked of the encoder, kbit/s (default 1 000). */
+  minKbps?: number
 }
 
 /** A host identity on disk (see {@link loadIdentity}). */
@@ -250,6 +282,8 @@ function closeArgs(reason: unknown, code: unknown): PunktfunkError | undefined {
 export class HostSession extends Session {
   /** The client's `closed` message was handed out: nothing follows it. */
   #ended = false
+  /** The target bitrate last read, kbit/s (kept after close). */
+  #target = 0
 
   /** @internal */
   constructor(s: NativeSession, w: Wakeups, backpressure: 'wait' | 'reject') {
@@ -300,6 +334,53 @@ export class HostSession extends Session {
   /** Just the input events from the client, in arrival order, until it leaves. */
   async *inputs(): AsyncGenerator<InputEvent, void, undefined> {
     for await (const m of this.messages()) if (m.type === 'input') yield m.event
+  }
+
+  /**
+   * The media bitrate the encoder should produce now, kbit/s: the path
+   * estimate less FEC and header overhead, within the granted bitrate (see
+   * {@link HostOptions.rate}). Without rate adaptation, the granted bitrate.
+   */
+  get targetKbps(): number {
+    if (this.closed) return this.#target
+    try {
+      this.#target = call(() => this.native.targetKbps())
+    } catch (e) {
+      // Closed underneath (the client left): the last value, as stats() keeps its final figures.
+      if (!(e instanceof PunktfunkError && e.code === 'ERR_PF_CLOSED')) throw e
+    }
+    return this.#target
+  }
+
+  /**
+   * The target bitrate, kbit/s: first its current value, then each change,
+   * until the session closes (either side) or `signal` aborts (the iterator then ends; an
+   * aborted wait is not an error here). Reading it does not consume
+   * {@link messages}: both see every change.
+   */
+  async *targetChanges(options: { signal?: AbortSignal } = {}): AsyncGenerator<number, void, undefined> {
+    const { signal } = optionsBag(options, 'options') as { signal?: AbortSignal }
+    let last = -1
+    for (;;) {
+      if (this.closed || signal?.aborted || this.closeReason) return
+      const woken = this.wakeups.event()
+      const now = this.targetKbps
+      if (now !== last) {
+        last = now
+        yield now
+        continue
+      }
+      if (!signal) await woken
+      else {
+        let onAbort: (() => void) | undefined
+        const aborted = new Promise<void>((r) => {
+          onAbort = () => r()
+          signal.addEventListener('abort', onAbort, { once: true })
+        })
+        await Promise.race([woken, aborted])
+        if (onAbort) signal.removeEventListener('abort', onAbort)
+      }
+    }
   }
 
   /** The FEC percentage in use (moves with adaptive FEC). */
@@ -382,6 +463,11 @@ export class Host {
       adaptiveMin = u32(band, 'min', 0, 'adaptiveFec.')
       adaptiveMax = u32(band, 'max', 0, 'adaptiveFec.')
     }
+    const rate = o.rate === undefined ? {} : optionsBag(o.rate, 'rate')
+    if (rate.adaptive !== undefined && typeof rate.adaptive !== 'boolean') throw invalidArg('rate.adaptive must be a boolean')
+    const probes = o.probes === undefined || typeof o.probes === 'boolean' ? { enabled: o.probes ?? true } : { enabled: true, ...optionsBag(o.probes, 'probes') }
+    const optU32 = (bag: Record<string, unknown>, key: string, prefix: string): number | undefined =>
+      bag[key] === undefined ? undefined : u32(bag, key, 0, prefix)
     const d = native().defaults()
     const { params, sendQueue, backpressure } = paramsFrom(o, d, true)
     const h = call(() =>
@@ -398,6 +484,12 @@ export class Host {
         sendQueue,
         impairment: normaliseImpairment(o.impairment),
         authorizedClients: authorizedClients === undefined ? undefined : [...authorizedClients],
+        adaptiveRate: rate.adaptive as boolean | undefined,
+        initialKbps: optU32(rate, 'initialKbps', 'rate.'),
+        minKbps: optU32(rate, 'minKbps', 'rate.'),
+        maxTotalKbps: optU32(o, 'maxTotalKbps', ''),
+        probes: probes.enabled,
+        probeCeilingKbps: optU32(probes, 'ceilingKbps', 'probes.'),
       }),
     )
     return new Host(h, backpressure)

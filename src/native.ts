@@ -98,6 +98,7 @@ export interface NativeSession {
   pollHostEvent(): NativeHostEvent | null
   controlInfo(): NativeControlInfo | null
   fecPercent(): number
+  targetKbps(): number
   closeReason(): { code: number; reason: string } | null
   sendInput(event: NativeInput): void
   requestKeyframe(firstLost: number): void
@@ -165,6 +166,12 @@ export interface NativeHostOptions {
   sendQueue: number
   impairment?: NativeImpairment
   authorizedClients?: string[]
+  adaptiveRate?: boolean
+  initialKbps?: number
+  minKbps?: number
+  maxTotalKbps?: number
+  probes?: boolean
+  probeCeilingKbps?: number
 }
 
 /** @internal One case of the Rust benchmark (see `punktfunk_core::bench::Row`). */

@@ -254,8 +254,12 @@ export async function connect(f: Flags): Promise<number> {
 
   const stats = client.stats()
   const announced = announcedFrames(reason?.reason)
-  // Rates over the time frames were arriving (first to last).
-  const active = Math.max(1e-3, (lastAt - (firstAt ?? lastAt)) / 1000)
+  // Goodput over the time frames were arriving (first to last); when that is
+  // too short to measure (one frame, or none), over the whole session, like
+  // the wire rate: a rate is never a byte count over a near-zero interval.
+  const sessionSecs = Math.max(1e-3, (performance.now() - t0) / 1000)
+  const framesSecs = (lastAt - (firstAt ?? lastAt)) / 1000
+  const active = framesSecs >= 0.1 ? framesSecs : sessionSecs
   const result = {
     framesDelivered: delivered,
     framesLost: lost,
@@ -264,12 +268,12 @@ export async function connect(f: Flags): Promise<number> {
     bytesWritten: written,
     datagramsWritten: datagrams,
     goodputMbps: round(mbps(stats.payloadBytesDelivered, active)),
-    wireMbps: round(mbps(stats.bytesReceived, active)),
+    wireMbps: round(mbps(stats.bytesReceived, sessionSecs)),
     fecRecoveredShards: stats.fecRecoveredShards,
     packetsReceived: stats.packetsReceived,
     packetsRedundant: stats.packetsRedundant,
     seconds: round(active, 3),
-    sessionSeconds: round((performance.now() - t0) / 1000, 3),
+    sessionSeconds: round(sessionSecs, 3),
     ended: leaving ?? (reason ? `${reason.reason} (code ${reason.code})` : 'closed'),
     recvDropped: {
       auth: stats.recvDroppedAuth,
@@ -289,7 +293,7 @@ export async function connect(f: Flags): Promise<number> {
       [
         ['frames', `${delivered} delivered, ${lost} lost${result.framesMissing ? `, ${result.framesMissing} never seen` : ''}, ${failedCheck} failed the check`],
         ['written', `${written} bytes${datagrams ? ` in ${datagrams} datagrams` : ''}`],
-        ['rate', `${result.goodputMbps} Mbit/s goodput, ${result.wireMbps} Mbit/s on the wire, over ${result.seconds} s of frames`],
+        ['rate', `${result.goodputMbps} Mbit/s goodput, ${result.wireMbps} Mbit/s on the wire over the ${result.sessionSeconds} s session`],
         ['FEC', `${stats.fecRecoveredShards} shards rebuilt`],
         ['dropped on receive', dropReasons(stats)],
         ['ended', result.ended],

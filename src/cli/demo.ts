@@ -5,9 +5,9 @@ import { join } from 'node:path'
 
 import { Client, Host, type HostSession } from '../control'
 import type { Frame, SessionStats } from '../session'
-import type { CommandSpec, Flags } from './args'
+import { UsageError, type CommandSpec, type Flags } from './args'
 import { bufferAdvice, interrupted, nowUs, sleepUntil } from './common'
-import { dropReasons, Latencies, mbps, printSummary, rates, round, StatusLine } from './report'
+import { dropReasons, Latencies, mbps, printSummary, rateLine, rates, round, StatusLine } from './report'
 import { FrameSizes, syntheticFrame, syntheticIntact, syntheticSeq } from './stream'
 
 export const demoSpec: CommandSpec = {
@@ -23,6 +23,8 @@ export const demoSpec: CommandSpec = {
     fec: { kind: 'number', value: 'PCT', help: 'fixed FEC percentage (default: adaptive, starting at 10)', min: 0, max: 100, integer: true },
     loss: { kind: 'number', value: 'PCT', help: "simulated random loss on the host's datagrams, % (default 1)", min: 0, max: 100 },
     seed: { kind: 'number', value: 'N', help: 'seed of the simulated loss (default 1)', min: 0, max: 2 ** 32, integer: true },
+    abr: { kind: 'string', value: 'on|off', help: 'adapt to the path (default on): frames follow the target bitrate, --bitrate-mbps is the ceiling' },
+    'initial-mbps': { kind: 'number', value: 'R', help: 'with --abr on: the rate the stream starts at (default 10)', min: 0.1, max: 2000 },
     json: { kind: 'boolean', help: 'print one JSON object instead of the summary' },
   },
   notes: ['Exit code 1 if any frame arrived corrupt (it never should), 0 otherwise.'],
@@ -36,6 +38,11 @@ export async function demo(f: Flags): Promise<number> {
   const loss = f.num('loss', 1)
   const fixedFec = f.num('fec')
   const json = f.bool('json')
+  const abrFlag = f.str('abr', 'on')
+  if (abrFlag !== 'on' && abrFlag !== 'off') throw new UsageError(`--abr takes on or off, got ${JSON.stringify(abrFlag)}`)
+  const abr = abrFlag === 'on'
+  const initial = f.num('initial-mbps')
+  if (!abr && initial !== undefined) throw new UsageError('--initial-mbps applies with --abr on only')
   const total = Math.max(1, Math.round(seconds * fps))
   const sizes = new FrameSizes(bitrate * 1e6, fps)
 
@@ -54,6 +61,8 @@ export async function demo(f: Flags): Promise<number> {
       adaptiveFec: fixedFec === undefined ? { min: 5, max: 50 } : false,
       impairment: loss > 0 ? { lossPercent: loss, seed: f.num('seed', 1) } : undefined,
       sendQueue: 4,
+      maxBitrateKbps: Math.round(bitrate * 1000),
+      rate: { adaptive: abr, initialKbps: initial === undefined ? undefined : Math.round(initial * 1000) },
     })
     let acceptError: unknown
     const accepted = host.accept({ timeoutMs: 5000 }).catch((e: unknown) => {
@@ -73,6 +82,10 @@ export async function demo(f: Flags): Promise<number> {
     }
 
     const lat = new Latencies()
+    /** Latencies of the frames sent from the end of the first second on (after the start-up ramp). */
+    const steady = new Latencies()
+    /** Frame index from which `steady` counts. */
+    const steadyFrom = Math.ceil(fps)
     let delivered = 0
     let lost = 0
     let corrupt = 0
@@ -88,6 +101,7 @@ export async function demo(f: Flags): Promise<number> {
         delivered++
         deliveredBytes += fr.data.length
         lat.add((arrived - fr.pts) / 1000)
+        if (fr.index >= steadyFrom) steady.add((arrived - fr.pts) / 1000)
       } else corrupt++
     }
     let lastEventAt = 0
@@ -121,7 +135,8 @@ export async function demo(f: Flags): Promise<number> {
       status.show(
         `wire ${wire.toFixed(0)} Mbit/s  goodput ${good.toFixed(0)} Mbit/s  ${((delivered - prevFrames) / secs).toFixed(0)} frames/s  ` +
           `lost ${lost}  fec-recovered ${cst.fecRecoveredShards}  send-drops ${hst.packetsSendDropped}  ` +
-          `latency p50 ${q.p50.toFixed(1)} ms p99 ${q.p99.toFixed(1)} ms`,
+          `latency p50 ${q.p50.toFixed(1)} ms p99 ${q.p99.toFixed(1)} ms` +
+          (abr ? `  ${rateLine(hst)}` : ''),
       )
       ;[prevHost, prevClient, prevFrames, prevAt] = [hst, cst, delivered, now]
     }
@@ -136,6 +151,8 @@ export async function demo(f: Flags): Promise<number> {
     try {
       for (let i = 0; i < total && !stopped; i++) {
         await sleepUntil(t0 + (i * 1000) / fps)
+        // As an encoder would: frames sized for the target, which follows the path.
+        if (abr) sizes.setBitrate(Math.min(bitrate * 1e6, hs.targetKbps * 1000))
         await hs.submitFrame(syntheticFrame(i, sizes.size(i)), { keyframe: sizes.keyframe(i), pts: nowUs() })
         sent++
       }
@@ -162,6 +179,7 @@ export async function demo(f: Flags): Promise<number> {
     if (receiveError) throw receiveError
 
     const q = lat.total()
+    const qs = steady.total()
     const result = {
       framesSent: sent,
       framesDelivered: delivered,
@@ -173,6 +191,14 @@ export async function demo(f: Flags): Promise<number> {
       sendDropped: hostStats.packetsSendDropped,
       latencyP50Ms: round(q.p50, 3),
       latencyP99Ms: round(q.p99, 3),
+      steadyLatencyP50Ms: round(qs.p50, 3),
+      steadyLatencyP99Ms: round(qs.p99, 3),
+      abr,
+      estimatedMbps: round(hostStats.estimatedKbps / 1000),
+      targetMbps: round(hostStats.targetKbps / 1000),
+      rttMs: round(hostStats.rttUs / 1000, 3),
+      queueDelayMs: round(hostStats.queueDelayUs / 1000, 3),
+      congestionEvents: hostStats.congestionEvents,
       seconds: round(elapsed, 3),
       bitrateMbps: bitrate,
       fps,
@@ -200,9 +226,12 @@ export async function demo(f: Flags): Promise<number> {
         ['dropped on receive', dropReasons(clientStats)],
         [
           'latency',
-          `p50 ${result.latencyP50Ms} ms, p99 ${result.latencyP99Ms} ms (submit → delivered; the paced sender ` +
-            `spreads each frame over up to half its ${round(1000 / fps, 1)} ms interval)`,
+          `p50 ${result.latencyP50Ms} ms, p99 ${result.latencyP99Ms} ms (submit → delivered); after the first second ` +
+            `p50 ${result.steadyLatencyP50Ms} ms, p99 ${result.steadyLatencyP99Ms} ms`,
         ],
+        ...(abr
+          ? ([['rate control', `${rateLine(hostStats)} at the end`]] as Array<[string, string]>)
+          : ([['pacing', `at a multiple of the stream rate (--abr off)`]] as Array<[string, string]>)),
       ])
     }
     return corrupt > 0 ? 1 : 0

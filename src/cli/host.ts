@@ -3,7 +3,7 @@ import { Host, type HostSession } from '../control'
 import { UsageError, udpTarget, type CommandSpec, type Flags } from './args'
 import { bufferAdvice, interrupted, nowUs, sleepUntil } from './common'
 import { IDENTITY_FLAG, OFFLOAD_FLAG, offloadOf } from './misc'
-import { perfReporter } from './report'
+import { perfReporter, rateLine } from './report'
 import { FrameQueue, listenUdp, readStream, type UdpSource } from './sources'
 import { FrameSizes, syntheticFrame } from './stream'
 
@@ -19,7 +19,7 @@ export const hostSpec: CommandSpec = {
     port: { kind: 'number', value: 'P', help: `listen port; 0 picks a free one (default ${DEFAULT_PORT})`, min: 0, max: 65535, integer: true },
     identity: IDENTITY_FLAG,
     source: { kind: 'string', value: 'SRC', help: "synthetic (default), - for stdin, or udp://HOST:PORT to listen for datagrams" },
-    'bitrate-mbps': { kind: 'number', value: 'R', help: 'synthetic: stream rate (default 50); stdin/udp: rate cap (default none)', min: 0.01, max: 2000 },
+    'bitrate-mbps': { kind: 'number', value: 'R', help: 'synthetic: stream rate, the ceiling with --abr on (default 50); stdin/udp: rate cap (default none)', min: 0.01, max: 2000 },
     fps: { kind: 'number', value: 'F', help: 'synthetic frames per second (default 60)', min: 1, max: 1000 },
     fec: { kind: 'number', value: 'PCT', help: 'fixed FEC percentage (default: adaptive 5–50, starting at 10)', min: 0, max: 100, integer: true },
     seconds: { kind: 'number', value: 'N', help: 'stop after N seconds (default: run until the input ends or Ctrl-C)', min: 0.1, max: 31_536_000 },
@@ -27,6 +27,11 @@ export const hostSpec: CommandSpec = {
     'bundle-ms': { kind: 'number', value: 'MS', help: 'udp: longest a datagram waits for others to share its frame (default 2)', min: 0, max: 1000 },
     'max-clients': { kind: 'number', value: 'N', help: 'clients served at once; more are turned away (default 8)', min: 1, max: 1024, integer: true },
     'late-join': { kind: 'boolean', help: 'stdin: let clients join after the stream started (they get only the rest)' },
+    abr: { kind: 'string', value: 'on|off', help: 'adapt each stream to its path (default on): --bitrate-mbps becomes the ceiling' },
+    'initial-mbps': { kind: 'number', value: 'R', help: 'with --abr on: the rate a stream starts at before it ramps (default 10)', min: 0.1, max: 2000 },
+    'max-total-mbps': { kind: 'number', value: 'R', help: 'ceiling on all streams together, shared between clients (default none)', min: 0.1, max: 100_000 },
+    probes: { kind: 'string', value: 'on|off', help: "answer clients' speed tests (default on, at most the granted bitrate)" },
+    'probe-max-mbps': { kind: 'number', value: 'R', help: 'highest speed-test rate (default: the bitrate granted to the client)', min: 0.1, max: 100_000 },
     json: { kind: 'boolean', help: 'when the host stops, print one JSON object per client served on stdout' },
     'udp-offload': OFFLOAD_FLAG,
     allow: {
@@ -56,6 +61,13 @@ function allowOf(f: Flags): string[] | undefined {
     if (!/^[0-9a-fA-F]{64}$/.test(fp)) throw new UsageError(`--allow takes 64-hex-digit fingerprints separated by commas, got ${JSON.stringify(fp)}`)
   }
   return list
+}
+
+/** An `on|off` flag. */
+function onOff(f: Flags, name: string): boolean {
+  const v = f.str(name, 'on')
+  if (v !== 'on' && v !== 'off') throw new UsageError(`--${name} takes on or off, got ${JSON.stringify(v)}`)
+  return v === 'on'
 }
 
 function sourceOf(v: string): Source {
@@ -124,6 +136,14 @@ export async function host(f: Flags): Promise<number> {
   const lateJoin = source.kind !== 'stdin' || f.bool('late-join')
   const udpOffload = offloadOf(f)
   const allow = allowOf(f)
+  const abr = onOff(f, 'abr')
+  const probes = onOff(f, 'probes')
+  if (!abr && f.has('initial-mbps')) throw new UsageError('--initial-mbps applies with --abr on only')
+  if (!probes && f.has('probe-max-mbps')) throw new UsageError('--probe-max-mbps applies with --probes on only')
+  const kbps = (name: string): number | undefined => {
+    const v = f.num(name)
+    return v === undefined ? undefined : Math.round(v * 1000)
+  }
 
   const advice = bufferAdvice()
   if (advice) log(advice)
@@ -144,6 +164,9 @@ export async function host(f: Flags): Promise<number> {
       maxBitrateKbps: bitrate > 0 ? Math.round(bitrate * 1000) : undefined,
       udpOffload,
       authorizedClients: allow,
+      rate: { adaptive: abr, initialKbps: kbps('initial-mbps') },
+      maxTotalKbps: kbps('max-total-mbps'),
+      probes: probes ? { ceilingKbps: kbps('probe-max-mbps') } : false,
     })
   } catch (e) {
     udp?.close()
@@ -171,10 +194,13 @@ export async function host(f: Flags): Promise<number> {
 
   /** Streams synthetic frames to one client until it leaves or the host stops. */
   const synthetic = async (s: Served): Promise<void> => {
+    // As an encoder would: frames sized for the session's target bitrate
+    // (which follows the path), never above --bitrate-mbps.
     const sizes = new FrameSizes(bitrate * 1e6, fps)
     const t0 = performance.now()
     for (let i = 0; !stopping && clients.served.has(s); i++) {
       await sleepUntil(t0 + (i * 1000) / fps)
+      if (abr) sizes.setBitrate(Math.min(bitrate * 1e6, s.session.targetKbps * 1000))
       const key = sizes.keyframe(i) || s.wantKeyframe
       s.wantKeyframe = false
       const size = key && !sizes.keyframe(i) ? sizes.keyframeSize() : sizes.size(i)
@@ -228,7 +254,7 @@ export async function host(f: Flags): Promise<number> {
       else {
         started = true
         if (source.kind === 'stdin') void readStream(process.stdin, queue, maxFrame)
-        const pumped = pump(queue, clients, bitrate, lateJoin).then((r): Ending => {
+        const pumped = pump(queue, clients, bitrate, lateJoin, abr).then((r): Ending => {
           undelivered = r.undelivered
           return r.clientsGone ? 'no clients' : 'end of input'
         })
@@ -269,7 +295,10 @@ export async function host(f: Flags): Promise<number> {
   for (const s of clients.everyone) {
     // Every counter of the client's data session (stats() outlives close()).
     if (f.bool('json')) process.stdout.write(`${JSON.stringify({ peer: s.peer, framesSent: s.frames, stats: s.session.stats() })}\n`)
-    else log(`client ${s.peer}: ${s.frames} frames sent`)
+    else {
+      const st = s.session.stats()
+      log(`client ${s.peer}: ${s.frames} frames sent${abr && st.targetKbps > 0 ? `; at the end ${rateLine(st)}` : ''}`)
+    }
   }
   if (source.kind === 'stdin' && why !== 'end of input') process.stdin.destroy()
   if (failure) throw failure
@@ -287,9 +316,13 @@ async function pump(
   clients: Clients,
   rateMbps: number,
   lateJoin: boolean,
+  abr: boolean,
 ): Promise<{ undelivered: number; clientsGone: boolean }> {
   const t0 = performance.now()
   let bytes = 0
+  // A byte stream or datagrams cannot lower their rate: the sessions pace
+  // them at the path's rate, and the host says once when the source is faster.
+  const outrun = new OutrunCheck()
   for (;;) {
     const fr = await queue.next()
     if (!fr) return { undelivered: 0, clientsGone: false }
@@ -300,6 +333,7 @@ async function pump(
     }
     if (rateMbps > 0) await sleepUntil(t0 + (bytes * 8) / (rateMbps * 1e3))
     bytes += fr.data.length
+    if (abr) outrun.add(fr.data.length, clients)
     const pts = nowUs()
     await Promise.all(
       [...clients.served].map(async (s) => {
@@ -313,5 +347,39 @@ async function pump(
         }
       }),
     )
+  }
+}
+
+/**
+ * Watches a source that cannot follow the target bitrate: over windows of two
+ * seconds, compares what it produced with the slowest session's target, and
+ * says once, with figures, when the source outruns the path by more than 10 %.
+ */
+class OutrunCheck {
+  #windowStart = performance.now()
+  #bytes = 0
+  #said = false
+
+  add(bytes: number, clients: Clients): void {
+    if (this.#said) return
+    this.#bytes += bytes
+    const now = performance.now()
+    const secs = (now - this.#windowStart) / 1000
+    if (secs < 2) return
+    const sourceMbps = (this.#bytes * 8) / secs / 1e6
+    this.#windowStart = now
+    this.#bytes = 0
+    let slowest: Served | undefined
+    for (const s of clients.served) if (!slowest || s.session.targetKbps < slowest.session.targetKbps) slowest = s
+    if (!slowest) return
+    const pathMbps = slowest.session.targetKbps / 1000
+    if (pathMbps > 0 && sourceMbps > pathMbps * 1.1) {
+      this.#said = true
+      log(
+        `the source sends ${sourceMbps.toFixed(1)} Mbit/s but the path to ${slowest.peer} carries about ${pathMbps.toFixed(1)} Mbit/s ` +
+          `(${Math.round((sourceMbps / pathMbps - 1) * 100)} % more): frames are paced at the path's rate and wait; ` +
+          'lower the source rate, or expect its buffer to fill and drop',
+      )
+    }
   }
 }

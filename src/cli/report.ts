@@ -133,13 +133,26 @@ export function perfReporter(label: string, stats: () => ReadonlyArray<readonly 
       process.stderr.write(
         `perf ${label}[${i}] tx ${tx.toFixed(1)} Mbit/s rx ${rx.toFixed(1)} Mbit/s ` +
           `packets tx ${s.packetsSent} rx ${s.packetsReceived} send-drops ${s.packetsSendDropped} ` +
-          `recv-drops ${dropReasons(s)} fec-recovered ${s.fecRecoveredShards} frames-lost ${s.framesDropped}\n`,
+          `recv-drops ${dropReasons(s)} fec-recovered ${s.fecRecoveredShards} frames-lost ${s.framesDropped}` +
+          (s.targetKbps > 0 ? ` ${rateLine(s)}` : '') +
+          '\n',
       )
     })
     prev = next
   }, 1000)
   timer.unref()
   return () => clearInterval(timer)
+}
+
+/**
+ * A host session's rate control at a glance: path estimate, media target,
+ * round trip and queue delay.
+ */
+export function rateLine(s: SessionStats): string {
+  return (
+    `estimate ${(s.estimatedKbps / 1000).toFixed(1)} Mbit/s target ${(s.targetKbps / 1000).toFixed(1)} Mbit/s ` +
+    `rtt ${(s.rttUs / 1000).toFixed(1)} ms queue ${(s.queueDelayUs / 1000).toFixed(1)} ms congestion ${s.congestionEvents}`
+  )
 }
 
 /** Prints `rows` as an aligned two-column list. */

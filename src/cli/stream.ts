@@ -73,15 +73,22 @@ export function syntheticSeq(f: Uint8Array): number {
  */
 export class FrameSizes {
   readonly gop: number
-  readonly #p: number
+  readonly #fps: number
+  #p = 0
   readonly #scale: number
   #rng = 0x9e3779b9
 
   constructor(bitrateBps: number, fps: number, gop = Math.max(1, Math.round(fps)), keyframeScale = 4) {
     this.gop = gop
+    this.#fps = fps
     this.#scale = keyframeScale
-    const avg = bitrateBps / 8 / fps
-    this.#p = (avg * gop) / (keyframeScale + gop - 1)
+    this.setBitrate(bitrateBps)
+  }
+
+  /** Sizes the frames from here on for `bitrateBps`, as an encoder told a new target would. */
+  setBitrate(bitrateBps: number): void {
+    const avg = bitrateBps / 8 / this.#fps
+    this.#p = (avg * this.gop) / (this.#scale + this.gop - 1)
   }
 
   /** Whether frame `i` is a keyframe. */

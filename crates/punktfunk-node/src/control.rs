@@ -15,7 +15,7 @@ use napi_derive::napi;
 
 use punktfunk_core::control::{
     self, axis, button, Client, ClientConfig, FecBand, Fingerprint, Host, HostConfig, HostEvent, InputEvent,
-    InputFields, InputKind, ProbeResult, Trust,
+    InputFields, InputKind, ProbePolicy, ProbeResult, RateSettings, Trust,
 };
 use punktfunk_core::{ErrorKind, FrameSource, RecvWorker};
 
@@ -77,6 +77,18 @@ pub struct NativeHostOptions {
     pub impairment: Option<NativeImpairment>,
     /// Admit only clients presenting one of these certificate fingerprints (hex).
     pub authorized_clients: Option<Vec<String>>,
+    /// Adapt each session's rate to its path (default true).
+    pub adaptive_rate: Option<bool>,
+    /// Media bitrate a session starts at, kbit/s.
+    pub initial_kbps: Option<u32>,
+    /// Lowest media bitrate asked of the encoder, kbit/s.
+    pub min_kbps: Option<u32>,
+    /// Ceiling on all sessions' wire rate together, kbit/s.
+    pub max_total_kbps: Option<u32>,
+    /// Whether the host answers speed-test probes (default true).
+    pub probes: Option<bool>,
+    /// Highest probe rate, kbit/s (default: the session's granted bitrate).
+    pub probe_ceiling_kbps: Option<u32>,
 }
 
 /// A host identity on disk.
@@ -107,6 +119,16 @@ pub fn load_identity(dir: Option<String>) -> napi::Result<NativeIdentity> {
             created,
         })
     })
+}
+
+/// The rate settings in `opts`, the core's defaults for what is absent.
+fn rate_settings(opts: &NativeHostOptions) -> RateSettings {
+    let d = RateSettings::default();
+    RateSettings {
+        adaptive: opts.adaptive_rate.unwrap_or(d.adaptive),
+        initial_kbps: opts.initial_kbps.unwrap_or(d.initial_kbps),
+        min_kbps: opts.min_kbps.unwrap_or(d.min_kbps),
+    }
 }
 
 /// A listening host.
@@ -169,6 +191,13 @@ pub fn host_listen(opts: NativeHostOptions) -> napi::Result<NativeHost> {
                 })
                 .transpose()?,
             send_queue: opts.send_queue as usize,
+            rate: rate_settings(&opts),
+            max_total_kbps: opts.max_total_kbps,
+            probe: ProbePolicy {
+                enabled: opts.probes.unwrap_or(true),
+                ceiling_kbps: opts.probe_ceiling_kbps.unwrap_or(0),
+                ..ProbePolicy::default()
+            },
             ..HostConfig::default()
         };
         let host = Host::listen(cfg).map_err(js_error)?;
@@ -620,6 +649,12 @@ impl NativeSession {
                 peer: None,
             }))
         })
+    }
+
+    /// The media bitrate the encoder should aim for now, kbit/s (host sessions).
+    #[napi]
+    pub fn target_kbps(&self) -> napi::Result<u32> {
+        guard(|| self.with_host(|h| Ok(h.target_bitrate_kbps())))
     }
 
     /// The FEC percentage in use (host sessions).

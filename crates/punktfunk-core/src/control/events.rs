@@ -83,7 +83,11 @@ impl EventQueue {
                     _ => None,
                 });
                 if let Some(k) = queued {
+                    // Folded, but still a wake-up: a reader of the target
+                    // (not of the queue) learns of every change.
                     *k = kbps;
+                    drop(st);
+                    self.wake();
                     return;
                 }
             }
@@ -91,6 +95,11 @@ impl EventQueue {
         }
         st.queue.push_back(ev);
         drop(st);
+        self.wake();
+    }
+
+    /// Calls the notify callback and wakes blocked readers.
+    fn wake(&self) {
         let notify = self.notify.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(n) = notify {
             n();
