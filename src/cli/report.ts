@@ -118,6 +118,8 @@ export function dropReasons(s: SessionStats): string {
  */
 export function perfReporter(label: string, stats: () => ReadonlyArray<readonly [string, SessionStats]>): () => void {
   if (process.env.PUNKTFUNK_PERF !== '1') return () => {}
+  const every = Number(process.env.PUNKTFUNK_PERF_MS ?? 1000)
+  const intervalMs = Number.isFinite(every) && every >= 50 ? every : 1000
   let prev = new Map<string, SessionStats>()
   let t = performance.now()
   const timer = setInterval(() => {
@@ -130,16 +132,17 @@ export function perfReporter(label: string, stats: () => ReadonlyArray<readonly 
       next.set(i, s)
       const tx = p ? mbps(s.bytesSent - p.bytesSent, secs) : 0
       const rx = p ? mbps(s.bytesReceived - p.bytesReceived, secs) : 0
+      const good = p ? mbps(s.payloadBytesDelivered - p.payloadBytesDelivered, secs) : 0
       process.stderr.write(
-        `perf ${label}[${i}] tx ${tx.toFixed(1)} Mbit/s rx ${rx.toFixed(1)} Mbit/s ` +
+        `perf ${label}[${i}] tx ${tx.toFixed(1)} Mbit/s rx ${rx.toFixed(1)} Mbit/s goodput ${good.toFixed(1)} Mbit/s ` +
           `packets tx ${s.packetsSent} rx ${s.packetsReceived} send-drops ${s.packetsSendDropped} ` +
-          `recv-drops ${dropReasons(s)} fec-recovered ${s.fecRecoveredShards} frames-lost ${s.framesDropped}` +
+          `recv-drops ${dropReasons(s)} fec-recovered ${s.fecRecoveredShards} frames ${s.framesCompleted} frames-lost ${s.framesDropped}` +
           (s.targetKbps > 0 ? ` ${rateLine(s)}` : '') +
           '\n',
       )
     })
     prev = next
-  }, 1000)
+  }, intervalMs)
   timer.unref()
   return () => clearInterval(timer)
 }

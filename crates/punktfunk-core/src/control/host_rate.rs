@@ -101,10 +101,15 @@ impl SessionRate {
     ) -> Option<u32> {
         let ctl = &mut self.ctl;
         sender.drain_sent(|r| {
+            // Stamped with the time it left, not this call's: a frame's first
+            // burst leaves in push_frame, up to a frame interval before the
+            // next poll, and a late stamp would shrink the one-way delay the
+            // queue is measured against.
+            let at = r.at.unwrap_or(now);
             if r.filler {
-                ctl.on_padding_sent(r.first_seq, r.count, r.bytes_each, now);
+                ctl.on_padding_sent(r.first_seq, r.count, r.bytes_each, at);
             } else {
-                ctl.on_sent(r.first_seq, r.count, r.bytes_each, now);
+                ctl.on_sent(r.first_seq, r.count, r.bytes_each, at);
             }
         });
         ctl.on_rtt(rtt);

@@ -79,6 +79,12 @@ pub(crate) struct Link {
     pub feedback_loss: f64,
     /// Windows in which every feedback datagram is lost.
     pub feedback_blackouts: Vec<Window>,
+    /// A busy client: stalls of its receive thread per second, each
+    /// `read_stall_ms` long; what arrives meanwhile is stamped when the
+    /// thread reads again (as user-space timestamps are).
+    pub read_stalls_per_s: f64,
+    /// Length of one read stall, ms.
+    pub read_stall_ms: f64,
 }
 
 impl Link {
@@ -92,6 +98,8 @@ impl Link {
             delay_spikes: Vec::new(),
             feedback_loss: 0.0,
             feedback_blackouts: Vec::new(),
+            read_stalls_per_s: 0.0,
+            read_stall_ms: 0.0,
         }
     }
 
@@ -240,9 +248,17 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
     let mut max_est = 0.0f64;
 
     let mut now_ns = 0u64;
+    // The client's receive thread reads nothing until then (a read stall).
+    let mut stalled_until_ns = 0u64;
+    let stall_ns = (sc.link.read_stall_ms * 1e6) as u64;
+    let stall_per_tick = sc.link.read_stalls_per_s * TICK_NS as f64 / 1e9;
     while now_ns < end_ns {
         let t = now_ns as f64 / 1e9;
         let tick_end = now_ns + TICK_NS;
+        if stall_per_tick > 0.0 && now_ns >= stalled_until_ns && rng.unit() < stall_per_tick {
+            stalled_until_ns = now_ns + stall_ns;
+        }
+        let stamp = |at_ns: u64| at(at_ns.max(stalled_until_ns));
 
         // 1. Deliveries at the client.
         while to_client.front().is_some_and(|p| p.at_ns < tick_end) {
@@ -254,11 +270,11 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
                 }
                 Kind::Padding => {
                     row_bits[1] += f64::from(DGRAM) * 8.0;
-                    fbb.on_packet(p.seq, DGRAM, at(p.at_ns));
+                    fbb.on_packet(p.seq, DGRAM, stamp(p.at_ns));
                 }
                 Kind::Media(f) => {
                     row_bits[0] += f64::from(DGRAM) * 8.0;
-                    fbb.on_packet(p.seq, DGRAM, at(p.at_ns));
+                    fbb.on_packet(p.seq, DGRAM, stamp(p.at_ns));
                     if let Some(fr) = frames.iter_mut().find(|fr| fr.id == f) {
                         fr.received += 1;
                         fr.resolved += 1;

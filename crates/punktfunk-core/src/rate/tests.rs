@@ -105,6 +105,27 @@ fn random_loss_below_the_fec_budget_is_not_congestion() {
 }
 
 #[test]
+fn a_busy_clients_late_reports_beside_random_loss_do_not_end_the_ramp() {
+    // The client's receive thread stalls 4 ms, 20 times a second (a loaded
+    // machine): a report now and then carries a few ms of queue that is not
+    // there, beside the 2 % random loss FEC repairs. A ramp that stopped on
+    // one such report would settle far below the path.
+    let mut link = Link::fixed(500.0);
+    link.random_loss = 0.02;
+    link.read_stalls_per_s = 20.0;
+    link.read_stall_ms = 4.0;
+    let out = run(&scenario(link, 12.0));
+    let s = out.stats(3.0, 12.0);
+    report("random_loss_2pct_busy_client_500", &out, &s);
+    assert!(
+        s.mean_estimate_bps >= 0.80 * 500e6,
+        "estimate mean {}",
+        s.mean_estimate_bps
+    );
+    assert!(s.frame_loss() <= 0.005, "FEC repairs 2 %: {}", s.frame_loss());
+}
+
+#[test]
 fn burst_loss_and_a_delay_spike_are_survived() {
     let mut link = Link::fixed(300.0);
     link.loss_bursts = vec![Window {

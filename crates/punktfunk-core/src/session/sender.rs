@@ -93,6 +93,9 @@ pub struct SentRun {
     pub bytes_each: u32,
     /// Probe filler (a speed test or padding), not media.
     pub filler: bool,
+    /// When it left: the `now` of the call that sent it (`None` for a send
+    /// outside a timed call, such as [`FrameSender::submit_frame`]).
+    pub at: Option<Instant>,
 }
 
 /// Runs recorded at most between two drains (a poll sends a few).
@@ -143,6 +146,8 @@ pub struct FrameSender<T: Transport> {
     probe_done: Option<ProbeReport>,
     /// Runs sent since the last [`FrameSender::drain_sent`] (when recording).
     sent_log: Option<Vec<SentRun>>,
+    /// The `now` of the timed call in progress, stamped on the runs it sends.
+    call_now: Option<Instant>,
     /// Pacing at the path rate ([`FrameSender::set_path_pacing`]), which
     /// replaces the stream-rate pacer.
     path: Option<PathPacer>,
@@ -174,6 +179,7 @@ impl<T: Transport> FrameSender<T> {
             probe_pool: Vec::new(),
             probe_done: None,
             sent_log: None,
+            call_now: None,
             path: None,
             padding_bps: 0,
             padding_next: None,
@@ -207,6 +213,7 @@ impl<T: Transport> FrameSender<T> {
                 count: count as u32,
                 bytes_each,
                 filler,
+                at: self.call_now,
             });
         }
     }
@@ -298,6 +305,7 @@ impl<T: Transport> FrameSender<T> {
     /// `ERR_PF_INVALID_ARG` if the frame exceeds `max_frame_bytes`, or
     /// `ERR_PF_IO` if the socket itself failed.
     pub fn submit_frame(&mut self, data: &[u8], meta: FrameMeta) -> Result<SubmitReport> {
+        self.call_now = None;
         self.flush()?;
         let first_seq = self.sealer.next_seq();
         let (total, mut report) = self.prepare(data, meta)?;
@@ -314,6 +322,7 @@ impl<T: Transport> FrameSender<T> {
     /// still being paced goes out at once first: pacing never queues frames.
     /// Returns the frame's index. Errors as [`FrameSender::submit_frame`].
     pub fn push_frame(&mut self, data: &[u8], meta: FrameMeta, now: Instant) -> Result<u64> {
+        self.call_now = Some(now);
         self.flush()?;
         let first_seq = self.sealer.next_seq();
         let (total, report) = self.prepare(data, meta)?;
@@ -340,6 +349,7 @@ impl<T: Transport> FrameSender<T> {
     /// flight and of a running probe) and returns when the sender next needs
     /// to run: `None` when nothing is scheduled.
     pub fn poll_transmit(&mut self, now: Instant) -> Result<Option<Instant>> {
+        self.call_now = Some(now);
         let dlen = self.datagram_len();
         match (self.path.as_mut(), self.current.as_mut()) {
             (Some(p), Some(c)) => {
@@ -576,6 +586,7 @@ impl<T: Transport> FrameSender<T> {
     /// `FLAG_PATH`, sealed like any other) at once. Returns whether the
     /// transport took it.
     pub fn send_path(&mut self, message: PathMessage) -> Result<bool> {
+        self.call_now = None;
         let datagram_len = self.datagram_len();
         if self.probe_pool.is_empty() {
             self.probe_pool.push(vec![0u8; datagram_len]);

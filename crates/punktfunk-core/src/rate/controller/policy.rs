@@ -26,6 +26,10 @@ const STARTUP_EXIT_QD_US: f64 = 5_000.0;
 const QD_HIGH_US: f64 = 10_000.0;
 /// Loss with the queue at least this deep is loss at a full queue, µs.
 const QD_LOSS_US: f64 = 4_000.0;
+/// Reports in a row that must see the queue before a ramp stops.
+const RAMP_STOP_REPORTS: u32 = 2;
+/// Reports in a row with the path saturated that make a loss the queue's.
+const SAT_RUN_LOSS: u32 = 3;
 /// Delivery below this share of the send rate means the path is saturated.
 const SATURATED: f64 = 0.9;
 /// Back-off: the estimate becomes this share of the delivery rate (GCC's β
@@ -74,18 +78,32 @@ impl RateController {
     pub(super) fn decide(&mut self, r: Reading, now_us: u64) {
         let round = self.round_us();
         let dt = now_us.saturating_sub(self.last_update_us).min(2 * round) as f64 / 1e6;
-        let saturated = matches!((r.recv_bps, r.send_bps),
-            (Some(rv), Some(sd)) if rv < SATURATED * sd * (1.0 - r.loss));
-        let tail_loss = r.loss > 0.0 && (r.qd_max >= QD_LOSS_US || saturated);
+        self.track_queue(r, now_us);
+        // Loss is the queue's when the queue is deep, or when the path stayed
+        // saturated for three reports (~75 ms: a queue-less policer): a
+        // saturated report or two beside a loss are as often the receiver's
+        // scheduling (a busy client reads in bursts) as a full queue, and
+        // random loss is FEC's to repair.
+        let tail_loss = r.loss > 0.0 && (r.qd_max >= QD_LOSS_US || self.sat_run >= SAT_RUN_LOSS);
         if r.loss > 0.0 && !tail_loss {
             self.counters.random_loss_reports += 1;
         }
-        self.track_queue(r, now_us);
 
         match self.state {
             RateState::Startup | RateState::Probe => {
                 let probing = self.state == RateState::Probe;
-                if r.qd_avg >= STARTUP_EXIT_QD_US || tail_loss || (saturated && r.qd_max >= QD_LOW_US) {
+                // A ramp ends on the queue, not on one report's late samples:
+                // loss counts here only beside a standing queue (a scheduling
+                // hiccup of the client's makes qd_max deep, not the average).
+                let ramp_loss = tail_loss && (r.qd_avg >= QD_LOW_US || self.sat_run >= SAT_RUN_LOSS);
+                let stop = r.qd_avg >= STARTUP_EXIT_QD_US
+                    || ramp_loss
+                    || (self.sat_run >= 2 && r.qd_max >= QD_LOW_US);
+                // Twice in a row: a real queue persists for the next report, a
+                // late report (the client descheduled for a few ms) does not.
+                self.ramp_stop_run = if stop { self.ramp_stop_run + 1 } else { 0 };
+                if self.ramp_stop_run >= RAMP_STOP_REPORTS {
+                    self.ramp_stop_run = 0;
                     let proven = self.recv_max().max(self.min);
                     // A probe keeps what was already known to work.
                     let floor = if probing { self.probe_start_est } else { 0.0 };
