@@ -492,6 +492,35 @@ typedef struct PunktfunkStats {
 } PunktfunkStats;
 
 #if defined(PUNKTFUNK_FEATURE_QUIC)
+// Host settings beyond the data-plane parameters: rate adaptation, a
+// host-wide ceiling, speed-test probes. Fill with
+// `punktfunk_host_options_default` first, then change what you need.
+typedef struct PunktfunkHostOptions {
+  // Size of this struct as the caller knows it: `sizeof(PunktfunkHostOptions)`.
+  uint32_t struct_size;
+  // Highest bitrate granted to a client, kbit/s (default 2 000 000).
+  uint32_t max_bitrate_kbps;
+  // 1 (default): each session's rate follows its path (start at
+  // `initial_kbps`, ramp, pace at the path rate, publish the target:
+  // `punktfunk_host_session_target_kbps`). 0: the granted bitrate, paced
+  // at a multiple of the stream rate.
+  uint32_t adaptive_rate;
+  // Media bitrate a session starts at, kbit/s (default 10 000).
+  uint32_t initial_kbps;
+  // Lowest media bitrate asked of the encoder, kbit/s (default 1000; at
+  // most `initial_kbps`).
+  uint32_t min_kbps;
+  // Ceiling on all sessions' wire rate together, shared between them,
+  // kbit/s; 0 (default): none.
+  uint32_t max_total_kbps;
+  // 1 (default): answer clients' speed tests; 0: refuse every one.
+  uint32_t probes;
+  // Highest speed-test rate, kbit/s; 0 (default): the session's granted bitrate.
+  uint32_t probe_ceiling_kbps;
+} PunktfunkHostOptions;
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
 // One input event. Set `kind` and the fields it uses; the rest are ignored.
 typedef struct PunktfunkInputEvent {
   // `PUNKTFUNK_INPUT_*`.
@@ -750,6 +779,33 @@ int32_t punktfunk_host_listen_authorized(const char *bind,
                                          const char *const *authorized,
                                          size_t authorized_len,
                                          struct PunktfunkHost **out);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Fills `out` with the default host options and sets its `struct_size`.
+//
+// # Safety
+// `out` must be NULL or point to a writable `PunktfunkHostOptions`.
+int32_t punktfunk_host_options_default(struct PunktfunkHostOptions *out);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// `punktfunk_host_listen` with host `options` (NULL: the defaults) and,
+// when `authorized_len` is above 0, the client list of
+// `punktfunk_host_listen_authorized` (`authorized` NULL with
+// `authorized_len` 0 admits any client). Out-of-range options are
+// `PUNKTFUNK_ERR_INVALID_ARG`, naming the field.
+//
+// # Safety
+// As `punktfunk_host_listen_authorized`; `options` NULL or valid for its
+// `struct_size` bytes.
+int32_t punktfunk_host_listen_with(const char *bind,
+                                   const char *identity_dir,
+                                   const struct PunktfunkSessionConfig *config,
+                                   const struct PunktfunkHostOptions *options,
+                                   const char *const *authorized,
+                                   size_t authorized_len,
+                                   struct PunktfunkHost **out);
 #endif
 
 #if defined(PUNKTFUNK_FEATURE_QUIC)

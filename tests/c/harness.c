@@ -605,6 +605,80 @@ static int connect_pair(PunktfunkHost *host, const char *addr, const char *fp, P
     return 0;
 }
 
+/* Host options: rate adaptation, its target, probes switched off, bad values refused. */
+static void test_quic_options(void) {
+    char dir[] = "/tmp/punktfunk-c-opts-XXXXXX";
+    char addr[PUNKTFUNK_ADDRESS_MAX], fp[PUNKTFUNK_FINGERPRINT_LEN];
+    PunktfunkHost *host = NULL;
+    PunktfunkHostOptions o;
+    CHECK(mkdtemp(dir) != NULL, "temp dir");
+    CHECK_STATUS(punktfunk_host_options_default(&o), PUNKTFUNK_OK);
+    CHECK(o.struct_size == sizeof o && o.adaptive_rate == 1 && o.probes == 1 && o.initial_kbps == 10000 &&
+              o.min_kbps == 1000 && o.max_total_kbps == 0,
+          "host option defaults");
+    CHECK_STATUS(punktfunk_host_options_default(NULL), PUNKTFUNK_ERR_INVALID_ARG);
+    PunktfunkHostOptions bad = o;
+    bad.adaptive_rate = 2;
+    CHECK_STATUS(punktfunk_host_listen_with("127.0.0.1:0", dir, NULL, &bad, NULL, 0, &host), PUNKTFUNK_ERR_INVALID_ARG);
+    bad = o;
+    bad.min_kbps = 20000; /* above initial_kbps */
+    CHECK_STATUS(punktfunk_host_listen_with("127.0.0.1:0", dir, NULL, &bad, NULL, 0, &host), PUNKTFUNK_ERR_INVALID_ARG);
+    bad = o;
+    bad.struct_size = 8;
+    CHECK_STATUS(punktfunk_host_listen_with("127.0.0.1:0", dir, NULL, &bad, NULL, 0, &host), PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK(host == NULL, "no host from refused options");
+
+    /* Fixed rate, probes off: the target is the granted bitrate; a speed test is refused at once. */
+    o.max_bitrate_kbps = 40000;
+    o.adaptive_rate = 0;
+    o.probes = 0;
+    CHECK_STATUS(punktfunk_host_listen_with("127.0.0.1:0", dir, NULL, &o, NULL, 0, &host), PUNKTFUNK_OK);
+    if (!host) return;
+    CHECK_STATUS(punktfunk_host_local_address(host, addr, sizeof addr), PUNKTFUNK_OK);
+    CHECK_STATUS(punktfunk_host_fingerprint(host, fp, sizeof fp), PUNKTFUNK_OK);
+    PunktfunkClient *client = NULL;
+    PunktfunkHostSession *session = NULL;
+    uint32_t target = 0;
+    if (connect_pair(host, addr, fp, &client, &session)) {
+        CHECK_STATUS(punktfunk_host_session_target_kbps(session, &target), PUNKTFUNK_OK);
+        CHECK(target == 40000, "fixed rate: target is the granted bitrate (%u)", target);
+        PunktfunkProbeResult probe;
+        CHECK_STATUS(punktfunk_client_speed_test(client, 10000, 200, &probe), PUNKTFUNK_OK);
+        CHECK(probe.rate_kbps == 0 && probe.packets_received == 0, "probes off: refused (rate %u, %llu received)",
+              probe.rate_kbps, (unsigned long long)probe.packets_received);
+        punktfunk_client_free(client);
+        punktfunk_host_session_free(session);
+    }
+    punktfunk_host_free(host);
+    host = NULL;
+
+    /* Adaptive from 2 Mbit/s: the first target is near the start, never above the ceiling. */
+    CHECK_STATUS(punktfunk_host_options_default(&o), PUNKTFUNK_OK);
+    o.initial_kbps = 2000;
+    o.min_kbps = 500;
+    o.max_bitrate_kbps = 40000;
+    CHECK_STATUS(punktfunk_host_listen_with("127.0.0.1:0", dir, NULL, &o, NULL, 0, &host), PUNKTFUNK_OK);
+    if (!host) return;
+    CHECK_STATUS(punktfunk_host_local_address(host, addr, sizeof addr), PUNKTFUNK_OK);
+    CHECK_STATUS(punktfunk_host_fingerprint(host, fp, sizeof fp), PUNKTFUNK_OK);
+    if (connect_pair(host, addr, fp, &client, &session)) {
+        CHECK_STATUS(punktfunk_host_session_target_kbps(session, &target), PUNKTFUNK_OK);
+        CHECK(target >= 500 && target <= 2500, "adaptive: the first target is near initial_kbps (%u)", target);
+        PunktfunkStats st = {.struct_size = sizeof st};
+        CHECK_STATUS(punktfunk_host_session_stats(session, &st), PUNKTFUNK_OK);
+        CHECK(st.target_kbps == target || st.target_kbps == 0, "stats carry the target (%llu vs %u)",
+              (unsigned long long)st.target_kbps, target);
+        punktfunk_client_free(client);
+        punktfunk_host_session_free(session);
+    }
+    punktfunk_host_free(host);
+    printf("quic: host options: fixed rate keeps the grant, probes off refuses speed tests, adaptive starts at %u kbit/s\n",
+           target);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+
 /* Every control-plane function with NULLs, bad values and after close. */
 static void test_quic_misuse(void) {
     char dir[] = "/tmp/punktfunk-c-misuse-XXXXXX";
@@ -1035,6 +1109,7 @@ int main(void) {
 #if defined(PUNKTFUNK_FEATURE_QUIC)
     test_quic();
     test_quic_misuse();
+    test_quic_options();
     test_quic_authorized();
 #endif
     if (failures) {

@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use pf::control::{
     self, Client, ClientConfig, Fingerprint, Host, HostConfig, HostEvent, HostSession, Identity, InputEvent,
-    InputFields, InputKind, Trust,
+    InputFields, InputKind, ProbePolicy, RateSettings, Trust,
 };
 use pf::{Error, ErrorKind, Frame, FrameMeta};
 
 use super::{
-    bytes, config_or_default, ffi, input, items, lend, null, out, parse_addr, text, write_cstr,
-    PunktfunkFrameEvent, PunktfunkStats, STATS_V1_SIZE,
+    bytes, config_or_default, ffi, input, items, lend, null, out, parse_addr, read_growable, text,
+    write_cstr, PunktfunkFrameEvent, PunktfunkStats, STATS_V1_SIZE,
 };
 
 /// Buffer size for a fingerprint: 64 hex digits and a NUL.
@@ -344,6 +344,7 @@ unsafe fn listen(
     bind: *const c_char,
     identity_dir: *const c_char,
     config: *const super::PunktfunkSessionConfig,
+    options: Option<PunktfunkHostOptions>,
     authorized: Option<BTreeSet<Fingerprint>>,
     out: &mut *mut PunktfunkHost,
 ) -> Result<(), Error> {
@@ -353,14 +354,18 @@ unsafe fn listen(
     let dir = unsafe { identity_dir_or_default(identity_dir) }?;
     // SAFETY: NULL or a valid config per the caller's contract.
     let cfg = unsafe { config_or_default(config) }?;
-    let host = Host::listen(HostConfig {
+    let mut host_cfg = HostConfig {
         identity_dir: dir,
         bind,
         session: cfg.to_core()?,
         udp: cfg.udp_config()?,
         authorized_clients: authorized,
         ..HostConfig::default()
-    })?;
+    };
+    if let Some(o) = options {
+        o.apply(&mut host_cfg)?;
+    }
+    let host = Host::listen(host_cfg)?;
     *out = Box::into_raw(Box::new(PunktfunkHost { host }));
     Ok(())
 }
@@ -387,7 +392,7 @@ pub unsafe extern "C" fn punktfunk_host_listen(
         let out = unsafe { super::out(out, "out") }?;
         *out = ptr::null_mut();
         // SAFETY: the arguments are as the contract above says.
-        unsafe { listen(bind, identity_dir, config, None, out) }
+        unsafe { listen(bind, identity_dir, config, None, None, out) }
     })
 }
 
@@ -421,7 +426,132 @@ pub unsafe extern "C" fn punktfunk_host_listen_authorized(
         // SAFETY: NULL or `authorized_len` readable string pointers per the contract.
         let allowed = unsafe { fingerprints(authorized, authorized_len) }?;
         // SAFETY: the other arguments are as the contract above says.
-        unsafe { listen(bind, identity_dir, config, Some(allowed), out) }
+        unsafe { listen(bind, identity_dir, config, None, Some(allowed), out) }
+    })
+}
+
+/// Host settings beyond the data-plane parameters: rate adaptation, a
+/// host-wide ceiling, speed-test probes. Fill with
+/// `punktfunk_host_options_default` first, then change what you need.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PunktfunkHostOptions {
+    /// Size of this struct as the caller knows it: `sizeof(PunktfunkHostOptions)`.
+    pub struct_size: u32,
+    /// Highest bitrate granted to a client, kbit/s (default 2 000 000).
+    pub max_bitrate_kbps: u32,
+    /// 1 (default): each session's rate follows its path (start at
+    /// `initial_kbps`, ramp, pace at the path rate, publish the target:
+    /// `punktfunk_host_session_target_kbps`). 0: the granted bitrate, paced
+    /// at a multiple of the stream rate.
+    pub adaptive_rate: u32,
+    /// Media bitrate a session starts at, kbit/s (default 10 000).
+    pub initial_kbps: u32,
+    /// Lowest media bitrate asked of the encoder, kbit/s (default 1000; at
+    /// most `initial_kbps`).
+    pub min_kbps: u32,
+    /// Ceiling on all sessions' wire rate together, shared between them,
+    /// kbit/s; 0 (default): none.
+    pub max_total_kbps: u32,
+    /// 1 (default): answer clients' speed tests; 0: refuse every one.
+    pub probes: u32,
+    /// Highest speed-test rate, kbit/s; 0 (default): the session's granted bitrate.
+    pub probe_ceiling_kbps: u32,
+}
+
+impl PunktfunkHostOptions {
+    fn defaults() -> Self {
+        let d = HostConfig::default();
+        let r = RateSettings::default();
+        PunktfunkHostOptions {
+            struct_size: size_of::<PunktfunkHostOptions>() as u32,
+            max_bitrate_kbps: d.max_bitrate_kbps,
+            adaptive_rate: u32::from(r.adaptive),
+            initial_kbps: r.initial_kbps,
+            min_kbps: r.min_kbps,
+            max_total_kbps: d.max_total_kbps.unwrap_or(0),
+            probes: u32::from(d.probe.enabled),
+            probe_ceiling_kbps: d.probe.ceiling_kbps,
+        }
+    }
+
+    /// Sets these options on `cfg`; flags other than 0 and 1 are refused,
+    /// the rest is checked by the core.
+    fn apply(&self, cfg: &mut HostConfig) -> Result<(), Error> {
+        let flag = |v: u32, name: &str| match v {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(Error::invalid(format!("options.{name} must be 0 or 1, got {v}"))),
+        };
+        if self.max_bitrate_kbps == 0 {
+            return Err(Error::invalid("options.max_bitrate_kbps must be above zero"));
+        }
+        cfg.max_bitrate_kbps = self.max_bitrate_kbps;
+        cfg.rate = RateSettings {
+            adaptive: flag(self.adaptive_rate, "adaptive_rate")?,
+            initial_kbps: self.initial_kbps,
+            min_kbps: self.min_kbps,
+        };
+        cfg.max_total_kbps = (self.max_total_kbps > 0).then_some(self.max_total_kbps);
+        cfg.probe = ProbePolicy {
+            enabled: flag(self.probes, "probes")?,
+            ceiling_kbps: self.probe_ceiling_kbps,
+            ..ProbePolicy::default()
+        };
+        cfg.validate()
+    }
+}
+
+/// Fills `out` with the default host options and sets its `struct_size`.
+///
+/// # Safety
+/// `out` must be NULL or point to a writable `PunktfunkHostOptions`.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_host_options_default(out: *mut PunktfunkHostOptions) -> i32 {
+    ffi(|| {
+        // SAFETY: `out` is NULL or a writable options struct, per the contract above.
+        *unsafe { super::out(out, "out") }? = PunktfunkHostOptions::defaults();
+        Ok(())
+    })
+}
+
+/// `punktfunk_host_listen` with host `options` (NULL: the defaults) and,
+/// when `authorized_len` is above 0, the client list of
+/// `punktfunk_host_listen_authorized` (`authorized` NULL with
+/// `authorized_len` 0 admits any client). Out-of-range options are
+/// `PUNKTFUNK_ERR_INVALID_ARG`, naming the field.
+///
+/// # Safety
+/// As `punktfunk_host_listen_authorized`; `options` NULL or valid for its
+/// `struct_size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_host_listen_with(
+    bind: *const c_char,
+    identity_dir: *const c_char,
+    config: *const super::PunktfunkSessionConfig,
+    options: *const PunktfunkHostOptions,
+    authorized: *const *const c_char,
+    authorized_len: usize,
+    out: *mut *mut PunktfunkHost,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: checked or valid per the contract.
+        let out = unsafe { super::out(out, "out") }?;
+        *out = ptr::null_mut();
+        let opts = if options.is_null() {
+            PunktfunkHostOptions::defaults()
+        } else {
+            // SAFETY: non-NULL and valid for its struct_size, per the contract.
+            unsafe { read_growable(options, "options", size_of::<PunktfunkHostOptions>()) }?
+        };
+        let allowed = if authorized.is_null() && authorized_len == 0 {
+            None
+        } else {
+            // SAFETY: `authorized_len` readable string pointers per the contract.
+            Some(unsafe { fingerprints(authorized, authorized_len) }?)
+        };
+        // SAFETY: the other arguments are as the contract above says.
+        unsafe { listen(bind, identity_dir, config, Some(opts), allowed, out) }
     })
 }
 

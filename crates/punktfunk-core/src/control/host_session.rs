@@ -295,7 +295,12 @@ impl ParkedSession {
             inbox: Mutex::default(),
             events: EventQueue::default(),
             fec_percent: AtomicU8::new(sender.fec_percent()),
-            target_kbps: AtomicU32::new(granted),
+            // Until the controller's first answer: where it starts.
+            target_kbps: AtomicU32::new(if p.config.rate.adaptive {
+                p.config.rate.initial_kbps.min(granted)
+            } else {
+                granted
+            }),
             accepted: AtomicBool::new(false),
             expired: AtomicBool::new(false),
             waker: OnceLock::new(),
