@@ -7,7 +7,9 @@ import { join } from 'node:path'
 
 import test, { type ExecutionContext } from 'ava'
 
+import { Host } from '../index'
 import { Flags, parse, UsageError, type CommandSpec } from '../src/cli/args'
+import { printable } from '../src/cli/common'
 import { syntheticFrame, syntheticIntact } from '../src/cli/stream'
 import { pseudoRandom, sha256, within } from './helpers'
 
@@ -326,6 +328,28 @@ test.serial('host --allow admits the client whose identity it lists and turns th
   const h = await finished(host)
   t.regex(h.stderr, /not authorized on this host/)
   t.regex(h.stderr, /presented no identity/)
+})
+
+test('a close reason a host chose reaches the terminal without control characters', async (t) => {
+  const dir = tempDir(t)
+  const h = await Host.listen({ bind: '127.0.0.1:0', identityDir: dir })
+  t.teardown(() => h.close())
+  const accepting = h.accept({ timeoutMs: 15_000 })
+  const client = cli(t, ['connect', h.address, '--pin', h.fingerprint])
+  const session = await accepting
+  if (!session) return t.fail('no session')
+  // Clears the screen, sets the window title, reverses the text that follows.
+  await session.close('\u001b[2J\u001b]0;pwned\u0007\u009b31m\u202eevil', 7)
+  const run = await finished(client)
+  t.is(run.code, 1, 'an error code from the host is a failure')
+  const out = run.stdout.toString() + run.stderr
+  t.regex(out, /ended\s+\\u001b\[2J\\u001b\]0;pwned\\u0007\\u009b31m\\u202eevil \(code 7\)/)
+  t.false(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/.test(out), JSON.stringify(out))
+})
+
+test('printable escapes what moves a terminal and keeps the rest', (t) => {
+  t.is(printable('plain text, ä € 🎮'), 'plain text, ä € 🎮')
+  t.is(printable('a\nb\tc\u001b[0m\u007f\u0085\u2028\u2066'), 'a\\u000ab\\u0009c\\u001b[0m\\u007f\\u0085\\u2028\\u2066')
 })
 
 test('connect to a closed port fails within its timeout with a clear message', async (t) => {

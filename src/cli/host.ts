@@ -1,7 +1,7 @@
 /** `punktfunk host`: serves a stream to every client that connects. */
 import { Host, type HostSession } from '../control'
 import { UsageError, udpTarget, type CommandSpec, type Flags } from './args'
-import { bufferAdvice, interrupted, nowUs, sleepUntil } from './common'
+import { bufferAdvice, interrupted, nowUs, printable, sleepUntil } from './common'
 import { IDENTITY_FLAG, OFFLOAD_FLAG, offloadOf } from './misc'
 import { perfReporter } from './report'
 import { FrameQueue, listenUdp, readStream, type UdpSource } from './sources'
@@ -162,7 +162,7 @@ export async function host(f: Flags): Promise<number> {
     for await (const m of s.session.messages()) {
       if (m.type === 'keyframeRequest') s.wantKeyframe = true
       else if (m.type === 'closed') {
-        log(`client ${s.peer} left: ${m.reason || 'no reason'} (code ${m.code}) after ${s.frames} frames`)
+        log(`client ${s.peer} left: ${printable(m.reason) || 'no reason'} (code ${m.code}) after ${s.frames} frames`)
         clients.served.delete(s)
         await s.session.close().catch(() => {})
       }
@@ -189,7 +189,7 @@ export async function host(f: Flags): Promise<number> {
 
   const accepting = (async () => {
     for await (const session of h.sessions({
-      onError: (e) => log(e.code === 'ERR_PF_UNAUTHORIZED' ? e.message : `a client failed to connect: ${e.message}`),
+      onError: (e) => log(printable(e.code === 'ERR_PF_UNAUTHORIZED' ? e.message : `a client failed to connect: ${e.message}`)),
     })) {
       const peer = session.peer
       const refuse = stopping
