@@ -517,7 +517,10 @@ mod tests {
             assert_eq!(o.open(&mut p), Err(OpenError::Auth));
         }
         let spent = o.key_derivations() - base;
-        assert!(spent <= n / FAR_EPOCH_INTERVAL + 1, "{spent} derivations for {n} forgeries");
+        assert!(
+            spent <= n / FAR_EPOCH_INTERVAL + 1,
+            "{spent} derivations for {n} forgeries"
+        );
     }
 
     #[test]
@@ -537,14 +540,21 @@ mod tests {
                 assert_eq!(opened, 0, "once caught up, every packet opens (packet {i})");
             }
         }
-        assert!(opened >= FAR_EPOCH_INTERVAL, "caught up after at most an interval: {opened}");
+        assert!(
+            opened >= FAR_EPOCH_INTERVAL,
+            "caught up after at most an interval: {opened}"
+        );
         // The new epoch's neighbours were derived once, after it authenticated:
         // a straggler of epoch 6 and the next rotation both open.
         let mut straggler = packet(&[3; 16]);
-        Sealer::starting_at(test_key(9), start - 20).seal(&mut straggler).unwrap();
+        Sealer::starting_at(test_key(9), start - 20)
+            .seal(&mut straggler)
+            .unwrap();
         assert_eq!(o.open(&mut straggler), Ok(start - 20));
         let mut rotated = packet(&[4; 16]);
-        Sealer::starting_at(test_key(9), 8 * PACKETS_PER_KEY).seal(&mut rotated).unwrap();
+        Sealer::starting_at(test_key(9), 8 * PACKETS_PER_KEY)
+            .seal(&mut rotated)
+            .unwrap();
         assert_eq!(o.open(&mut rotated), Ok(8 * PACKETS_PER_KEY));
     }
 
