@@ -7,7 +7,9 @@ import { join } from 'node:path'
 
 import test, { type ExecutionContext } from 'ava'
 
+import { Host } from '../index'
 import { Flags, parse, UsageError, type CommandSpec } from '../src/cli/args'
+import { printable } from '../src/cli/common'
 import { syntheticFrame, syntheticIntact } from '../src/cli/stream'
 import { pseudoRandom, sha256, within } from './helpers'
 
@@ -255,6 +257,63 @@ test.serial('a cut stream says so: Ctrl-C on the host closes with code 3, and la
   t.regex(h.stderr, /turned away: the byte stream has already started/)
 })
 
+test.serial('a udp source takes datagrams only from --source-from; a stranger can neither inject nor end the stream', async (t) => {
+  const dir = tempDir(t)
+  const sink = createSocket('udp4')
+  const got: Buffer[] = []
+  sink.on('message', (m) => got.push(m))
+  await new Promise<void>((r) => sink.bind(0, '127.0.0.1', () => r()))
+  t.teardown(() => sink.close())
+  const bound = async (): Promise<ReturnType<typeof createSocket>> => {
+    const s = createSocket('udp4')
+    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()))
+    t.teardown(() => s.close())
+    return s
+  }
+  const [friend, stranger] = [await bound(), await bound()]
+  const host = cli(t, ['host', '--port', '0', '--bind', '127.0.0.1', '--identity', join(dir, 'id'), '--json',
+    '--source', 'udp://127.0.0.1:0', '--source-from', `localhost:${friend.address().port}`])
+  const { address, fingerprint } = await host.listening()
+  const sourcePort = Number(/reading datagrams on [\d.]+:(\d+)/.exec(host.stderr)?.[1])
+  const conn = cli(t, ['connect', address, '--pin', fingerprint, '--output', `udp://127.0.0.1:${sink.address().port}`, '--json'])
+  await within(15_000, 'the client to connect', (async () => {
+    while (!/connected, granted/.test(host.stderr)) await new Promise((r) => setTimeout(r, 20))
+  })())
+  const send = (s: ReturnType<typeof createSocket>, d: Buffer): Promise<void> => new Promise((r) => s.send(d, sourcePort, '127.0.0.1', () => r()))
+  for (let i = 0; i < 5; i++) await send(stranger, Buffer.from(`injected ${i}`))
+  await send(stranger, Buffer.alloc(0))
+  await new Promise((r) => setTimeout(r, 200))
+  t.is(host.proc.exitCode, null, "the stranger's empty datagram did not end the stream")
+  const sent = Array.from({ length: 10 }, (_, i) => Buffer.from(`wanted ${i}`))
+  for (const d of sent) await send(friend, d)
+  await new Promise((r) => setTimeout(r, 100))
+  await send(friend, Buffer.alloc(0))
+  const c = await finished(conn)
+  t.is(c.code, 0, c.stderr)
+  t.is((JSON.parse(c.stdout.toString()) as { datagramsWritten: number }).datagramsWritten, sent.length)
+  const h = await finished(host)
+  t.is(h.code, 0, h.stderr)
+  t.regex(h.stderr, /6 refused \(not from --source-from\)/)
+  const lines = h.stdout.toString().trim().split('\n')
+  const { udpSource } = JSON.parse(lines[lines.length - 1] ?? '') as { udpSource: { refused: number; datagrams: number } }
+  t.deepEqual([udpSource.refused, udpSource.datagrams], [6, sent.length])
+  await within(5_000, 'the sink to read everything', (async () => {
+    while (got.length < sent.length) await new Promise((r) => setTimeout(r, 20))
+  })())
+  t.deepEqual(got.map(String), sent.map(String))
+})
+
+test('a udp source on a wildcard address without --source-from says so on stderr', async (t) => {
+  const dir = tempDir(t)
+  const host = cli(t, ['host', '--port', '0', '--bind', '127.0.0.1', '--identity', join(dir, 'id'), '--source', 'udp://0.0.0.0:0', '--seconds', '0.3'])
+  const h = await finished(host)
+  t.is(h.code, 0, h.stderr)
+  t.regex(h.stderr, /takes datagrams from anyone who can reach that port.*--source-from HOST\[:PORT\]/)
+  const bad = await finished(cli(t, ['host', '--port', '0', '--source-from', '127.0.0.1']))
+  t.is(bad.code, 2)
+  t.regex(bad.stderr, /--source-from applies to a udp:\/\/ source only/)
+})
+
 test('host --seconds also ends a host still waiting for its first client', async (t) => {
   const dir = tempDir(t)
   const started = Date.now()
@@ -329,6 +388,28 @@ test.serial('host --allow admits the client whose identity it lists and turns th
   const h = await finished(host)
   t.regex(h.stderr, /not authorized on this host/)
   t.regex(h.stderr, /presented no identity/)
+})
+
+test('a close reason a host chose reaches the terminal without control characters', async (t) => {
+  const dir = tempDir(t)
+  const h = await Host.listen({ bind: '127.0.0.1:0', identityDir: dir })
+  t.teardown(() => h.close())
+  const accepting = h.accept({ timeoutMs: 15_000 })
+  const client = cli(t, ['connect', h.address, '--pin', h.fingerprint])
+  const session = await accepting
+  if (!session) return t.fail('no session')
+  // Clears the screen, sets the window title, reverses the text that follows.
+  await session.close('\u001b[2J\u001b]0;pwned\u0007\u009b31m\u202eevil', 7)
+  const run = await finished(client)
+  t.is(run.code, 1, 'an error code from the host is a failure')
+  const out = run.stdout.toString() + run.stderr
+  t.regex(out, /ended\s+\\u001b\[2J\\u001b\]0;pwned\\u0007\\u009b31m\\u202eevil \(code 7\)/)
+  t.false(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/.test(out), JSON.stringify(out))
+})
+
+test('printable escapes what moves a terminal and keeps the rest', (t) => {
+  t.is(printable('plain text, ä € 🎮'), 'plain text, ä € 🎮')
+  t.is(printable('a\nb\tc\u001b[0m\u007f\u0085\u2028\u2066'), 'a\\u000ab\\u0009c\\u001b[0m\\u007f\\u0085\\u2028\\u2066')
 })
 
 test('connect to a closed port fails within its timeout with a clear message', async (t) => {

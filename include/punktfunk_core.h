@@ -65,6 +65,11 @@
 // (`ERR_PF_UNAUTHORIZED`); the message carries the host's reason.
 #define PUNKTFUNK_ERR_UNAUTHORIZED (int32_t)-9
 
+// A private key file (the identity's `host-key.der`) may be accessed by
+// users other than its owner and is refused (`ERR_PF_INSECURE_KEY`);
+// `chmod 600` it, or remove it to create a new identity.
+#define PUNKTFUNK_ERR_INSECURE_KEY (int32_t)-10
+
 // Session role: sends video (seals with the host→client key).
 #define PUNKTFUNK_ROLE_HOST 0
 

@@ -12,6 +12,7 @@
  * - `ERR_PF_PIN_MISMATCH`: the host's identity does not match the pinned fingerprint.
  * - `ERR_PF_INTERNAL`: a bug in punktfunk (for example a caught native panic).
  * - `ERR_PF_UNAUTHORIZED`: the host admits only listed clients, and this one is not among them.
+ * - `ERR_PF_INSECURE_KEY`: an identity's private key file may be accessed by other users; it is refused.
  */
 export type PunktfunkErrorCode =
   | 'ERR_PF_INVALID_ARG'
@@ -23,6 +24,7 @@ export type PunktfunkErrorCode =
   | 'ERR_PF_PIN_MISMATCH'
   | 'ERR_PF_INTERNAL'
   | 'ERR_PF_UNAUTHORIZED'
+  | 'ERR_PF_INSECURE_KEY'
 
 /** Every {@link PunktfunkErrorCode}, in the order of the C status codes (-1, -2, …). */
 export const ERROR_CODES: readonly PunktfunkErrorCode[] = Object.freeze([
@@ -35,6 +37,7 @@ export const ERROR_CODES: readonly PunktfunkErrorCode[] = Object.freeze([
   'ERR_PF_PIN_MISMATCH',
   'ERR_PF_INTERNAL',
   'ERR_PF_UNAUTHORIZED',
+  'ERR_PF_INSECURE_KEY',
 ])
 
 /** The one error class the SDK throws or rejects with. Branch on {@link PunktfunkError.code}. */

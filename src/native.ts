@@ -222,7 +222,7 @@ export interface NativeBundle {
 export interface NativeUdpSource {
   address(): string
   poll(): NativeBundle | null
-  counters(): { datagrams: number; bundles: number; oversize: number; backlogDropped: number }
+  counters(): { datagrams: number; bundles: number; oversize: number; backlogDropped: number; refused: number }
   close(): void
 }
 
@@ -286,7 +286,7 @@ export interface NativeBinding {
   benchRun(kase: string, seconds: number, rateMbps: number, offload: boolean): Promise<NativeBenchRow>
   benchScale(clients: number, rateMbps: number, seconds: number): Promise<NativeScaleRow>
   allocationCount(): number
-  udpSourceOpen(bind: string, maxBundle: number, windowUs: number, onWake: (kind: number) => void): NativeUdpSource
+  udpSourceOpen(bind: string, allow: string, maxBundle: number, windowUs: number, onWake: (kind: number) => void): NativeUdpSource
   udpSinkOpen(target: string): NativeUdpSink
   clientConnect(address: string, opts: NativeClientOptions, onWake: (kind: number) => void): Promise<NativeSession>
   inputConstants(): { buttons: Array<[string, number]>; axes: Array<[string, number]> }

@@ -50,3 +50,14 @@ export function interrupted(): { promise: Promise<string>; dispose: () => void }
     },
   }
 }
+
+/**
+ * `text` safe to write to a terminal: control characters (C0, DEL, C1, which
+ * can move the cursor, rewrite the screen or the window title) and the Unicode
+ * line separators and bidirectional overrides are shown as `\uXXXX` escapes.
+ * Anything a peer chose (close reasons, error messages carrying them) goes
+ * through this before it is printed.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}

@@ -6,7 +6,7 @@ import { isIPv6 } from 'node:net'
 import { native } from '../native'
 import type { Frame } from '../session'
 import { udpTarget, UsageError, type CommandSpec, type Flags } from './args'
-import { bufferAdvice, interrupted } from './common'
+import { bufferAdvice, interrupted, printable } from './common'
 import { connectClient, targetOf, TRUST_FLAGS } from './misc'
 import { dropReasons, mbps, perfReporter, printSummary, round } from './report'
 import { syntheticIntact, TAG_BYTES, TAG_DATAGRAMS, TAG_SYNTHETIC, unbundle } from './stream'
@@ -274,7 +274,7 @@ export async function connect(f: Flags): Promise<number> {
     packetsRedundant: stats.packetsRedundant,
     seconds: round(active, 3),
     sessionSeconds: round(sessionSecs, 3),
-    ended: leaving ?? (reason ? `${reason.reason} (code ${reason.code})` : 'closed'),
+    ended: leaving ?? (reason ? `${printable(reason.reason)} (code ${reason.code})` : 'closed'),
     recvDropped: {
       auth: stats.recvDroppedAuth,
       replay: stats.recvDroppedReplay,

@@ -1,7 +1,10 @@
 /** `punktfunk host`: serves a stream to every client that connects. */
+import { lookup } from 'node:dns/promises'
+import { isIP } from 'node:net'
+
 import { Host, type HostSession } from '../control'
 import { UsageError, udpTarget, type CommandSpec, type Flags } from './args'
-import { bufferAdvice, interrupted, nowUs, sleepUntil } from './common'
+import { bufferAdvice, interrupted, nowUs, printable, sleepUntil } from './common'
 import { IDENTITY_FLAG, OFFLOAD_FLAG, offloadOf } from './misc'
 import { perfReporter, rateLine } from './report'
 import { FrameQueue, listenUdp, readStream, type UdpSource } from './sources'
@@ -25,6 +28,11 @@ export const hostSpec: CommandSpec = {
     seconds: { kind: 'number', value: 'N', help: 'stop after N seconds (default: run until the input ends or Ctrl-C)', min: 0.1, max: 31_536_000 },
     'frame-bytes': { kind: 'number', value: 'B', help: 'stdin/udp: largest frame bundled from the input (default 262144)', min: 1024, max: 16 << 20, integer: true },
     'bundle-ms': { kind: 'number', value: 'MS', help: 'udp: longest a datagram waits for others to share its frame (default 2)', min: 0, max: 1000 },
+    'source-from': {
+      kind: 'string',
+      value: 'HOST[:PORT]',
+      help: 'udp: take datagrams only from this sender (default: loopback senders when the source is bound to loopback, anyone otherwise)',
+    },
     'max-clients': { kind: 'number', value: 'N', help: 'clients served at once; more are turned away (default 8)', min: 1, max: 1024, integer: true },
     'late-join': { kind: 'boolean', help: 'stdin: let clients join after the stream started (they get only the rest)' },
     abr: { kind: 'string', value: 'on|off', help: 'adapt each stream to its path (default on): --bitrate-mbps becomes the ceiling' },
@@ -32,7 +40,7 @@ export const hostSpec: CommandSpec = {
     'max-total-mbps': { kind: 'number', value: 'R', help: 'ceiling on all streams together, shared between clients (default none)', min: 0.1, max: 100_000 },
     probes: { kind: 'string', value: 'on|off', help: "answer clients' speed tests (default on, at most the granted bitrate)" },
     'probe-max-mbps': { kind: 'number', value: 'R', help: 'highest speed-test rate (default: the bitrate granted to the client)', min: 0.1, max: 100_000 },
-    json: { kind: 'boolean', help: 'when the host stops, print one JSON object per client served on stdout' },
+    json: { kind: 'boolean', help: 'when the host stops, print one JSON object per client served on stdout (and one for a udp source)' },
     'udp-offload': OFFLOAD_FLAG,
     allow: {
       kind: 'string',
@@ -47,6 +55,8 @@ export const hostSpec: CommandSpec = {
     'arrive while no client is connected are dropped and counted. At the end of input (EOF, or an empty',
     "datagram) the host finishes sending and closes each session with 'end of stream (N frames)', code 0;",
     "Ctrl-C, or --seconds with a stdin/udp source, closes with 'host shut down (N frames)', code 3.",
+    'A udp source takes datagrams only from --source-from (refused ones are counted); without it, one bound',
+    'to a non-loopback address takes them from anyone who can reach the port, and says so on stderr.',
   ],
 }
 
@@ -68,6 +78,48 @@ function onOff(f: Flags, name: string): boolean {
   const v = f.str(name, 'on')
   if (v !== 'on' && v !== 'off') throw new UsageError(`--${name} takes on or off, got ${JSON.stringify(v)}`)
   return v === 'on'
+}
+
+/** Whether `host` names a loopback address. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host) || /^::ffff:127\./i.test(host)
+}
+
+/**
+ * `--source-from HOST[:PORT]` as the native source filter (`IP`, `IP:PORT`),
+ * names resolved; without it, `loopback` for a source bound to loopback, else
+ * `any` with a warning for stderr.
+ */
+async function sourceFilterOf(f: Flags, source: Source): Promise<{ allow: string; warning?: string }> {
+  const v = f.str('source-from')
+  if (source.kind !== 'udp') {
+    if (v !== undefined) throw new UsageError('--source-from applies to a udp:// source only')
+    return { allow: 'any' }
+  }
+  if (v === undefined) {
+    if (isLoopback(source.host)) return { allow: 'loopback' }
+    return {
+      allow: 'any',
+      warning:
+        `note: --source udp://${source.host}:${source.port} takes datagrams from anyone who can reach that port, and an ` +
+        'empty datagram from any of them ends the stream for every client; name the sender with --source-from HOST[:PORT]',
+    }
+  }
+  const m = /^\[([0-9a-fA-F:.]+)\](?::(\d+))?$/.exec(v) ?? (isIP(v) === 6 ? [v, v] : /^([^:\s]+)(?::(\d+))?$/.exec(v))
+  const port = m?.[2] === undefined ? undefined : Number(m[2])
+  if (!m || (port !== undefined && !(port >= 1 && port <= 65535))) {
+    throw new UsageError(`--source-from ${JSON.stringify(v)} is not HOST or HOST:PORT`)
+  }
+  let ip = m[1] as string
+  if (!isIP(ip)) {
+    try {
+      ip = (await lookup(ip)).address
+    } catch {
+      throw new UsageError(`--source-from: cannot resolve ${JSON.stringify(ip)}`)
+    }
+  }
+  const host = isIP(ip) === 6 ? `[${ip}]` : ip
+  return { allow: port === undefined ? ip : `${host}:${port}` }
 }
 
 function sourceOf(v: string): Source {
@@ -151,8 +203,10 @@ export async function host(f: Flags): Promise<number> {
   const queue = source.kind === 'synthetic' ? undefined : new FrameQueue(source.kind === 'udp' ? 256 : 8)
   // The udp source is bound first, so a busy port fails before anyone connects.
   let udp: UdpSource | undefined
+  const filter = await sourceFilterOf(f, source)
   if (source.kind === 'udp' && queue) {
-    udp = await listenUdp(source.host, source.port, queue, maxFrame, f.num('bundle-ms', 2), () => clients.served.size > 0)
+    if (filter.warning) log(filter.warning)
+    udp = await listenUdp(source.host, source.port, filter.allow, queue, maxFrame, f.num('bundle-ms', 2), () => clients.served.size > 0)
   }
   let h: Host
   try {
@@ -185,7 +239,7 @@ export async function host(f: Flags): Promise<number> {
     for await (const m of s.session.messages()) {
       if (m.type === 'keyframeRequest') s.wantKeyframe = true
       else if (m.type === 'closed') {
-        log(`client ${s.peer} left: ${m.reason || 'no reason'} (code ${m.code}) after ${s.frames} frames`)
+        log(`client ${s.peer} left: ${printable(m.reason) || 'no reason'} (code ${m.code}) after ${s.frames} frames`)
         clients.served.delete(s)
         await s.session.close().catch(() => {})
       }
@@ -215,7 +269,7 @@ export async function host(f: Flags): Promise<number> {
 
   const accepting = (async () => {
     for await (const session of h.sessions({
-      onError: (e) => log(e.code === 'ERR_PF_UNAUTHORIZED' ? e.message : `a client failed to connect: ${e.message}`),
+      onError: (e) => log(printable(e.code === 'ERR_PF_UNAUTHORIZED' ? e.message : `a client failed to connect: ${e.message}`)),
     })) {
       const peer = session.peer
       const refuse = stopping
@@ -271,7 +325,7 @@ export async function host(f: Flags): Promise<number> {
   if (udp) {
     log(
       `${udp.datagrams()} datagrams read, ${udp.idleDropped()} dropped while no client was connected, ` +
-        `${udp.oversize()} too large to carry`,
+        `${udp.oversize()} too large to carry, ${udp.refused()} refused (not from --source-from)`,
     )
     const behind = (queue?.dropped ?? 0) + udp.backlogDropped()
     if (behind > 0) log(`dropped ${behind} bundles: the clients did not keep up with the udp source`)
@@ -299,6 +353,17 @@ export async function host(f: Flags): Promise<number> {
       const st = s.session.stats()
       log(`client ${s.peer}: ${s.frames} frames sent${abr && st.targetKbps > 0 ? `; at the end ${rateLine(st)}` : ''}`)
     }
+  }
+  if (udp && f.bool('json')) {
+    const udpSource = {
+      address: udp.address,
+      datagrams: udp.datagrams(),
+      idleDropped: udp.idleDropped(),
+      oversize: udp.oversize(),
+      refused: udp.refused(),
+      backlogDropped: (queue?.dropped ?? 0) + udp.backlogDropped(),
+    }
+    process.stdout.write(`${JSON.stringify({ udpSource })}\n`)
   }
   if (source.kind === 'stdin' && why !== 'end of input') process.stdin.destroy()
   if (failure) throw failure

@@ -6,6 +6,7 @@
 import { isPunktfunkError } from '../errors'
 import { Flags, helpText, parse, UsageError, type CommandSpec } from './args'
 import { bench, benchSpec } from './bench'
+import { printable } from './common'
 import { connect, connectSpec } from './connect'
 import { demo, demoSpec } from './demo'
 import { host, hostSpec } from './host'
@@ -66,7 +67,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return 2
     }
     const msg = isPunktfunkError(e) ? `${e.message} [${e.code}]` : e instanceof Error ? e.message : String(e)
-    process.stderr.write(`punktfunk ${name}: ${msg}\n`)
+    process.stderr.write(`punktfunk ${name}: ${printable(msg)}\n`)
     return 1
   }
 }

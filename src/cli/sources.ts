@@ -141,6 +141,8 @@ export interface UdpSource {
   oversize(): number
   /** Bundles dropped because the sender could not keep up. */
   backlogDropped(): number
+  /** Datagrams from senders the filter refused (see `listenUdp`'s `allow`). */
+  refused(): number
   close(): void
 }
 
@@ -149,12 +151,15 @@ export interface UdpSource {
  * boundaries kept (in native code, on a thread of its own): a bundle goes out
  * `windowMs` after its first datagram, or sooner when the next datagram would
  * take it past `maxFrame` bytes (a single larger datagram goes alone). An
- * empty datagram ends the input. While `accepting()` says no, bundles are
- * dropped and their datagrams counted.
+ * empty datagram ends the input. Only senders `allow` names count (`any`,
+ * `loopback`, `IP` or `IP:PORT`); the others' datagrams, empty ones included,
+ * are dropped and counted. While `accepting()` says no, bundles are dropped
+ * and their datagrams counted.
  */
 export async function listenUdp(
   host: string,
   port: number,
+  allow: string,
   queue: FrameQueue,
   maxFrame: number,
   windowMs: number,
@@ -178,7 +183,7 @@ export async function listenUdp(
     }
   }
   try {
-    src = native().udpSourceOpen(bind, maxFrame, windowMs * 1000, drain)
+    src = native().udpSourceOpen(bind, allow, maxFrame, windowMs * 1000, drain)
   } catch (e) {
     throw new Error(`cannot read datagrams on ${bind}: ${e instanceof Error ? e.message : String(e)}`)
   }
@@ -189,6 +194,7 @@ export async function listenUdp(
     idleDropped: () => idle,
     oversize: () => s.counters().oversize,
     backlogDropped: () => s.counters().backlogDropped,
+    refused: () => s.counters().refused,
     close: () => {
       if (closed) return
       closed = true

@@ -60,6 +60,9 @@ static void test_abi_and_errors(void) {
     CHECK(PUNKTFUNK_ERR_UNAUTHORIZED == -9 &&
               strcmp(punktfunk_status_code(PUNKTFUNK_ERR_UNAUTHORIZED), "ERR_PF_UNAUTHORIZED") == 0,
           "unauthorized status");
+    CHECK(PUNKTFUNK_ERR_INSECURE_KEY == -10 &&
+              strcmp(punktfunk_status_code(PUNKTFUNK_ERR_INSECURE_KEY), "ERR_PF_INSECURE_KEY") == 0,
+          "insecure key status");
 #if defined(PUNKTFUNK_FEATURE_QUIC)
     CHECK(PUNKTFUNK_CLOSE_UNAUTHORIZED == 5, "unauthorized close code");
 #endif

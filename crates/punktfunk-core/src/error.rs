@@ -29,6 +29,9 @@ pub enum ErrorKind {
     Internal,
     /// The host admits only authorized clients, and this one is not among them.
     Unauthorized,
+    /// A private key file may be read or written by users other than its
+    /// owner; it is refused rather than used.
+    InsecureKey,
 }
 
 impl ErrorKind {
@@ -44,6 +47,7 @@ impl ErrorKind {
             ErrorKind::PinMismatch => "ERR_PF_PIN_MISMATCH",
             ErrorKind::Internal => "ERR_PF_INTERNAL",
             ErrorKind::Unauthorized => "ERR_PF_UNAUTHORIZED",
+            ErrorKind::InsecureKey => "ERR_PF_INSECURE_KEY",
         }
     }
 
@@ -59,11 +63,12 @@ impl ErrorKind {
             ErrorKind::PinMismatch => -7,
             ErrorKind::Internal => -8,
             ErrorKind::Unauthorized => -9,
+            ErrorKind::InsecureKey => -10,
         }
     }
 
     /// Every kind, in status order; handy for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::InvalidArgument,
         ErrorKind::Closed,
         ErrorKind::Io,
@@ -73,6 +78,7 @@ impl ErrorKind {
         ErrorKind::PinMismatch,
         ErrorKind::Internal,
         ErrorKind::Unauthorized,
+        ErrorKind::InsecureKey,
     ];
 }
 

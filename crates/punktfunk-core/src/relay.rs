@@ -8,7 +8,7 @@
 //! of [`UdpTransport`], so a relay costs a handful of system calls per bundle,
 //! not one per datagram.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -123,16 +123,65 @@ pub struct SourceCounters {
     pub bundles: u64,
     /// Datagrams too long for a bundle, dropped.
     pub oversize: u64,
+    /// Datagrams from senders the [`SourceFilter`] refused, dropped unread.
+    pub refused: u64,
+}
+
+/// Whose datagrams a [`UdpSource`] takes. Anything else is dropped and
+/// counted ([`SourceCounters::refused`]) before it is bundled, so it can
+/// neither reach the clients nor end the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceFilter {
+    /// Anyone who can reach the port.
+    Any,
+    /// Loopback addresses only (127.0.0.0/8, ::1, and IPv4-mapped loopback).
+    Loopback,
+    /// One address, from any port (`None`) or one port.
+    From(IpAddr, Option<u16>),
+}
+
+impl SourceFilter {
+    /// Parses `any`, `loopback`, an IP address (any port), or `IP:PORT`
+    /// (IPv6 in brackets: `[::1]:5000`).
+    pub fn parse(text: &str) -> Result<SourceFilter> {
+        match text {
+            "any" => return Ok(SourceFilter::Any),
+            "loopback" => return Ok(SourceFilter::Loopback),
+            _ => {}
+        }
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            return Ok(SourceFilter::From(ip, None));
+        }
+        match text.parse::<SocketAddr>() {
+            Ok(a) if a.port() != 0 => Ok(SourceFilter::From(a.ip(), Some(a.port()))),
+            _ => Err(Error::invalid(format!(
+                "source filter {text:?} is not any, loopback, IP or IP:PORT"
+            ))),
+        }
+    }
+
+    /// Whether a datagram from `src` is taken.
+    pub fn accepts(&self, src: SocketAddr) -> bool {
+        let ip = src.ip().to_canonical();
+        match *self {
+            SourceFilter::Any => true,
+            SourceFilter::Loopback => ip.is_loopback(),
+            SourceFilter::From(want, port) => {
+                ip == want.to_canonical() && port.is_none_or(|p| p == src.port())
+            }
+        }
+    }
 }
 
 /// Reads datagrams from a UDP socket on a thread of its own and hands them on
 /// in bundles: a bundle goes out `window` after its first datagram, or as soon
 /// as the next datagram would take it past `max_bundle` bytes. An empty
-/// datagram ends the input (the last bundle goes out, then `on_end`).
+/// datagram ends the input (the last bundle goes out, then `on_end`). Only
+/// datagrams the [`SourceFilter`] accepts count, the empty one included.
 pub struct UdpSource {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    counters: Arc<[AtomicU64; 3]>,
+    counters: Arc<[AtomicU64; 4]>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -145,11 +194,12 @@ impl std::fmt::Debug for UdpSource {
 }
 
 impl UdpSource {
-    /// Binds `bind` and starts reading. `on_bundle` gets each bundle and its
-    /// datagram count; `on_end` runs once when the input ends (an empty
-    /// datagram) or the socket fails (with the error).
+    /// Binds `bind` and starts reading what `allow` accepts. `on_bundle` gets
+    /// each bundle and its datagram count; `on_end` runs once when the input
+    /// ends (an empty datagram) or the socket fails (with the error).
     pub fn start(
         bind: SocketAddr,
+        allow: SourceFilter,
         max_bundle: usize,
         window: Duration,
         on_bundle: impl FnMut(Vec<u8>, usize) + Send + 'static,
@@ -159,12 +209,12 @@ impl UdpSource {
             .map_err(|e| Error::new(ErrorKind::Io, format!("cannot read datagrams on {bind}: {e}")))?;
         let addr = sock.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
-        let counters: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
+        let counters: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
         let (s, c) = (stop.clone(), counters.clone());
         let thread = std::thread::Builder::new()
             .name("punktfunk-udp-in".into())
             .spawn(move || {
-                let r = read_loop(&sock, max_bundle, window, &s, &c, on_bundle);
+                let r = read_loop(&sock, allow, max_bundle, window, &s, &c, on_bundle);
                 on_end(r.err());
             })
             .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the UDP reader: {e}")))?;
@@ -188,6 +238,7 @@ impl UdpSource {
             datagrams: c[0].load(Ordering::Relaxed),
             bundles: c[1].load(Ordering::Relaxed),
             oversize: c[2].load(Ordering::Relaxed),
+            refused: c[3].load(Ordering::Relaxed),
         }
     }
 
@@ -211,10 +262,11 @@ const STOP_CHECK: Duration = Duration::from_millis(20);
 
 fn read_loop(
     sock: &UdpTransport,
+    allow: SourceFilter,
     max_bundle: usize,
     window: Duration,
     stop: &AtomicBool,
-    counters: &[AtomicU64; 3],
+    counters: &[AtomicU64; 4],
     mut on_bundle: impl FnMut(Vec<u8>, usize),
 ) -> Result<()> {
     let segmented = sock.enable_segmented_receive();
@@ -225,6 +277,7 @@ fn read_loop(
     };
     let mut bufs = vec![vec![0u8; len]; RECV_BATCH];
     let mut meta = [RecvMeta::default(); RECV_BATCH];
+    let mut from = [None; RECV_BATCH];
     let mut bundler = Bundler::new(max_bundle);
     let mut first_at: Option<Instant> = None;
     let mut out = |b: Vec<u8>, n: usize| {
@@ -232,10 +285,16 @@ fn read_loop(
         on_bundle(b, n);
     };
     while !stop.load(Ordering::Relaxed) {
-        let n = sock.recv_batch(&mut bufs, &mut meta)?;
+        let n = sock.recv_batch_from(&mut bufs, &mut meta, &mut from)?;
         let mut ended = false;
         for i in 0..n {
             let RecvMeta { len: total, segment } = meta[i];
+            if !from[i].is_some_and(|a| allow.accepts(a)) {
+                // A coalesced buffer holds several datagrams of one sender.
+                let count = total.div_ceil(segment.max(1)).max(1);
+                counters[3].fetch_add(count as u64, Ordering::Relaxed);
+                continue;
+            }
             if total == 0 {
                 ended = true;
                 break;
@@ -419,6 +478,7 @@ mod tests {
         let (end_tx, end_rx) = std::sync::mpsc::channel();
         let mut source = UdpSource::start(
             "127.0.0.1:0".parse().unwrap(),
+            SourceFilter::Loopback,
             64 * 1024,
             Duration::from_millis(2),
             move |b, n| {
@@ -475,5 +535,87 @@ mod tests {
         assert_eq!(sink.counters().datagrams, msgs.len() as u64);
         assert_eq!(sink.send_bundle(&[9, 9]).unwrap(), 0);
         assert_eq!(sink.counters().malformed, 1);
+    }
+
+    #[test]
+    fn source_filters_match_addresses_and_ports() {
+        let a: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:192.0.2.7]:5000".parse().unwrap();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(SourceFilter::Any.accepts(a));
+        assert!(!SourceFilter::Loopback.accepts(a));
+        assert!(SourceFilter::Loopback.accepts("127.3.2.1:9".parse().unwrap()));
+        assert!(SourceFilter::Loopback.accepts("[::1]:9".parse().unwrap()));
+        assert!(SourceFilter::Loopback.accepts("[::ffff:127.0.0.1]:9".parse().unwrap()));
+        assert!(SourceFilter::From(ip, None).accepts(a));
+        assert!(SourceFilter::From(ip, None).accepts(mapped));
+        assert!(SourceFilter::From(ip, Some(5000)).accepts(a));
+        assert!(!SourceFilter::From(ip, Some(5001)).accepts(a));
+        assert!(!SourceFilter::From("192.0.2.8".parse().unwrap(), None).accepts(a));
+        assert_eq!(SourceFilter::parse("any").unwrap(), SourceFilter::Any);
+        assert_eq!(SourceFilter::parse("loopback").unwrap(), SourceFilter::Loopback);
+        assert_eq!(
+            SourceFilter::parse("192.0.2.7").unwrap(),
+            SourceFilter::From(ip, None)
+        );
+        assert_eq!(
+            SourceFilter::parse("192.0.2.7:5000").unwrap(),
+            SourceFilter::From(ip, Some(5000))
+        );
+        assert_eq!(
+            SourceFilter::parse("[::1]:7").unwrap(),
+            SourceFilter::From("::1".parse().unwrap(), Some(7))
+        );
+        for bad in ["", "host:1", "192.0.2.7:0", "192.0.2.7:x", "[::1]"] {
+            assert!(SourceFilter::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_refused_sender_neither_reaches_the_bundles_nor_ends_the_input() {
+        let plain = UdpConfig {
+            gso: crate::transport::Offload::Off,
+            gro: crate::transport::Offload::Off,
+            ..UdpConfig::default()
+        };
+        let friend = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), &plain).unwrap();
+        let stranger = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), &plain).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (end_tx, end_rx) = std::sync::mpsc::channel();
+        let allow = SourceFilter::From(
+            "127.0.0.1".parse().unwrap(),
+            Some(friend.local_addr().unwrap().port()),
+        );
+        let mut source = UdpSource::start(
+            "127.0.0.1:0".parse().unwrap(),
+            allow,
+            64 * 1024,
+            Duration::from_millis(1),
+            move |b, n| {
+                let _ = tx.send((b, n));
+            },
+            move |e| {
+                let _ = end_tx.send(e.map(|e| e.to_string()));
+            },
+        )
+        .unwrap();
+        stranger.connect(source.local_addr()).unwrap();
+        friend.connect(source.local_addr()).unwrap();
+        for _ in 0..10 {
+            stranger.send(b"injected").unwrap();
+        }
+        stranger.send(&[]).unwrap();
+        friend.send(b"wanted").unwrap();
+        let (b, n) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((unbundle(&b).unwrap(), n), (vec![&b"wanted"[..]], 1));
+        assert!(
+            end_rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "the stranger's empty datagram did not end the input"
+        );
+        assert_eq!(source.counters().refused, 11);
+        assert_eq!(source.counters().datagrams, 1);
+        friend.send(&[]).unwrap();
+        assert_eq!(end_rx.recv_timeout(Duration::from_secs(5)).unwrap(), None);
+        source.close();
     }
 }

@@ -79,6 +79,11 @@ pub const PUNKTFUNK_ERR_INTERNAL: i32 = -8 as i32;
 /// (`ERR_PF_UNAUTHORIZED`); the message carries the host's reason.
 #[allow(clippy::unnecessary_cast)] // the cast makes the C macro `(int32_t)-N`, safe in any expression
 pub const PUNKTFUNK_ERR_UNAUTHORIZED: i32 = -9 as i32;
+/// A private key file (the identity's `host-key.der`) may be accessed by
+/// users other than its owner and is refused (`ERR_PF_INSECURE_KEY`);
+/// `chmod 600` it, or remove it to create a new identity.
+#[allow(clippy::unnecessary_cast)] // the cast makes the C macro `(int32_t)-N`, safe in any expression
+pub const PUNKTFUNK_ERR_INSECURE_KEY: i32 = -10 as i32;
 
 /// Session role: sends video (seals with the host→client key).
 pub const PUNKTFUNK_ROLE_HOST: i32 = 0;
@@ -731,6 +736,7 @@ pub extern "C" fn punktfunk_status_code(status: i32) -> *const c_char {
         PUNKTFUNK_ERR_PIN_MISMATCH => c"ERR_PF_PIN_MISMATCH",
         PUNKTFUNK_ERR_INTERNAL => c"ERR_PF_INTERNAL",
         PUNKTFUNK_ERR_UNAUTHORIZED => c"ERR_PF_UNAUTHORIZED",
+        PUNKTFUNK_ERR_INSECURE_KEY => c"ERR_PF_INSECURE_KEY",
         _ => c"UNKNOWN",
     };
     s.as_ptr()
@@ -1106,6 +1112,7 @@ mod tests {
             PUNKTFUNK_ERR_PIN_MISMATCH,
             PUNKTFUNK_ERR_INTERNAL,
             PUNKTFUNK_ERR_UNAUTHORIZED,
+            PUNKTFUNK_ERR_INSECURE_KEY,
         ];
         for (kind, status) in ErrorKind::ALL.iter().zip(c) {
             assert_eq!(kind.status(), status, "{kind:?}");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use napi::bindgen_prelude::{Buffer, Function};
 use napi_derive::napi;
 
-use punktfunk_core::relay::{UdpSink, UdpSource};
+use punktfunk_core::relay::{SourceFilter, UdpSink, UdpSource};
 
 use super::{guard, invalid, js_error, parse_addr, wake, waker, Waker, WAKE_READABLE};
 
@@ -40,6 +40,8 @@ pub struct NativeSourceCounters {
     pub oversize: f64,
     /// Bundles dropped because JavaScript did not take them in time.
     pub backlog_dropped: f64,
+    /// Datagrams from senders the source filter refused.
+    pub refused: f64,
 }
 
 enum Item {
@@ -57,6 +59,8 @@ struct Queue {
 #[napi]
 pub struct NativeUdpSource {
     source: Mutex<Option<UdpSource>>,
+    /// The counters as they stood when the source closed.
+    last: Mutex<punktfunk_core::relay::SourceCounters>,
     queue: Arc<Mutex<Queue>>,
     address: String,
     waker: Mutex<Option<Arc<Waker>>>,
@@ -66,12 +70,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Reads datagrams on `bind` into bundles of at most `max_bundle` bytes, each
-/// sent `window_us` after its first datagram; `on_wake(1)` when bundles (or
-/// the end) are ready to `poll`.
+/// Reads datagrams on `bind` from the senders `allow` names (`any`,
+/// `loopback`, `IP` or `IP:PORT`; see `SourceFilter::parse`) into bundles of at
+/// most `max_bundle` bytes, each sent `window_us` after its first datagram;
+/// `on_wake(1)` when bundles (or the end) are ready to `poll`.
 #[napi]
 pub fn udp_source_open(
     bind: String,
+    allow: String,
     max_bundle: u32,
     window_us: f64,
     on_wake: Function<'_, u32, ()>,
@@ -84,6 +90,7 @@ pub fn udp_source_open(
             return Err(invalid("bundles must hold at least 16 bytes"));
         }
         let addr = parse_addr(&bind, "udp source address")?;
+        let allow = SourceFilter::parse(&allow).map_err(js_error)?;
         let w = waker(&on_wake)?;
         let queue = Arc::new(Mutex::new(Queue::default()));
         let (q1, q2) = (queue.clone(), queue.clone());
@@ -104,6 +111,7 @@ pub fn udp_source_open(
         let push2 = push;
         let source = UdpSource::start(
             addr,
+            allow,
             max_bundle as usize,
             Duration::from_secs_f64(window_us / 1e6),
             move |b, n| push(&q1, Item::Bundle(b, n), &n1),
@@ -113,6 +121,7 @@ pub fn udp_source_open(
         Ok(NativeUdpSource {
             address: source.local_addr().to_string(),
             source: Mutex::new(Some(source)),
+            last: Mutex::default(),
             queue,
             waker: Mutex::new(Some(w)),
         })
@@ -154,13 +163,13 @@ impl NativeUdpSource {
         guard(|| {
             let c = lock(&self.source)
                 .as_ref()
-                .map(UdpSource::counters)
-                .unwrap_or_default();
+                .map_or_else(|| *lock(&self.last), UdpSource::counters);
             Ok(NativeSourceCounters {
                 datagrams: c.datagrams as f64,
                 bundles: c.bundles as f64,
                 oversize: c.oversize as f64,
                 backlog_dropped: lock(&self.queue).dropped as f64,
+                refused: c.refused as f64,
             })
         })
     }
@@ -171,6 +180,7 @@ impl NativeUdpSource {
         guard(|| {
             if let Some(mut s) = lock(&self.source).take() {
                 s.close();
+                *lock(&self.last) = s.counters();
             }
             lock(&self.waker).take();
             Ok(())

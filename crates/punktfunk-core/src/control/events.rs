@@ -20,6 +20,10 @@ struct State {
     inputs: usize,
     /// The `Closed` event was taken: every later read says so.
     closed_taken: bool,
+    /// The application was woken and has not yet found the queue empty: a
+    /// further event needs no wake-up of its own, since the application reads
+    /// until nothing is left. One wake-up per drain, whatever the client sends.
+    wake_pending: bool,
 }
 
 /// The queue between a session's control tasks and the application. At most
@@ -42,13 +46,15 @@ impl EventQueue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Calls `notify` (from a network thread) when an event lands in the queue.
+    /// Calls `notify` (from a network thread) when an event lands in a queue
+    /// the application has drained (see [`EventQueue::push`]).
     pub(super) fn set_notify(&self, notify: Option<Notify>) {
         *self.notify.lock().unwrap_or_else(|p| p.into_inner()) = notify;
     }
 
     /// Queues an event (or folds it into one already queued) and wakes the
-    /// application.
+    /// application, unless a wake-up is already pending: the `notify` callback
+    /// runs once, then not again until a read finds the queue empty.
     pub(super) fn push(&self, ev: HostEvent) {
         let mut st = self.lock();
         match ev {
@@ -93,9 +99,18 @@ impl EventQueue {
             }
             HostEvent::Closed(_) => {}
         }
+        // Target changes always wake (a reader of the target may not read
+        // the queue; the controller publishes at most one per report); the
+        // rest wake once until the application drains the queue.
+        let always = matches!(ev, HostEvent::TargetBitrate { .. });
         st.queue.push_back(ev);
+        let first = !std::mem::replace(&mut st.wake_pending, true);
         drop(st);
-        self.wake();
+        if first || always {
+            self.wake();
+        } else {
+            self.ready.notify_all();
+        }
     }
 
     /// Calls the notify callback and wakes blocked readers.
@@ -124,6 +139,8 @@ impl EventQueue {
                 }
                 return Ok(Some(ev));
             }
+            // Drained: the next event wakes the application again.
+            st.wake_pending = false;
             let now = Instant::now();
             if now >= deadline {
                 return Ok(None);
@@ -207,6 +224,52 @@ mod tests {
         assert_eq!(
             q.pop(Duration::ZERO).unwrap_err().kind(),
             crate::ErrorKind::Closed
+        );
+    }
+
+    #[test]
+    fn a_burst_of_events_wakes_the_application_once_per_drain() {
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::Arc;
+        let q = EventQueue::default();
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let w = wakes.clone();
+        q.set_notify(Some(Arc::new(move || {
+            w.fetch_add(1, Ordering::Relaxed);
+        })));
+        for i in 0..100_000u32 {
+            q.push(HostEvent::Input(InputEvent::KeyDown { code: i }));
+            q.push(HostEvent::KeyframeRequest { first_lost: 7 });
+            q.push(HostEvent::FecChanged { percent: 9 });
+        }
+        assert_eq!(wakes.load(Ordering::Relaxed), 1, "one wake-up for the burst");
+        // Reading without draining leaves the wake-up pending.
+        q.pop(Duration::ZERO).unwrap().unwrap();
+        q.push(HostEvent::Input(InputEvent::KeyDown { code: 1 }));
+        assert_eq!(wakes.load(Ordering::Relaxed), 1);
+        while q.pop(Duration::ZERO).unwrap().is_some() {}
+        // Drained: the next event wakes again, once.
+        q.push(HostEvent::Input(InputEvent::KeyDown { code: 2 }));
+        q.push(HostEvent::Input(InputEvent::KeyDown { code: 3 }));
+        assert_eq!(wakes.load(Ordering::Relaxed), 2);
+        // An event that lands between the last read and the empty read is
+        // still found: the application reads until the queue is empty.
+        assert!(q.pop(Duration::ZERO).unwrap().is_some());
+        assert!(q.pop(Duration::ZERO).unwrap().is_some());
+        q.push(HostEvent::Input(InputEvent::KeyDown { code: 4 }));
+        assert!(
+            q.pop(Duration::ZERO).unwrap().is_some(),
+            "read before the empty read"
+        );
+        assert!(q.pop(Duration::ZERO).unwrap().is_none());
+        q.push(HostEvent::Closed(CloseReason {
+            code: 0,
+            reason: String::new(),
+        }));
+        assert_eq!(
+            wakes.load(Ordering::Relaxed),
+            3,
+            "the close wakes a drained reader"
         );
     }
 }

@@ -430,8 +430,11 @@ impl HostSession {
         &self.worker
     }
 
-    /// Calls `notify` (from a network thread) whenever an event is queued; for
-    /// waking an event loop instead of blocking in [`HostSession::next_event`].
+    /// Calls `notify` (from a network thread) when an event is queued after
+    /// the application found the queue empty; for waking an event loop
+    /// instead of blocking in [`HostSession::next_event`]. Wake-ups coalesce:
+    /// one per drain, however many events the client sends, so read with
+    /// [`HostSession::try_next_event`] until it returns `None` after each.
     pub fn set_notify(&self, notify: Option<Notify>) {
         self.c.shared.events.set_notify(notify);
     }

@@ -122,23 +122,72 @@ impl std::fmt::Debug for Identity {
 
 impl Identity {
     /// Loads the identity from `dir`, creating (and saving) a new one if there is none.
+    ///
+    /// The key and the certificate are written to fresh files of mode 0600 and
+    /// then moved into place, so an existing file keeps nothing of its own (mode,
+    /// symlink target) and a crash leaves no half-written key. The key file is
+    /// published first, with a link that fails when a key already exists: of two
+    /// processes creating an identity at once, one wins and the other loads the
+    /// winner's pair. A key file that users other than its owner may access is
+    /// refused with [`ErrorKind::InsecureKey`]; a certificate that does not
+    /// belong to the key, with [`ErrorKind::Io`].
     pub fn load_or_create(dir: &Path) -> Result<Identity> {
-        let (cert_path, key_path) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
-        if cert_path.exists() && key_path.exists() {
-            let cert = fs::read(&cert_path).map_err(|e| io_error("cannot read", &cert_path, e))?;
-            let key = fs::read(&key_path).map_err(|e| io_error("cannot read", &key_path, e))?;
-            return Ok(Identity::from_der(cert, key));
+        let key_path = dir.join(KEY_FILE);
+        if fs::symlink_metadata(&key_path).is_err() {
+            let id = Identity::generate()?;
+            fs::create_dir_all(dir).map_err(|e| io_error("cannot create", dir, e))?;
+            if publish(dir, &id)? {
+                return Ok(id);
+            }
         }
-        let id = Identity::generate()?;
-        fs::create_dir_all(dir).map_err(|e| io_error("cannot create", dir, e))?;
-        write_private(&key_path, id.key.secret_pkcs8_der())?;
-        fs::write(&cert_path, id.cert.as_ref()).map_err(|e| io_error("cannot write", &cert_path, e))?;
-        Ok(id)
+        Identity::load(dir)
+    }
+
+    /// Reads the pair in `dir`, waiting up to [`PUBLISH_WAIT`] for the
+    /// certificate of a key another process is publishing right now.
+    fn load(dir: &Path) -> Result<Identity> {
+        let (cert_path, key_path) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
+        let deadline = std::time::Instant::now() + PUBLISH_WAIT;
+        loop {
+            let key = read_private(&key_path)?;
+            let waited = std::time::Instant::now() >= deadline;
+            match fs::read(&cert_path) {
+                Ok(cert) => {
+                    let id = Identity::from_der(cert, key);
+                    if id.keys_match() {
+                        return Ok(id);
+                    }
+                    if waited {
+                        return Err(Error::new(
+                            ErrorKind::Io,
+                            format!(
+                                "the certificate {} does not belong to the key {}; remove both to create a new identity",
+                                cert_path.display(),
+                                key_path.display()
+                            ),
+                        ));
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !waited => {}
+                Err(e) => return Err(io_error("cannot read", &cert_path, e)),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the certificate carries the public half of the key.
+    fn keys_match(&self) -> bool {
+        let Ok(signer) = rustls::crypto::ring::sign::any_supported_type(&self.private_key()) else {
+            return false;
+        };
+        rustls::sign::CertifiedKey::new(self.cert_chain(), signer)
+            .keys_match()
+            .is_ok()
     }
 
     /// Whether `dir` holds a saved identity (what [`Identity::load_or_create`] would load).
     pub fn exists_in(dir: &Path) -> bool {
-        dir.join(CERT_FILE).exists() && dir.join(KEY_FILE).exists()
+        fs::symlink_metadata(dir.join(KEY_FILE)).is_ok()
     }
 
     /// A fresh identity held only in memory.
@@ -173,17 +222,93 @@ impl Identity {
     }
 }
 
-/// Writes a file readable by its owner only (on Unix).
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+/// How long a loader waits for the certificate of a key that another process
+/// has just published (the two files appear one after the other).
+const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Writes `id` into `dir`: both files first as fresh temporaries of mode
+/// 0600, then the key linked into place (which fails, without following or
+/// replacing anything, if a key exists) and the certificate renamed over
+/// whatever was there. `Ok(false)`: another process published a key first.
+fn publish(dir: &Path, id: &Identity) -> Result<bool> {
+    let tmp_key = write_temp(dir, KEY_FILE, id.key.secret_pkcs8_der())?;
+    let tmp_cert = match write_temp(dir, CERT_FILE, id.cert.as_ref()) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp_key);
+            return Err(e);
+        }
+    };
+    let key_path = dir.join(KEY_FILE);
+    let linked = fs::hard_link(&tmp_key, &key_path);
+    let _ = fs::remove_file(&tmp_key);
+    match linked {
+        Ok(()) => {}
+        Err(e) => {
+            let _ = fs::remove_file(&tmp_cert);
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                return Ok(false);
+            }
+            return Err(io_error("cannot write", &key_path, e));
+        }
+    }
+    let cert_path = dir.join(CERT_FILE);
+    fs::rename(&tmp_cert, &cert_path).map_err(|e| {
+        let _ = fs::remove_file(&tmp_cert);
+        io_error("cannot write", &cert_path, e)
+    })?;
+    Ok(true)
+}
+
+/// Writes `bytes` to a new file beside `name` in `dir`, of mode 0600 on Unix,
+/// created exclusively (never an existing file or a symlink's target), synced.
+fn write_temp(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+    let mut tag = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut tag)
+        .map_err(|_| Error::new(ErrorKind::Internal, "the system random generator failed"))?;
+    let path = dir.join(format!(".{name}.{}.tmp", u64::from_le_bytes(tag)));
     let mut opts = fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).map_err(|e| io_error("cannot write", path, e))?;
-    f.write_all(bytes).map_err(|e| io_error("cannot write", path, e))
+    let mut f = opts.open(&path).map_err(|e| io_error("cannot write", &path, e))?;
+    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+        drop(f);
+        let _ = fs::remove_file(&path);
+        return Err(io_error("cannot write", &path, e));
+    }
+    Ok(path)
+}
+
+/// Reads a private key file, refusing one that users other than its owner may
+/// read or write (on Unix: any group or other permission bit).
+fn read_private(path: &Path) -> Result<Vec<u8>> {
+    let mut f = fs::File::open(path).map_err(|e| io_error("cannot read", path, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = f
+            .metadata()
+            .map_err(|e| io_error("cannot read", path, e))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(Error::new(
+                ErrorKind::InsecureKey,
+                format!(
+                    "the private key {} is accessible to other users (mode {:o}); run `chmod 600` on it, or remove it to create a new identity",
+                    path.display(),
+                    mode & 0o777
+                ),
+            ));
+        }
+    }
+    let mut key = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut key).map_err(|e| io_error("cannot read", path, e))?;
+    Ok(key)
 }
 
 /// How a client decides to trust a host.
@@ -402,6 +527,114 @@ mod tests {
             assert_eq!(mode & 0o077, 0, "the private key is private");
         }
         assert_ne!(Identity::generate().unwrap().fingerprint(), a.fingerprint());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    fn set_mode(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_can_read_is_refused() {
+        let dir = temp_dir("insecure");
+        let id = Identity::load_or_create(&dir).unwrap();
+        set_mode(&dir.join(KEY_FILE), 0o644);
+        let e = Identity::load_or_create(&dir).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InsecureKey, "{e}");
+        assert!(e.message().contains("chmod 600"), "{e}");
+        set_mode(&dir.join(KEY_FILE), 0o640);
+        assert_eq!(
+            Identity::load_or_create(&dir).unwrap_err().kind(),
+            ErrorKind::InsecureKey
+        );
+        set_mode(&dir.join(KEY_FILE), 0o600);
+        assert_eq!(
+            Identity::load_or_create(&dir).unwrap().fingerprint(),
+            id.fingerprint()
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_at_the_key_path_is_not_written_through() {
+        let dir = temp_dir("symlink");
+        fs::create_dir_all(&dir).unwrap();
+        // Another user's file the link points at, and a link to a file not yet there.
+        let victim = dir.join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        set_mode(&victim, 0o644);
+        std::os::unix::fs::symlink(&victim, dir.join(KEY_FILE)).unwrap();
+        assert!(Identity::load_or_create(&dir).is_err());
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        let absent = dir.join("absent");
+        fs::remove_file(dir.join(KEY_FILE)).unwrap();
+        std::os::unix::fs::symlink(&absent, dir.join(KEY_FILE)).unwrap();
+        assert!(Identity::load_or_create(&dir).is_err());
+        assert!(!absent.exists(), "nothing is created through a dangling link");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_identity_never_inherits_an_old_files_mode() {
+        let dir = temp_dir("stale");
+        fs::create_dir_all(&dir).unwrap();
+        // A certificate left behind without its key, readable by everyone.
+        fs::write(dir.join(CERT_FILE), b"stale").unwrap();
+        set_mode(&dir.join(CERT_FILE), 0o666);
+        let id = Identity::load_or_create(&dir).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        for f in [KEY_FILE, CERT_FILE] {
+            let mode = fs::metadata(dir.join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{f} mode {mode:o}");
+        }
+        assert_eq!(
+            Identity::load_or_create(&dir).unwrap().fingerprint(),
+            id.fingerprint()
+        );
+        let leftovers: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn concurrent_creators_agree_on_one_matching_pair() {
+        for round in 0..4 {
+            let dir = temp_dir(&format!("race{round}"));
+            let start = Arc::new(std::sync::Barrier::new(6));
+            let handles: Vec<_> = (0..6)
+                .map(|_| {
+                    let (dir, start) = (dir.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        Identity::load_or_create(&dir).unwrap().fingerprint()
+                    })
+                })
+                .collect();
+            let fps: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            assert!(fps.iter().all(|f| *f == fps[0]), "round {round}: {fps:?}");
+            let on_disk = Identity::load(&dir).unwrap();
+            assert!(on_disk.keys_match());
+            assert_eq!(on_disk.fingerprint(), fps[0]);
+            fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_certificate_of_another_key_is_refused() {
+        let dir = temp_dir("mismatch");
+        Identity::load_or_create(&dir).unwrap();
+        fs::write(dir.join(CERT_FILE), Identity::generate().unwrap().cert.as_ref()).unwrap();
+        let e = Identity::load(&dir).unwrap_err();
+        assert!(e.message().contains("does not belong"), "{e}");
         fs::remove_dir_all(&dir).unwrap();
     }
 

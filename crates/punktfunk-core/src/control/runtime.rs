@@ -145,7 +145,12 @@ pub(super) fn close_reason(e: &quinn::ConnectionError) -> CloseReason {
     match e {
         quinn::ConnectionError::ApplicationClosed(c) => CloseReason {
             code: u32::try_from(c.error_code.into_inner()).unwrap_or(close_code::APPLICATION),
-            reason: clip_reason(&String::from_utf8_lossy(&c.reason)).to_string(),
+            // The peer's bytes are cut before decoding (a QUIC close frame can
+            // carry a reason as long as a datagram), then again at a character.
+            reason: clip_reason(&String::from_utf8_lossy(
+                &c.reason[..c.reason.len().min(msg::MAX_REASON_LEN)],
+            ))
+            .to_string(),
         },
         quinn::ConnectionError::TimedOut => CloseReason {
             code: close_code::IDLE,
@@ -155,9 +160,10 @@ pub(super) fn close_reason(e: &quinn::ConnectionError) -> CloseReason {
             code: close_code::NORMAL,
             reason: "closed locally".into(),
         },
+        // A transport close from the peer prints the peer's reason too.
         other => CloseReason {
             code: close_code::PROTOCOL,
-            reason: other.to_string(),
+            reason: clip_reason(&other.to_string()).to_string(),
         },
     }
 }

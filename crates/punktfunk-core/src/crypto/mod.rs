@@ -243,15 +243,43 @@ struct EpochCipher {
     cipher: Aead,
 }
 
+/// Which of an [`Opener`]'s keys a packet's epoch selects.
+#[derive(Clone, Copy)]
+enum Slot {
+    Current,
+    Previous,
+    Next,
+    Trial,
+}
+
+/// Datagrams opened between two derivations of a key for an epoch more than
+/// one ahead (see [`Opener`]).
+pub const FAR_EPOCH_INTERVAL: u64 = 256;
+
 /// Opens incoming packets of one direction: replay filter, key epochs, AES-GCM.
+///
+/// A datagram claiming an epoch must not cost a key derivation each, or a
+/// forger could make the receiver run HKDF per packet. The opener holds the
+/// keys of the newest epoch that authenticated a packet (`current`), the one
+/// before it, and the next one, derived ahead of time: the sender's rotation
+/// finds its key ready, and forged datagrams of any of these three epochs cost
+/// one AES-GCM check, like any forgery. Only an epoch further ahead (a
+/// receiver that missed a whole epoch of 2^22 datagrams) needs a derivation on
+/// trial, at most one per [`FAR_EPOCH_INTERVAL`] datagrams; older epochs are
+/// already outside the replay window.
 pub struct Opener {
     key: DirectionKey,
-    /// Newest epoch that authenticated a packet, and the one before it. New
-    /// epochs are derived into `trial` and only kept once a packet authenticates,
-    /// so forged sequences cannot evict the working keys.
     current: EpochCipher,
     previous: Option<EpochCipher>,
+    next: EpochCipher,
+    /// A key for an epoch more than one ahead, kept only once a packet
+    /// authenticates with it, so forged sequences cannot evict working keys.
     trial: Option<EpochCipher>,
+    /// Datagrams that reached the key choice, and the count from which the
+    /// next trial derivation is allowed.
+    attempts: u64,
+    trial_allowed_at: u64,
+    derivations: u64,
     replay: ReplayWindow,
     backend: Backend,
 }
@@ -272,14 +300,39 @@ impl Opener {
 
     /// An opener on a chosen AES-GCM implementation.
     pub fn with_backend(key: DirectionKey, backend: Backend) -> Self {
-        let cipher = key.epoch_cipher(0, backend);
+        let current = EpochCipher {
+            epoch: 0,
+            cipher: key.epoch_cipher(0, backend),
+        };
+        let next = EpochCipher {
+            epoch: 1,
+            cipher: key.epoch_cipher(1, backend),
+        };
         Opener {
             key,
-            current: EpochCipher { epoch: 0, cipher },
+            current,
             previous: None,
+            next,
             trial: None,
+            attempts: 0,
+            trial_allowed_at: 0,
+            derivations: 2,
             replay: ReplayWindow::new(),
             backend,
+        }
+    }
+
+    /// Epoch keys derived so far (two at creation, one per rotation, and the
+    /// rate-limited trials for epochs further ahead).
+    pub fn key_derivations(&self) -> u64 {
+        self.derivations
+    }
+
+    fn derive(&mut self, epoch: u64) -> EpochCipher {
+        self.derivations += 1;
+        EpochCipher {
+            epoch,
+            cipher: self.key.epoch_cipher(epoch, self.backend),
         }
     }
 
@@ -296,27 +349,44 @@ impl Opener {
         })?;
         let epoch = seq >> EPOCH_SHIFT;
         let nonce = self.key.nonce(seq);
-        let (header, rest) = packet.split_at_mut(CLEAR_HEADER_LEN);
-        let cipher = if epoch == self.current.epoch {
-            &self.current.cipher
-        } else if let Some(p) = self.previous.as_ref().filter(|p| p.epoch == epoch) {
-            &p.cipher
-        } else {
-            if self.trial.as_ref().is_none_or(|t| t.epoch != epoch) {
-                self.trial = Some(EpochCipher {
-                    epoch,
-                    cipher: self.key.epoch_cipher(epoch, self.backend),
-                });
+        self.attempts += 1;
+        if epoch > self.next.epoch && self.trial.as_ref().is_none_or(|t| t.epoch != epoch) {
+            if self.attempts < self.trial_allowed_at {
+                return Err(OpenError::Auth);
             }
-            &self.trial.as_ref().expect("just set").cipher
+            self.trial_allowed_at = self.attempts + FAR_EPOCH_INTERVAL;
+            self.trial = Some(self.derive(epoch));
+        }
+        let (header, rest) = packet.split_at_mut(CLEAR_HEADER_LEN);
+        let (slot, cipher) = if epoch == self.current.epoch {
+            (Slot::Current, &self.current.cipher)
+        } else if epoch == self.next.epoch {
+            (Slot::Next, &self.next.cipher)
+        } else if let Some(p) = self.previous.as_ref().filter(|p| p.epoch == epoch) {
+            (Slot::Previous, &p.cipher)
+        } else if let Some(t) = self.trial.as_ref().filter(|t| t.epoch == epoch) {
+            (Slot::Trial, &t.cipher)
+        } else {
+            // Behind the previous epoch: older than the replay window allows.
+            return Err(OpenError::Stale);
         };
         cipher.open(nonce, header, rest).map_err(|_| OpenError::Auth)?;
         self.replay.commit(seq);
-        if let Some(t) = self.trial.take_if(|t| t.epoch == epoch) {
-            if t.epoch > self.current.epoch {
-                self.previous = Some(std::mem::replace(&mut self.current, t));
-            } else {
-                self.previous = Some(t);
+        // The derivations below follow an authenticated packet: a sender's
+        // rotation, once per 2^22 datagrams, never a forger's choice.
+        match slot {
+            Slot::Current | Slot::Previous => {}
+            Slot::Next => {
+                let after = self.derive(epoch + 1);
+                let newest = std::mem::replace(&mut self.next, after);
+                self.previous = Some(std::mem::replace(&mut self.current, newest));
+            }
+            Slot::Trial => {
+                if let Some(t) = self.trial.take() {
+                    self.current = t;
+                    self.next = self.derive(epoch + 1);
+                    self.previous = Some(self.derive(epoch - 1));
+                }
             }
         }
         Ok(seq)
@@ -411,6 +481,81 @@ mod tests {
             assert_eq!(seq, start + i as u64);
             assert_eq!(plaintext(&packets[i]), &[i as u8; 40][..]);
         }
+    }
+
+    /// A datagram with a valid header for `seq` and a tag nobody sealed.
+    fn forged(seq: u64) -> Vec<u8> {
+        let mut p = packet(&[0xee; 64]);
+        let header: &mut [u8; CLEAR_HEADER_LEN] = (&mut p[..CLEAR_HEADER_LEN]).try_into().unwrap();
+        ClearHeader { seq }.encode(header);
+        p
+    }
+
+    #[test]
+    fn forged_datagrams_of_the_next_epoch_cost_no_key_derivation() {
+        let mut s = Sealer::new(test_key(7));
+        let mut o = Opener::new(test_key(7));
+        let base = o.key_derivations();
+        for i in 0..10_000u64 {
+            let mut p = forged(PACKETS_PER_KEY + i);
+            assert_eq!(o.open(&mut p), Err(OpenError::Auth));
+        }
+        assert_eq!(o.key_derivations(), base, "the next epoch's key was ready");
+        let mut p = packet(&[1; 16]);
+        assert_eq!(s.seal(&mut p), Ok(0));
+        assert_eq!(o.open(&mut p), Ok(0), "the working key survived the flood");
+    }
+
+    #[test]
+    fn forged_datagrams_of_far_epochs_cost_a_bounded_number_of_derivations() {
+        let mut o = Opener::new(test_key(8));
+        let base = o.key_derivations();
+        let n = 100_000u64;
+        for i in 0..n {
+            // A different epoch every datagram, each more than one ahead.
+            let mut p = forged((2 + i) << EPOCH_SHIFT);
+            assert_eq!(o.open(&mut p), Err(OpenError::Auth));
+        }
+        let spent = o.key_derivations() - base;
+        assert!(
+            spent <= n / FAR_EPOCH_INTERVAL + 1,
+            "{spent} derivations for {n} forgeries"
+        );
+    }
+
+    #[test]
+    fn a_receiver_that_missed_whole_epochs_catches_up_despite_forgeries() {
+        let start = 7 * PACKETS_PER_KEY + 10;
+        let mut s = Sealer::starting_at(test_key(9), start);
+        let mut o = Opener::new(test_key(9));
+        // A forger spends the trial budget just before the real traffic comes.
+        assert_eq!(o.open(&mut forged(3 << EPOCH_SHIFT)), Err(OpenError::Auth));
+        let mut opened = 0;
+        for i in 0..2 * FAR_EPOCH_INTERVAL {
+            let mut p = packet(&[2; 16]);
+            let seq = s.seal(&mut p).unwrap();
+            if o.open(&mut p) == Ok(seq) {
+                opened += 1;
+            } else {
+                assert_eq!(opened, 0, "once caught up, every packet opens (packet {i})");
+            }
+        }
+        assert!(
+            opened >= FAR_EPOCH_INTERVAL,
+            "caught up after at most an interval: {opened}"
+        );
+        // The new epoch's neighbours were derived once, after it authenticated:
+        // a straggler of epoch 6 and the next rotation both open.
+        let mut straggler = packet(&[3; 16]);
+        Sealer::starting_at(test_key(9), start - 20)
+            .seal(&mut straggler)
+            .unwrap();
+        assert_eq!(o.open(&mut straggler), Ok(start - 20));
+        let mut rotated = packet(&[4; 16]);
+        Sealer::starting_at(test_key(9), 8 * PACKETS_PER_KEY)
+            .seal(&mut rotated)
+            .unwrap();
+        assert_eq!(o.open(&mut rotated), Ok(8 * PACKETS_PER_KEY));
     }
 
     #[test]

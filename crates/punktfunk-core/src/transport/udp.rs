@@ -271,6 +271,29 @@ impl UdpTransport {
         }
     }
 
+    /// Like [`Transport::recv_batch`], but ignoring any filtering peer and
+    /// naming each buffer's sender in `from`: for relays that judge senders
+    /// by a policy of their own.
+    pub fn recv_batch_from(
+        &self,
+        bufs: &mut [Vec<u8>],
+        meta: &mut [RecvMeta],
+        from: &mut [Option<SocketAddr>; RECV_BATCH],
+    ) -> io::Result<usize> {
+        match sys::recv(
+            &self.sock,
+            bufs,
+            meta,
+            Some(from),
+            self.gro_active(),
+            &self.recv_calls,
+        ) {
+            Ok(n) => Ok(n),
+            Err(e) if is_transient(&e) => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Datagrams one `send_chunk` call takes at most.
     fn chunk_len(&self) -> usize {
         if self.gso_active() {

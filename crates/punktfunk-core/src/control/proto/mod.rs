@@ -46,9 +46,11 @@ pub fn close_for(e: &Error) -> CloseReason {
         ErrorKind::Protocol | ErrorKind::Timeout | ErrorKind::PinMismatch => close_code::PROTOCOL,
         ErrorKind::Unauthorized => close_code::UNAUTHORIZED,
         ErrorKind::Closed => close_code::NORMAL,
-        ErrorKind::Io | ErrorKind::Internal | ErrorKind::InvalidArgument | ErrorKind::QueueFull => {
-            close_code::INTERNAL
-        }
+        ErrorKind::Io
+        | ErrorKind::Internal
+        | ErrorKind::InvalidArgument
+        | ErrorKind::QueueFull
+        | ErrorKind::InsecureKey => close_code::INTERNAL,
     };
     CloseReason {
         code,

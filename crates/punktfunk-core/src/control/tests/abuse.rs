@@ -370,3 +370,35 @@ fn a_burst_of_fec_changes_is_folded_not_queued() {
     assert_eq!(read_frames(&mut c, 1)[0].data, b"after");
     assert_eq!(s.fec_percent(), 99);
 }
+
+#[test]
+fn a_peers_close_reason_is_clipped_to_the_protocols_bound() {
+    use crate::control::msg::MAX_REASON_LEN;
+    use crate::control::runtime::close_reason;
+    // QUIC lets a peer close with a reason as long as a datagram; the
+    // application and the transport close frames both reach close_reason.
+    let long = bytes::Bytes::from("\u{1b}[2J".repeat(200) + &"ä".repeat(300));
+    let app = quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
+        error_code: quinn::VarInt::from_u32(7),
+        reason: long.clone(),
+    });
+    let r = close_reason(&app);
+    assert_eq!(r.code, 7);
+    assert!(r.reason.len() <= MAX_REASON_LEN, "{}", r.reason.len());
+    assert!(r.reason.starts_with("\u{1b}[2J"));
+    // A multi-byte character cut by the bound is not turned into more bytes.
+    let cut = quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
+        error_code: quinn::VarInt::from_u32(7),
+        reason: bytes::Bytes::from("€".repeat(300)),
+    });
+    let r = close_reason(&cut);
+    assert!(r.reason.len() <= MAX_REASON_LEN && r.reason.chars().all(|c| c == '€'));
+    let transport = quinn::ConnectionError::ConnectionClosed(quinn::ConnectionClose {
+        error_code: quinn::TransportErrorCode::PROTOCOL_VIOLATION,
+        frame_type: None,
+        reason: long,
+    });
+    let r = close_reason(&transport);
+    assert_eq!(r.code, close_code::PROTOCOL);
+    assert!(r.reason.len() <= MAX_REASON_LEN, "{}", r.reason.len());
+}
