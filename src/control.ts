@@ -1,3 +1,4 @@
+import { abortable, signalOf, throwIfAborted, type WaitOptions } from './abort'
 import { call, callAsync, invalidArg, PunktfunkError } from './errors'
 import { native, type NativeHost, type NativeInput, type NativeSession } from './native'
 import {
@@ -12,7 +13,7 @@ import {
   type ImpairmentOptions,
   type SessionOptions,
 } from './options'
-import { Session, Wakeups } from './session'
+import { Session, waitArgs, Wakeups } from './session'
 
 /** An input event from client to host. Key and button edges are never lost; motion, scroll and axes take the fastest path and may be superseded. */
 export type InputEvent =
@@ -95,6 +96,8 @@ export interface HostOptions extends Omit<SessionOptions, 'recvQueue'> {
    * `onError`. Default: any client that completes the handshake.
    */
   authorizedClients?: readonly string[]
+  /** Abort listening before it starts: the call rejects with an `AbortError` and no port is taken. */
+  signal?: AbortSignal
 }
 
 /** A host identity on disk (see {@link loadIdentity}). */
@@ -146,6 +149,25 @@ export interface ClientOptions extends Omit<SessionOptions, 'fec' | 'sendQueue' 
   keepaliveMs?: number
   /** Data socket buffer size, bytes (default 32 MiB). */
   socketBufferBytes?: number
+  /**
+   * Abort connecting: the call rejects with an `AbortError` at once, and a
+   * connection the handshake still completes is closed right away.
+   */
+  signal?: AbortSignal
+}
+
+/** Options of {@link Host.accept}. */
+export interface AcceptOptions extends WaitOptions {
+  /** How long to wait for a client, ms (default 1 000). */
+  timeoutMs?: number
+}
+
+/** Options of {@link Client.speedTest}. */
+export interface SpeedTestOptions extends WaitOptions {
+  /** Rate to send probes at, kbit/s (at most 3 000 000). */
+  targetKbps: number
+  /** How long the host sends, ms (default 2 000, at most 5 000). */
+  durationMs?: number
 }
 
 /** Result of {@link Client.speedTest}. */
@@ -276,30 +298,41 @@ export class HostSession extends Session {
     }
   }
 
-  /** Waits for the next message; `null` after the session closed or after the client's `closed` message. */
-  async nextMessage(): Promise<ClientMessage | null> {
+  /**
+   * Waits for the next message; `null` after the session closed or after the
+   * client's `closed` message. Aborting `signal` rejects the wait with an
+   * `AbortError`; no message is lost and the session stays usable.
+   */
+  async nextMessage(options?: WaitOptions): Promise<ClientMessage | null> {
+    const signal = waitArgs(options)
     for (;;) {
       if (this.closed || this.#ended) return null
-      const ready = this.wakeups.event()
+      throwIfAborted(signal)
+      const ready = this.wakeups.event(signal)
       const m = this.pollMessage()
       if (m) return m
       await ready
     }
   }
 
-  /** Messages from the client (input, keyframe requests, FEC changes), ending after `closed`. */
-  async *messages(): AsyncGenerator<ClientMessage, void, undefined> {
+  /**
+   * Messages from the client (input, keyframe requests, FEC changes), ending
+   * after `closed`. Aborting `signal` ends the iteration with an
+   * `AbortError`; the session stays usable.
+   */
+  async *messages(options?: WaitOptions): AsyncGenerator<ClientMessage, void, undefined> {
+    const signal = waitArgs(options)
     for (;;) {
-      const m = await this.nextMessage()
+      const m = await this.nextMessage({ signal })
       if (m === null) return
       yield m
       if (m.type === 'closed') return
     }
   }
 
-  /** Just the input events from the client, in arrival order, until it leaves. */
-  async *inputs(): AsyncGenerator<InputEvent, void, undefined> {
-    for await (const m of this.messages()) if (m.type === 'input') yield m.event
+  /** Just the input events from the client, in arrival order, until it leaves (or `signal` aborts, as for {@link HostSession.messages}). */
+  async *inputs(options?: WaitOptions): AsyncGenerator<InputEvent, void, undefined> {
+    for await (const m of this.messages(options)) if (m.type === 'input') yield m.event
   }
 
   /** The FEC percentage in use (moves with adaptive FEC). */
@@ -341,11 +374,16 @@ export class HostSession extends Session {
   }
 }
 
+/** How long one native accept waits when the caller may abort, ms. */
+const ACCEPT_SLICE_MS = 100
+
 /** A host: listens for clients over QUIC and gives each its own {@link HostSession}. */
 export class Host {
   readonly #native: NativeHost
   readonly #backpressure: 'wait' | 'reject'
   #closed = false
+  /** Clients accepted after the `accept` that waited for them was aborted, for the next one. */
+  readonly #ready: HostSession[] = []
   /** The address clients connect to (`IP:port`). */
   readonly address: string
   /** The certificate fingerprint clients pin (64 hex digits). */
@@ -361,6 +399,7 @@ export class Host {
   /** Loads (or creates) the host identity and starts listening. */
   static async listen(options: HostOptions = {}): Promise<Host> {
     const o = optionsBag(options, 'options')
+    throwIfAborted(signalOf(o))
     const { identityDir, adaptiveFec } = o
     if (o.port !== undefined && o.bind !== undefined) throw invalidArg('pass either bind or port, not both')
     const bind = o.port !== undefined ? `0.0.0.0:${int(o, 'port', 0)}` : (o.bind ?? '0.0.0.0:0')
@@ -403,13 +442,42 @@ export class Host {
     return new Host(h, backpressure)
   }
 
-  /** Waits up to `timeoutMs` (default 1 s) for a client; its session, or `null` on timeout. */
-  async accept(options: { timeoutMs?: number } = {}): Promise<HostSession | null> {
+  /**
+   * Waits up to `timeoutMs` (default 1 s) for a client; its session, or `null`
+   * on timeout. Aborting `signal` rejects the wait with an `AbortError`; the
+   * host goes on listening, and a client whose handshake was already under
+   * way is handed to the next `accept`.
+   */
+  async accept(options: AcceptOptions = {}): Promise<HostSession | null> {
     if (this.#closed) throw new PunktfunkError('ERR_PF_CLOSED', 'the host is closed')
-    const timeoutMs = num(optionsBag(options, 'options'), 'timeoutMs', 1000)
+    const o = optionsBag(options, 'options')
+    const timeoutMs = num(o, 'timeoutMs', 1000)
+    if (!(timeoutMs > 0 && timeoutMs <= 86_400_000)) {
+      throw invalidArg(`timeoutMs must be a positive number of milliseconds, got ${timeoutMs}`)
+    }
+    const signal = signalOf(o)
+    throwIfAborted(signal)
+    const early = this.#ready.shift()
+    if (early) return early
     const w = new Wakeups()
-    const s = await callAsync(() => this.#native.accept(timeoutMs, w.onWake))
-    return s ? new HostSession(s, w, this.#backpressure) : null
+    // With a signal, the native wait runs in short slices, so that an aborted
+    // accept gives its libuv pool thread back within one slice. Handshakes
+    // run in the background either way; a slice only takes a finished one.
+    const deadline = Date.now() + timeoutMs
+    const accepting = (async (): Promise<HostSession | null> => {
+      for (;;) {
+        const left = Math.max(deadline - Date.now(), 1)
+        const slice = signal ? Math.min(left, ACCEPT_SLICE_MS) : left
+        const s = await callAsync(() => this.#native.accept(slice, w.onWake))
+        if (s) return new HostSession(s, w, this.#backpressure)
+        if (signal?.aborted || this.#closed || Date.now() >= deadline) return null
+      }
+    })()
+    return abortable(accepting, signal, (s) => {
+      if (!s) return
+      if (this.#closed) void s.close('host shut down', 3).catch(() => undefined)
+      else this.#ready.push(s)
+    })
   }
 
   /**
@@ -417,14 +485,19 @@ export class Host {
    * handshake fails (wrong protocol, timeout, refused pin) is skipped; pass
    * `onError` to hear about it.
    */
-  async *sessions(options: { onError?: (error: PunktfunkError) => void } = {}): AsyncGenerator<HostSession, void, undefined> {
-    const { onError } = optionsBag(options, 'options')
+  async *sessions(
+    options: WaitOptions & { onError?: (error: PunktfunkError) => void } = {},
+  ): AsyncGenerator<HostSession, void, undefined> {
+    const o = optionsBag(options, 'options')
+    const { onError } = o
     if (onError !== undefined && typeof onError !== 'function') throw invalidArg('onError must be a function')
+    const signal = signalOf(o)
     while (!this.#closed) {
       let s: HostSession | null = null
       try {
-        s = await this.accept()
+        s = await this.accept({ signal })
       } catch (e) {
+        if (e instanceof Error && e.name === 'AbortError') throw e
         if (this.#closed || (e as { code?: string }).code === 'ERR_PF_CLOSED') return
         if (onError) (onError as (error: PunktfunkError) => void)(e as PunktfunkError)
         continue
@@ -443,7 +516,11 @@ export class Host {
     if (bad) throw bad
     if (this.#closed) return
     this.#closed = true
-    await callAsync(() => this.#native.close(reason))
+    const ready = this.#ready.splice(0)
+    await Promise.all([
+      callAsync(() => this.#native.close(reason)),
+      ...ready.map((s) => s.close(reason, 3).catch(() => undefined)),
+    ])
   }
 }
 
@@ -468,6 +545,8 @@ export class Client extends Session {
   static async connect(address: string, options: ClientOptions = {}): Promise<Client> {
     if (typeof address !== 'string') throw invalidArg(`address must be an "IP:port" string, got ${describe(address)}`)
     const o = optionsBag(options, 'options')
+    const signal = signalOf(o)
+    throwIfAborted(signal)
     const { pin, trustOnFirstUse = false, knownHosts } = o
     if (pin !== undefined && typeof pin !== 'string') throw invalidArg('pin must be a hex string')
     if (typeof trustOnFirstUse !== 'boolean') throw invalidArg('trustOnFirstUse must be a boolean')
@@ -481,7 +560,7 @@ export class Client extends Session {
     const d = native().defaults()
     const { params, recvQueue } = paramsFrom(o, d)
     const w = new Wakeups()
-    const s = await callAsync(() =>
+    const connecting = callAsync(() =>
       native().clientConnect(
         address,
         {
@@ -499,8 +578,9 @@ export class Client extends Session {
         },
         w.onWake,
       ),
-    )
-    return new Client(s, w)
+    ).then((s) => new Client(s, w))
+    // Aborted: the connection the handshake still makes is closed at once.
+    return abortable(connecting, signal, (c) => void c.close('aborted', 4).catch(() => undefined))
   }
 
   /** The host's fingerprint (as pinned or first seen). */
@@ -539,14 +619,21 @@ export class Client extends Session {
    * `targetKbps` (≤ 3 000 000) for `durationMs` (≤ 5 000); frames keep flowing.
    * Keep reading frames meanwhile: the receive thread counts the probe
    * datagrams, and it waits while the received-event queue is full.
+   * Aborting `signal` rejects the call with an `AbortError` at once; the
+   * host finishes the probe it started, and the session stays usable.
    */
-  async speedTest(options: { targetKbps: number; durationMs?: number }): Promise<SpeedTestResult> {
+  async speedTest(options: SpeedTestOptions): Promise<SpeedTestResult> {
     this.checkOpen()
     const o = optionsBag(options, 'options')
     if (o.targetKbps === undefined) throw invalidArg('targetKbps is required')
     const targetKbps = int(o, 'targetKbps', 0)
     const durationMs = num(o, 'durationMs', 2_000)
-    return callAsync(() => this.native.speedTest(targetKbps, durationMs))
+    const signal = signalOf(o)
+    throwIfAborted(signal)
+    return abortable(
+      callAsync(() => this.native.speedTest(targetKbps, durationMs)),
+      signal,
+    )
   }
 
   /**

@@ -17,6 +17,7 @@ import {
   withOptionNames, type LoopbackPairOptions, type UdpSessionOptions } from './options'
 import { Session, Wakeups } from './session'
 
+export { AbortError, type WaitOptions } from './abort'
 export { ERROR_CODES, isPunktfunkError, PunktfunkError, type PunktfunkErrorCode } from './errors'
 export {
   generateSecret,
@@ -38,12 +39,14 @@ export {
   Host,
   HostSession,
   loadIdentity,
+  type AcceptOptions,
   type ClientMessage,
   type ClientOptions,
   type CloseReason,
   type HostIdentity,
   type HostOptions,
   type InputEvent,
+  type SpeedTestOptions,
   type SpeedTestResult,
 } from './control'
 export {
