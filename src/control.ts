@@ -17,14 +17,68 @@ import { Session, waitArgs, Wakeups } from './session'
 
 /** An input event from client to host. Key and button edges are never lost; motion, scroll and axes take the fastest path and may be superseded. */
 export type InputEvent =
-  | { type: 'keyDown'; code: number }
-  | { type: 'keyUp'; code: number }
-  | { type: 'mouseMove'; dx: number; dy: number }
-  | { type: 'mouseMoveAbsolute'; x: number; y: number }
-  | { type: 'mouseButton'; button: number; down: boolean }
-  | { type: 'scroll'; dx: number; dy: number }
-  | { type: 'gamepadButtons'; pad: number; buttons: number }
-  | { type: 'gamepadAxis'; pad: number; axis: number; value: number }
+  | {
+      /** A key went down. */
+      type: 'keyDown'
+      /** Key code. */
+      code: number
+    }
+  | {
+      /** A key came up. */
+      type: 'keyUp'
+      /** Key code. */
+      code: number
+    }
+  | {
+      /** Relative mouse motion. */
+      type: 'mouseMove'
+      /** Horizontal delta. */
+      dx: number
+      /** Vertical delta. */
+      dy: number
+    }
+  | {
+      /** Absolute mouse position. */
+      type: 'mouseMoveAbsolute'
+      /** Horizontal position, 0..=65535 across the screen. */
+      x: number
+      /** Vertical position, 0..=65535 down the screen. */
+      y: number
+    }
+  | {
+      /** A mouse button went down or up. */
+      type: 'mouseButton'
+      /** Button number (1 left, 2 middle, 3 right, 4/5 side). */
+      button: number
+      /** True when pressed. */
+      down: boolean
+    }
+  | {
+      /** Scroll wheel motion. */
+      type: 'scroll'
+      /** Horizontal amount, in 1/120 of a notch. */
+      dx: number
+      /** Vertical amount, in 1/120 of a notch. */
+      dy: number
+    }
+  | {
+      /** The full button state of a gamepad. */
+      type: 'gamepadButtons'
+      /** Gamepad number. */
+      pad: number
+      /** Pressed buttons, a bit set of {@link BUTTON} values. */
+      buttons: number
+    }
+  | {
+      /** One gamepad axis moved. */
+      type: 'gamepadAxis'
+      /** Gamepad number. */
+      pad: number
+      /** Which axis, one of {@link AXIS}. */
+      axis: number
+      /** Axis value: sticks −32768..=32767, triggers 0..=32767. */
+      value: number
+    }
 
 function constants(kind: 'buttons' | 'axes'): Readonly<Record<string, number>> {
   return Object.freeze(Object.fromEntries(native().inputConstants()[kind]))
@@ -56,12 +110,38 @@ export interface CloseReason {
 
 /** Something a client told its host. */
 export type ClientMessage =
-  | { type: 'input'; event: InputEvent }
-  | { type: 'keyframeRequest'; firstLost: number }
-  | { type: 'fecChanged'; percent: number }
-  /** The host's rate controller moved this session's media target: encode at about `kbps`. */
-  | { type: 'targetBitrate'; kbps: number }
-  | { type: 'closed'; code: number; reason: string }
+  | {
+      /** The client sent an input event. */
+      type: 'input'
+      /** The event. */
+      event: InputEvent
+    }
+  | {
+      /** The client lost frames and asks for a keyframe. */
+      type: 'keyframeRequest'
+      /** The first frame index it lost. */
+      firstLost: number
+    }
+  | {
+      /** Adaptive FEC moved the FEC percentage. */
+      type: 'fecChanged'
+      /** The new percentage. */
+      percent: number
+    }
+  | {
+      /** The host's rate controller moved this session's media target: encode at about `kbps`. */
+      type: 'targetBitrate'
+      /** The new target, kbit/s. */
+      kbps: number
+    }
+  | {
+      /** The client left; nothing follows this message. */
+      type: 'closed'
+      /** Close code (see {@link CloseReason}). */
+      code: number
+      /** Close reason text. */
+      reason: string
+    }
 
 /** Options of {@link Host.listen}. */
 export interface HostOptions extends Omit<SessionOptions, 'recvQueue'> {
@@ -74,7 +154,14 @@ export interface HostOptions extends Omit<SessionOptions, 'recvQueue'> {
   /** Highest bitrate granted to a client, kbit/s (default and cap 2 000 000). */
   maxBitrateKbps?: number
   /** Adaptive FEC band (default `{ min: 5, max: 50 }`), or `false` for a fixed percentage. */
-  adaptiveFec?: { min: number; max: number } | false
+  adaptiveFec?:
+    | {
+        /** Lowest FEC percentage. */
+        min: number
+        /** Highest FEC percentage. */
+        max: number
+      }
+    | false
   /** A silent client is dropped after this long, ms (default 10 000). */
   idleTimeoutMs?: number
   /** Keep-alive interval, ms (default 2 000). */

@@ -95,7 +95,12 @@ export function createUdpSession(options: UdpSessionOptions): Session {
  * (loss, bursts, reordering, duplicates, corruption) on the host→client side.
  * The whole data plane runs as over UDP: FEC, encryption, reassembly.
  */
-export function createLoopbackPair(options: LoopbackPairOptions = {}): { host: Session; client: Session } {
+export function createLoopbackPair(options: LoopbackPairOptions = {}): {
+  /** The sending end. */
+  host: Session
+  /** The receiving end. */
+  client: Session
+} {
   const opts = optionsBag(options, 'options')
   const n = normalise(opts, false, true)
   const impairment = normaliseImpairment(opts.impairment)
