@@ -13,7 +13,7 @@ import { closeAfter, within } from './helpers'
 
 // The addon and the error mapping as loaded by the package entry (internal API).
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { native } = require('../dist/native.js') as { native(): { errorCodes(): string[]; debugPanic(): void } }
+const { native } = require('../dist/native.js') as typeof import('../src/native')
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { fromNative } = require('../dist/errors.js') as { fromNative(e: unknown): PunktfunkError }
 
@@ -151,6 +151,38 @@ test('a host without a peer refuses to send until connected', async (t) => {
   t.is(ev?.type === 'frame' ? ev.data.toString() : '', 'now')
   t.throws(() => host.poll(), invalid, 'hosts do not receive unless asked to')
 })
+
+test('the addon throws its stable code as the error property, not inside the message', async (t) => {
+  const sync = t.throws(() => native().createUdpSession('host', 'not an address', null, 0, config(), () => {}))
+  t.is((sync as Error & { code?: string }).code, 'ERR_PF_INVALID_ARG')
+  t.notRegex(sync?.message ?? '', /ERR_PF/)
+  t.regex(sync?.message ?? '', /bind address/)
+  // Async work (on the libuv pool) rejects the same way: nothing listens on
+  // a fresh port, so connecting times out.
+  const probe = createUdpSession({ role: 'client', keys, bind: '127.0.0.1:0' })
+  const port = probe.localAddress
+  await probe.close()
+  const d = native().defaults()
+  const opts = {
+    pin: '00'.repeat(32),
+    trustOnFirstUse: false,
+    requestedBitrateKbps: 0,
+    connectTimeoutMs: 300,
+    idleTimeoutMs: 1000,
+    keepaliveMs: 500,
+    params: d.params,
+    socketBuffer: 0,
+    recvQueue: 8,
+  }
+  const async = await t.throwsAsync(native().clientConnect(port ?? '', opts, () => {}))
+  t.is((async as Error & { code?: string }).code, 'ERR_PF_TIMEOUT')
+  t.notRegex(async?.message ?? '', /^ERR_PF/)
+})
+
+function config(): Parameters<ReturnType<typeof native>['createUdpSession']>[4] {
+  const d = native().defaults()
+  return { secret: Buffer.alloc(32, 1), context: Buffer.alloc(0), params: d.params, sendQueue: 4, recvQueue: 4, receive: true }
+}
 
 test('a native panic becomes ERR_PF_INTERNAL and the process lives on', async (t) => {
   // The panic message still goes to stderr; skip the backtrace in test logs.

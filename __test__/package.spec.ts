@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 
@@ -28,7 +28,7 @@ test('npm pack installs into a fresh project and works from ESM, CommonJS and Ty
     execFileSync(npm, ['pack', '--json', '--ignore-scripts', '--pack-destination', dir], { cwd: root, encoding: 'utf8' }),
   ) as Array<{ filename: string; files: Array<{ path: string }> }>
   const files = packed[0].files.map((f) => f.path)
-  for (const must of ['bin/punktfunk.js', 'dist/cli/main.js', 'index.js', 'index.d.ts', 'platform.js', 'dist/index.js', 'dist/index.d.ts', 'dist/session.d.ts', 'scripts/install.js', 'crates/punktfunk-node/src/lib.rs', 'Cargo.lock']) {
+  for (const must of ['bin/punktfunk.js', 'dist/cli/main.js', 'index.js', 'index.d.ts', 'binding.js', 'binding.d.ts', 'dist/index.js', 'dist/index.d.ts', 'dist/session.d.ts', 'scripts/install.js', 'crates/punktfunk-node/src/lib.rs', 'Cargo.lock']) {
     t.true(files.includes(must), `the package contains ${must}`)
   }
   t.true(files.some((f) => /^punktfunk-core\..+\.node$/.test(f)), 'the package contains the built addon')
@@ -87,17 +87,38 @@ export async function main(): Promise<number> {
   t.is(r.status, 0, r.stdout + r.stderr)
 })
 
-test('every prebuilt platform has a package that the release lists as an optional dependency', (t) => {
-  const out = execFileSync(process.execPath, [join(root, 'scripts', 'prepublish.js'), '--print'], { encoding: 'utf8' })
-  const released = JSON.parse(out) as { version: string; optionalDependencies: Record<string, string> }
+test('every release target has its npm/<platform> package and a place in the generated loader', (t) => {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const platform = require('../platform.js') as {
-    TARGETS: Record<string, string>
-    currentSuffix(): string
-    packageName(s: string): string
+  const pkg = require('../package.json') as { version: string; napi: { binaryName: string; packageName: string; targets: string[] } }
+  const loader = readFileSync(join(root, 'binding.js'), 'utf8')
+  const suffix = (triple: string): string => {
+    const [arch, , os, abi] = triple.split('-')
+    const a = arch === 'x86_64' ? 'x64' : arch === 'aarch64' ? 'arm64' : arch
+    if (os === 'linux') return `linux-${a}-${abi}`
+    if (os === 'windows') return `win32-${a}-${abi}`
+    return `darwin-${a}`
   }
-  const expected = Object.values(platform.TARGETS).map((s) => platform.packageName(s)).sort()
-  t.deepEqual(Object.keys(released.optionalDependencies).sort(), expected)
-  for (const v of Object.values(released.optionalDependencies)) t.is(v, released.version)
-  t.true(expected.includes(platform.packageName(platform.currentSuffix())), 'this machine is a prebuilt target')
+  t.true(pkg.napi.targets.includes('x86_64-unknown-linux-musl') && pkg.napi.targets.includes('aarch64-unknown-linux-musl'))
+  for (const triple of pkg.napi.targets) {
+    const s = suffix(triple)
+    const sub = JSON.parse(readFileSync(join(root, 'npm', s, 'package.json'), 'utf8')) as Record<string, unknown>
+    t.is(sub.name, `${pkg.napi.packageName}-${s}`)
+    t.is(sub.version, pkg.version, `npm/${s} carries the release version`)
+    t.is(sub.main, `${pkg.napi.binaryName}.${s}.node`)
+    if (s.startsWith('linux-')) t.deepEqual(sub.libc, [s.endsWith('-musl') ? 'musl' : 'glibc'])
+    t.true(loader.includes(`'${pkg.napi.packageName}-${s}'`), `the loader knows ${s}`)
+    t.true(loader.includes(`'./${pkg.napi.binaryName}.${s}.node'`), `the loader looks for a local ${s} build`)
+  }
+})
+
+test('a missing addon fails with ERR_PF_NATIVE_MISSING and says how to build one', (t) => {
+  const r = spawnSync(
+    process.execPath,
+    ['-e', "try { require('./index.js') } catch (e) { console.log(e.code); console.log(e.message) }"],
+    { cwd: root, encoding: 'utf8', env: { ...process.env, PUNKTFUNK_NATIVE_PATH: join(root, 'no-such-addon.node') } },
+  )
+  t.is(r.status, 0, r.stderr)
+  const [code, ...message] = r.stdout.split('\n')
+  t.is(code, 'ERR_PF_NATIVE_MISSING')
+  t.regex(message.join('\n'), /no-such-addon\.node[\s\S]*npm install/)
 })

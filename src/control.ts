@@ -1,3 +1,4 @@
+import { abortable, signalOf, throwIfAborted, type WaitOptions } from './abort'
 import { call, callAsync, invalidArg, PunktfunkError } from './errors'
 import { native, type NativeHost, type NativeInput, type NativeSession } from './native'
 import {
@@ -12,18 +13,72 @@ import {
   type ImpairmentOptions,
   type SessionOptions,
 } from './options'
-import { Session, Wakeups } from './session'
+import { Session, waitArgs, Wakeups } from './session'
 
 /** An input event from client to host. Key and button edges are never lost; motion, scroll and axes take the fastest path and may be superseded. */
 export type InputEvent =
-  | { type: 'keyDown'; code: number }
-  | { type: 'keyUp'; code: number }
-  | { type: 'mouseMove'; dx: number; dy: number }
-  | { type: 'mouseMoveAbsolute'; x: number; y: number }
-  | { type: 'mouseButton'; button: number; down: boolean }
-  | { type: 'scroll'; dx: number; dy: number }
-  | { type: 'gamepadButtons'; pad: number; buttons: number }
-  | { type: 'gamepadAxis'; pad: number; axis: number; value: number }
+  | {
+      /** A key went down. */
+      type: 'keyDown'
+      /** Key code. */
+      code: number
+    }
+  | {
+      /** A key came up. */
+      type: 'keyUp'
+      /** Key code. */
+      code: number
+    }
+  | {
+      /** Relative mouse motion. */
+      type: 'mouseMove'
+      /** Horizontal delta. */
+      dx: number
+      /** Vertical delta. */
+      dy: number
+    }
+  | {
+      /** Absolute mouse position. */
+      type: 'mouseMoveAbsolute'
+      /** Horizontal position, 0..=65535 across the screen. */
+      x: number
+      /** Vertical position, 0..=65535 down the screen. */
+      y: number
+    }
+  | {
+      /** A mouse button went down or up. */
+      type: 'mouseButton'
+      /** Button number (1 left, 2 middle, 3 right, 4/5 side). */
+      button: number
+      /** True when pressed. */
+      down: boolean
+    }
+  | {
+      /** Scroll wheel motion. */
+      type: 'scroll'
+      /** Horizontal amount, in 1/120 of a notch. */
+      dx: number
+      /** Vertical amount, in 1/120 of a notch. */
+      dy: number
+    }
+  | {
+      /** The full button state of a gamepad. */
+      type: 'gamepadButtons'
+      /** Gamepad number. */
+      pad: number
+      /** Pressed buttons, a bit set of {@link BUTTON} values. */
+      buttons: number
+    }
+  | {
+      /** One gamepad axis moved. */
+      type: 'gamepadAxis'
+      /** Gamepad number. */
+      pad: number
+      /** Which axis, one of {@link AXIS}. */
+      axis: number
+      /** Axis value: sticks −32768..=32767, triggers 0..=32767. */
+      value: number
+    }
 
 function constants(kind: 'buttons' | 'axes'): Readonly<Record<string, number>> {
   return Object.freeze(Object.fromEntries(native().inputConstants()[kind]))
@@ -55,12 +110,38 @@ export interface CloseReason {
 
 /** Something a client told its host. */
 export type ClientMessage =
-  | { type: 'input'; event: InputEvent }
-  | { type: 'keyframeRequest'; firstLost: number }
-  | { type: 'fecChanged'; percent: number }
-  /** The host's rate controller moved this session's media target: encode at about `kbps`. */
-  | { type: 'targetBitrate'; kbps: number }
-  | { type: 'closed'; code: number; reason: string }
+  | {
+      /** The client sent an input event. */
+      type: 'input'
+      /** The event. */
+      event: InputEvent
+    }
+  | {
+      /** The client lost frames and asks for a keyframe. */
+      type: 'keyframeRequest'
+      /** The first frame index it lost. */
+      firstLost: number
+    }
+  | {
+      /** Adaptive FEC moved the FEC percentage. */
+      type: 'fecChanged'
+      /** The new percentage. */
+      percent: number
+    }
+  | {
+      /** The host's rate controller moved this session's media target: encode at about `kbps`. */
+      type: 'targetBitrate'
+      /** The new target, kbit/s. */
+      kbps: number
+    }
+  | {
+      /** The client left; nothing follows this message. */
+      type: 'closed'
+      /** Close code (see {@link CloseReason}). */
+      code: number
+      /** Close reason text. */
+      reason: string
+    }
 
 /** Options of {@link Host.listen}. */
 export interface HostOptions extends Omit<SessionOptions, 'recvQueue'> {
@@ -73,7 +154,14 @@ export interface HostOptions extends Omit<SessionOptions, 'recvQueue'> {
   /** Highest bitrate granted to a client, kbit/s (default and cap 2 000 000). */
   maxBitrateKbps?: number
   /** Adaptive FEC band (default `{ min: 5, max: 50 }`), or `false` for a fixed percentage. */
-  adaptiveFec?: { min: number; max: number } | false
+  adaptiveFec?:
+    | {
+        /** Lowest FEC percentage. */
+        min: number
+        /** Highest FEC percentage. */
+        max: number
+      }
+    | false
   /** A silent client is dropped after this long, ms (default 10 000). */
   idleTimeoutMs?: number
   /** Keep-alive interval, ms (default 2 000). */
@@ -117,6 +205,8 @@ export interface HostOptions extends Omit<SessionOptions, 'recvQueue'> {
    * per client per minute.
    */
   probes?: boolean | { ceilingKbps?: number }
+  /** Abort listening before it starts: the call rejects with an `AbortError` and no port is taken. */
+  signal?: AbortSignal
 }
 
 /** Rate adaptation of a host's sessions ({@link HostOptions.rate}). */
@@ -178,6 +268,25 @@ export interface ClientOptions extends Omit<SessionOptions, 'fec' | 'sendQueue' 
   keepaliveMs?: number
   /** Data socket buffer size, bytes (default 32 MiB). */
   socketBufferBytes?: number
+  /**
+   * Abort connecting: the call rejects with an `AbortError` at once, and a
+   * connection the handshake still completes is closed right away.
+   */
+  signal?: AbortSignal
+}
+
+/** Options of {@link Host.accept}. */
+export interface AcceptOptions extends WaitOptions {
+  /** How long to wait for a client, ms (default 1 000). */
+  timeoutMs?: number
+}
+
+/** Options of {@link Client.speedTest}. */
+export interface SpeedTestOptions extends WaitOptions {
+  /** Rate to send probes at, kbit/s (at most 3 000 000). */
+  targetKbps: number
+  /** How long the host sends, ms (default 2 000, at most 5 000). */
+  durationMs?: number
 }
 
 /** Result of {@link Client.speedTest}. */
@@ -310,30 +419,41 @@ export class HostSession extends Session {
     }
   }
 
-  /** Waits for the next message; `null` after the session closed or after the client's `closed` message. */
-  async nextMessage(): Promise<ClientMessage | null> {
+  /**
+   * Waits for the next message; `null` after the session closed or after the
+   * client's `closed` message. Aborting `signal` rejects the wait with an
+   * `AbortError`; no message is lost and the session stays usable.
+   */
+  async nextMessage(options?: WaitOptions): Promise<ClientMessage | null> {
+    const signal = waitArgs(options)
     for (;;) {
       if (this.closed || this.#ended) return null
-      const ready = this.wakeups.event()
+      throwIfAborted(signal)
+      const ready = this.wakeups.event(signal)
       const m = this.pollMessage()
       if (m) return m
       await ready
     }
   }
 
-  /** Messages from the client (input, keyframe requests, FEC changes), ending after `closed`. */
-  async *messages(): AsyncGenerator<ClientMessage, void, undefined> {
+  /**
+   * Messages from the client (input, keyframe requests, FEC changes), ending
+   * after `closed`. Aborting `signal` ends the iteration with an
+   * `AbortError`; the session stays usable.
+   */
+  async *messages(options?: WaitOptions): AsyncGenerator<ClientMessage, void, undefined> {
+    const signal = waitArgs(options)
     for (;;) {
-      const m = await this.nextMessage()
+      const m = await this.nextMessage({ signal })
       if (m === null) return
       yield m
       if (m.type === 'closed') return
     }
   }
 
-  /** Just the input events from the client, in arrival order, until it leaves. */
-  async *inputs(): AsyncGenerator<InputEvent, void, undefined> {
-    for await (const m of this.messages()) if (m.type === 'input') yield m.event
+  /** Just the input events from the client, in arrival order, until it leaves (or `signal` aborts, as for {@link HostSession.messages}). */
+  async *inputs(options?: WaitOptions): AsyncGenerator<InputEvent, void, undefined> {
+    for await (const m of this.messages(options)) if (m.type === 'input') yield m.event
   }
 
   /**
@@ -354,32 +474,25 @@ export class HostSession extends Session {
 
   /**
    * The target bitrate, kbit/s: first its current value, then each change,
-   * until the session closes (either side) or `signal` aborts (the iterator then ends; an
-   * aborted wait is not an error here). Reading it does not consume
-   * {@link messages}: both see every change.
+   * until the session closes (either side). Aborting `signal` ends the
+   * iteration with an `AbortError`, as for {@link HostSession.messages}.
+   * Reading it does not consume {@link HostSession.messages}: both see every
+   * change.
    */
-  async *targetChanges(options: { signal?: AbortSignal } = {}): AsyncGenerator<number, void, undefined> {
-    const { signal } = optionsBag(options, 'options') as { signal?: AbortSignal }
+  async *targetChanges(options?: WaitOptions): AsyncGenerator<number, void, undefined> {
+    const signal = waitArgs(options)
     let last = -1
     for (;;) {
-      if (this.closed || signal?.aborted || this.closeReason) return
-      const woken = this.wakeups.event()
+      if (this.closed || this.closeReason) return
+      throwIfAborted(signal)
+      const woken = this.wakeups.event(signal)
       const now = this.targetKbps
       if (now !== last) {
         last = now
         yield now
         continue
       }
-      if (!signal) await woken
-      else {
-        let onAbort: (() => void) | undefined
-        const aborted = new Promise<void>((r) => {
-          onAbort = () => r()
-          signal.addEventListener('abort', onAbort, { once: true })
-        })
-        await Promise.race([woken, aborted])
-        if (onAbort) signal.removeEventListener('abort', onAbort)
-      }
+      await woken
     }
   }
 
@@ -422,11 +535,16 @@ export class HostSession extends Session {
   }
 }
 
+/** How long one native accept waits when the caller may abort, ms. */
+const ACCEPT_SLICE_MS = 100
+
 /** A host: listens for clients over QUIC and gives each its own {@link HostSession}. */
 export class Host {
   readonly #native: NativeHost
   readonly #backpressure: 'wait' | 'reject'
   #closed = false
+  /** Clients accepted after the `accept` that waited for them was aborted, for the next one. */
+  readonly #ready: HostSession[] = []
   /** The address clients connect to (`IP:port`). */
   readonly address: string
   /** The certificate fingerprint clients pin (64 hex digits). */
@@ -442,6 +560,7 @@ export class Host {
   /** Loads (or creates) the host identity and starts listening. */
   static async listen(options: HostOptions = {}): Promise<Host> {
     const o = optionsBag(options, 'options')
+    throwIfAborted(signalOf(o))
     const { identityDir, adaptiveFec } = o
     if (o.port !== undefined && o.bind !== undefined) throw invalidArg('pass either bind or port, not both')
     const bind = o.port !== undefined ? `0.0.0.0:${int(o, 'port', 0)}` : (o.bind ?? '0.0.0.0:0')
@@ -495,13 +614,42 @@ export class Host {
     return new Host(h, backpressure)
   }
 
-  /** Waits up to `timeoutMs` (default 1 s) for a client; its session, or `null` on timeout. */
-  async accept(options: { timeoutMs?: number } = {}): Promise<HostSession | null> {
+  /**
+   * Waits up to `timeoutMs` (default 1 s) for a client; its session, or `null`
+   * on timeout. Aborting `signal` rejects the wait with an `AbortError`; the
+   * host goes on listening, and a client whose handshake was already under
+   * way is handed to the next `accept`.
+   */
+  async accept(options: AcceptOptions = {}): Promise<HostSession | null> {
     if (this.#closed) throw new PunktfunkError('ERR_PF_CLOSED', 'the host is closed')
-    const timeoutMs = num(optionsBag(options, 'options'), 'timeoutMs', 1000)
+    const o = optionsBag(options, 'options')
+    const timeoutMs = num(o, 'timeoutMs', 1000)
+    if (!(timeoutMs > 0 && timeoutMs <= 86_400_000)) {
+      throw invalidArg(`timeoutMs must be a positive number of milliseconds, got ${timeoutMs}`)
+    }
+    const signal = signalOf(o)
+    throwIfAborted(signal)
+    const early = this.#ready.shift()
+    if (early) return early
     const w = new Wakeups()
-    const s = await callAsync(() => this.#native.accept(timeoutMs, w.onWake))
-    return s ? new HostSession(s, w, this.#backpressure) : null
+    // With a signal, the native wait runs in short slices, so that an aborted
+    // accept gives its libuv pool thread back within one slice. Handshakes
+    // run in the background either way; a slice only takes a finished one.
+    const deadline = Date.now() + timeoutMs
+    const accepting = (async (): Promise<HostSession | null> => {
+      for (;;) {
+        const left = Math.max(deadline - Date.now(), 1)
+        const slice = signal ? Math.min(left, ACCEPT_SLICE_MS) : left
+        const s = await callAsync(() => this.#native.accept(slice, w.onWake))
+        if (s) return new HostSession(s, w, this.#backpressure)
+        if (signal?.aborted || this.#closed || Date.now() >= deadline) return null
+      }
+    })()
+    return abortable(accepting, signal, (s) => {
+      if (!s) return
+      if (this.#closed) void s.close('host shut down', 3).catch(() => undefined)
+      else this.#ready.push(s)
+    })
   }
 
   /**
@@ -509,14 +657,19 @@ export class Host {
    * handshake fails (wrong protocol, timeout, refused pin) is skipped; pass
    * `onError` to hear about it.
    */
-  async *sessions(options: { onError?: (error: PunktfunkError) => void } = {}): AsyncGenerator<HostSession, void, undefined> {
-    const { onError } = optionsBag(options, 'options')
+  async *sessions(
+    options: WaitOptions & { onError?: (error: PunktfunkError) => void } = {},
+  ): AsyncGenerator<HostSession, void, undefined> {
+    const o = optionsBag(options, 'options')
+    const { onError } = o
     if (onError !== undefined && typeof onError !== 'function') throw invalidArg('onError must be a function')
+    const signal = signalOf(o)
     while (!this.#closed) {
       let s: HostSession | null = null
       try {
-        s = await this.accept()
+        s = await this.accept({ signal })
       } catch (e) {
+        if (e instanceof Error && e.name === 'AbortError') throw e
         if (this.#closed || (e as { code?: string }).code === 'ERR_PF_CLOSED') return
         if (onError) (onError as (error: PunktfunkError) => void)(e as PunktfunkError)
         continue
@@ -535,7 +688,11 @@ export class Host {
     if (bad) throw bad
     if (this.#closed) return
     this.#closed = true
-    await callAsync(() => this.#native.close(reason))
+    const ready = this.#ready.splice(0)
+    await Promise.all([
+      callAsync(() => this.#native.close(reason)),
+      ...ready.map((s) => s.close(reason, 3).catch(() => undefined)),
+    ])
   }
 }
 
@@ -560,6 +717,8 @@ export class Client extends Session {
   static async connect(address: string, options: ClientOptions = {}): Promise<Client> {
     if (typeof address !== 'string') throw invalidArg(`address must be an "IP:port" string, got ${describe(address)}`)
     const o = optionsBag(options, 'options')
+    const signal = signalOf(o)
+    throwIfAborted(signal)
     const { pin, trustOnFirstUse = false, knownHosts } = o
     if (pin !== undefined && typeof pin !== 'string') throw invalidArg('pin must be a hex string')
     if (typeof trustOnFirstUse !== 'boolean') throw invalidArg('trustOnFirstUse must be a boolean')
@@ -573,7 +732,7 @@ export class Client extends Session {
     const d = native().defaults()
     const { params, recvQueue } = paramsFrom(o, d)
     const w = new Wakeups()
-    const s = await callAsync(() =>
+    const connecting = callAsync(() =>
       native().clientConnect(
         address,
         {
@@ -591,8 +750,9 @@ export class Client extends Session {
         },
         w.onWake,
       ),
-    )
-    return new Client(s, w)
+    ).then((s) => new Client(s, w))
+    // Aborted: the connection the handshake still makes is closed at once.
+    return abortable(connecting, signal, (c) => void c.close('aborted', 4).catch(() => undefined))
   }
 
   /** The host's fingerprint (as pinned or first seen). */
@@ -631,14 +791,21 @@ export class Client extends Session {
    * `targetKbps` (≤ 3 000 000) for `durationMs` (≤ 5 000); frames keep flowing.
    * Keep reading frames meanwhile: the receive thread counts the probe
    * datagrams, and it waits while the received-event queue is full.
+   * Aborting `signal` rejects the call with an `AbortError` at once; the
+   * host finishes the probe it started, and the session stays usable.
    */
-  async speedTest(options: { targetKbps: number; durationMs?: number }): Promise<SpeedTestResult> {
+  async speedTest(options: SpeedTestOptions): Promise<SpeedTestResult> {
     this.checkOpen()
     const o = optionsBag(options, 'options')
     if (o.targetKbps === undefined) throw invalidArg('targetKbps is required')
     const targetKbps = int(o, 'targetKbps', 0)
     const durationMs = num(o, 'durationMs', 2_000)
-    return callAsync(() => this.native.speedTest(targetKbps, durationMs))
+    const signal = signalOf(o)
+    throwIfAborted(signal)
+    return abortable(
+      callAsync(() => this.native.speedTest(targetKbps, durationMs)),
+      signal,
+    )
   }
 
   /**

@@ -58,19 +58,19 @@ export function isPunktfunkError(value: unknown, code?: PunktfunkErrorCode): val
   return value instanceof PunktfunkError && (code === undefined || value.code === code)
 }
 
-const CODE_PREFIX = /^(ERR_PF_[A-Z_]+): ([\s\S]*)$/
-
-/** @internal Turns anything the native addon threw into a PunktfunkError. */
+/**
+ * @internal Turns anything the native addon threw into a PunktfunkError. The
+ * addon's own errors carry their stable code as the `code` property; values
+ * napi-rs refuses before our code runs carry a napi status there instead.
+ */
 export function fromNative(e: unknown): PunktfunkError {
   if (e instanceof PunktfunkError) return e
   const message = e instanceof Error ? e.message : String(e)
-  const m = CODE_PREFIX.exec(message)
-  if (m && (ERROR_CODES as readonly string[]).includes(m[1])) {
-    return new PunktfunkError(m[1] as PunktfunkErrorCode, m[2], { cause: e })
+  const code = (e as { code?: unknown } | null)?.code
+  if (typeof code === 'string' && (ERROR_CODES as readonly string[]).includes(code)) {
+    return new PunktfunkError(code as PunktfunkErrorCode, message, { cause: e })
   }
-  // napi-rs rejects values it cannot convert before our code runs.
-  const napiCode = (e as { code?: unknown } | null)?.code
-  if (napiCode === 'InvalidArg' || napiCode === 'NumberExpected' || napiCode === 'StringExpected') {
+  if (code === 'InvalidArg' || code === 'NumberExpected' || code === 'StringExpected') {
     return new PunktfunkError('ERR_PF_INVALID_ARG', message, { cause: e })
   }
   return new PunktfunkError('ERR_PF_INTERNAL', message, { cause: e })

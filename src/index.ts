@@ -17,6 +17,7 @@ import {
   withOptionNames, type LoopbackPairOptions, type UdpSessionOptions } from './options'
 import { Session, Wakeups } from './session'
 
+export { AbortError, type WaitOptions } from './abort'
 export { ERROR_CODES, isPunktfunkError, PunktfunkError, type PunktfunkErrorCode } from './errors'
 export {
   generateSecret,
@@ -38,12 +39,14 @@ export {
   Host,
   HostSession,
   loadIdentity,
+  type AcceptOptions,
   type ClientMessage,
   type ClientOptions,
   type CloseReason,
   type HostIdentity,
   type HostOptions,
   type InputEvent,
+  type SpeedTestOptions,
   type SpeedTestResult,
 } from './control'
 export {
@@ -92,7 +95,12 @@ export function createUdpSession(options: UdpSessionOptions): Session {
  * (loss, bursts, reordering, duplicates, corruption) on the host→client side.
  * The whole data plane runs as over UDP: FEC, encryption, reassembly.
  */
-export function createLoopbackPair(options: LoopbackPairOptions = {}): { host: Session; client: Session } {
+export function createLoopbackPair(options: LoopbackPairOptions = {}): {
+  /** The sending end. */
+  host: Session
+  /** The receiving end. */
+  client: Session
+} {
   const opts = optionsBag(options, 'options')
   const n = normalise(opts, false, true)
   const impairment = normaliseImpairment(opts.impairment)

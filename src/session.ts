@@ -1,3 +1,4 @@
+import { abortable, abortError, signalOf, throwIfAborted, type WaitOptions } from './abort'
 import { call, callAsync, invalidArg, PunktfunkError } from './errors'
 import {
   native,
@@ -16,6 +17,11 @@ export interface SubmitOptions {
   keyframe?: boolean
   /** Presentation timestamp, carried opaquely; a non-negative safe integer (default 0). */
   pts?: number
+  /**
+   * Abort waiting for room in the send queue (`backpressure: 'wait'`): the
+   * call rejects with an `AbortError` and the frame is not sent.
+   */
+  signal?: AbortSignal
 }
 
 /** A frame delivered whole and byte-exact. */
@@ -48,7 +54,7 @@ export interface LostFrames {
 export type FrameEvent = Frame | LostFrames
 
 /** Options of {@link Session.frames}. */
-export interface FramesOptions {
+export interface FramesOptions extends WaitOptions {
   /** Called for every run of lost frames (they are skipped by the iterator). */
   onLost?: (lost: LostFrames) => void
 }
@@ -151,18 +157,26 @@ function toEvent(ev: NativeEvent): FrameEvent {
   }
 }
 
-function frameArgs(data: unknown, options: unknown): { pts: number; keyframe: boolean } {
+function frameArgs(data: unknown, options: unknown): { pts: number; keyframe: boolean; signal?: AbortSignal } {
   if (!(data instanceof Uint8Array)) {
     throw invalidArg(`frame data must be a Buffer or Uint8Array, got ${describe(data)}`)
   }
   if (options === undefined) return { pts: 0, keyframe: false }
   if (!isObject(options)) throw invalidArg(`submit options must be an object, got ${describe(options)}`)
   const { pts = 0, keyframe = false } = options
+  const signal = signalOf(options)
   if (typeof pts !== 'number' || !Number.isSafeInteger(pts) || pts < 0) {
     throw invalidArg(`pts must be a non-negative safe integer, got ${describe(pts)}`)
   }
   if (typeof keyframe !== 'boolean') throw invalidArg(`keyframe must be a boolean, got ${describe(keyframe)}`)
-  return { pts, keyframe }
+  return { pts, keyframe, signal }
+}
+
+/** @internal The options bag of a wait, with its checked signal. */
+export function waitArgs(options: unknown): AbortSignal | undefined {
+  if (options === undefined) return undefined
+  if (!isObject(options)) throw invalidArg(`options must be an object, got ${describe(options)}`)
+  return signalOf(options)
 }
 
 /**
@@ -184,19 +198,45 @@ export class Wakeups {
     for (const resolve of list) resolve()
   }
 
+  /**
+   * Resolves at the next wake-up of `which`; rejects with an AbortError when
+   * `signal` aborts first, and then leaves the waiter list. A rejection nobody
+   * awaits (the caller found its event ready) is not reported as unhandled.
+   */
+  #wait(which: 'read' | 'write' | 'event', signal: AbortSignal | undefined): Promise<void> {
+    if (!signal) return new Promise((resolve) => this.#waiters[which].push(resolve))
+    const p = new Promise<void>((resolve, reject) => {
+      if (signal.aborted) return reject(abortError(signal))
+      const done = (): void => {
+        signal.removeEventListener('abort', onAbort)
+        resolve()
+      }
+      const onAbort = (): void => {
+        const list = this.#waiters[which]
+        const i = list.indexOf(done)
+        if (i >= 0) list.splice(i, 1)
+        reject(abortError(signal))
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      this.#waiters[which].push(done)
+    })
+    p.catch(() => undefined)
+    return p
+  }
+
   /** Resolves at the next "events may be ready" wake-up. */
-  readable(): Promise<void> {
-    return new Promise((resolve) => this.#waiters.read.push(resolve))
+  readable(signal?: AbortSignal): Promise<void> {
+    return this.#wait('read', signal)
   }
 
   /** Resolves at the next "send queue has room" wake-up. */
-  writable(): Promise<void> {
-    return new Promise((resolve) => this.#waiters.write.push(resolve))
+  writable(signal?: AbortSignal): Promise<void> {
+    return this.#wait('write', signal)
   }
 
   /** Resolves at the next "control event queued" wake-up. */
-  event(): Promise<void> {
-    return new Promise((resolve) => this.#waiters.event.push(resolve))
+  event(signal?: AbortSignal): Promise<void> {
+    return this.#wait('event', signal)
   }
 
   /** Releases every waiter (on close). */
@@ -296,11 +336,14 @@ export class Session {
    * queue makes the promise wait, and concurrent calls keep their order; with
    * `'reject'` it rejects with `ERR_PF_QUEUE_FULL`. Rejects with
    * `ERR_PF_INVALID_ARG` for bad arguments or a frame over `maxFrameBytes`, and
-   * `ERR_PF_CLOSED` after {@link Session.close}.
+   * `ERR_PF_CLOSED` after {@link Session.close}. Aborting `signal` while the
+   * call waits for room rejects it with an `AbortError`; the frame is then not
+   * sent, and the frames submitted after it keep their order.
    */
   async submitFrame(data: Uint8Array, options?: SubmitOptions): Promise<void> {
-    const { pts, keyframe } = frameArgs(data, options)
+    const { pts, keyframe, signal } = frameArgs(data, options)
     this.#checkOpen()
+    throwIfAborted(signal)
     if (this.#waiting === 0) {
       if (call(() => this.#native.trySubmit(data, pts, keyframe))) return
       if (this.#backpressure === 'reject') {
@@ -311,14 +354,16 @@ export class Session {
     const turn = this.#tail.then(async () => {
       for (;;) {
         this.#checkOpen()
-        const room = this.#wakeups.writable()
+        // Aborted while waiting for its turn: give the turn to the next frame.
+        throwIfAborted(signal)
+        const room = this.#wakeups.writable(signal)
         if (call(() => this.#native.trySubmit(data, pts, keyframe))) return
         await room
       }
     })
     this.#tail = turn.catch(() => undefined)
     try {
-      await turn
+      await abortable(turn, signal)
     } finally {
       this.#waiting--
     }
@@ -356,12 +401,16 @@ export class Session {
   /**
    * Waits for the next event; `null` once the session is closed, here or by
    * the peer (a control-plane session's `closeReason` says why). Every event
-   * received before the end is handed out first.
+   * received before the end is handed out first. Aborting `signal` rejects
+   * the wait with an `AbortError`; no event is lost and the session stays
+   * usable.
    */
-  async nextEvent(): Promise<FrameEvent | null> {
+  async nextEvent(options?: WaitOptions): Promise<FrameEvent | null> {
+    const signal = waitArgs(options)
     for (;;) {
       if (this.#closed) return null
-      const ready = this.#wakeups.readable()
+      throwIfAborted(signal)
+      const ready = this.#wakeups.readable(signal)
       let ev: FrameEvent | null
       try {
         ev = this.poll()
@@ -374,10 +423,15 @@ export class Session {
     }
   }
 
-  /** Every event (frames and losses) in index order, until the session closes (either side). */
-  async *events(): AsyncGenerator<FrameEvent, void, undefined> {
+  /**
+   * Every event (frames and losses) in index order, until the session closes
+   * (either side). Aborting `signal` ends the iteration with an `AbortError`;
+   * the session stays usable.
+   */
+  async *events(options?: WaitOptions): AsyncGenerator<FrameEvent, void, undefined> {
+    const signal = waitArgs(options)
     for (;;) {
-      const ev = await this.nextEvent()
+      const ev = await this.nextEvent({ signal })
       if (ev === null) return
       yield ev
     }
@@ -386,13 +440,15 @@ export class Session {
   /**
    * Received frames in index order, until the session closes:
    * `for await (const frame of client.frames()) { … }`. Lost frames are
-   * skipped; pass `onLost` to hear about them.
+   * skipped; pass `onLost` to hear about them. Aborting `signal` ends the
+   * iteration with an `AbortError`; the session stays usable.
    */
   async *frames(options: FramesOptions = {}): AsyncGenerator<Frame, void, undefined> {
     if (!isObject(options)) throw invalidArg('frames() options must be an object')
     const { onLost } = options
     if (onLost !== undefined && typeof onLost !== 'function') throw invalidArg('onLost must be a function')
-    for await (const ev of this.events()) {
+    const signal = signalOf(options)
+    for await (const ev of this.events({ signal })) {
       if (ev.type === 'frame') yield ev
       else onLost?.(ev)
     }

@@ -12,7 +12,7 @@ use napi_derive::napi;
 
 use punktfunk_core::bench::{self, BenchConfig, Case, ScaleRow};
 
-use super::{guard, invalid, js_error};
+use super::{guard, invalid, js_error, settle, Result};
 
 #[global_allocator]
 static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
@@ -81,14 +81,15 @@ pub struct BenchTask {
 }
 
 impl Task for BenchTask {
-    type Output = bench::Row;
+    type Output = Result<bench::Row>;
     type JsValue = NativeBenchRow;
 
-    fn compute(&mut self) -> napi::Result<bench::Row> {
-        guard(|| bench::run(self.case, &self.config).map_err(js_error))
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(guard(|| bench::run(self.case, &self.config).map_err(js_error)))
     }
 
-    fn resolve(&mut self, _env: Env, r: bench::Row) -> napi::Result<NativeBenchRow> {
+    fn resolve(&mut self, env: Env, r: Self::Output) -> napi::Result<NativeBenchRow> {
+        let r = settle(&env, r)?;
         Ok(NativeBenchRow {
             steady_allocations_per_packet: r.steady_allocations_per_packet(),
             name: r.name,
@@ -118,12 +119,7 @@ impl Task for BenchTask {
 /// `window`, `paced`) for `seconds`; `rate_mbps` sets the paced case's
 /// goodput; `offload` picks GSO/GRO or sendmmsg/recvmmsg for the session cases.
 #[napi(ts_return_type = "Promise<NativeBenchRow>")]
-pub fn bench_run(
-    kase: String,
-    seconds: f64,
-    rate_mbps: f64,
-    offload: bool,
-) -> napi::Result<AsyncTask<BenchTask>> {
+pub fn bench_run(kase: String, seconds: f64, rate_mbps: f64, offload: bool) -> Result<AsyncTask<BenchTask>> {
     guard(|| {
         let case = Case::parse(&kase).ok_or_else(|| invalid(format!("unknown bench case {kase:?}")))?;
         let config = BenchConfig {
@@ -166,14 +162,17 @@ pub struct ScaleTask {
 }
 
 impl Task for ScaleTask {
-    type Output = ScaleRow;
+    type Output = Result<ScaleRow>;
     type JsValue = NativeScaleRow;
 
-    fn compute(&mut self) -> napi::Result<ScaleRow> {
-        guard(|| bench::scale(self.clients, self.rate_mbps, self.seconds).map_err(js_error))
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(guard(|| {
+            bench::scale(self.clients, self.rate_mbps, self.seconds).map_err(js_error)
+        }))
     }
 
-    fn resolve(&mut self, _env: Env, r: ScaleRow) -> napi::Result<NativeScaleRow> {
+    fn resolve(&mut self, env: Env, r: Self::Output) -> napi::Result<NativeScaleRow> {
+        let r = settle(&env, r)?;
         Ok(NativeScaleRow {
             clients: r.clients as u32,
             seconds: r.seconds,
@@ -190,7 +189,7 @@ impl Task for ScaleTask {
 /// One host on 127.0.0.1 streaming to `clients` clients that share
 /// `rate_mbps` of goodput, for `seconds`.
 #[napi(ts_return_type = "Promise<NativeScaleRow>")]
-pub fn bench_scale(clients: u32, rate_mbps: f64, seconds: f64) -> napi::Result<AsyncTask<ScaleTask>> {
+pub fn bench_scale(clients: u32, rate_mbps: f64, seconds: f64) -> Result<AsyncTask<ScaleTask>> {
     guard(|| {
         if !(rate_mbps.is_finite()
             && rate_mbps > 0.0

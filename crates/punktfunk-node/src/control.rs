@@ -19,15 +19,17 @@ use punktfunk_core::control::{
 };
 use punktfunk_core::{ErrorKind, FrameSource, RecvWorker};
 
+use super::settle;
 use super::{
     guard, impairment_config, invalid, js_error, params_to_config, parse_addr, udp_config, wake, waker,
-    Inner, NativeImpairment, NativeParams, NativeSession, Waker, Workers, WAKE_READABLE, WAKE_WRITABLE,
+    Inner, NativeImpairment, NativeParams, NativeSession, Result, Waker, Workers, WAKE_READABLE,
+    WAKE_WRITABLE,
 };
 
 /// Wake-up reason: a control event (input, keyframe request, close) is queued.
 const WAKE_EVENT: u32 = 3;
 
-fn ms(v: f64, name: &str) -> napi::Result<Duration> {
+fn ms(v: f64, name: &str) -> Result<Duration> {
     if v.is_finite() && v > 0.0 && v <= 86_400_000.0 {
         Ok(Duration::from_secs_f64(v / 1e3))
     } else {
@@ -40,7 +42,7 @@ fn ms(v: f64, name: &str) -> napi::Result<Duration> {
 /// A file-system path from JS. An empty string is refused (it would quietly
 /// mean the current directory, and put a host key there), and so is a NUL
 /// byte, which no path can hold.
-fn path(p: &str, name: &str) -> napi::Result<PathBuf> {
+fn path(p: &str, name: &str) -> Result<PathBuf> {
     if p.is_empty() {
         return Err(invalid(format!("{name} must not be empty")));
     }
@@ -105,7 +107,7 @@ pub struct NativeIdentity {
 /// Loads the host identity in `dir` (default: the user's config directory),
 /// creating it if there is none.
 #[napi]
-pub fn load_identity(dir: Option<String>) -> napi::Result<NativeIdentity> {
+pub fn load_identity(dir: Option<String>) -> Result<NativeIdentity> {
     guard(|| {
         let dir = match dir {
             Some(d) => path(&d, "identityDir")?,
@@ -139,7 +141,7 @@ pub struct NativeHost {
 }
 
 impl NativeHost {
-    fn host(&self) -> napi::Result<Arc<Host>> {
+    fn host(&self) -> Result<Arc<Host>> {
         self.host
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -150,7 +152,7 @@ impl NativeHost {
 
 /// Starts a host: loads or creates its identity and listens.
 #[napi]
-pub fn host_listen(opts: NativeHostOptions) -> napi::Result<NativeHost> {
+pub fn host_listen(opts: NativeHostOptions) -> Result<NativeHost> {
     guard(|| {
         let band = match (opts.adaptive_min, opts.adaptive_max) {
             (Some(min), Some(max)) if min <= max && max <= 100 => Some(FecBand {
@@ -187,7 +189,7 @@ pub fn host_listen(opts: NativeHostOptions) -> napi::Result<NativeHost> {
                             Fingerprint::from_hex(f)
                                 .map_err(|e| invalid(format!("authorizedClients[{i}]: {}", e.message())))
                         })
-                        .collect::<napi::Result<_>>()
+                        .collect::<Result<_>>()
                 })
                 .transpose()?,
             send_queue: opts.send_queue as usize,
@@ -211,24 +213,20 @@ pub fn host_listen(opts: NativeHostOptions) -> napi::Result<NativeHost> {
 impl NativeHost {
     /// The QUIC address clients connect to.
     #[napi]
-    pub fn address(&self) -> napi::Result<String> {
+    pub fn address(&self) -> Result<String> {
         guard(|| Ok(self.host()?.local_addr().map_err(js_error)?.to_string()))
     }
 
     /// The certificate fingerprint clients pin (64 hex digits).
     #[napi]
-    pub fn fingerprint(&self) -> napi::Result<String> {
+    pub fn fingerprint(&self) -> Result<String> {
         guard(|| Ok(self.host()?.fingerprint().to_hex()))
     }
 
     /// Waits up to `timeout_ms` for a client and runs the handshake; resolves
     /// with its session, or `null` on timeout.
     #[napi(ts_return_type = "Promise<NativeSession | null>")]
-    pub fn accept(
-        &self,
-        timeout_ms: f64,
-        on_wake: Function<'_, u32, ()>,
-    ) -> napi::Result<AsyncTask<AcceptTask>> {
+    pub fn accept(&self, timeout_ms: f64, on_wake: Function<'_, u32, ()>) -> Result<AsyncTask<AcceptTask>> {
         guard(|| {
             Ok(AsyncTask::new(AcceptTask {
                 host: self.host()?,
@@ -256,18 +254,18 @@ pub struct HostCloseTask {
 }
 
 impl Task for HostCloseTask {
-    type Output = ();
+    type Output = Result<()>;
     type JsValue = ();
 
-    fn compute(&mut self) -> napi::Result<()> {
-        guard(|| {
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(guard(|| {
             drop(self.host.take());
             Ok(())
-        })
+        }))
     }
 
-    fn resolve(&mut self, _env: Env, _output: ()) -> napi::Result<()> {
-        Ok(())
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<()> {
+        settle(&env, output)
     }
 }
 
@@ -279,11 +277,11 @@ pub struct AcceptTask {
 }
 
 impl Task for AcceptTask {
-    type Output = Option<NativeSession>;
+    type Output = Result<Option<NativeSession>>;
     type JsValue = Option<NativeSession>;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        guard(|| {
+        Ok(guard(|| {
             let Some(session) = self.host.accept(Some(self.timeout)).map_err(js_error)? else {
                 return Ok(None);
             };
@@ -300,11 +298,11 @@ impl Task for AcceptTask {
                 udp: None,
             };
             Ok(Some(NativeSession::new(workers, stats)))
-        })
+        }))
     }
 
-    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(output)
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        settle(&env, output)
     }
 }
 
@@ -341,7 +339,7 @@ pub fn client_connect(
     address: String,
     opts: NativeClientOptions,
     on_wake: Function<'_, u32, ()>,
-) -> napi::Result<AsyncTask<ConnectTask>> {
+) -> Result<AsyncTask<ConnectTask>> {
     guard(|| {
         let host = parse_addr(&address, "host address")?;
         let trust = match (&opts.pin, opts.trust_on_first_use) {
@@ -388,11 +386,11 @@ pub struct ConnectTask {
 }
 
 impl Task for ConnectTask {
-    type Output = NativeSession;
+    type Output = Result<NativeSession>;
     type JsValue = NativeSession;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        guard(|| {
+        Ok(guard(|| {
             let cfg = self.cfg.take().ok_or_else(|| invalid("connect task reused"))?;
             let client = Client::connect(self.host, cfg).map_err(js_error)?;
             let (receiver, control) = client.split();
@@ -411,11 +409,11 @@ impl Task for ConnectTask {
                 udp: None,
             };
             Ok(NativeSession::new(workers, stats))
-        })
+        }))
     }
 
-    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(output)
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        settle(&env, output)
     }
 }
 
@@ -450,7 +448,7 @@ pub struct NativeInput {
     pub value: Option<i32>,
 }
 
-fn to_input(i: &NativeInput) -> napi::Result<InputEvent> {
+fn to_input(i: &NativeInput) -> Result<InputEvent> {
     let kind = InputKind::from_name(&i.r#type)
         .ok_or_else(|| invalid(format!("unknown input type {:?}", i.r#type)))?;
     let wide = |v: Option<u32>| v.map(i64::from);
@@ -560,7 +558,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 impl NativeSession {
-    fn with_host<T>(&self, f: impl FnOnce(&control::HostSession) -> napi::Result<T>) -> napi::Result<T> {
+    fn with_host<T>(&self, f: impl FnOnce(&control::HostSession) -> Result<T>) -> Result<T> {
         let g = self.inner.lock();
         let w = g.as_ref().ok_or_else(Inner::closed)?;
         let h = w
@@ -570,7 +568,7 @@ impl NativeSession {
         f(h)
     }
 
-    fn client_control(&self) -> napi::Result<Arc<control::ClientControl>> {
+    fn client_control(&self) -> Result<Arc<control::ClientControl>> {
         let g = self.inner.lock();
         let w = g.as_ref().ok_or_else(Inner::closed)?;
         w.client
@@ -583,7 +581,7 @@ impl NativeSession {
 impl NativeSession {
     /// The next thing the client told the host, or `null`.
     #[napi]
-    pub fn poll_host_event(&self) -> napi::Result<Option<NativeHostEvent>> {
+    pub fn poll_host_event(&self) -> Result<Option<NativeHostEvent>> {
         guard(|| {
             self.with_host(|h| {
                 let ev = match h.try_next_event() {
@@ -630,7 +628,7 @@ impl NativeSession {
 
     /// Session facts (control-plane sessions only).
     #[napi]
-    pub fn control_info(&self) -> napi::Result<Option<NativeControlInfo>> {
+    pub fn control_info(&self) -> Result<Option<NativeControlInfo>> {
         guard(|| {
             let g = self.inner.lock();
             let Some(w) = g.as_ref() else { return Ok(None) };
@@ -653,19 +651,19 @@ impl NativeSession {
 
     /// The media bitrate the encoder should aim for now, kbit/s (host sessions).
     #[napi]
-    pub fn target_kbps(&self) -> napi::Result<u32> {
+    pub fn target_kbps(&self) -> Result<u32> {
         guard(|| self.with_host(|h| Ok(h.target_bitrate_kbps())))
     }
 
     /// The FEC percentage in use (host sessions).
     #[napi]
-    pub fn fec_percent(&self) -> napi::Result<u32> {
+    pub fn fec_percent(&self) -> Result<u32> {
         guard(|| self.with_host(|h| Ok(h.fec_percent().into())))
     }
 
     /// How the control connection ended, if it did.
     #[napi]
-    pub fn close_reason(&self) -> napi::Result<Option<NativeCloseReason>> {
+    pub fn close_reason(&self) -> Result<Option<NativeCloseReason>> {
         guard(|| {
             let g = self.inner.lock();
             let Some(w) = g.as_ref() else { return Ok(None) };
@@ -683,7 +681,7 @@ impl NativeSession {
 
     /// Sends an input event to the host (client sessions).
     #[napi]
-    pub fn send_input(&self, event: NativeInput) -> napi::Result<()> {
+    pub fn send_input(&self, event: NativeInput) -> Result<()> {
         guard(|| {
             let ev = to_input(&event)?;
             self.client_control()?.send_input(ev).map_err(js_error)
@@ -692,7 +690,7 @@ impl NativeSession {
 
     /// Asks the host for a keyframe (client sessions).
     #[napi]
-    pub fn request_keyframe(&self, first_lost: f64) -> napi::Result<()> {
+    pub fn request_keyframe(&self, first_lost: f64) -> Result<()> {
         guard(|| {
             let idx = super::to_u64(first_lost, "firstLost")?;
             self.client_control()?.request_keyframe(idx).map_err(js_error)
@@ -701,7 +699,7 @@ impl NativeSession {
 
     /// Runs a speed test off the JS thread (client sessions).
     #[napi(ts_return_type = "Promise<NativeProbeResult>")]
-    pub fn speed_test(&self, target_kbps: f64, duration_ms: f64) -> napi::Result<AsyncTask<ProbeTask>> {
+    pub fn speed_test(&self, target_kbps: f64, duration_ms: f64) -> Result<AsyncTask<ProbeTask>> {
         guard(|| {
             let target = super::to_u64(target_kbps, "targetKbps")?;
             let target =
@@ -723,18 +721,19 @@ pub struct ProbeTask {
 }
 
 impl Task for ProbeTask {
-    type Output = ProbeResult;
+    type Output = Result<ProbeResult>;
     type JsValue = NativeProbeResult;
 
-    fn compute(&mut self) -> napi::Result<ProbeResult> {
-        guard(|| {
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(guard(|| {
             self.control
                 .speed_test(self.target, self.duration)
                 .map_err(js_error)
-        })
+        }))
     }
 
-    fn resolve(&mut self, _env: Env, r: ProbeResult) -> napi::Result<NativeProbeResult> {
+    fn resolve(&mut self, env: Env, r: Self::Output) -> napi::Result<NativeProbeResult> {
+        let r = settle(&env, r)?;
         Ok(NativeProbeResult {
             target_kbps: r.target_kbps.into(),
             delivered_kbps: r.delivered_kbps,

@@ -3,8 +3,11 @@
 //! This crate is deliberately thin: it converts arguments, owns the session
 //! workers ([`SendWorker`], [`RecvWorker`]) and maps errors. Every protocol
 //! decision lives in `punktfunk-core`. The TypeScript layer in `src/` is the
-//! public API; it validates argument types and turns the `ERR_PF_*: message`
-//! errors raised here into `PunktfunkError`s with a stable `code`.
+//! public API; it validates argument types and turns the errors raised here,
+//! which carry their stable `ERR_PF_*` code as the JS error's `code` property
+//! ([`Code`]), into `PunktfunkError`s. `napi build` generates `binding.d.ts`
+//! (the declarations the TypeScript layer compiles against) and the loader
+//! `binding.js` from the `#[napi]` items here.
 //!
 //! No Rust panic reaches JavaScript: every export runs inside [`guard`], which
 //! turns a panic into an `ERR_PF_INTERNAL` error.
@@ -42,26 +45,52 @@ const WAKE_WRITABLE: u32 = 2;
 /// event loop alive until it is closed.
 type Waker = ThreadsafeFunction<u32, (), u32, napi::Status, false>;
 
-fn waker(on_wake: &Function<'_, u32, ()>) -> napi::Result<Arc<Waker>> {
+fn waker(on_wake: &Function<'_, u32, ()>) -> Result<Arc<Waker>> {
     Ok(Arc::new(
         on_wake
             .build_threadsafe_function::<u32>()
             .callee_handled::<false>()
-            .build()?,
+            .build()
+            .map_err(napi_failure)?,
     ))
 }
 
-/// Maps a core error to a JS error whose message starts with the stable code.
-fn js_error(e: CoreError) -> napi::Error {
-    napi::Error::from_reason(format!("{}: {}", e.code(), e.message()))
+/// A stable error code (`ERR_PF_*`). napi-rs hands it to JavaScript as the
+/// `code` property of the thrown error; the message is the bare reason.
+#[derive(Clone, Copy, Debug)]
+pub struct Code(&'static str);
+
+impl AsRef<str> for Code {
+    fn as_ref(&self) -> &str {
+        self.0
+    }
 }
 
-fn invalid(msg: impl Into<String>) -> napi::Error {
+/// The result of every export: an error carries its stable [`Code`].
+pub type Result<T> = std::result::Result<T, napi::Error<Code>>;
+
+/// Maps a core error to a JS error with the stable code as its `code`.
+fn js_error(e: CoreError) -> napi::Error<Code> {
+    napi::Error::new(Code(e.code()), e.message().to_string())
+}
+
+fn invalid(msg: impl Into<String>) -> napi::Error<Code> {
     js_error(CoreError::invalid(msg))
 }
 
+/// A failure inside napi-rs itself (creating a callback handle and the like).
+fn napi_failure(e: napi::Error) -> napi::Error<Code> {
+    js_error(CoreError::new(ErrorKind::Internal, e.reason.clone()))
+}
+
+/// Settles an async task's outcome on the JS thread: an error becomes a JS
+/// error object with its stable `code` (a task's own error type cannot carry one).
+fn settle<T>(env: &Env, outcome: Result<T>) -> napi::Result<T> {
+    outcome.map_err(|e| napi::Error::from(napi::JsError::from(e).into_unknown(*env)))
+}
+
 /// Runs an export body; a panic becomes `ERR_PF_INTERNAL` instead of unwinding into Node.
-fn guard<T>(f: impl FnOnce() -> napi::Result<T>) -> napi::Result<T> {
+fn guard<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     CoreError::catch_panic("native code", || Ok(f())).unwrap_or_else(|e| Err(js_error(e)))
 }
 
@@ -119,7 +148,7 @@ impl From<Pacing> for NativePacing {
 }
 
 /// The UDP socket options of a session: buffer size and offload.
-pub(crate) fn udp_config(socket_buffer: f64, params: &NativeParams) -> napi::Result<UdpConfig> {
+pub(crate) fn udp_config(socket_buffer: f64, params: &NativeParams) -> Result<UdpConfig> {
     if !(socket_buffer.is_finite() && socket_buffer >= 0.0) {
         return Err(invalid(format!(
             "socketBufferBytes must be a non-negative integer, got {socket_buffer}"
@@ -247,7 +276,7 @@ pub struct NativeBufferReport {
     pub warning: Option<String>,
 }
 
-fn to_u64(v: f64, name: &str) -> napi::Result<u64> {
+fn to_u64(v: f64, name: &str) -> Result<u64> {
     if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_991.0 {
         Ok(v as u64)
     } else {
@@ -260,7 +289,7 @@ fn to_u64(v: f64, name: &str) -> napi::Result<u64> {
 /// A duration from a JS number of `units_per_second` fractions of a second
 /// (1e3 for ms, 1e6 for µs). Negative, NaN and values beyond `Duration` are
 /// refused here (converting them would panic or wrap).
-fn duration(v: f64, units_per_second: f64, name: &str) -> napi::Result<Duration> {
+fn duration(v: f64, units_per_second: f64, name: &str) -> Result<Duration> {
     Duration::try_from_secs_f64(v / units_per_second).map_err(|_| {
         invalid(format!(
             "{name} must be a non-negative number within range, got {v}"
@@ -269,7 +298,7 @@ fn duration(v: f64, units_per_second: f64, name: &str) -> napi::Result<Duration>
 }
 
 /// The core's session parameters from their JS form.
-fn params_to_config(p: &NativeParams) -> napi::Result<SessionConfig> {
+fn params_to_config(p: &NativeParams) -> Result<SessionConfig> {
     let cfg = SessionConfig {
         fec: FecConfig {
             fec_percent: u8::try_from(p.fec_percent)
@@ -294,12 +323,12 @@ fn params_to_config(p: &NativeParams) -> napi::Result<SessionConfig> {
     Ok(cfg)
 }
 
-fn session_config(c: &NativeConfig) -> napi::Result<(SessionConfig, SessionKeys)> {
+fn session_config(c: &NativeConfig) -> Result<(SessionConfig, SessionKeys)> {
     let keys = SessionKeys::derive(&c.secret, &c.context).map_err(js_error)?;
     Ok((params_to_config(&c.params)?, keys))
 }
 
-pub(crate) fn impairment_config(i: &NativeImpairment) -> napi::Result<ImpairmentConfig> {
+pub(crate) fn impairment_config(i: &NativeImpairment) -> Result<ImpairmentConfig> {
     let cfg = ImpairmentConfig {
         seed: to_u64(i.seed, "impairment.seed")?,
         loss_percent: i.loss_percent,
@@ -323,7 +352,7 @@ pub(crate) fn impairment_config(i: &NativeImpairment) -> napi::Result<Impairment
     Ok(cfg)
 }
 
-pub(crate) fn parse_addr(s: &str, what: &str) -> napi::Result<SocketAddr> {
+pub(crate) fn parse_addr(s: &str, what: &str) -> Result<SocketAddr> {
     s.parse()
         .map_err(|_| invalid(format!("{what} {s:?} is not an IP:port socket address")))
 }
@@ -343,7 +372,7 @@ struct Workers {
 
 impl Workers {
     /// The send queue: the session's own, or a host session's.
-    fn sender(&self) -> napi::Result<&SendWorker> {
+    fn sender(&self) -> Result<&SendWorker> {
         match (&self.send, &self.host) {
             (Some(s), _) => Ok(s),
             (None, Some(h)) => Ok(h.sender()),
@@ -372,7 +401,7 @@ impl Inner {
         self.workers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn closed() -> napi::Error {
+    fn closed() -> napi::Error<Code> {
         js_error(CoreError::closed("the session is closed"))
     }
 
@@ -414,7 +443,7 @@ fn start_session(
     transport: Box<dyn Transport>,
     udp: Option<Arc<UdpTransport>>,
     waker: Arc<Waker>,
-) -> napi::Result<NativeSession> {
+) -> Result<NativeSession> {
     let (cfg, keys) = session_config(c)?;
     let session = Session::new(role, cfg, &keys, transport).map_err(js_error)?;
     let (sender, receiver) = session.split();
@@ -471,7 +500,7 @@ pub fn create_udp_session(
     socket_buffer: f64,
     config: NativeConfig,
     on_wake: Function<'_, u32, ()>,
-) -> napi::Result<NativeSession> {
+) -> Result<NativeSession> {
     guard(|| {
         let role = match role.as_str() {
             "host" => Role::Host,
@@ -506,7 +535,7 @@ pub fn create_loopback_pair(
     impairment: Option<NativeImpairment>,
     on_host_wake: Function<'_, u32, ()>,
     on_client_wake: Function<'_, u32, ()>,
-) -> napi::Result<Vec<NativeSession>> {
+) -> Result<Vec<NativeSession>> {
     guard(|| {
         let (a, b) = LoopbackTransport::pair(LOOPBACK_CAPACITY);
         let a: Box<dyn Transport> = match &impairment {
@@ -558,7 +587,7 @@ pub fn stats_fields() -> Vec<String> {
 
 /// Panics inside native code on purpose, to prove the panic guard (tests only).
 #[napi]
-pub fn debug_panic() -> napi::Result<()> {
+pub fn debug_panic() -> Result<()> {
     guard(|| panic!("deliberate panic for testing"))
 }
 
@@ -566,7 +595,7 @@ pub fn debug_panic() -> napi::Result<()> {
 impl NativeSession {
     /// Queues a copy of `data` if the send queue has room; `false` if it is full.
     #[napi]
-    pub fn try_submit(&self, data: &[u8], pts: f64, keyframe: bool) -> napi::Result<bool> {
+    pub fn try_submit(&self, data: &[u8], pts: f64, keyframe: bool) -> Result<bool> {
         guard(|| {
             let pts = to_u64(pts, "pts")?;
             let guard = self.inner.lock();
@@ -618,7 +647,7 @@ impl NativeSession {
 
     /// Frames waiting in the send queue.
     #[napi]
-    pub fn send_queued(&self) -> napi::Result<u32> {
+    pub fn send_queued(&self) -> Result<u32> {
         guard(|| {
             let g = self.inner.lock();
             let w = g.as_ref().ok_or_else(Inner::closed)?;
@@ -628,7 +657,7 @@ impl NativeSession {
 
     /// The next received event, or `null` if none is queued.
     #[napi]
-    pub fn poll(&self) -> napi::Result<Option<NativeEvent>> {
+    pub fn poll(&self) -> Result<Option<NativeEvent>> {
         guard(|| {
             let g = self.inner.lock();
             let w = g.as_ref().ok_or_else(Inner::closed)?;
@@ -662,7 +691,7 @@ impl NativeSession {
 
     /// Changes the FEC percentage for frames submitted from now on.
     #[napi]
-    pub fn set_fec_percent(&self, percent: u32) -> napi::Result<()> {
+    pub fn set_fec_percent(&self, percent: u32) -> Result<()> {
         guard(|| {
             let pct = punktfunk_core::fec::check_fec_percent(percent).map_err(js_error)?;
             let g = self.inner.lock();
@@ -677,7 +706,7 @@ impl NativeSession {
 
     /// Every counter of the session, in the order of `statsFields()`.
     #[napi]
-    pub fn stats(&self) -> napi::Result<Vec<f64>> {
+    pub fn stats(&self) -> Result<Vec<f64>> {
         guard(|| {
             Ok(self
                 .inner
@@ -691,7 +720,7 @@ impl NativeSession {
 
     /// Sets (or changes) the UDP peer address.
     #[napi]
-    pub fn connect(&self, peer: String) -> napi::Result<()> {
+    pub fn connect(&self, peer: String) -> Result<()> {
         guard(|| {
             let udp = {
                 let g = self.inner.lock();
@@ -713,7 +742,7 @@ impl NativeSession {
 
     /// The local socket address (`null` for loopback sessions and once closed).
     #[napi]
-    pub fn local_address(&self) -> napi::Result<Option<String>> {
+    pub fn local_address(&self) -> Result<Option<String>> {
         guard(|| match self.inner.udp() {
             None => Ok(None),
             Some(u) => u
@@ -725,7 +754,7 @@ impl NativeSession {
 
     /// The peer address, if connected (`null` for loopback sessions and once closed).
     #[napi]
-    pub fn peer_address(&self) -> napi::Result<Option<String>> {
+    pub fn peer_address(&self) -> Result<Option<String>> {
         guard(|| match self.inner.udp() {
             None => Ok(None),
             Some(u) => Ok(u.peer_addr().ok().map(|a| a.to_string())),
@@ -735,7 +764,7 @@ impl NativeSession {
     /// What the kernel granted for the socket buffers (`null` for loopback
     /// sessions and once closed).
     #[napi]
-    pub fn buffer_report(&self) -> napi::Result<Option<NativeBufferReport>> {
+    pub fn buffer_report(&self) -> Result<Option<NativeBufferReport>> {
         guard(|| {
             Ok(self.inner.udp().map(|u| {
                 let r = u.buffer_report();
@@ -773,11 +802,11 @@ pub struct CloseTask {
 }
 
 impl Task for CloseTask {
-    type Output = ();
+    type Output = Result<()>;
     type JsValue = ();
 
-    fn compute(&mut self) -> napi::Result<()> {
-        guard(|| {
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(guard(|| {
             let Some(mut w) = self.workers.take() else {
                 return Ok(());
             };
@@ -797,10 +826,10 @@ impl Task for CloseTask {
             // and the socket itself.
             self.inner.freeze_counters();
             sent.map_err(js_error)
-        })
+        }))
     }
 
-    fn resolve(&mut self, _env: Env, _output: ()) -> napi::Result<()> {
-        Ok(())
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<()> {
+        settle(&env, output)
     }
 }

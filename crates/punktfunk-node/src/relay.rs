@@ -11,7 +11,7 @@ use napi_derive::napi;
 
 use punktfunk_core::relay::{SourceFilter, UdpSink, UdpSource};
 
-use super::{guard, invalid, js_error, parse_addr, wake, waker, Waker, WAKE_READABLE};
+use super::{guard, invalid, js_error, parse_addr, wake, waker, Result, Waker, WAKE_READABLE};
 
 /// Bundles waiting for JavaScript before more are dropped (and counted).
 const SOURCE_BACKLOG: usize = 256;
@@ -81,7 +81,7 @@ pub fn udp_source_open(
     max_bundle: u32,
     window_us: f64,
     on_wake: Function<'_, u32, ()>,
-) -> napi::Result<NativeUdpSource> {
+) -> Result<NativeUdpSource> {
     guard(|| {
         if !(window_us.is_finite() && (0.0..=10_000_000.0).contains(&window_us)) {
             return Err(invalid(format!("bundle window {window_us} µs is out of range")));
@@ -138,7 +138,7 @@ impl NativeUdpSource {
 
     /// The next bundle (or the end), or `null` when nothing is waiting.
     #[napi]
-    pub fn poll(&self) -> napi::Result<Option<NativeBundle>> {
+    pub fn poll(&self) -> Result<Option<NativeBundle>> {
         guard(|| {
             Ok(lock(&self.queue).items.pop_front().map(|item| match item {
                 Item::Bundle(b, n) => NativeBundle {
@@ -159,7 +159,7 @@ impl NativeUdpSource {
 
     /// Counters so far.
     #[napi]
-    pub fn counters(&self) -> napi::Result<NativeSourceCounters> {
+    pub fn counters(&self) -> Result<NativeSourceCounters> {
         guard(|| {
             let c = lock(&self.source)
                 .as_ref()
@@ -176,7 +176,7 @@ impl NativeUdpSource {
 
     /// Stops reading, waits for the thread and releases the wake-up callback.
     #[napi]
-    pub fn close(&self) -> napi::Result<()> {
+    pub fn close(&self) -> Result<()> {
         guard(|| {
             if let Some(mut s) = lock(&self.source).take() {
                 s.close();
@@ -207,7 +207,7 @@ pub struct NativeSinkCounters {
 
 /// Opens a socket sending to `target` (`IP:port`).
 #[napi]
-pub fn udp_sink_open(target: String) -> napi::Result<NativeUdpSink> {
+pub fn udp_sink_open(target: String) -> Result<NativeUdpSink> {
     guard(|| {
         let addr = parse_addr(&target, "udp output address")?;
         Ok(NativeUdpSink {
@@ -218,7 +218,7 @@ pub fn udp_sink_open(target: String) -> napi::Result<NativeUdpSink> {
 
 #[napi]
 impl NativeUdpSink {
-    fn with<T>(&self, f: impl FnOnce(&mut UdpSink) -> punktfunk_core::Result<T>) -> napi::Result<T> {
+    fn with<T>(&self, f: impl FnOnce(&mut UdpSink) -> punktfunk_core::Result<T>) -> Result<T> {
         guard(|| match lock(&self.sink).as_mut() {
             Some(s) => f(s).map_err(js_error),
             None => Err(js_error(punktfunk_core::Error::closed(
@@ -230,13 +230,13 @@ impl NativeUdpSink {
     /// Sends every datagram of a bundle frame; returns how many went out
     /// (0 for a malformed frame, which is counted).
     #[napi]
-    pub fn send_bundle(&self, frame: Buffer) -> napi::Result<u32> {
+    pub fn send_bundle(&self, frame: Buffer) -> Result<u32> {
         self.with(|s| s.send_bundle(&frame).map(|n| n.min(u32::MAX as usize) as u32))
     }
 
     /// Sends a byte-stream piece cut into datagrams of `datagram_bytes`.
     #[napi]
-    pub fn send_bytes(&self, bytes: Buffer, datagram_bytes: u32) -> napi::Result<u32> {
+    pub fn send_bytes(&self, bytes: Buffer, datagram_bytes: u32) -> Result<u32> {
         self.with(|s| {
             s.send_bytes(&bytes, datagram_bytes as usize)
                 .map(|n| n.min(u32::MAX as usize) as u32)
@@ -245,7 +245,7 @@ impl NativeUdpSink {
 
     /// Counters so far.
     #[napi]
-    pub fn counters(&self) -> napi::Result<NativeSinkCounters> {
+    pub fn counters(&self) -> Result<NativeSinkCounters> {
         self.with(|s| {
             let c = s.counters();
             Ok(NativeSinkCounters {
