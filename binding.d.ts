@@ -76,7 +76,7 @@ export declare class NativeSession {
   close(code?: number | undefined | null, reason?: string | undefined | null): Promise<void>
 }
 
-/** Sends datagrams to one UDP address (see `punktfunk_core::relay::UdpSink`). */
+/** Sends datagrams to one UDP address (see `punktfunk_tools::relay::UdpSink`). */
 export declare class NativeUdpSink {
   /**
    * Sends every datagram of a bundle frame; returns how many went out
@@ -91,7 +91,7 @@ export declare class NativeUdpSink {
   close(): void
 }
 
-/** Datagrams arriving on a UDP port, bundled (see `punktfunk_core::relay`). */
+/** Datagrams arriving on a UDP port, bundled (see `punktfunk_tools::relay`). */
 export declare class NativeUdpSource {
   /** The address datagrams are read on. */
   address(): string
@@ -103,8 +103,11 @@ export declare class NativeUdpSource {
   close(): void
 }
 
-/** Rust allocations of this addon so far (allocations plus reallocations). */
-export declare function allocationCount(): number
+/**
+ * Rust allocations of this addon so far (allocations plus reallocations),
+ * or `null` in a build that does not count them (released binaries).
+ */
+export declare function allocationCount(): number | null
 
 /**
  * Measures one case (`raw-scalar`, `raw-batch`, `raw-gso`, `unpaced`,
@@ -521,7 +524,7 @@ export interface NativeProbeResult {
   rateKbps: number
 }
 
-/** One host serving several clients (see `punktfunk_core::bench::ScaleRow`). */
+/** One host serving several clients (see `punktfunk_tools::bench::ScaleRow`). */
 export interface NativeScaleRow {
   /** Clients served at once. */
   clients: number

@@ -16,7 +16,7 @@ echo "== AddressSanitizer: transport and session tests ($host)"
 # --target keeps build scripts and proc macros uninstrumented.
 RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address" ASAN_OPTIONS="detect_leaks=1" \
   CARGO_TARGET_DIR="$target" \
-  cargo test -q -p punktfunk-core --lib --target "$host" -- transport:: session:: relay:: \
+  cargo test -q -p punktfunk-core -p punktfunk-tools --lib --target "$host" -- transport:: session:: relay:: \
   --skip the_paced_sender_spreads
 # (The burst-shape test measures timing, which the sanitizer's slowdown
 # distorts; it runs uninstrumented in `npm run test:rust`.)

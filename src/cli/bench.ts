@@ -128,7 +128,7 @@ async function sdk(label: string, path: BenchRow['path'], pair: { host: Session;
   let creditWaiter: (() => void) | undefined
   const submittedAt: number[] = []
   const latencies: number[] = []
-  let warm: { allocations: number; packets: number } | undefined
+  let warm: { allocations: number | null; packets: number } | undefined
   const cpu0 = process.cpuUsage()
   const start = performance.now()
   let readError: unknown
@@ -157,7 +157,7 @@ async function sdk(label: string, path: BenchRow['path'], pair: { host: Session;
       const now = performance.now()
       if (due > now) await new Promise((r) => setTimeout(r, due - now))
     }
-    if (sent === WARMUP_FRAMES) warm = { allocations: native().allocationCount(), packets: host.stats().packetsSent }
+    if (sent === WARMUP_FRAMES) warm = { allocations: native().allocationCount() ?? null, packets: host.stats().packetsSent }
     submittedAt.push(performance.now())
     await host.submitFrame(frame, { pts: sent })
     sent += 1
@@ -166,7 +166,8 @@ async function sdk(label: string, path: BenchRow['path'], pair: { host: Session;
   while (client.stats().framesCompleted + client.stats().framesDropped < sent && performance.now() - drainStart < 1000) {
     await new Promise((r) => setTimeout(r, 5))
   }
-  const steadyAllocations = warm ? native().allocationCount() - warm.allocations : undefined
+  const allocsNow = native().allocationCount() ?? null
+  const steadyAllocations = warm && warm.allocations !== null && allocsNow !== null ? allocsNow - warm.allocations : undefined
   const cpu = process.cpuUsage(cpu0)
   const hs = host.stats()
   const cs = client.stats()

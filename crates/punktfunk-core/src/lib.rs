@@ -32,15 +32,12 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-#[cfg(feature = "bench")]
-pub mod bench;
 #[cfg(feature = "quic")]
 pub mod control;
 pub mod crypto;
 pub mod error;
 pub mod fec;
 pub mod rate;
-pub mod relay;
 pub mod session;
 pub mod stats;
 pub mod transport;

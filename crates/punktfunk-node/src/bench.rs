@@ -1,32 +1,45 @@
 //! The Rust side of `punktfunk bench`: raw UDP, the core session and one host
 //! serving many clients, measured on threads of their own (see
-//! `punktfunk_core::bench`), off the JS thread.
+//! `punktfunk_tools::bench`), off the JS thread.
 //!
-//! The addon counts its own allocations (a counting global allocator over the
-//! system one; Rust allocations only, not the JavaScript heap) so the bench
-//! can report allocations per packet.
+//! Built with the `alloc-count` feature (`npm run build`), the addon counts
+//! its own allocations (a counting global allocator over the system one; Rust
+//! allocations only, not the JavaScript heap) so the bench can report
+//! allocations per packet. Released binaries do not count: their allocation
+//! figures are `null`.
 
 use napi::bindgen_prelude::AsyncTask;
 use napi::{Env, Task};
 use napi_derive::napi;
 
-use punktfunk_core::bench::{self, BenchConfig, Case, ScaleRow};
+use punktfunk_tools::bench::{self, BenchConfig, Case, ScaleRow};
 
 use super::{guard, invalid, js_error, settle, Result};
 
+#[cfg(feature = "alloc-count")]
 #[global_allocator]
 static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
 
 /// Allocations and reallocations the addon has made so far.
+#[cfg(feature = "alloc-count")]
 fn allocations() -> u64 {
     let s = GLOBAL.stats();
     (s.allocations + s.reallocations) as u64
 }
 
-/// Rust allocations of this addon so far (allocations plus reallocations).
+/// The allocation counter, in a build that counts.
+fn counter() -> Option<fn() -> u64> {
+    #[cfg(feature = "alloc-count")]
+    return Some(allocations);
+    #[cfg(not(feature = "alloc-count"))]
+    return None;
+}
+
+/// Rust allocations of this addon so far (allocations plus reallocations),
+/// or `null` in a build that does not count them (released binaries).
 #[napi]
-pub fn allocation_count() -> f64 {
-    allocations() as f64
+pub fn allocation_count() -> Option<f64> {
+    counter().map(|c| c() as f64)
 }
 
 /// One measured case; figures are totals over `secs`.
@@ -126,14 +139,14 @@ pub fn bench_run(kase: String, seconds: f64, rate_mbps: f64, offload: bool) -> R
             seconds,
             rate_mbps,
             offload,
-            alloc_counter: Some(allocations),
+            alloc_counter: counter(),
         };
         config.validate().map_err(js_error)?;
         Ok(AsyncTask::new(BenchTask { case, config }))
     })
 }
 
-/// One host serving several clients (see `punktfunk_core::bench::ScaleRow`).
+/// One host serving several clients (see `punktfunk_tools::bench::ScaleRow`).
 #[napi(object)]
 pub struct NativeScaleRow {
     /// Clients served at once.

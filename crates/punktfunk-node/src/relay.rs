@@ -9,7 +9,7 @@ use std::time::Duration;
 use napi::bindgen_prelude::{Buffer, Function};
 use napi_derive::napi;
 
-use punktfunk_core::relay::{SourceFilter, UdpSink, UdpSource};
+use punktfunk_tools::relay::{SourceFilter, UdpSink, UdpSource};
 
 use super::{guard, invalid, js_error, parse_addr, wake, waker, Result, Waker, WAKE_READABLE};
 
@@ -55,12 +55,12 @@ struct Queue {
     dropped: u64,
 }
 
-/// Datagrams arriving on a UDP port, bundled (see `punktfunk_core::relay`).
+/// Datagrams arriving on a UDP port, bundled (see `punktfunk_tools::relay`).
 #[napi]
 pub struct NativeUdpSource {
     source: Mutex<Option<UdpSource>>,
     /// The counters as they stood when the source closed.
-    last: Mutex<punktfunk_core::relay::SourceCounters>,
+    last: Mutex<punktfunk_tools::relay::SourceCounters>,
     queue: Arc<Mutex<Queue>>,
     address: String,
     waker: Mutex<Option<Arc<Waker>>>,
@@ -188,7 +188,7 @@ impl NativeUdpSource {
     }
 }
 
-/// Sends datagrams to one UDP address (see `punktfunk_core::relay::UdpSink`).
+/// Sends datagrams to one UDP address (see `punktfunk_tools::relay::UdpSink`).
 #[napi]
 pub struct NativeUdpSink {
     sink: Mutex<Option<UdpSink>>,

@@ -1,11 +1,11 @@
 //! Side-by-side throughput on 127.0.0.1: raw UDP versus the full `Session`
 //! (FEC + AES-GCM + batching + reassembly), with the system-call counts of
 //! each, over the plain batched calls and over UDP GSO/GRO. The measurement
-//! engine is `punktfunk_core::bench` (feature `bench`); this is its command
-//! line: argument parsing and printing.
+//! engine is `punktfunk_tools::bench`; this is its command line: argument
+//! parsing and printing.
 //!
 //! ```text
-//! cargo run --release -p punktfunk-core --features bench --example throughput -- \
+//! cargo run --release -p punktfunk-tools --example throughput -- \
 //!     [--seconds N] [--rate-mbps R] [--only CASES] [--offload on|off|both] [--scale] [--json]
 //! ```
 //!
@@ -22,9 +22,7 @@
 //!
 //! `--scale` measures one QUIC host streaming 256 KiB frames to 1, 4 and 16
 //! clients at once, `--rate-mbps` of goodput in total (default 1000),
-//! `--seconds` each. It needs the `quic` feature as well (`--features
-//! bench,quic` or `--all-features`); built without it, `--scale` stops with a
-//! message saying so. With `--scale`, the cases run only if `--only` names
+//! `--seconds` each. With `--scale`, the cases run only if `--only` names
 //! them.
 //!
 //! Columns of the first table: goodput (frame bytes delivered per second) and
@@ -52,7 +50,7 @@
 
 use std::time::Instant;
 
-use punktfunk_core::bench::{self, BenchConfig, Case, Row, Workload};
+use punktfunk_tools::bench::{self, BenchConfig, Case, Row, Workload};
 
 /// Counts every allocation of the process, so each case can report its own.
 #[global_allocator]
@@ -67,18 +65,10 @@ fn allocations() -> u64 {
 const USAGE: &str = "usage: throughput [--seconds N] [--rate-mbps R] \
     [--only raw-scalar,raw-batch,raw-gso,unpaced,window,paced] [--offload on|off|both] [--scale] [--json]";
 
-/// What `--scale` says when the example was built without the `quic` feature.
-const NEEDS_QUIC: &str = "--scale needs the quic feature: run with --features bench,quic (or --all-features)";
-
 /// Client counts of `--scale`.
-#[cfg(feature = "quic")]
 const SCALE_CLIENTS: [usize; 3] = [1, 4, 16];
 
-#[cfg(feature = "quic")]
 type ScaleRow = bench::ScaleRow;
-/// Stand-in so the printing code compiles without the `quic` feature (never built).
-#[cfg(not(feature = "quic"))]
-enum ScaleRow {}
 
 /// `v` with `prec` decimals, or `-` for none.
 fn opt(v: Option<f64>, prec: usize) -> String {
@@ -174,14 +164,6 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-#[cfg(not(feature = "quic"))]
-fn print_scale(rows: &[ScaleRow]) {
-    if let Some(r) = rows.first() {
-        match *r {}
-    }
-}
-
-#[cfg(feature = "quic")]
 fn print_scale(rows: &[ScaleRow]) {
     println!(
         "{:>7} {:>5} {:>9} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>5}",
@@ -253,12 +235,6 @@ fn json_rows(rows: &[Row], indent: &str) -> Vec<String> {
         .collect()
 }
 
-#[cfg(not(feature = "quic"))]
-fn json_scale(rows: &[ScaleRow], _indent: &str) -> Vec<String> {
-    rows.iter().map(|r| match *r {}).collect()
-}
-
-#[cfg(feature = "quic")]
 fn json_scale(rows: &[ScaleRow], indent: &str) -> Vec<String> {
     rows.iter()
         .map(|r| {
@@ -303,7 +279,6 @@ fn num<T: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<T, Str
 }
 
 /// Runs `scale` for each of [`SCALE_CLIENTS`].
-#[cfg(feature = "quic")]
 fn run_scale(config: &BenchConfig) -> Result<Vec<ScaleRow>, Box<dyn std::error::Error>> {
     let mut out = Vec::new();
     for clients in SCALE_CLIENTS {
@@ -314,11 +289,6 @@ fn run_scale(config: &BenchConfig) -> Result<Vec<ScaleRow>, Box<dyn std::error::
         out.push(bench::scale(clients, config.rate_mbps, config.seconds)?);
     }
     Ok(out)
-}
-
-#[cfg(not(feature = "quic"))]
-fn run_scale(_config: &BenchConfig) -> Result<Vec<ScaleRow>, Box<dyn std::error::Error>> {
-    Err(NEEDS_QUIC.into())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -351,9 +321,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if config.validate().is_err() {
         return Err("--seconds must be in (0, 60] and --rate-mbps above 0".into());
-    }
-    if scale && cfg!(not(feature = "quic")) {
-        return Err(NEEDS_QUIC.into());
     }
     let only = match only {
         Some(list) => list,

@@ -14,8 +14,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::transport::{RecvMeta, Transport, UdpConfig, UdpTransport, RECV_BATCH, SEGMENTED_RECV_BUFFER};
+use punktfunk_core::error::{Error, ErrorKind, Result};
+use punktfunk_core::transport::{
+    RecvMeta, Transport, UdpConfig, UdpTransport, RECV_BATCH, SEGMENTED_RECV_BUFFER,
+};
 
 /// First byte of a frame holding a piece of a byte stream.
 pub const TAG_BYTES: u8 = 0x01;
@@ -468,8 +470,8 @@ mod tests {
     #[test]
     fn a_relay_carries_datagrams_from_one_socket_to_another_in_bundles() {
         let plain = UdpConfig {
-            gso: crate::transport::Offload::Off,
-            gro: crate::transport::Offload::Off,
+            gso: punktfunk_core::transport::Offload::Off,
+            gro: punktfunk_core::transport::Offload::Off,
             ..UdpConfig::default()
         };
         let receiver = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), &plain).unwrap();
@@ -574,8 +576,8 @@ mod tests {
     #[test]
     fn a_refused_sender_neither_reaches_the_bundles_nor_ends_the_input() {
         let plain = UdpConfig {
-            gso: crate::transport::Offload::Off,
-            gro: crate::transport::Offload::Off,
+            gso: punktfunk_core::transport::Offload::Off,
+            gro: punktfunk_core::transport::Offload::Off,
             ..UdpConfig::default()
         };
         let friend = UdpTransport::bind("127.0.0.1:0".parse().unwrap(), &plain).unwrap();

@@ -1,10 +1,10 @@
 //! Side-by-side throughput measurement on 127.0.0.1: raw UDP versus the full
 //! [`Session`] (FEC + AES-GCM + batching + reassembly), with the system-call
 //! counts of each, over the plain batched calls (`sendmmsg` / `recvmmsg`) and
-//! over the kernel's UDP offloads (GSO on send, GRO on receive). Compiled only
-//! with the `bench` feature; the `throughput` example is its command-line front
-//! end. With the `quic` feature too, [`scale`] measures one host streaming to
-//! many clients over the real control plane.
+//! over the kernel's UDP offloads (GSO on send, GRO on receive). The
+//! `throughput` example is its command-line front end, `punktfunk bench` its
+//! Node one; [`scale`] measures one host streaming to many clients over the
+//! real control plane.
 //!
 //! # Workload
 //!
@@ -52,14 +52,12 @@
 //! figures are an upper bound on what the code can do, not a network forecast.
 //!
 //! ```no_run
-//! use punktfunk_core::bench::{self, BenchConfig, Case};
+//! use punktfunk_tools::bench::{self, BenchConfig, Case};
 //!
 //! let config = BenchConfig { seconds: 1.0, ..BenchConfig::default() };
 //! let row = bench::run(Case::Unpaced, &config).unwrap();
 //! println!("{}: {:.3} Gbit/s goodput", row.name, row.goodput_gbps());
 //! ```
-
-#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::io;
@@ -68,10 +66,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::fec::{recovery_count, FrameLayout};
-use crate::session::Pacing;
-use crate::transport::{Offload, RecvMeta, SEGMENTED_RECV_BUFFER};
-use crate::{
+use punktfunk_core::fec::{recovery_count, FrameLayout};
+use punktfunk_core::session::Pacing;
+use punktfunk_core::transport::{Offload, RecvMeta, SEGMENTED_RECV_BUFFER};
+use punktfunk_core::{
     Error, ErrorKind, FrameEvent, FrameMeta, Result, Role, Session, SessionConfig, SessionKeys, Transport,
     UdpConfig, UdpTransport, RECV_BATCH,
 };
@@ -299,7 +297,7 @@ pub struct Row {
     /// CPU seconds used by the receiving thread.
     pub rx_cpu: f64,
     /// [`Case::Paced`] only: median latency of the delivered frames, in ms,
-    /// from just before `submit_frame` to [`crate::Frame::received_at`] (when
+    /// from just before `submit_frame` to [`punktfunk_core::Frame::received_at`] (when
     /// the last needed shard arrived). `None` for the other cases, or when no
     /// frame arrived.
     pub latency_p50_ms: Option<f64>,
@@ -466,7 +464,7 @@ pub fn run(case: Case, config: &BenchConfig) -> Result<Row> {
 }
 
 /// A warning with the fix when the kernel grants the UDP sockets much smaller
-/// buffers than the transport asks for (see [`crate::transport::BufferReport::warning`]).
+/// buffers than the transport asks for (see [`punktfunk_core::transport::BufferReport::warning`]).
 pub fn socket_buffer_warning() -> Result<Option<String>> {
     let t = UdpTransport::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), &UdpConfig::default())?;
     Ok(t.buffer_report().warning())
@@ -1050,19 +1048,15 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 }
 
 /// Bytes per frame in [`scale`]: 256 KiB.
-#[cfg(feature = "quic")]
 pub const SCALE_FRAME_BYTES: usize = 256 * 1024;
 
 /// Most clients [`scale`] accepts.
-#[cfg(feature = "quic")]
 pub const MAX_SCALE_CLIENTS: usize = 64;
 
 /// How long [`scale`] waits for the host to hand over each client's session.
-#[cfg(feature = "quic")]
 const SCALE_ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What [`scale`] measured: one host streaming to many clients at once.
-#[cfg(feature = "quic")]
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScaleRow {
     /// Clients connected to the host, each with its own data-plane session.
@@ -1092,7 +1086,6 @@ pub struct ScaleRow {
     pub send_drops: u64,
 }
 
-#[cfg(feature = "quic")]
 impl ScaleRow {
     /// Host CPU seconds ([`ScaleRow::host_cpu_seconds`]) per 10^9 bytes of
     /// payload delivered to the clients; `None` if nothing was delivered.
@@ -1103,7 +1096,6 @@ impl ScaleRow {
 }
 
 /// One host-session / client pair's progress, shared by its two threads.
-#[cfg(feature = "quic")]
 #[derive(Default)]
 struct ScaleLink {
     sent: AtomicU64,
@@ -1111,15 +1103,14 @@ struct ScaleLink {
 }
 
 /// What one client's receiving thread saw.
-#[cfg(feature = "quic")]
 struct ScaleRecv {
     bytes: u64,
     frames: u64,
     last: Instant,
 }
 
-/// One [`crate::control::Host`] on 127.0.0.1 streaming to `clients` clients
-/// ([`crate::control::Client`], each with its own receiving thread) for
+/// One [`punktfunk_core::control::Host`] on 127.0.0.1 streaming to `clients` clients
+/// ([`punktfunk_core::control::Client`], each with its own receiving thread) for
 /// `seconds`: per client a sending thread submits [`SCALE_FRAME_BYTES`] frames
 /// paced to `total_rate_mbps / clients` Mbit/s of goodput, unpaced within the
 /// frame. Adaptive FEC is off, so every client keeps the default 10 %.
@@ -1133,9 +1124,8 @@ struct ScaleRecv {
 /// above 0; [`ErrorKind::Timeout`] when a client or its session does not come
 /// up in time; the control plane's and the session's errors; and
 /// [`ErrorKind::Internal`] if a thread panicked.
-#[cfg(feature = "quic")]
 pub fn scale(clients: usize, total_rate_mbps: f64, seconds: f64) -> Result<ScaleRow> {
-    use crate::control::{Client, ClientConfig, Host, HostConfig, Identity, Trust};
+    use punktfunk_core::control::{Client, ClientConfig, Host, HostConfig, Identity, Trust};
 
     if !(1..=MAX_SCALE_CLIENTS).contains(&clients) {
         return Err(Error::invalid(format!(
@@ -1424,7 +1414,6 @@ mod tests {
         assert!((0.0..=p99).contains(&added), "{row:?}");
     }
 
-    #[cfg(feature = "quic")]
     #[test]
     fn scale_streams_to_every_client() {
         let row = scale(2, 100.0, 0.5).unwrap();
