@@ -255,7 +255,7 @@ impl InputEvent {
 
     /// Builds an event of `kind` from a flat record. A field the kind uses
     /// that is `None` or does not fit its type (or an axis that is not one of
-    /// [`axis`]) is an [`ErrorKind::InvalidArgument`] error naming the kind and
+    /// [`axis`]) is an [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) error naming the kind and
     /// the field; fields the kind does not use are ignored.
     pub fn from_fields(kind: InputKind, f: &InputFields) -> Result<InputEvent> {
         let ty = kind.name();

@@ -12,7 +12,7 @@ use crate::error::Result;
 pub enum ControlMsg {
     /// Client → host, first message.
     ClientHello {
-        /// [`CONTROL_VERSION`].
+        /// [`CONTROL_VERSION`](super::CONTROL_VERSION).
         version: u16,
         /// Bitrate the client asks for, kbit/s.
         requested_bitrate_kbps: u32,

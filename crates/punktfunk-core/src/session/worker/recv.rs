@@ -32,7 +32,7 @@ impl<T: Transport + 'static> FrameSource for FrameReceiver<T> {
     }
 }
 
-/// The receiving half on its own thread (see the [module docs](super)).
+/// The receiving half on its own thread, behind a bounded queue of events.
 pub struct RecvWorker {
     shared: Arc<Shared<FrameEvent>>,
     stats: StatsHandle,

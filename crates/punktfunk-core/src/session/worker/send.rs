@@ -77,7 +77,7 @@ pub struct Rejected {
     pub data: Vec<u8>,
 }
 
-/// The sending half on its own thread (see the [module docs](super)).
+/// The sending half on its own thread, behind a bounded queue of frames.
 pub struct SendWorker {
     shared: Arc<Shared<SendJob>>,
     /// Emptied frame buffers, reused by [`SendWorker::take_buffer`].
