@@ -197,7 +197,7 @@ impl FrameSink for HostSender {
                 self.shared.events.push(HostEvent::TargetBitrate { kbps });
             }
             // The pacing may have changed: when the sender next sends.
-            next = earliest(self.sender.poll_timeout(), rate.poll_timeout());
+            next = earliest(self.sender.poll_timeout(now), rate.poll_timeout());
         }
         if let Some(done) = self.sender.take_probe_report() {
             let packets_sent = done.packets_sent;

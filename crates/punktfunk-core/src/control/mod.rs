@@ -7,9 +7,9 @@
 //! types, message handling as `handle(msg, now) -> actions`, what was
 //! negotiated, and which close code an error deserves. The drivers run it on
 //! quinn and a small tokio runtime owned by each [`Host`] and [`Client`]:
-//! [`runtime`] (settings, framing on the stream, keys, closing), [`host`]
-//! and [`host_session`] (listening, each client's handshake, its session with
-//! a send thread of its own), [`client`] and [`client_session`]. Their API is
+//! `runtime` (settings, framing on the stream, keys, closing), `host`
+//! and `host_session` (listening, each client's handshake, its session with
+//! a send thread of its own), `client` and `client_session`. Their API is
 //! blocking, for threads of their own (and for the C ABI and the Node.js
 //! binding, which call it from worker threads).
 //!
@@ -21,8 +21,13 @@
 //!                                     ◄────  ServerHello{session id, FEC, shard size, bitrate, Ph}
 //!   aim data socket at host IP:Ph
 //!   keys = HKDF(TLS exporter, session id)    keys = HKDF(TLS exporter, session id)
-//!   Ready                             ────►  frames flow on the data plane
+//!   Ready                             ────►  random path token
+//!                                     ◄────  path challenge (sealed, on the data socket)
+//!   path response (from data socket)  ────►  token checked
+//!                                     ◄────  PathValidated; frames flow on the data plane
 //! ```
+//!
+//! docs/ARCHITECTURE.md follows one handshake and one frame through the files.
 
 mod adaptive;
 mod client;

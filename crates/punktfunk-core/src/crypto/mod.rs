@@ -11,7 +11,7 @@
 //! * AAD = the clear header (version + sequence): the sequence is authenticated.
 //! * Keys are zeroized on drop and never printed by `Debug`.
 //!
-//! The cipher sits behind [`Sealer`] and [`Opener`] only; [`aead`] picks the
+//! The cipher sits behind [`Sealer`] and [`Opener`] only; `aead` picks the
 //! implementation ([`Backend`]: `ring` by default, or the `aes-gcm` crate).
 
 mod aead;

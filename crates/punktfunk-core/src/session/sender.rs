@@ -392,9 +392,10 @@ impl<T: Transport> FrameSender<T> {
         Ok(())
     }
 
-    /// When [`FrameSender::poll_transmit`] next has something to send.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_timeout(Instant::now())
+    /// When [`FrameSender::poll_transmit`] next has something to send, as
+    /// seen at `now` (`None`: nothing is scheduled).
+    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+        self.next_timeout(now)
     }
 
     fn next_timeout(&self, now: Instant) -> Option<Instant> {

@@ -87,8 +87,8 @@ impl BufferReport {
 ///
 /// On Linux `send_batch` uses `sendmmsg` ([`SEND_BATCH`] per call, or with UDP
 /// GSO up to 64 datagrams per message and 1024 per call) and `recv_batch` uses
-/// `recvmmsg` with `MSG_DONTWAIT` (with UDP GRO through
-/// [`Transport::recv_segments`]); elsewhere both fall back to one system call
+/// `recvmmsg` with `MSG_DONTWAIT` (with UDP GRO once
+/// [`Transport::enable_segmented_receive`] turned it on); elsewhere both fall back to one system call
 /// per datagram.
 #[derive(Debug)]
 pub struct UdpTransport {
@@ -98,7 +98,7 @@ pub struct UdpTransport {
     gso: std::sync::atomic::AtomicBool,
     gso_mode: Offload,
     gro_mode: Offload,
-    /// GRO is on: reads go through `recv_segments`.
+    /// GRO is on: reads return coalesced runs.
     gro: std::sync::atomic::AtomicBool,
     send_calls: AtomicU64,
     recv_calls: AtomicU64,

@@ -3,8 +3,10 @@
 //! Everything here is pure: no socket, no runtime, no clock. The handshake is
 //! a chain of phases, each a type consumed by value by the message that ends
 //! it, so a skipped step does not compile ([`host::AwaitingHello`] →
-//! [`host::HelloReceived`] → [`host::AwaitingReady`] → [`Negotiated`]; the
-//! client's [`client::AwaitingServerHello`] → [`Negotiated`]). An established
+//! [`host::HelloReceived`] → [`host::AwaitingReady`] →
+//! [`host::ValidatingPath`] → [`Negotiated`]; the client's
+//! [`client::AwaitingServerHello`] → [`client::ValidatingPath`] →
+//! [`Negotiated`]). An established
 //! session is [`host::HostProto`] / [`client::ClientProto`]: messages in
 //! (`handle(msg, now)`), actions out, and a deadline when time matters. The
 //! drivers (`control::host`, `control::client` on quinn and tokio) move bytes
