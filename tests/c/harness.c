@@ -15,6 +15,9 @@
 
 #include "punktfunk_core.h"
 
+/* A key context for raw sessions whose other arguments are under test. */
+#define CTX (const uint8_t *)"harness", 7
+
 static int failures = 0;
 
 #define CHECK(cond, ...)                                                 \
@@ -82,21 +85,26 @@ static void test_null_and_bad_arguments(void) {
     CHECK_STATUS(punktfunk_impairment_default(NULL), PUNKTFUNK_ERR_INVALID_ARG);
     CHECK_STATUS(punktfunk_loopback_pair_new(NULL, NULL, NULL, &c), PUNKTFUNK_ERR_INVALID_ARG);
     CHECK_STATUS(punktfunk_loopback_pair_new(NULL, NULL, &h, NULL), PUNKTFUNK_ERR_INVALID_ARG);
-    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, NULL, NULL, secret, 32, NULL, 0, NULL, &s),
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, NULL, NULL, secret, 32, CTX, NULL, &s),
                  PUNKTFUNK_ERR_INVALID_ARG);
-    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, NULL, 32, NULL, 0, NULL, &s),
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, NULL, 32, CTX, NULL, &s),
                  PUNKTFUNK_ERR_INVALID_ARG);
-    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, 32, NULL, 0, NULL, NULL),
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, 32, CTX, NULL, NULL),
                  PUNKTFUNK_ERR_INVALID_ARG);
-    CHECK_STATUS(punktfunk_session_new_udp(7, "127.0.0.1:0", NULL, secret, 32, NULL, 0, NULL, &s),
+    CHECK_STATUS(punktfunk_session_new_udp(7, "127.0.0.1:0", NULL, secret, 32, CTX, NULL, &s),
                  PUNKTFUNK_ERR_INVALID_ARG);
-    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, 8, NULL, 0, NULL, &s),
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, 8, CTX, NULL, &s),
                  PUNKTFUNK_ERR_INVALID_ARG); /* secret too short */
-    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "\xff\xfe:0", NULL, secret, 32, NULL, 0, NULL, &s),
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "\xff\xfe:0", NULL, secret, 32, CTX, NULL, &s),
                  PUNKTFUNK_ERR_INVALID_ARG); /* not UTF-8 */
     CHECK(strstr(punktfunk_last_error_message(), "UTF-8") != NULL, "UTF-8 named: %s", punktfunk_last_error_message());
-    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "localhost", NULL, secret, 32, NULL, 0, NULL, &s),
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "localhost", NULL, secret, 32, CTX, NULL, &s),
                  PUNKTFUNK_ERR_INVALID_ARG);
+    /* An empty key context: a secret kept between runs would repeat nonces. */
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, 32, NULL, 0, NULL, &s),
+                 PUNKTFUNK_ERR_INVALID_ARG);
+    CHECK(strstr(punktfunk_last_error_message(), "context is empty") != NULL, "empty context named: %s",
+          punktfunk_last_error_message());
     CHECK(s == NULL, "no handle on failure");
     CHECK_STATUS(punktfunk_host_submit_frame(NULL, secret, 4, 0, false), PUNKTFUNK_ERR_INVALID_ARG);
     CHECK_STATUS(punktfunk_client_poll_frame(NULL, &ev), PUNKTFUNK_ERR_INVALID_ARG);
@@ -247,13 +255,13 @@ static void test_udp(void) {
     PunktfunkSession *s = NULL;
     fill(secret, sizeof secret, 7);
     cfg.udp_offload = 7;
-    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, sizeof secret, NULL, 0,
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, sizeof secret, CTX,
                                            &cfg, &s),
                  PUNKTFUNK_ERR_INVALID_ARG);
     CHECK(s == NULL, "no session for a bad udp_offload");
     cfg.udp_offload = PUNKTFUNK_OFFLOAD_AUTO;
     cfg.pacing = 2;
-    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, sizeof secret, NULL, 0,
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, sizeof secret, CTX,
                                            &cfg, &s),
                  PUNKTFUNK_ERR_INVALID_ARG);
 }
@@ -307,20 +315,20 @@ static void test_lengths_sizes_and_ranges(void) {
     /* Lengths the library checks before touching the memory. A failed call
      * clears the caller's handle, whatever it held before. */
     s = (PunktfunkSession *)secret;
-    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, SIZE_MAX, NULL, 0, NULL, &s),
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, SIZE_MAX, CTX, NULL, &s),
                  PUNKTFUNK_ERR_INVALID_ARG);
     CHECK(s == NULL, "the handle is cleared on failure");
     CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, 32, secret, SIZE_MAX, NULL, &s),
                  PUNKTFUNK_ERR_INVALID_ARG);
     CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, 32, NULL, 5, NULL, &s),
                  PUNKTFUNK_ERR_INVALID_ARG); /* NULL context with a length */
-    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, NULL, 0, NULL, 0, NULL, &s),
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, NULL, 0, CTX, NULL, &s),
                  PUNKTFUNK_ERR_INVALID_ARG); /* no secret at all */
-    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", "\xff:1", secret, 32, NULL, 0, NULL, &s),
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", "\xff:1", secret, 32, CTX, NULL, &s),
                  PUNKTFUNK_ERR_INVALID_ARG);
-    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", "nowhere", secret, 32, NULL, 0, NULL, &s),
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", "nowhere", secret, 32, CTX, NULL, &s),
                  PUNKTFUNK_ERR_INVALID_ARG);
-    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "192.0.2.1:0", NULL, secret, 32, NULL, 0, NULL, &s),
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "192.0.2.1:0", NULL, secret, 32, CTX, NULL, &s),
                  PUNKTFUNK_ERR_IO); /* not a local address */
     CHECK(s == NULL, "no handle on failure");
 
@@ -410,7 +418,7 @@ static void test_lengths_sizes_and_ranges(void) {
 
     /* Zero-size and NULL outputs, bad peers on a live UDP session. */
     s = NULL;
-    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, 32, NULL, 0, NULL, &s),
+    CHECK_STATUS(punktfunk_session_new_udp(PUNKTFUNK_ROLE_HOST, "127.0.0.1:0", NULL, secret, 32, CTX, NULL, &s),
                  PUNKTFUNK_OK);
     if (!s) return;
     memset(addr, 'x', sizeof addr);

@@ -295,7 +295,7 @@ fn params_to_config(p: &NativeParams) -> napi::Result<SessionConfig> {
 }
 
 fn session_config(c: &NativeConfig) -> napi::Result<(SessionConfig, SessionKeys)> {
-    let keys = SessionKeys::derive(&c.secret, &c.context).map_err(js_error)?;
+    let keys = SessionKeys::derive_raw(&c.secret, &c.context).map_err(js_error)?;
     Ok((params_to_config(&c.params)?, keys))
 }
 
