@@ -41,7 +41,7 @@ test('every call after close rejects with ERR_PF_CLOSED; stats stay readable', a
   t.is(host.stats().framesSubmitted, 1, 'final counters survive close')
   t.is(client.stats().framesCompleted, 1)
   await t.notThrowsAsync(host.close(), 'closing twice is fine')
-  const udp = createUdpSession({ role: 'client', bind: '127.0.0.1:0', keys: { secret: generateSecret() } })
+  const udp = createUdpSession({ role: 'client', bind: '127.0.0.1:0', keys: { secret: generateSecret(), context: 'close test' } })
   await udp.close()
   t.throws(() => udp.connect('127.0.0.1:9'), closedError)
 })
@@ -79,7 +79,7 @@ test('the Node process exits by itself after close (no leaked handles or threads
     const pf = require(${JSON.stringify(join(__dirname, '..', 'index.js'))})
     ;(async () => {
       const { host, client } = pf.createLoopbackPair({ impairment: { lossPercent: 1 } })
-      const keys = { secret: pf.generateSecret() }
+      const keys = { secret: pf.generateSecret(), context: 'exit test' }
       const uc = pf.createUdpSession({ role: 'client', bind: '127.0.0.1:0', keys })
       const uh = pf.createUdpSession({ role: 'host', bind: '127.0.0.1:0', peer: uc.localAddress, keys })
       const it = client.frames()

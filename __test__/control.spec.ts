@@ -75,6 +75,41 @@ test('a pinned client gets frames; input, keyframe requests and close reasons re
   await t.throwsAsync(session.submitFrame(Buffer.from('late')), { instanceOf: PunktfunkError })
 })
 
+test('a burst of client input wakes the host once until it reads, not once per event', async (t) => {
+  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: tempDir(t) })
+  t.teardown(() => host.close())
+  const accepting = host.accept({ timeoutMs: 10_000 })
+  const client = await Client.connect(host.address, { pin: host.fingerprint })
+  t.teardown(() => client.close())
+  const session = await accepting
+  if (!session) return t.fail('no session')
+  t.teardown(() => session.close())
+  // Read what the handshake queued: the next event wakes the host again.
+  while (session.pollMessage()) {}
+  // Each wake-up from the addon resolves the waiter registered at that moment.
+  const wakeups = (session as unknown as { wakeups: { event(): Promise<void> } }).wakeups
+  let wakes = 0
+  let counting = true
+  void (async () => {
+    while (counting) {
+      await wakeups.event()
+      if (counting) wakes++
+    }
+  })()
+  const burst = 3000
+  // In batches the client's control stream takes; the host reads nothing meanwhile.
+  for (let i = 0; i < burst; i++) {
+    client.sendInput({ type: 'keyDown', code: i })
+    if (i % 50 === 49) await new Promise((r) => setTimeout(r, 5))
+  }
+  await new Promise((r) => setTimeout(r, 1000))
+  counting = false
+  t.true(wakes >= 1 && wakes <= 2, `${wakes} wake-ups for a burst of ${burst} inputs`)
+  let inputs = 0
+  for (let m = session.pollMessage(); m; m = session.pollMessage()) if (m.type === 'input') inputs++
+  t.is(inputs, burst, 'every input is read after the one wake-up')
+})
+
 const byJson = (a: unknown, b: unknown): number => JSON.stringify(a).localeCompare(JSON.stringify(b))
 
 test('the host close reason ends the client frames() iterator', async (t) => {

@@ -18,7 +18,7 @@ const { native } = require('../dist/native.js') as typeof import('../src/native'
 const { fromNative } = require('../dist/errors.js') as { fromNative(e: unknown): PunktfunkError }
 
 const invalid = { instanceOf: PunktfunkError, code: 'ERR_PF_INVALID_ARG' } as const
-const keys = { secret: generateSecret() }
+const keys = { secret: generateSecret(), context: 'errors test' }
 
 test('the error codes are the core taxonomy, in C status order', (t) => {
   t.deepEqual([...ERROR_CODES], native().errorCodes())
@@ -102,6 +102,8 @@ test('out-of-range options give ERR_PF_INVALID_ARG naming the option', (t) => {
     [{ backpressure: 'drop' }, /backpressure/],
     [{ keys: { secret: Buffer.alloc(8) } }, /at least 16 bytes/],
     [{ keys: { secret: 'hunter2hunter2hunter2' } }, /keys\.secret/],
+    [{ keys: { secret: generateSecret() } }, /key context is empty/],
+    [{ keys: { secret: generateSecret(), context: '' } }, /key context is empty/],
     [{ impairment: { lossPercent: 150 } }, /impairment\.lossPercent/],
     [{ impairment: { burst: { goodToBadPercent: 1 } } }, /badToGoodPercent is required/],
     [{ impairment: { seed: -1 } }, /impairment\.seed/],

@@ -29,7 +29,7 @@ import { closeAfter, within } from './helpers'
 
 const invalid = { instanceOf: PunktfunkError, code: 'ERR_PF_INVALID_ARG' } as const
 const closedError = { instanceOf: PunktfunkError, code: 'ERR_PF_CLOSED' } as const
-const keys = { secret: generateSecret() }
+const keys = { secret: generateSecret(), context: 'misuse test' }
 
 /** Values that are not usable numbers, whatever the range. */
 const NOT_NUMBERS: unknown[] = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 10n, '10', null, {}, [1]]

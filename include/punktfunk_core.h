@@ -11,12 +11,14 @@
  *    PUNKTFUNK_ERR_INTERNAL and the process keeps running.
  *  - Every pointer is checked for NULL, every string for UTF-8.
  *  - Handles are opaque; *_free accepts NULL. Do not use one handle from two
- *    threads at once (different handles are independent).
+ *    threads at once (different handles are independent), except a
+ *    PunktfunkClient: one thread may receive (punktfunk_client_next_frame)
+ *    while others send input, request keyframes, read counters or close it.
  *  - Option and output structs start with struct_size: initialise them with
  *    their *_default function (or set struct_size = sizeof(...)), so a program
  *    built against this header keeps working with newer libraries.
  *  - Borrowed outputs (a received frame's data) stay valid until the next call
- *    on the same handle.
+ *    on the same handle (for a client: its next receiving call).
  *
  * Link with -lpunktfunk_core (static: add -lpthread -ldl -lm).
  */
@@ -316,7 +318,9 @@
 #endif
 
 #if defined(PUNKTFUNK_FEATURE_QUIC)
-// A client connected to a host (opaque).
+// A client connected to a host (opaque). Its halves are separate so that
+// the control calls (input, keyframe requests, counters, close) never wait
+// for a receiving thread blocked in `punktfunk_client_next_frame`.
 typedef struct PunktfunkClient PunktfunkClient;
 #endif
 
@@ -636,8 +640,11 @@ int32_t punktfunk_impairment_default(struct PunktfunkImpairment *out);
 // Opens a session on a UDP socket bound to `bind` (`"IP:port"`, port 0 picks
 // a free one), sending to `peer` (`"IP:port"`, or NULL to set it later with
 // `punktfunk_session_connect`). Both ends derive their keys from the same
-// `secret` (at least 16 bytes; use a fresh one per session) and `context`
-// (may be NULL when `context_len` is 0). `config` may be NULL for defaults.
+// `secret` (at least 16 bytes) and `context`, which must not be empty
+// (`PUNKTFUNK_ERR_INVALID_ARG`) and must be unique to this session (e.g. 16
+// random bytes both ends agree on): packet nonces restart at 0 with every
+// session, so a secret used again needs a new context. `config` may be NULL
+// for defaults.
 // On success `*out` is a new handle for `punktfunk_session_free`.
 //
 // # Safety
@@ -1011,9 +1018,17 @@ int32_t punktfunk_client_fingerprint(const struct PunktfunkClient *client, char 
 
 #if defined(PUNKTFUNK_FEATURE_QUIC)
 // Waits up to `timeout_ms` for the next frame event (`out->kind`
-// `PUNKTFUNK_EVENT_NONE` on timeout). `data` stays valid until the next call
-// on this handle. Returns `PUNKTFUNK_ERR_CLOSED` once the host ended the
-// session and everything was delivered.
+// `PUNKTFUNK_EVENT_NONE` on timeout). `data` stays valid until the next
+// receiving call (this or `punktfunk_client_speed_test`) on this handle.
+// Returns `PUNKTFUNK_ERR_CLOSED` once the host ended the session and
+// everything was delivered.
+//
+// Threads: the receiving calls run one at a time (a second waits for the
+// first). Every other client call (`_send_input`, `_request_keyframe`,
+// `_stats`, `_fingerprint`, `_close_reason`, `_close`) may run on other
+// threads at the same time and never waits for a receiving call: a receiving
+// thread and an input thread share one handle. Only `_free` needs every
+// other call to have returned.
 //
 // # Safety
 // `client` must be NULL or a live handle; `out` NULL or writable.

@@ -17,12 +17,16 @@ export type Backpressure = 'wait' | 'reject'
 export interface SessionKeyOptions {
   /**
    * Shared secret, at least 16 bytes (32 random bytes recommended, see
-   * {@link generateSecret}). Use a fresh secret (or a fresh `context`) for
-   * every session: the AES-GCM nonces restart with each session.
+   * {@link generateSecret}).
    */
   secret: Uint8Array
-  /** Extra context bound into the key derivation, e.g. a session id. Default: empty. */
-  context?: string | Uint8Array
+  /**
+   * Context bound into the key derivation, unique to this session (e.g. a
+   * random session id both ends agree on; `randomBytes(16)`). Required and
+   * non-empty (else `ERR_PF_INVALID_ARG`): the AES-GCM nonces restart with
+   * each session, so a secret used again must meet a new context.
+   */
+  context: string | Uint8Array
 }
 
 /** Forward error correction and datagram size. Both ends must use the same `shardPayload` and `maxDataShards`. */
@@ -225,8 +229,8 @@ export function describe(v: unknown): string {
 }
 
 function keyBytes(keys: unknown, required: boolean): { secret: Buffer; context: Buffer } {
-  if (keys === undefined && !required) return { secret: generateSecret(), context: Buffer.alloc(0) }
-  if (!isObject(keys)) throw invalidArg('keys must be an object { secret, context? }')
+  if (keys === undefined && !required) return { secret: generateSecret(), context: randomBytes(16) }
+  if (!isObject(keys)) throw invalidArg('keys must be an object { secret, context }')
   const { secret, context } = keys
   if (!(secret instanceof Uint8Array)) throw invalidArg(`keys.secret must be a Uint8Array or Buffer, got ${describe(secret)}`)
   if (secret.length < 16) throw invalidArg(`keys.secret must be at least 16 bytes, got ${secret.length}`)

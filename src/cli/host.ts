@@ -113,7 +113,8 @@ async function sourceFilterOf(f: Flags, source: Source): Promise<{ allow: string
   let ip = m[1] as string
   if (!isIP(ip)) {
     try {
-      ip = (await lookup(ip)).address
+      // The address family of the socket the datagrams arrive on.
+      ip = (await lookup(ip, { family: isIP(source.host) === 6 ? 6 : 4 })).address
     } catch {
       throw new UsageError(`--source-from: cannot resolve ${JSON.stringify(ip)}`)
     }

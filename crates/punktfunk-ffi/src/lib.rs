@@ -691,7 +691,7 @@ unsafe fn write_cstr(buf: *mut c_char, len: usize, text: &str) -> Result<(), Err
 }
 
 fn keys_from(secret: &[u8], context: &[u8]) -> Result<SessionKeys, Error> {
-    SessionKeys::derive(secret, context)
+    SessionKeys::derive_raw(secret, context)
 }
 
 fn boxed(s: PunktfunkSession) -> *mut PunktfunkSession {
@@ -787,8 +787,11 @@ unsafe fn config_or_default(config: *const PunktfunkSessionConfig) -> Result<Pun
 /// Opens a session on a UDP socket bound to `bind` (`"IP:port"`, port 0 picks
 /// a free one), sending to `peer` (`"IP:port"`, or NULL to set it later with
 /// `punktfunk_session_connect`). Both ends derive their keys from the same
-/// `secret` (at least 16 bytes; use a fresh one per session) and `context`
-/// (may be NULL when `context_len` is 0). `config` may be NULL for defaults.
+/// `secret` (at least 16 bytes) and `context`, which must not be empty
+/// (`PUNKTFUNK_ERR_INVALID_ARG`) and must be unique to this session (e.g. 16
+/// random bytes both ends agree on): packet nonces restart at 0 with every
+/// session, so a secret used again needs a new context. `config` may be NULL
+/// for defaults.
 /// On success `*out` is a new handle for `punktfunk_session_free`.
 ///
 /// # Safety

@@ -8,12 +8,14 @@ use std::collections::BTreeSet;
 use std::ffi::c_char;
 use std::path::PathBuf;
 use std::ptr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use pf::control::{
-    self, Client, ClientConfig, Fingerprint, Host, HostConfig, HostEvent, HostSession, Identity, InputEvent,
-    InputFields, InputKind, ProbePolicy, RateSettings, Trust,
+    self, Client, ClientConfig, ClientControl, ClientReceiver, Fingerprint, Host, HostConfig, HostEvent,
+    HostSession, Identity, InputEvent, InputFields, InputKind, ProbePolicy, RateSettings, Trust,
 };
+use pf::session::StatsHandle;
 use pf::{Error, ErrorKind, Frame, FrameMeta};
 
 use super::{
@@ -197,11 +199,49 @@ pub struct PunktfunkHostSession {
     session: HostSession,
 }
 
-/// A client connected to a host (opaque).
+/// A client connected to a host (opaque). Its halves are separate so that
+/// the control calls (input, keyframe requests, counters, close) never wait
+/// for a receiving thread blocked in `punktfunk_client_next_frame`.
 pub struct PunktfunkClient {
-    client: Client,
+    // Dropped in this order, as `Client` drops its halves: receiver first.
+    rx: Mutex<ClientRx>,
+    control: ClientControl,
+    stats: StatsHandle,
+}
+
+/// The receiving half and the frame lent to the caller by the last call.
+struct ClientRx {
+    receiver: ClientReceiver,
     lent: Option<Frame>,
 }
+
+impl PunktfunkClient {
+    fn new(client: Client) -> PunktfunkClient {
+        let (receiver, control) = client.split();
+        PunktfunkClient {
+            stats: receiver.stats_handle(),
+            rx: Mutex::new(ClientRx { receiver, lent: None }),
+            control,
+        }
+    }
+
+    /// The receiving half, for one receiving call at a time; the lent frame
+    /// of the previous call goes back to the pool.
+    fn rx(&self) -> std::sync::MutexGuard<'_, ClientRx> {
+        let mut rx = self.rx.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = rx.lent.take() {
+            rx.receiver.recycle(f.data);
+        }
+        rx
+    }
+}
+
+/// The control calls run on any thread while another receives: compile-time
+/// proof that the handle may be shared.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<PunktfunkClient>();
+};
 
 fn to_input(e: &PunktfunkInputEvent) -> Result<InputEvent, Error> {
     let kind = InputKind::from_number(e.kind)
@@ -902,7 +942,7 @@ unsafe fn connect(
     cc.udp = cfg.udp_config()?;
     cc.identity_dir = identity;
     let client = Client::connect(addr, cc)?;
-    *out = Box::into_raw(Box::new(PunktfunkClient { client, lent: None }));
+    *out = Box::into_raw(Box::new(PunktfunkClient::new(client)));
     Ok(())
 }
 
@@ -987,14 +1027,22 @@ pub unsafe extern "C" fn punktfunk_client_fingerprint(
         // SAFETY: NULL or a live handle per the contract.
         let c = unsafe { input(client, "client") }?;
         // SAFETY: NULL or `len` writable bytes per the contract.
-        unsafe { write_cstr(buf, len, &c.client.fingerprint().to_hex()) }
+        unsafe { write_cstr(buf, len, &c.control.fingerprint().to_hex()) }
     })
 }
 
 /// Waits up to `timeout_ms` for the next frame event (`out->kind`
-/// `PUNKTFUNK_EVENT_NONE` on timeout). `data` stays valid until the next call
-/// on this handle. Returns `PUNKTFUNK_ERR_CLOSED` once the host ended the
-/// session and everything was delivered.
+/// `PUNKTFUNK_EVENT_NONE` on timeout). `data` stays valid until the next
+/// receiving call (this or `punktfunk_client_speed_test`) on this handle.
+/// Returns `PUNKTFUNK_ERR_CLOSED` once the host ended the session and
+/// everything was delivered.
+///
+/// Threads: the receiving calls run one at a time (a second waits for the
+/// first). Every other client call (`_send_input`, `_request_keyframe`,
+/// `_stats`, `_fingerprint`, `_close_reason`, `_close`) may run on other
+/// threads at the same time and never waits for a receiving call: a receiving
+/// thread and an input thread share one handle. Only `_free` needs every
+/// other call to have returned.
 ///
 /// # Safety
 /// `client` must be NULL or a live handle; `out` NULL or writable.
@@ -1005,14 +1053,13 @@ pub unsafe extern "C" fn punktfunk_client_next_frame(
     out: *mut PunktfunkFrameEvent,
 ) -> i32 {
     ffi(|| {
-        // SAFETY: checked or valid per the contract.
-        let (c, out) = unsafe { (super::out(client, "client")?, super::out(out, "out")?) };
-        if let Some(f) = c.lent.take() {
-            c.client.recycle(f.data);
-        }
+        // SAFETY: checked or valid per the contract (shared: other threads
+        // may be in the control calls at the same time).
+        let (c, out) = unsafe { (input(client, "client")?, super::out(out, "out")?) };
         *out = PunktfunkFrameEvent::NONE;
-        let ev = c.client.recv_frame(Duration::from_millis(timeout_ms.into()))?;
-        lend(ev, out, &mut c.lent);
+        let mut rx = c.rx();
+        let ev = rx.receiver.recv_frame(Duration::from_millis(timeout_ms.into()))?;
+        lend(ev, out, &mut rx.lent);
         Ok(())
     })
 }
@@ -1031,14 +1078,14 @@ pub unsafe extern "C" fn punktfunk_client_speed_test(
     out: *mut PunktfunkProbeResult,
 ) -> i32 {
     ffi(|| {
-        // SAFETY: checked or valid per the contract.
-        let (c, out) = unsafe { (super::out(client, "client")?, super::out(out, "out")?) };
-        if let Some(f) = c.lent.take() {
-            c.client.recycle(f.data);
-        }
-        let r = c
-            .client
-            .speed_test(target_kbps, Duration::from_millis(duration_ms.into()))?;
+        // SAFETY: checked or valid per the contract (shared, as in next_frame).
+        let (c, out) = unsafe { (input(client, "client")?, super::out(out, "out")?) };
+        let mut rx = c.rx();
+        let r = c.control.speed_test_reading(
+            &mut rx.receiver,
+            target_kbps,
+            Duration::from_millis(duration_ms.into()),
+        )?;
         *out = PunktfunkProbeResult {
             target_kbps: r.target_kbps,
             send_drops: u32::try_from(r.send_drops).unwrap_or(u32::MAX),
@@ -1065,7 +1112,7 @@ pub unsafe extern "C" fn punktfunk_client_send_input(
     ffi(|| {
         // SAFETY: checked or valid per the contract.
         let (c, e) = unsafe { (input(client, "client")?, input(event, "event")?) };
-        c.client.send_input(to_input(e)?)
+        c.control.send_input(to_input(e)?)
     })
 }
 
@@ -1081,7 +1128,7 @@ pub unsafe extern "C" fn punktfunk_client_request_keyframe(
     ffi(|| {
         // SAFETY: NULL or a live handle per the contract.
         let c = unsafe { input(client, "client") }?;
-        c.client.request_keyframe(first_lost)
+        c.control.request_keyframe(first_lost)
     })
 }
 
@@ -1098,7 +1145,7 @@ pub unsafe extern "C" fn punktfunk_client_stats(
         // SAFETY: NULL or a live handle per the contract.
         let c = unsafe { input(client, "client") }?;
         // SAFETY: NULL or writable for its struct_size per the contract.
-        unsafe { stats_into(c.client.stats(), out) }
+        unsafe { stats_into(c.stats.snapshot(), out) }
     })
 }
 
@@ -1119,7 +1166,7 @@ pub unsafe extern "C" fn punktfunk_client_close_reason(
         // SAFETY: NULL or a live handle per the contract.
         let c = unsafe { input(client, "client") }?;
         // SAFETY: `code` and `buf` are valid per the contract.
-        unsafe { reason_into(c.client.closed_reason(), code, buf, len) }
+        unsafe { reason_into(c.control.closed_reason(), code, buf, len) }
     })
 }
 
@@ -1144,7 +1191,7 @@ pub unsafe extern "C" fn punktfunk_client_close(
             // SAFETY: non-NULL, and NUL-terminated per the contract.
             unsafe { text(reason, "reason") }?
         };
-        c.client.close(code, reason);
+        c.control.close(code, reason);
         Ok(())
     })
 }

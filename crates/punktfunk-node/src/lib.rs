@@ -324,7 +324,7 @@ fn params_to_config(p: &NativeParams) -> Result<SessionConfig> {
 }
 
 fn session_config(c: &NativeConfig) -> Result<(SessionConfig, SessionKeys)> {
-    let keys = SessionKeys::derive(&c.secret, &c.context).map_err(js_error)?;
+    let keys = SessionKeys::derive_raw(&c.secret, &c.context).map_err(js_error)?;
     Ok((params_to_config(&c.params)?, keys))
 }
 

@@ -209,6 +209,12 @@ impl ClientReceiver {
         self.receiver.stats()
     }
 
+    /// A handle for reading the counters from another thread while this half
+    /// waits for frames.
+    pub fn stats_handle(&self) -> crate::session::StatsHandle {
+        self.receiver.stats_handle()
+    }
+
     /// The local address of the data socket.
     pub fn data_local_addr(&self) -> Result<std::net::SocketAddr> {
         self.receiver.transport().local_addr().map_err(Error::from)
@@ -375,6 +381,18 @@ impl ClientControl {
             std::thread::sleep(wait);
             Ok(())
         })
+    }
+
+    /// Runs a speed test reading the data plane with `receiver` meanwhile;
+    /// frames arriving during the test are kept for its later `recv_frame`
+    /// calls. For a split client whose receiver is not on a thread of its own.
+    pub fn speed_test_reading(
+        &self,
+        receiver: &mut ClientReceiver,
+        target_kbps: u32,
+        duration: Duration,
+    ) -> Result<ProbeResult> {
+        self.speed_test_with(target_kbps, duration, |wait| receiver.pump(wait))
     }
 
     /// The speed test; `pump(wait)` keeps the data plane read for about `wait`.

@@ -169,6 +169,17 @@ impl Identity {
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && !waited => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // A creator stopped between the two files.
+                    return Err(Error::new(
+                        ErrorKind::Io,
+                        format!(
+                            "the key {} has no certificate {}; remove the key to create a new identity",
+                            key_path.display(),
+                            cert_path.display()
+                        ),
+                    ));
+                }
                 Err(e) => return Err(io_error("cannot read", &cert_path, e)),
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -626,6 +637,18 @@ mod tests {
             assert_eq!(on_disk.fingerprint(), fps[0]);
             fs::remove_dir_all(&dir).unwrap();
         }
+    }
+
+    #[test]
+    fn a_key_left_without_its_certificate_says_what_to_do() {
+        let dir = temp_dir("orphan");
+        Identity::load_or_create(&dir).unwrap();
+        fs::remove_file(dir.join(CERT_FILE)).unwrap();
+        let e = Identity::load_or_create(&dir).unwrap_err();
+        assert!(e.message().contains("has no certificate"), "{e}");
+        fs::remove_file(dir.join(KEY_FILE)).unwrap();
+        Identity::load_or_create(&dir).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

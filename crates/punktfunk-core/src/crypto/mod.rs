@@ -122,6 +122,24 @@ impl SessionKeys {
             client_to_host: dir(b"pkf1 c2h"),
         })
     }
+
+    /// Keys for a raw data-plane session (no control plane) from a secret the
+    /// application shares with its peer: [`SessionKeys::derive`], refusing an
+    /// empty `context`. A raw session's sequence numbers, hence its AES-GCM
+    /// nonces, start at 0 every time, so two sessions with the same secret and
+    /// context would seal different packets under the same (key, nonce); the
+    /// context, unique per session (a random session id both ends learned,
+    /// say), keeps them apart. The bindings' raw sessions go through this.
+    pub fn derive_raw(secret: &[u8], context: &[u8]) -> crate::Result<SessionKeys> {
+        if context.is_empty() {
+            return Err(crate::Error::invalid(
+                "the key context is empty: a raw session's nonces restart at 0, so give each session its \
+                 own context (e.g. 16 random bytes both ends agree on) to keep a reused secret from \
+                 repeating them",
+            ));
+        }
+        SessionKeys::derive(secret, context)
+    }
 }
 
 /// Why a packet did not open.
@@ -587,5 +605,17 @@ mod tests {
         assert_ne!(keys, other, "context binds the keys");
         assert_ne!(keys.host_to_client, keys.client_to_host);
         assert!(SessionKeys::derive(&[1u8; 8], b"").is_err());
+    }
+
+    #[test]
+    fn raw_session_keys_need_a_context() {
+        let e = SessionKeys::derive_raw(&[9u8; 32], b"").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument);
+        assert!(e.message().contains("context"), "{e}");
+        assert_eq!(
+            SessionKeys::derive_raw(&[9u8; 32], b"run 1").unwrap(),
+            SessionKeys::derive(&[9u8; 32], b"run 1").unwrap()
+        );
+        assert!(SessionKeys::derive_raw(&[1u8; 8], b"run 1").is_err());
     }
 }
