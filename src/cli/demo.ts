@@ -61,7 +61,6 @@ export async function demo(f: Flags): Promise<number> {
       adaptiveFec: fixedFec === undefined ? { min: 5, max: 50 } : false,
       impairment: loss > 0 ? { lossPercent: loss, seed: f.num('seed', 1) } : undefined,
       sendQueue: 4,
-      maxBitrateKbps: Math.round(bitrate * 1000),
       rate: { adaptive: abr, initialKbps: initial === undefined ? undefined : Math.round(initial * 1000) },
     })
     let acceptError: unknown

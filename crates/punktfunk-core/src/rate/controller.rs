@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::feedback::{Feedback, FeedbackError};
 use super::filters::{Meter, WindowedMax, WindowedMin};
 use super::sendlog::{SendLog, SentPacket};
-use super::{RateConfig, RateCounters, RateSnapshot, RateState, WireBudget};
+use super::{RateConfig, RateCounters, RateSnapshot, RateState, WireBudget, BURST_TIME};
 
 mod policy;
 
@@ -510,7 +510,10 @@ impl RateController {
             state: self.state,
             estimate_bps: est as u64,
             pacing_rate_bps: pacing as u64,
-            burst_bytes: self.cfg.burst_bytes,
+            burst_bytes: self
+                .cfg
+                .burst_bytes
+                .max((est / 8.0 * BURST_TIME.as_secs_f64()).min(f64::from(u32::MAX)) as u32),
             probe_padding_bps: padding as u64,
             delivery_bps: self.reading.recv_bps.unwrap_or(0.0) as u64,
             queue_delay_us: self.qd_us.max(0.0) as u64,
