@@ -260,7 +260,15 @@ fn send_mmsg(
     // buffer in `ctrl`; all of them outlive the call, and the kernel only reads
     // through them (the `*mut` is the C signature, not a write). `fd` is an open
     // socket owned by the caller for the duration of the call.
-    let r = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), nmsg as libc::c_uint, libc::MSG_DONTWAIT) };
+    // The flags are a c_int in glibc and a c_uint in musl: `as _` fits either.
+    let r = unsafe {
+        libc::sendmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            nmsg as libc::c_uint,
+            libc::MSG_DONTWAIT as _,
+        )
+    };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -327,7 +335,7 @@ fn recv_mmsg(
             fd,
             msgs.as_mut_ptr(),
             n as libc::c_uint,
-            libc::MSG_DONTWAIT,
+            libc::MSG_DONTWAIT as _, // c_int in glibc, c_uint in musl
             ptr::null_mut(),
         )
     };
@@ -388,7 +396,8 @@ fn ppoll_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
         revents: 0,
     };
     let ts = libc::timespec {
-        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        // `as _`: the field's own type (libc deprecates naming time_t on musl).
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as _,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
     // SAFETY: `pfd` and `ts` are valid for the call; one descriptor is passed and
