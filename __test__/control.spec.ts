@@ -6,13 +6,30 @@ import { join } from 'node:path'
 
 import test from 'ava'
 
-import { AXIS, BUTTON, Client, Host, loadIdentity, PunktfunkError, type ClientMessage, type InputEvent } from '../index'
+import { AXIS, BUTTON, Client, Host, loadIdentity, PunktfunkError, type ClientMessage, type HostOptions, type HostSession, type InputEvent } from '../index'
 import { pseudoRandom, sha256, within } from './helpers'
 
 function tempDir(t: { teardown(f: () => void): void }): string {
   const d = mkdtempSync(join(tmpdir(), 'punktfunk-ctl-'))
   t.teardown(() => rmSync(d, { recursive: true, force: true }))
   return d
+}
+
+
+/** A host on 127.0.0.1 (with `options`), one pinned client, and the host's session for it; all closed at teardown. */
+async function connected(
+  t: { teardown(f: () => unknown): void },
+  options: HostOptions = {},
+): Promise<{ host: Host; client: Client; session: HostSession }> {
+  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: tempDir(t), ...options })
+  t.teardown(() => host.close())
+  const accepting = host.accept({ timeoutMs: 10_000 })
+  const client = await Client.connect(host.address, { pin: host.fingerprint })
+  t.teardown(() => client.close())
+  const session = await accepting
+  if (!session) throw new Error('the host accepted no session')
+  t.teardown(() => session.close())
+  return { host, client, session }
 }
 
 test('a pinned client gets frames; input, keyframe requests and close reasons reach the host', async (t) => {
@@ -78,14 +95,7 @@ test('a pinned client gets frames; input, keyframe requests and close reasons re
 test('a burst of client input wakes the host once until it reads, not once per event', async (t) => {
   // Without rate adaptation: target-bitrate changes wake the host on every
   // change by design (a reader of the target may not read messages).
-  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: tempDir(t), rate: { adaptive: false } })
-  t.teardown(() => host.close())
-  const accepting = host.accept({ timeoutMs: 10_000 })
-  const client = await Client.connect(host.address, { pin: host.fingerprint })
-  t.teardown(() => client.close())
-  const session = await accepting
-  if (!session) return t.fail('no session')
-  t.teardown(() => session.close())
+  const { client, session } = await connected(t, { rate: { adaptive: false } })
   // Read what the handshake queued: the next event wakes the host again.
   while (session.pollMessage()) {}
   // Each wake-up from the addon resolves the waiter registered at that moment.
@@ -225,14 +235,7 @@ test('trust on first use remembers the host and refuses an impostor at the same 
 })
 
 test('speed test reports what arrived and frames keep their indices', async (t) => {
-  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: tempDir(t) })
-  t.teardown(() => host.close())
-  const accepting = host.accept({ timeoutMs: 10_000 })
-  const client = await Client.connect(host.address, { pin: host.fingerprint })
-  t.teardown(() => client.close())
-  const session = await accepting
-  if (!session) return t.fail('no session')
-  t.teardown(() => session.close())
+  const { client, session } = await connected(t)
   const r = await client.speedTest({ targetKbps: 150_000, durationMs: 400 })
   t.true(r.packetsReceived > 0 && r.packetsSent >= r.packetsReceived, JSON.stringify(r))
   t.true(r.deliveredKbps > 75_000 && r.deliveredKbps < 225_000, JSON.stringify(r))
@@ -329,19 +332,7 @@ test('host.sessions() yields clients and reports failed handshakes to onError', 
 })
 
 test('rate adaptation: the target starts at initialKbps, ramps on a fast path, and targetChanges ends on abort', async (t) => {
-  const host = await Host.listen({
-    bind: '127.0.0.1:0',
-    identityDir: tempDir(t),
-    maxBitrateKbps: 40_000,
-    rate: { initialKbps: 2_000, minKbps: 500 },
-  })
-  t.teardown(() => host.close())
-  const accepting = host.accept({ timeoutMs: 10_000 })
-  const client = await Client.connect(host.address, { pin: host.fingerprint })
-  t.teardown(() => client.close())
-  const session = await accepting
-  if (!session) return t.fail('no session')
-  t.teardown(() => session.close())
+  const { client, session } = await connected(t, { maxBitrateKbps: 40_000, rate: { initialKbps: 2_000, minKbps: 500 } })
   const draining = (async () => {
     for await (const _ of client.frames()) void _
   })().catch(() => {})
@@ -383,14 +374,7 @@ test('rate adaptation off keeps the granted bitrate; probes: false refuses speed
   await t.throwsAsync(anyListen({ maxTotalKbps: 2 ** 33 }), invalid)
   await t.throwsAsync(anyListen({ probes: { ceilingKbps: 'fast' } }), invalid)
 
-  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: tempDir(t), maxBitrateKbps: 30_000, rate: { adaptive: false }, probes: false })
-  t.teardown(() => host.close())
-  const accepting = host.accept({ timeoutMs: 10_000 })
-  const client = await Client.connect(host.address, { pin: host.fingerprint })
-  t.teardown(() => client.close())
-  const session = await accepting
-  if (!session) return t.fail('no session')
-  t.teardown(() => session.close())
+  const { client, session } = await connected(t, { maxBitrateKbps: 30_000, rate: { adaptive: false }, probes: false })
   t.is(session.targetKbps, 30_000, 'without adaptation the target is the granted bitrate')
   const ac = new AbortController()
   const it = session.targetChanges({ signal: ac.signal })
