@@ -407,10 +407,14 @@ export class Session {
    */
   async nextEvent(options?: WaitOptions): Promise<FrameEvent | null> {
     const signal = waitArgs(options)
+    // The common case, an event already waiting, costs no promise and no waiter.
+    let waited = false
     for (;;) {
       if (this.#closed) return null
       throwIfAborted(signal)
-      const ready = this.#wakeups.readable(signal)
+      // Register for the wake-up before the poll that may find nothing, so a
+      // frame arriving in between still wakes this wait.
+      const ready = waited ? this.#wakeups.readable(signal) : undefined
       let ev: FrameEvent | null
       try {
         ev = this.poll()
@@ -419,7 +423,8 @@ export class Session {
         throw e
       }
       if (ev) return ev
-      await ready
+      if (ready) await ready
+      waited = true
     }
   }
 
