@@ -109,6 +109,16 @@ test('every release target has its npm/<platform> package and a place in the gen
     t.true(loader.includes(`'${pkg.napi.packageName}-${s}'`), `the loader knows ${s}`)
     t.true(loader.includes(`'./${pkg.napi.binaryName}.${s}.node'`), `the loader looks for a local ${s} build`)
   }
+  // On this glibc machine the loader picks the gnu build, not the musl one.
+  if (process.platform === 'linux' && process.arch === 'x64') {
+    const r = spawnSync(
+      process.execPath,
+      ['-e', "require('./binding.js'); console.log(Object.keys(require.cache).filter((f) => f.endsWith('.node')).join(','))"],
+      { cwd: root, encoding: 'utf8' },
+    )
+    const glibc = (process.report.getReport() as { header: { glibcVersionRuntime?: string } }).header.glibcVersionRuntime
+    t.regex(r.stdout, glibc ? /punktfunk-core\.linux-x64-gnu\.node/ : /punktfunk-core\.linux-x64-musl\.node/, r.stderr)
+  }
 })
 
 test('a missing addon fails with ERR_PF_NATIVE_MISSING and says how to build one', (t) => {
