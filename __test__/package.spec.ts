@@ -65,15 +65,17 @@ test('npm pack installs into a fresh project and works from ESM, CommonJS and Ty
   // The shipped declarations type-check a consumer under strict settings.
   writeFileSync(
     join(app, 'use.ts'),
-    `import { createLoopbackPair, type Frame, type SessionStats, PunktfunkError } from '@punktfunk/core'
+    `import { AbortError, createLoopbackPair, type Frame, type SessionStats, PunktfunkError } from '@punktfunk/core'
 export async function main(): Promise<number> {
   const { host, client } = createLoopbackPair({ fec: { percent: 20 } })
-  await host.submitFrame(new Uint8Array(10), { keyframe: false })
-  const f: Frame | undefined = await client.frames().next().then((r) => (r.done ? undefined : r.value))
+  await host.submitFrame(new Uint8Array(10), { keyframe: false, signal: AbortSignal.timeout(1000) })
+  const signal: AbortSignal = new AbortController().signal
+  const f: Frame | undefined = await client.frames({ signal }).next().then((r) => (r.done ? undefined : r.value))
+  const aborted: boolean = (await client.nextEvent({ signal: AbortSignal.abort() }).catch((e: unknown) => e)) instanceof AbortError
   const s: SessionStats = client.stats()
   const e = new PunktfunkError('ERR_PF_CLOSED', 'x')
   await host.close()
-  return (f?.data.length ?? 0) + s.framesCompleted + e.code.length
+  return (f?.data.length ?? 0) + s.framesCompleted + e.code.length + (aborted ? 1 : 0)
 }
 `,
   )
