@@ -204,9 +204,15 @@ export interface HostOptions extends Omit<SessionOptions, 'recvQueue'> {
    * bitrate). Default `true`: one probe at a time per host, 10 s of probe time
    * per client per minute.
    */
-  probes?: boolean | { ceilingKbps?: number }
+  probes?: boolean | ProbeOptions
   /** Abort listening before it starts: the call rejects with an `AbortError` and no port is taken. */
   signal?: AbortSignal
+}
+
+/** Limits on speed-test probes ({@link HostOptions.probes}). */
+export interface ProbeOptions {
+  /** Highest probe rate, kbit/s (default: the session's granted bitrate). */
+  ceilingKbps?: number
 }
 
 /** Rate adaptation of a host's sessions ({@link HostOptions.rate}). */

@@ -46,6 +46,7 @@ export {
   type HostIdentity,
   type HostOptions,
   type InputEvent,
+  type ProbeOptions,
   type RateOptions,
   type SpeedTestOptions,
   type SpeedTestResult,
