@@ -10,8 +10,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use punktfunk_core::wire::{
-    ClearHeader, InnerHeader, WireError, CLEAR_HEADER_LEN, FLAG_KEYFRAME, FLAG_PROBE, INNER_HEADER_LEN,
-    VERSION,
+    ClearHeader, InnerHeader, WireError, CLEAR_HEADER_LEN, FLAG_KEYFRAME, FLAG_PADDING, FLAG_PATH,
+    FLAG_PROBE, INNER_HEADER_LEN, VERSION,
 };
 
 fn reference_clear(b: &[u8]) -> Result<ClearHeader, WireError> {
@@ -50,7 +50,7 @@ fn reference_inner(b: &[u8]) -> Result<InnerHeader, WireError> {
         frame_len: be(20, 4) as u32,
         pts: be(24, 8),
     };
-    let unknown = h.flags & !(FLAG_KEYFRAME | FLAG_PROBE);
+    let unknown = h.flags & !(FLAG_KEYFRAME | FLAG_PROBE | FLAG_PATH | FLAG_PADDING);
     if unknown != 0 {
         return Err(WireError::UnknownFlags(unknown));
     }
@@ -93,6 +93,8 @@ fn check_inner(b: &[u8]) {
             assert_eq!(&out[..], &b[..INNER_HEADER_LEN], "inner header must round-trip");
             assert_eq!(h.is_keyframe(), h.flags & FLAG_KEYFRAME != 0);
             assert_eq!(h.is_probe(), h.flags & FLAG_PROBE != 0);
+            assert_eq!(h.is_path(), h.flags & FLAG_PATH != 0);
+            assert_eq!(h.is_padding(), h.flags & FLAG_PADDING != 0);
             // Decoding the re-encoded header gives the same value.
             assert_eq!(InnerHeader::decode(&out), Ok(h));
         }
