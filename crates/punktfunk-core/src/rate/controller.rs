@@ -109,6 +109,11 @@ pub struct RateController {
     growth_since_us: u64,
     competing: bool,
     ineffective: u32,
+    /// Delay cuts in a row, by our own overrun, that left the queue delay
+    /// where it was.
+    stuck_cuts: u32,
+    /// Queue delay at the last cut those are judged against.
+    stuck_qd_us: f64,
     /// Queue delay at the last delay cut.
     cut_qd_us: f64,
     last_cut_us: u64,
@@ -175,6 +180,8 @@ impl RateController {
             growth_since_us: 0,
             competing: false,
             ineffective: 0,
+            stuck_cuts: 0,
+            stuck_qd_us: 0.0,
             cut_qd_us: 0.0,
             last_cut_us: 0,
             queue_empty_since_us: None,

@@ -165,6 +165,10 @@ pub struct RateCounters {
     pub competing_detected: u64,
     /// Probes an application-limited session made for a faster path.
     pub probes: u64,
+    /// Times the one-way-delay base was learnt again because cut after cut
+    /// left the queue delay where it was (a base set too low by an early
+    /// arrival stamp).
+    pub base_resets: u64,
 }
 
 impl RateCounters {

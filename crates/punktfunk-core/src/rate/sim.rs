@@ -85,6 +85,10 @@ pub(crate) struct Link {
     pub read_stalls_per_s: f64,
     /// Length of one read stall, ms.
     pub read_stall_ms: f64,
+    /// Every `n`th stall (0: none) stamps what arrives during it with the
+    /// time the stall began (a driver that read the clock, then lost the CPU
+    /// before its read): arrivals look early, one-way delays short.
+    pub early_stall_every: u32,
 }
 
 impl Link {
@@ -100,6 +104,7 @@ impl Link {
             feedback_blackouts: Vec::new(),
             read_stalls_per_s: 0.0,
             read_stall_ms: 0.0,
+            early_stall_every: 0,
         }
     }
 
@@ -250,15 +255,26 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
     let mut now_ns = 0u64;
     // The client's receive thread reads nothing until then (a read stall).
     let mut stalled_until_ns = 0u64;
+    let mut stall_from_ns = 0u64;
+    let mut stalls = 0u32;
+    let mut early = false;
     let stall_ns = (sc.link.read_stall_ms * 1e6) as u64;
     let stall_per_tick = sc.link.read_stalls_per_s * TICK_NS as f64 / 1e9;
     while now_ns < end_ns {
         let t = now_ns as f64 / 1e9;
         let tick_end = now_ns + TICK_NS;
         if stall_per_tick > 0.0 && now_ns >= stalled_until_ns && rng.unit() < stall_per_tick {
+            stall_from_ns = now_ns;
             stalled_until_ns = now_ns + stall_ns;
+            stalls += 1;
+            let every = sc.link.early_stall_every;
+            early = every > 0 && stalls % every == 0;
         }
-        let stamp = |at_ns: u64| at(at_ns.max(stalled_until_ns));
+        let stamp = |at_ns: u64| match (at_ns >= stalled_until_ns, early) {
+            (true, _) => at(at_ns),
+            (false, true) => at(stall_from_ns),
+            (false, false) => at(stalled_until_ns),
+        };
 
         // 1. Deliveries at the client.
         while to_client.front().is_some_and(|p| p.at_ns < tick_end) {
@@ -523,6 +539,7 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
         feedback_dropped: s.counters.feedback_dropped,
         competing_detected: s.counters.competing_detected,
         probes: s.counters.probes,
+        base_resets: s.counters.base_resets,
         min_estimate: min_est,
         max_estimate: max_est,
     }

@@ -26,6 +26,12 @@ const STARTUP_EXIT_QD_US: f64 = 5_000.0;
 const QD_HIGH_US: f64 = 10_000.0;
 /// Loss with the queue at least this deep is loss at a full queue, µs.
 const QD_LOSS_US: f64 = 4_000.0;
+/// Delay cuts in a row that leave the queue delay unmoved (see
+/// `STUCK_QD_SHARE`) before the delay base is learnt again.
+const STUCK_CUTS: u32 = 3;
+/// "Unmoved": the queue delay after a cut still this share of the one at
+/// the cut before (a queue we caused drains when we cut).
+const STUCK_QD_SHARE: f64 = 0.8;
 /// Reports in a row that must see the queue before a ramp stops.
 const RAMP_STOP_REPORTS: u32 = 2;
 /// Reports in a row with the path saturated that make a loss the queue's.
@@ -177,16 +183,39 @@ impl RateController {
             BETA * before
         };
         let can_cut = now_us >= self.hold_until_us || (deep && target < BETA * before);
+        if (delay || tail) && !self.competing && can_cut && target < before {
+            // Cut after cut, and the queue delay stays where it was: a queue
+            // that does not drain when we send less is not ours. Beside a
+            // loss-based flow the competing mode takes over; otherwise the
+            // delay base is stale (set too low by an arrival stamped early),
+            // and every random loss would look like the queue's. Learn the
+            // base again instead of cutting on.
+            let unmoved = self.stuck_qd_us > 0.0
+                && r.qd_avg >= STUCK_QD_SHARE * self.stuck_qd_us
+                && now_us < self.last_cut_us + 2 * EPISODE_US;
+            self.stuck_cuts = if unmoved { self.stuck_cuts + 1 } else { 0 };
+            self.stuck_qd_us = r.qd_avg;
+            if self.stuck_cuts >= STUCK_CUTS {
+                self.stuck_cuts = 0;
+                self.stuck_qd_us = 0.0;
+                self.base = WindowedMin::new();
+                self.counters.base_resets += 1;
+                self.last_cut_us = now_us;
+                self.hold_until_us = now_us + (2 * self.round_us()).max(100_000);
+                return;
+            }
+        }
         if (delay || tail || heavy) && can_cut && target < before {
             if heavy && !tail && !delay {
                 self.counters.backoffs_heavy_loss += 1;
             } else if delay {
-                self.counters.backoffs_delay += 1;
                 if deep {
                     // We overran the path ourselves: that says nothing of others.
                     self.ineffective = 0;
                     self.cut_qd_us = r.qd_avg;
+                    self.counters.backoffs_delay += 1;
                 } else {
+                    self.counters.backoffs_delay += 1;
                     self.judge_cut(r.qd_avg, growing, now_us);
                 }
             } else {

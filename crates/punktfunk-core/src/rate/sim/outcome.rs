@@ -33,6 +33,7 @@ pub(crate) struct Outcome {
     pub feedback_dropped: u64,
     pub competing_detected: u64,
     pub probes: u64,
+    pub base_resets: u64,
     pub min_estimate: f64,
     pub max_estimate: f64,
 }
@@ -160,6 +161,7 @@ impl Outcome {
             backoffs: 0,
             feedback_dropped: 0,
             competing_detected: 0,
+            base_resets: 0,
             probes: 0,
             min_estimate: 0.0,
             max_estimate: 0.0,
