@@ -144,3 +144,10 @@ export function hostPort(v: string, what: string): string {
   if (!m || !(port >= 1 && port <= 65535)) throw new UsageError(`${what} ${JSON.stringify(v)} is not IP:PORT`)
   return m[1] === 'localhost' ? `127.0.0.1:${port}` : v
 }
+
+/** An `on|off` flag (default on): whether it is on. */
+export function onOff(f: Flags, name: string): boolean {
+  const v = f.str(name, 'on')
+  if (v !== 'on' && v !== 'off') throw new UsageError(`--${name} takes on or off, got ${JSON.stringify(v)}`)
+  return v === 'on'
+}

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 
 import { Client, Host, type HostSession } from '../control'
 import type { Frame, SessionStats } from '../session'
-import { UsageError, type CommandSpec, type Flags } from './args'
+import { onOff, UsageError, type CommandSpec, type Flags } from './args'
 import { bufferAdvice, interrupted, nowUs, sleepUntil } from './common'
 import { dropReasons, Latencies, mbps, printSummary, rateLine, rates, round, StatusLine } from './report'
 import { FrameSizes, syntheticFrame, syntheticIntact, syntheticSeq } from './stream'
@@ -38,9 +38,7 @@ export async function demo(f: Flags): Promise<number> {
   const loss = f.num('loss', 1)
   const fixedFec = f.num('fec')
   const json = f.bool('json')
-  const abrFlag = f.str('abr', 'on')
-  if (abrFlag !== 'on' && abrFlag !== 'off') throw new UsageError(`--abr takes on or off, got ${JSON.stringify(abrFlag)}`)
-  const abr = abrFlag === 'on'
+  const abr = onOff(f, 'abr')
   const initial = f.num('initial-mbps')
   if (!abr && initial !== undefined) throw new UsageError('--initial-mbps applies with --abr on only')
   const total = Math.max(1, Math.round(seconds * fps))

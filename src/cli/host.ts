@@ -3,7 +3,7 @@ import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
 
 import { Host, type HostSession } from '../control'
-import { UsageError, udpTarget, type CommandSpec, type Flags } from './args'
+import { onOff, UsageError, udpTarget, type CommandSpec, type Flags } from './args'
 import { bufferAdvice, interrupted, nowUs, printable, sleepUntil } from './common'
 import { IDENTITY_FLAG, OFFLOAD_FLAG, offloadOf } from './misc'
 import { perfReporter, rateLine } from './report'
@@ -71,13 +71,6 @@ function allowOf(f: Flags): string[] | undefined {
     if (!/^[0-9a-fA-F]{64}$/.test(fp)) throw new UsageError(`--allow takes 64-hex-digit fingerprints separated by commas, got ${JSON.stringify(fp)}`)
   }
   return list
-}
-
-/** An `on|off` flag. */
-function onOff(f: Flags, name: string): boolean {
-  const v = f.str(name, 'on')
-  if (v !== 'on' && v !== 'off') throw new UsageError(`--${name} takes on or off, got ${JSON.stringify(v)}`)
-  return v === 'on'
 }
 
 /** Whether `host` names a loopback address. */
