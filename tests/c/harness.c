@@ -646,6 +646,9 @@ static void test_quic_options(void) {
     bad.min_kbps = 20000; /* above initial_kbps */
     CHECK_STATUS(punktfunk_host_listen_with("127.0.0.1:0", dir, NULL, &bad, NULL, 0, &host), PUNKTFUNK_ERR_INVALID_ARG);
     bad = o;
+    bad.max_bitrate_kbps = 0;
+    CHECK_STATUS(punktfunk_host_listen_with("127.0.0.1:0", dir, NULL, &bad, NULL, 0, &host), PUNKTFUNK_ERR_INVALID_ARG);
+    bad = o;
     bad.struct_size = 8;
     CHECK_STATUS(punktfunk_host_listen_with("127.0.0.1:0", dir, NULL, &bad, NULL, 0, &host), PUNKTFUNK_ERR_INVALID_ARG);
     CHECK(host == NULL, "no host from refused options");

@@ -523,9 +523,6 @@ impl PunktfunkHostOptions {
             1 => Ok(true),
             _ => Err(Error::invalid(format!("options.{name} must be 0 or 1, got {v}"))),
         };
-        if self.max_bitrate_kbps == 0 {
-            return Err(Error::invalid("options.max_bitrate_kbps must be above zero"));
-        }
         cfg.max_bitrate_kbps = self.max_bitrate_kbps;
         cfg.rate = RateSettings {
             adaptive: flag(self.adaptive_rate, "adaptive_rate")?,

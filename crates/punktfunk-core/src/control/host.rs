@@ -134,6 +134,9 @@ impl HostConfig {
         if self.accept_timeout.is_zero() {
             return Err(Error::invalid("accept_timeout must be above zero"));
         }
+        if self.max_bitrate_kbps == 0 {
+            return Err(Error::invalid("max_bitrate_kbps must be above zero"));
+        }
         if self.max_total_kbps == Some(0) {
             return Err(Error::invalid("max_total_kbps must be above zero"));
         }

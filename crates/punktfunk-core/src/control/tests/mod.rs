@@ -65,3 +65,38 @@ pub(super) fn next_host_event(s: &HostSession) -> HostEvent {
         }
     }
 }
+
+#[test]
+fn host_settings_out_of_range_are_refused_naming_the_field() {
+    let refused = |cfg: HostConfig, field: &str| {
+        let e = cfg.validate().expect_err(field);
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{field}");
+        assert!(e.to_string().contains(field), "{e} names {field}");
+    };
+    refused(
+        HostConfig {
+            max_bitrate_kbps: 0,
+            ..HostConfig::default()
+        },
+        "max_bitrate_kbps",
+    );
+    refused(
+        HostConfig {
+            max_total_kbps: Some(0),
+            ..HostConfig::default()
+        },
+        "max_total_kbps",
+    );
+    let rate = RateSettings {
+        min_kbps: 20_000,
+        ..RateSettings::default()
+    };
+    refused(
+        HostConfig {
+            rate,
+            ..HostConfig::default()
+        },
+        "min_kbps",
+    );
+    assert!(HostConfig::default().validate().is_ok());
+}
