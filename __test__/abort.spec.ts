@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import test, { type ExecutionContext } from 'ava'
 
 import { AbortError, Client, createLoopbackPair, Host, type FrameEvent } from '../index'
-import { closeAfter, within } from './helpers'
+import { closeAfter, connected, within } from './helpers'
 
 /** An aborted wait rejects with an AbortError carrying the signal's reason. */
 function isAbort(t: ExecutionContext, e: unknown, reason?: unknown): void {
@@ -29,17 +29,6 @@ function tempDir(t: ExecutionContext): string {
   return d
 }
 
-async function hostAndClient(t: ExecutionContext): Promise<{ host: Host; client: Client; session: NonNullable<Awaited<ReturnType<Host['accept']>>> }> {
-  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: tempDir(t) })
-  t.teardown(() => host.close())
-  const accepting = host.accept({ timeoutMs: 10_000 })
-  const client = await Client.connect(host.address, { pin: host.fingerprint })
-  t.teardown(() => client.close())
-  const session = await accepting
-  if (!session) throw new Error('no session')
-  t.teardown(() => session.close())
-  return { host, client, session }
-}
 
 test('nextEvent: an aborted wait rejects with AbortError, loses nothing, and the session goes on', async (t) => {
   const { host, client } = closeAfter(t, createLoopbackPair())
@@ -190,7 +179,7 @@ test('Client.connect: aborting rejects at once, and a connection made anyway is 
 })
 
 test('speedTest and messages(): aborting rejects with AbortError and the session stays usable', async (t) => {
-  const { client, session } = await hostAndClient(t)
+  const { client, session } = await connected(t)
   const c = new AbortController()
   const reason = abortLater(c, 100)
   const started = Date.now()

@@ -6,8 +6,8 @@ import { join } from 'node:path'
 
 import test from 'ava'
 
-import { AXIS, BUTTON, Client, Host, loadIdentity, PunktfunkError, type ClientMessage, type HostOptions, type HostSession, type InputEvent } from '../index'
-import { pseudoRandom, sha256, within } from './helpers'
+import { AXIS, BUTTON, Client, Host, loadIdentity, PunktfunkError, type ClientMessage, type InputEvent } from '../index'
+import { connected, pseudoRandom, sha256, within } from './helpers'
 
 function tempDir(t: { teardown(f: () => void): void }): string {
   const d = mkdtempSync(join(tmpdir(), 'punktfunk-ctl-'))
@@ -15,22 +15,6 @@ function tempDir(t: { teardown(f: () => void): void }): string {
   return d
 }
 
-
-/** A host on 127.0.0.1 (with `options`), one pinned client, and the host's session for it; all closed at teardown. */
-async function connected(
-  t: { teardown(f: () => unknown): void },
-  options: HostOptions = {},
-): Promise<{ host: Host; client: Client; session: HostSession }> {
-  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: tempDir(t), ...options })
-  t.teardown(() => host.close())
-  const accepting = host.accept({ timeoutMs: 10_000 })
-  const client = await Client.connect(host.address, { pin: host.fingerprint })
-  t.teardown(() => client.close())
-  const session = await accepting
-  if (!session) throw new Error('the host accepted no session')
-  t.teardown(() => session.close())
-  return { host, client, session }
-}
 
 test('a pinned client gets frames; input, keyframe requests and close reasons reach the host', async (t) => {
   const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: tempDir(t) })

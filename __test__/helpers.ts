@@ -1,8 +1,11 @@
 import { createHash } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 import type { ExecutionContext } from 'ava'
 
-import type { Frame, FrameEvent, Session } from '../index'
+import { Client, Host, type Frame, type FrameEvent, type HostOptions, type HostSession, type Session } from '../index'
 
 /** Deterministic pseudo-random bytes (xorshift), so a failure can be replayed. */
 export function pseudoRandom(len: number, seed: number): Buffer {
@@ -64,4 +67,26 @@ export function closeAfter<T extends Record<string, Session>>(t: ExecutionContex
     await Promise.allSettled(Object.values(sessions).map((s) => s.close()))
   })
   return sessions
+}
+
+/**
+ * A host on 127.0.0.1 with its identity in a scratch directory (and
+ * `options`), one client pinning it, and the host's session for that client;
+ * all closed, and the directory removed, at teardown.
+ */
+export async function connected(
+  t: { teardown(f: () => unknown): void },
+  options: HostOptions = {},
+): Promise<{ host: Host; client: Client; session: HostSession }> {
+  const dir = mkdtempSync(join(tmpdir(), 'punktfunk-pair-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: dir, ...options })
+  t.teardown(() => host.close())
+  const accepting = host.accept({ timeoutMs: 10_000 })
+  const client = await Client.connect(host.address, { pin: host.fingerprint })
+  t.teardown(() => client.close())
+  const session = await accepting
+  if (!session) throw new Error('the host accepted no session')
+  t.teardown(() => session.close())
+  return { host, client, session }
 }
