@@ -34,6 +34,9 @@
 
 #[cfg(feature = "quic")]
 pub mod control;
+/// Browsers as clients (WebTransport): [`control::web`].
+#[cfg(feature = "quic")]
+pub use control::web;
 pub mod crypto;
 pub mod error;
 pub mod fec;

@@ -26,6 +26,8 @@ use super::runtime::{
     close_for_error, exported_keys, io, presented_fingerprint, provider, random, read_msg, runtime,
     transport_config, within, write_msg, Hooks, Runtime, DRAIN_ON_DROP,
 };
+use super::web::session as websession;
+use super::web::{HostCerts, WebConfig, WEB_ALPN};
 use super::{ALPN, MAX_BITRATE_KBPS};
 
 /// Receive buffer of a host's data socket, which expects no input.
@@ -86,6 +88,12 @@ pub struct HostConfig {
     /// refused. Every new connection is first sent a QUIC Retry, so an address
     /// that cannot receive costs the host no TLS signature.
     pub max_handshakes: usize,
+    /// Serve browsers too (default `None`: native clients only): WebTransport
+    /// on the same UDP port, told apart by ALPN (docs/WEB.md). The host then
+    /// keeps a short-lived certificate for browsers beside its identity
+    /// ([`Host::web_certificate_hash`]); [`HostConfig::authorized_clients`]
+    /// lists browser devices by the fingerprint of their key.
+    pub web: Option<WebConfig>,
     /// Observation points for tests and diagnostics (default: none).
     pub hooks: Hooks,
 }
@@ -110,6 +118,7 @@ impl Default for HostConfig {
             rate: RateSettings::default(),
             max_total_kbps: None,
             max_handshakes: 32,
+            web: None,
             hooks: Hooks::default(),
         }
     }
@@ -136,6 +145,9 @@ impl HostConfig {
         }
         if self.max_bitrate_kbps == 0 {
             return Err(Error::invalid("max_bitrate_kbps must be above zero"));
+        }
+        if let Some(web) = &self.web {
+            web.validate()?;
         }
         if self.max_total_kbps == Some(0) {
             return Err(Error::invalid("max_total_kbps must be above zero"));
@@ -174,6 +186,8 @@ pub struct Host {
     rt: Arc<Runtime>,
     endpoint: quinn::Endpoint,
     identity: Identity,
+    /// The identity's certificate and, serving browsers, the web certificate.
+    certs: Arc<HostCerts>,
     /// Finished handshakes (sessions or the reason one failed), in order of
     /// completion: every connecting client gets its own handshake task, so a
     /// slow or silent one cannot hold up the others.
@@ -204,13 +218,17 @@ impl Host {
     pub fn with_identity(config: HostConfig, identity: Identity) -> Result<Host> {
         config.validate()?;
         let rt = runtime()?;
+        let web_dir = config.web.as_ref().map(|_| config.identity_dir.as_path());
+        let certs = Arc::new(HostCerts::new(&identity, web_dir, provider())?);
         let mut tls = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?
             .with_client_cert_verifier(Arc::new(ClientIdentityVerifier::new(provider())))
-            .with_single_cert(identity.cert_chain(), identity.private_key())
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("bad host certificate: {e}")))?;
+            .with_cert_resolver(certs.clone());
         tls.alpn_protocols = vec![ALPN.to_vec()];
+        if certs.web_enabled() {
+            tls.alpn_protocols.push(WEB_ALPN.to_vec());
+        }
         let crypto =
             QuicServerConfig::try_from(tls).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -232,11 +250,13 @@ impl Host {
             rt.clone(),
             tx,
             counters.clone(),
+            certs.clone(),
         ));
         Ok(Host {
             rt,
             endpoint,
             identity,
+            certs,
             ready: Mutex::new(rx),
             accepting: Mutex::new(Some(accepting)),
             counters,
@@ -251,6 +271,13 @@ impl Host {
     /// The fingerprint clients pin.
     pub fn fingerprint(&self) -> Fingerprint {
         self.identity.fingerprint()
+    }
+
+    /// SHA-256 of the certificate browsers pin now (`serverCertificateHashes`),
+    /// when the host serves browsers ([`HostConfig::web`]). It changes when
+    /// the certificate is renewed (docs/WEB.md), so read it when handing it out.
+    pub fn web_certificate_hash(&self) -> Option<[u8; 32]> {
+        self.certs.web_hash()
     }
 
     /// What the listener did with incoming connections so far.
@@ -331,7 +358,11 @@ async fn accept_loop(
     rt: Arc<Runtime>,
     ready: tokio::sync::mpsc::Sender<Result<ParkedSession>>,
     counters: Arc<Counters>,
+    certs: Arc<HostCerts>,
 ) {
+    if certs.web_enabled() {
+        tokio::spawn(renew_web_certificate(certs.clone()));
+    }
     let config = Arc::new(config);
     let slots = Arc::new(tokio::sync::Semaphore::new(config.max_handshakes));
     let probes = Arc::new(AtomicU32::new(0));
@@ -350,8 +381,9 @@ async fn accept_loop(
         counters.handshakes.fetch_add(1, Ordering::Relaxed);
         let (config, rt, ready, probes) = (config.clone(), rt.clone(), ready.clone(), probes.clone());
         let share = governor.as_ref().map(|g| g.join());
+        let certs = certs.clone();
         tokio::spawn(async move {
-            let r = handshake(incoming, &config, rt, probes, share).await;
+            let r = handshake(incoming, &config, rt, probes, share, &certs).await;
             // The slot is held until there is room to hand the result over
             // (waiting sessions count against the limit too), and freed
             // before anyone can see the result.
@@ -370,6 +402,7 @@ async fn handshake(
     rt: Arc<Runtime>,
     probes: Arc<AtomicU32>,
     share: Option<Share>,
+    certs: &HostCerts,
 ) -> Result<ParkedSession> {
     let conn = within(cfg.handshake_timeout, "QUIC handshake", async {
         incoming
@@ -378,12 +411,44 @@ async fn handshake(
     })
     .await?;
     let limit = cfg.handshake_timeout;
-    let result = within(limit, "handshake", handshake_on(&conn, cfg, rt, probes, share)).await;
+    let result = match (&cfg.web, alpn_of(&conn).as_deref() == Some(WEB_ALPN)) {
+        (Some(web), true) => {
+            let conn = conn.clone();
+            within(
+                limit,
+                "browser handshake",
+                websession::handshake(conn, cfg, web, certs, rt, share),
+            )
+            .await
+        }
+        _ => within(limit, "handshake", handshake_on(&conn, cfg, rt, probes, share)).await,
+    };
     if let Err(e) = &result {
         // Tell the client why before dropping it.
         close_for_error(&conn, e);
     }
     result
+}
+
+/// The protocol the TLS handshake agreed on.
+fn alpn_of(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
+}
+
+/// How often the web certificate's age is checked.
+const WEB_RENEW_CHECK: Duration = Duration::from_secs(3600);
+
+/// Renews the web certificate before it expires, for as long as the host runs.
+async fn renew_web_certificate(certs: Arc<HostCerts>) {
+    loop {
+        tokio::time::sleep(WEB_RENEW_CHECK).await;
+        // A failure (a full disk) is retried at the next check; the current
+        // certificate stays in use until then.
+        let _ = certs.renew(std::time::SystemTime::now());
+    }
 }
 
 /// Refuses a client that is not on the host's list.

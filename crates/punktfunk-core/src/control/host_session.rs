@@ -32,13 +32,14 @@ use super::governor::Share;
 use super::host::HostConfig;
 use super::host_rate::SessionRate;
 use super::identity::Fingerprint;
-use super::msg::{close_code, CloseReason, ControlMsg};
+use super::msg::{clip_reason, close_code, CloseReason, ControlMsg};
 use super::proto::host::{probe_refused, DatagramOutcome, HostAction, HostEvent, HostProto};
 use super::proto::Negotiated;
 use super::runtime::{
     close_conn, close_for_error, close_now, ctrl_channel, peer_closed, read_msg, reason_of, send_ctrl,
     write_loop, CloseSlot, Ctrl, Runtime,
 };
+use super::web::session as websession;
 
 /// Longest [`HostSession::close`] waits for the frames already queued to go out.
 pub const CLOSE_DRAIN: Duration = Duration::from_secs(5);
@@ -74,15 +75,15 @@ struct Inbox {
 }
 
 /// State the control tasks, the send thread and the application share.
-struct Shared {
+pub(super) struct Shared {
     proto: Mutex<HostProto>,
     inbox: Mutex<Inbox>,
-    events: EventQueue,
+    pub(super) events: EventQueue,
     /// The FEC percentage in force (mirrored for readers on any thread).
     fec_percent: AtomicU8,
     /// The media target the rate controller last published, kbit/s (the
     /// granted bitrate without rate control).
-    target_kbps: AtomicU32,
+    pub(super) target_kbps: AtomicU32,
     /// The application took the session: probes may run.
     accepted: AtomicBool,
     /// Nobody took the session in time; the host closed it.
@@ -95,6 +96,27 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(
+        proto: HostProto,
+        fec_percent: u8,
+        target_kbps: u32,
+        probes: Arc<AtomicU32>,
+        max_probes: u32,
+    ) -> Arc<Shared> {
+        Arc::new(Shared {
+            proto: Mutex::new(proto),
+            inbox: Mutex::default(),
+            events: EventQueue::default(),
+            fec_percent: AtomicU8::new(fec_percent),
+            target_kbps: AtomicU32::new(target_kbps),
+            accepted: AtomicBool::new(false),
+            expired: AtomicBool::new(false),
+            waker: OnceLock::new(),
+            probes,
+            max_probes,
+        })
+    }
+
     fn proto(&self) -> MutexGuard<'_, HostProto> {
         self.proto.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -103,7 +125,7 @@ impl Shared {
         self.inbox.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn wake_sender(&self) {
+    pub(super) fn wake_sender(&self) {
         if let Some(w) = self.waker.get() {
             w.wake();
         }
@@ -266,12 +288,43 @@ struct Common {
     data_peer: SocketAddr,
     session_id: [u8; 16],
     granted_bitrate_kbps: u32,
+    /// The WebTransport session of a browser (`None`: a native client).
+    web: Option<web_transport_quinn::Session>,
+}
+
+/// What the send thread drives: a native client's data plane or a browser's streams.
+enum Sink {
+    Native(Box<HostSender>),
+    Web(Box<websession::WebSink>),
+}
+
+/// How a session's frames travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Carrier {
+    /// A native client: FEC and AES-GCM datagrams on the data plane.
+    Native,
+    /// A browser: one WebTransport stream per frame (docs/WEB.md).
+    Web,
+}
+
+/// What a browser's handshake hands over to start a session.
+pub(super) struct WebParts<'a> {
+    pub rt: Arc<Runtime>,
+    pub conn: quinn::Connection,
+    pub session: web_transport_quinn::Session,
+    pub send: web_transport_quinn::SendStream,
+    pub recv: web_transport_quinn::RecvStream,
+    pub config: &'a HostConfig,
+    pub web: super::web::WebConfig,
+    pub device: Fingerprint,
+    pub session_id: [u8; 16],
+    pub share: Option<Share>,
 }
 
 /// A finished handshake the application has not taken yet (see the module docs).
 pub(super) struct ParkedSession {
     common: Common,
-    sink: HostSender,
+    sink: Sink,
     send_queue: usize,
     /// Closes the session if nobody accepts it in time.
     watchdog: tokio::task::JoinHandle<()>,
@@ -285,28 +338,18 @@ impl ParkedSession {
         let stats = sender.stats_handle();
         let granted = p.negotiated.granted_bitrate_kbps;
         let now = Instant::now();
-        let shared = Arc::new(Shared {
-            proto: Mutex::new(HostProto::new(
-                &p.negotiated,
-                p.config.adaptive_fec,
-                p.config.probe,
-                now,
-            )),
-            inbox: Mutex::default(),
-            events: EventQueue::default(),
-            fec_percent: AtomicU8::new(sender.fec_percent()),
+        let shared = Shared::new(
+            HostProto::new(&p.negotiated, p.config.adaptive_fec, p.config.probe, now),
+            sender.fec_percent(),
             // Until the controller's first answer: where it starts.
-            target_kbps: AtomicU32::new(if p.config.rate.adaptive {
+            if p.config.rate.adaptive {
                 p.config.rate.initial_kbps.min(granted)
             } else {
                 granted
-            }),
-            accepted: AtomicBool::new(false),
-            expired: AtomicBool::new(false),
-            waker: OnceLock::new(),
-            probes: p.probes,
-            max_probes: p.config.probe.max_concurrent,
-        });
+            },
+            p.probes,
+            p.config.probe.max_concurrent,
+        );
         let (ctrl, ctrl_rx) = ctrl_channel();
         let slot = CloseSlot::default();
         let tap = p.config.hooks.on_control_sent.clone();
@@ -353,8 +396,93 @@ impl ParkedSession {
                 data_peer: p.data_peer,
                 session_id: p.negotiated.session_id,
                 granted_bitrate_kbps: p.negotiated.granted_bitrate_kbps,
+                web: None,
             },
-            sink,
+            sink: Sink::Native(Box::new(sink)),
+            send_queue: p.config.send_queue,
+            watchdog,
+        }
+    }
+
+    /// Starts a browser session's tasks (docs/WEB.md); like [`ParkedSession::start`].
+    pub(super) fn start_web(p: WebParts<'_>) -> ParkedSession {
+        let granted = p.config.max_bitrate_kbps;
+        let negotiated = Negotiated {
+            session_id: p.session_id,
+            session: p.config.session.clone(),
+            granted_bitrate_kbps: granted,
+            host_data_port: 0,
+            client_data_port: 0,
+        };
+        // No FEC and no speed test on a browser session: only the event queue
+        // and the target are used.
+        let probe = super::proto::host::ProbePolicy {
+            enabled: false,
+            ..p.config.probe
+        };
+        let start = if p.config.rate.adaptive {
+            p.config.rate.initial_kbps.min(granted)
+        } else {
+            granted
+        };
+        let shared = Shared::new(
+            HostProto::new(&negotiated, None, probe, Instant::now()),
+            0,
+            start,
+            Arc::new(AtomicU32::new(0)),
+            0,
+        );
+        let slot = CloseSlot::default();
+        let (ctrl, ctrl_rx) = ctrl_channel();
+        let _guard = p.rt.enter();
+        let (web_tx, web_rx) = tokio::sync::mpsc::unbounded_channel();
+        let max_frame_bytes = p.config.session.max_frame_bytes;
+        let _ = web_tx.send(super::web::WebMsg::Welcome {
+            session_id: p.session_id,
+            max_frame_bytes: u32::try_from(max_frame_bytes).unwrap_or(u32::MAX),
+            granted_kbps: granted,
+            window: p.web.window,
+        });
+        if p.config.rate.adaptive {
+            let _ = web_tx.send(super::web::WebMsg::Target(start));
+        }
+        tokio::spawn(websession::write_loop(p.send, web_rx));
+        tokio::spawn(websession::control_loop(
+            p.recv,
+            p.session.clone(),
+            slot.clone(),
+            shared.clone(),
+        ));
+        // Nothing reads the native control channel of a browser session.
+        drop(ctrl_rx);
+        let watchdog = tokio::spawn(watchdog(p.conn.clone(), shared.clone(), p.config.accept_timeout));
+        let sink = websession::WebSink::start(
+            p.session.clone(),
+            &p.web,
+            max_frame_bytes,
+            slot.clone(),
+            shared.clone(),
+            web_tx,
+            p.config.rate.adaptive,
+            granted,
+            p.share,
+        );
+        ParkedSession {
+            common: Common {
+                client_fingerprint: Some(p.device),
+                rt: p.rt.clone(),
+                peer: p.conn.remote_address(),
+                data_peer: p.conn.remote_address(),
+                conn: p.conn,
+                slot,
+                ctrl,
+                shared,
+                stats: sink.stats_handle(),
+                session_id: p.session_id,
+                granted_bitrate_kbps: granted,
+                web: Some(p.session),
+            },
+            sink: Sink::Web(Box::new(sink)),
             send_queue: p.config.send_queue,
             watchdog,
         }
@@ -372,7 +500,10 @@ impl ParkedSession {
         self.watchdog.abort();
         let c = self.common;
         c.shared.accepted.store(true, Ordering::Release);
-        let worker = SendWorker::spawn(self.sink, self.send_queue, None)?;
+        let worker = match self.sink {
+            Sink::Native(s) => SendWorker::spawn(*s, self.send_queue, None)?,
+            Sink::Web(s) => SendWorker::spawn(*s, self.send_queue, None)?,
+        };
         let _ = c.shared.waker.set(worker.waker());
         // Commands left while parked (a FEC change) apply now.
         c.shared.wake_sender();
@@ -456,6 +587,9 @@ impl HostSession {
     /// Sets the FEC percentage from the next queued frame on (and tells the
     /// client); adaptive FEC continues from it.
     pub fn set_fec_percent(&self, percent: u8) -> Result<()> {
+        if self.c.web.is_some() {
+            return Err(websession::no_fec());
+        }
         check_fec_percent(percent)?;
         self.worker.set_fec_percent(percent)?;
         self.c.shared.proto().fec_set(percent);
@@ -525,7 +659,20 @@ impl HostSession {
 
     /// How the connection ended, if it did.
     pub fn closed_reason(&self) -> Option<CloseReason> {
-        reason_of(&self.c.slot, &self.c.conn)
+        match &self.c.web {
+            Some(session) => websession::web_closed(&self.c.slot, session),
+            None => reason_of(&self.c.slot, &self.c.conn),
+        }
+    }
+
+    /// How this session's frames travel: a native client's data plane or a
+    /// browser's WebTransport streams.
+    pub fn carrier(&self) -> Carrier {
+        if self.c.web.is_some() {
+            Carrier::Web
+        } else {
+            Carrier::Native
+        }
     }
 
     /// Closes the session with a code and reason the client can read: the
@@ -535,7 +682,18 @@ impl HostSession {
     /// to answer).
     pub fn close(&self, code: u32, reason: &str) {
         let _ = self.worker.finish(CLOSE_DRAIN);
-        close_conn(&self.c.rt, &self.c.conn, &self.c.ctrl, code, reason);
+        match &self.c.web {
+            Some(session) => {
+                let r = CloseReason {
+                    code,
+                    reason: clip_reason(reason).to_string(),
+                };
+                self.c
+                    .rt
+                    .block_on(websession::close_with(session, &self.c.slot, r));
+            }
+            None => close_conn(&self.c.rt, &self.c.conn, &self.c.ctrl, code, reason),
+        }
     }
 }
 

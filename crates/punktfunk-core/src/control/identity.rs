@@ -101,7 +101,7 @@ pub fn default_config_dir() -> PathBuf {
         .join("punktfunk")
 }
 
-fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+pub(super) fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::new(ErrorKind::Io, format!("{what} {}: {e}", path.display()))
 }
 
@@ -273,7 +273,7 @@ fn publish(dir: &Path, id: &Identity) -> Result<bool> {
 
 /// Writes `bytes` to a new file beside `name` in `dir`, of mode 0600 on Unix,
 /// created exclusively (never an existing file or a symlink's target), synced.
-fn write_temp(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+pub(super) fn write_temp(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
     let mut tag = [0u8; 8];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut tag)
         .map_err(|_| Error::new(ErrorKind::Internal, "the system random generator failed"))?;
@@ -296,7 +296,7 @@ fn write_temp(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
 
 /// Reads a private key file, refusing one that users other than its owner may
 /// read or write (on Unix: any group or other permission bit).
-fn read_private(path: &Path) -> Result<Vec<u8>> {
+pub(super) fn read_private(path: &Path) -> Result<Vec<u8>> {
     let mut f = fs::File::open(path).map_err(|e| io_error("cannot read", path, e))?;
     #[cfg(unix)]
     {

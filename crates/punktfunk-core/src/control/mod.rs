@@ -41,13 +41,14 @@ mod identity;
 pub mod msg;
 pub mod proto;
 mod runtime;
+pub mod web;
 
 pub use adaptive::{AdaptiveFec, FecBand};
 pub use client::{Client, ClientConfig};
 pub use client_session::{ClientControl, ClientReceiver, ProbeResult};
 pub use host::{Host, HostConfig, HostCounters};
 pub use host_rate::RateSettings;
-pub use host_session::{HostSession, CLOSE_DRAIN};
+pub use host_session::{Carrier, HostSession, CLOSE_DRAIN};
 pub use identity::{
     default_config_dir, default_known_hosts, Fingerprint, Identity, KnownHosts, Trust, KNOWN_HOSTS_FILE,
 };

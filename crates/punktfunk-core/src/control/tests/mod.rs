@@ -15,6 +15,7 @@ use crate::session::{FrameEvent, FrameMeta, SessionConfig};
 mod abuse;
 mod handshake;
 mod session;
+mod web;
 
 pub(super) fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("punktfunk-ctl-{name}-{}", std::process::id()));

@@ -69,6 +69,15 @@ impl StatsHandle {
         }
     }
 
+    /// A handle on counters kept without a transport of ours (a session whose
+    /// packets QUIC sends): the system-call counts stay zero.
+    pub(crate) fn detached(stats: Arc<Stats>) -> Self {
+        StatsHandle {
+            stats,
+            io: Arc::new(crate::transport::IoCounters::default),
+        }
+    }
+
     /// A snapshot of every counter, with the transport's system-call counts.
     pub fn snapshot(&self) -> StatsSnapshot {
         let mut s = self.stats.snapshot();
