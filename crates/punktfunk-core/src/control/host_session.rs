@@ -289,7 +289,7 @@ struct Common {
     session_id: [u8; 16],
     granted_bitrate_kbps: u32,
     /// The WebTransport session of a browser (`None`: a native client).
-    web: Option<web_transport_quinn::Session>,
+    web: Option<websession::WebHandle>,
 }
 
 /// What the send thread drives: a native client's data plane or a browser's streams.
@@ -456,7 +456,7 @@ impl ParkedSession {
         // Nothing reads the native control channel of a browser session.
         drop(ctrl_rx);
         let watchdog = tokio::spawn(watchdog(p.conn.clone(), shared.clone(), p.config.accept_timeout));
-        let sink = websession::WebSink::start(
+        let (sink, handle) = websession::WebSink::start(
             p.session.clone(),
             &p.web,
             max_frame_bytes,
@@ -480,7 +480,7 @@ impl ParkedSession {
                 stats: sink.stats_handle(),
                 session_id: p.session_id,
                 granted_bitrate_kbps: granted,
-                web: Some(p.session),
+                web: Some(handle),
             },
             sink: Sink::Web(Box::new(sink)),
             send_queue: p.config.send_queue,
@@ -660,7 +660,7 @@ impl HostSession {
     /// How the connection ended, if it did.
     pub fn closed_reason(&self) -> Option<CloseReason> {
         match &self.c.web {
-            Some(session) => websession::web_closed(&self.c.slot, session),
+            Some(web) => websession::web_closed(&self.c.slot, &web.session),
             None => reason_of(&self.c.slot, &self.c.conn),
         }
     }
@@ -683,14 +683,12 @@ impl HostSession {
     pub fn close(&self, code: u32, reason: &str) {
         let _ = self.worker.finish(CLOSE_DRAIN);
         match &self.c.web {
-            Some(session) => {
+            Some(web) => {
                 let r = CloseReason {
                     code,
                     reason: clip_reason(reason).to_string(),
                 };
-                self.c
-                    .rt
-                    .block_on(websession::close_with(session, &self.c.slot, r));
+                self.c.rt.block_on(web.close(&self.c.slot, r));
             }
             None => close_conn(&self.c.rt, &self.c.conn, &self.c.ctrl, code, reason),
         }

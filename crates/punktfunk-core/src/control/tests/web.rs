@@ -206,8 +206,62 @@ fn a_browser_session_carries_frames_input_and_close_like_a_native_one() {
 }
 
 #[test]
-fn the_host_closes_a_browser_with_a_reason_it_reads() {
+fn the_host_ends_a_browser_session_after_its_last_frame_with_a_reason_it_reads() {
     let host = web_host("web-close", None);
+    let addr = host.local_addr().unwrap();
+    let hash = host.web_certificate_hash().unwrap();
+    let rt = rt();
+    let (session, _send, mut recv) = rt
+        .block_on(connect(addr, hash, "/punktfunk", &Device::new()))
+        .unwrap();
+    let s = host.accept(Some(Duration::from_secs(5))).unwrap().unwrap();
+    for i in 0..50 {
+        s.submit_frame(&frame(i, 64 << 10), FrameMeta::default()).unwrap();
+    }
+    // The host says which frame was the last; the page settles every frame
+    // before it, then closes with the host's code and reason.
+    let closing = thread::spawn(move || {
+        s.close(close_code::NORMAL, "end of stream (50 frames)");
+        s.closed_reason()
+    });
+    let (frames, bye) = rt.block_on(async {
+        let mut frames = 0;
+        for _ in 0..50 {
+            let st = session.accept_uni().await.unwrap();
+            read_frame(st).await;
+            frames += 1;
+        }
+        let bye = loop {
+            match read(&mut recv).await {
+                WebMsg::Close {
+                    next_index,
+                    code,
+                    reason,
+                } => break (next_index, code, reason),
+                _ => continue,
+            }
+        };
+        session.close(bye.1, bye.2.as_bytes());
+        (frames, bye)
+    });
+    assert_eq!(frames, 50);
+    assert_eq!(bye, (50, 0, "end of stream (50 frames)".to_string()));
+    let r = closing.join().unwrap().unwrap();
+    assert_eq!((r.code, r.reason.as_str()), (0, "end of stream (50 frames)"));
+}
+
+#[test]
+fn a_browser_that_ignores_the_hosts_close_is_closed_after_the_frame_age() {
+    let cfg = HostConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        identity_dir: temp_dir("web-close-ignored"),
+        web: Some(WebConfig {
+            window: 16,
+            max_frame_age: Duration::from_millis(100),
+        }),
+        ..HostConfig::default()
+    };
+    let host = Host::listen(cfg).unwrap();
     let addr = host.local_addr().unwrap();
     let hash = host.web_certificate_hash().unwrap();
     let rt = rt();
@@ -215,10 +269,11 @@ fn the_host_closes_a_browser_with_a_reason_it_reads() {
         .block_on(connect(addr, hash, "/punktfunk", &Device::new()))
         .unwrap();
     let s = host.accept(Some(Duration::from_secs(5))).unwrap().unwrap();
-    s.close(close_code::NORMAL, "end of stream (0 frames)");
-    let e = rt.block_on(session.closed());
-    let r = crate::control::web::session::web_reason(&e);
-    assert_eq!((r.code, r.reason.as_str()), (0, "end of stream (0 frames)"));
+    let started = Instant::now();
+    s.close(close_code::APPLICATION, "bye");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let r = crate::control::web::session::web_reason(&rt.block_on(session.closed()));
+    assert_eq!((r.code, r.reason.as_str()), (close_code::APPLICATION, "bye"));
 }
 
 #[test]

@@ -17,7 +17,7 @@ use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use sha2::{Digest, Sha256};
 
 use super::identity::Fingerprint;
-use super::msg::InputEvent;
+use super::msg::{clip_reason, InputEvent, MAX_REASON_LEN};
 use crate::error::{Error, Result};
 
 pub(crate) use cert::{hex, HostCerts};
@@ -88,6 +88,8 @@ pub mod msg_type {
     pub const WELCOME: u8 = 2;
     /// h→b: the target media bitrate moved.
     pub const TARGET: u8 = 3;
+    /// h→b: the host is done; the browser closes once every earlier frame is settled.
+    pub const CLOSE: u8 = 4;
     /// b→h: the device's key and proof.
     pub const HELLO: u8 = 16;
     /// b→h: one input event.
@@ -114,6 +116,17 @@ pub enum WebMsg {
     },
     /// The target media bitrate, kbit/s.
     Target(u32),
+    /// The host ends the session after the frames before `next_index`: the
+    /// browser delivers (or reports lost) each of them, then closes the
+    /// session with this code and reason.
+    Close {
+        /// The index the next frame would have had.
+        next_index: u64,
+        /// Close code.
+        code: u32,
+        /// Close reason (at most 256 bytes).
+        reason: String,
+    },
     /// The device's public key and its signature over the proof.
     Hello {
         /// Uncompressed P-256 point.
@@ -145,6 +158,16 @@ impl WebMsg {
                 (msg_type::WELCOME, b)
             }
             WebMsg::Target(k) => (msg_type::TARGET, k.to_be_bytes().to_vec()),
+            WebMsg::Close {
+                next_index,
+                code,
+                reason,
+            } => {
+                let mut b = next_index.to_be_bytes().to_vec();
+                b.extend_from_slice(&code.to_be_bytes());
+                b.extend_from_slice(clip_reason(reason).as_bytes());
+                (msg_type::CLOSE, b)
+            }
             WebMsg::Hello { key, signature } => (msg_type::HELLO, [&key[..], &signature[..]].concat()),
             WebMsg::Input(e) => (msg_type::INPUT, e.encode().to_vec()),
             WebMsg::KeyframeRequest(i) => (msg_type::KEYFRAME_REQUEST, i.to_be_bytes().to_vec()),
@@ -181,6 +204,19 @@ impl WebMsg {
                 }
             }
             msg_type::TARGET => WebMsg::Target(u32::from_be_bytes(array(fixed(4)?))),
+            msg_type::CLOSE => {
+                if body.len() < 12 || body.len() > 12 + MAX_REASON_LEN {
+                    return Err(super::proto::protocol(format!(
+                        "web message {ty}: body of {} bytes",
+                        body.len()
+                    )));
+                }
+                WebMsg::Close {
+                    next_index: u64::from_be_bytes(array(&body[..8])),
+                    code: u32::from_be_bytes(array(&body[8..12])),
+                    reason: String::from_utf8_lossy(&body[12..]).into_owned(),
+                }
+            }
             msg_type::HELLO => {
                 let b = fixed(DEVICE_KEY_LEN + SIGNATURE_LEN)?;
                 WebMsg::Hello {
@@ -260,6 +296,11 @@ mod tests {
                 window: 16,
             },
             WebMsg::Target(12_345),
+            WebMsg::Close {
+                next_index: 300,
+                code: 0,
+                reason: "end of stream (300 frames)".into(),
+            },
             WebMsg::Hello {
                 key: [4; 65],
                 signature: [9; 64],
@@ -272,11 +313,15 @@ mod tests {
             let len = u16::from_be_bytes([b[1], b[2]]) as usize;
             assert_eq!(len, b.len() - 3);
             assert_eq!(WebMsg::decode(b[0], &b[3..]).unwrap(), m);
-            // One byte short or long: refused.
-            assert!(WebMsg::decode(b[0], &b[3..b.len() - 1]).is_err());
-            assert!(WebMsg::decode(b[0], &[&b[3..], &[0]].concat()).is_err());
+            // One byte short or long: refused (a close's reason may be any length).
+            if b[0] != msg_type::CLOSE {
+                assert!(WebMsg::decode(b[0], &b[3..b.len() - 1]).is_err());
+                assert!(WebMsg::decode(b[0], &[&b[3..], &[0]].concat()).is_err());
+            }
         }
         assert!(WebMsg::decode(99, &[]).is_err());
+        assert!(WebMsg::decode(msg_type::CLOSE, &[0; 11]).is_err());
+        assert!(WebMsg::decode(msg_type::CLOSE, &[0; 12 + 257]).is_err());
         // A key-down with a non-zero pad byte is malformed input.
         let mut bad = InputEvent::KeyDown { code: 1 }.encode();
         bad[11] = 1;

@@ -9,7 +9,7 @@
 //! browser ─► control stream ─► control task ─► input / keyframe events → app
 //! ```
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -235,12 +235,50 @@ async fn send_frame(mut stream: SendStream, job: Job, flight: Flight) {
     flight.done();
 }
 
+/// What the application's handle keeps of a browser session: enough to end
+/// it after its last frame.
+pub(in crate::control) struct WebHandle {
+    pub(in crate::control) session: Session,
+    next_index: Arc<AtomicU64>,
+    ctrl: mpsc::UnboundedSender<WebMsg>,
+    max_age: Duration,
+}
+
+impl WebHandle {
+    /// Ends the session after the frames already handed to the send thread:
+    /// tells the browser which frame was the last and lets it close once it
+    /// has settled every one (docs/WEB.md, Close); closes from here if it has
+    /// not within the frame age and a second. Closing at once instead would
+    /// discard frames the browser's QUIC stack holds but the page has not read.
+    pub(in crate::control) async fn close(&self, slot: &CloseSlot, r: CloseReason) {
+        {
+            let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if s.is_some() || self.session.close_reason().is_some() {
+                return;
+            }
+            *s = Some(r.clone());
+        }
+        let bye = WebMsg::Close {
+            next_index: self.next_index.load(Ordering::Acquire),
+            code: r.code,
+            reason: r.reason.clone(),
+        };
+        if self.ctrl.send(bye).is_ok() {
+            let limit = self.max_age + CLOSE_WAIT;
+            if tokio::time::timeout(limit, self.session.closed()).await.is_ok() {
+                return;
+            }
+        }
+        close_session(&self.session, &r).await;
+    }
+}
+
 /// The send thread's end of a browser session.
 pub(in crate::control) struct WebSink {
     jobs: mpsc::UnboundedSender<Job>,
     inflight: Arc<AtomicUsize>,
     window: usize,
-    next_index: u64,
+    next_index: Arc<AtomicU64>,
     max_frame_bytes: usize,
     stats: Arc<Stats>,
     handle: StatsHandle,
@@ -273,7 +311,7 @@ impl WebSink {
         adaptive: bool,
         granted_kbps: u32,
         share: Option<Share>,
-    ) -> WebSink {
+    ) -> (WebSink, WebHandle) {
         let stats = Arc::new(Stats::default());
         let inflight = Arc::new(AtomicUsize::new(0));
         let (jobs, rx) = mpsc::unbounded_channel();
@@ -284,11 +322,18 @@ impl WebSink {
             max_age: web.max_frame_age,
         };
         tokio::spawn(dispatch(session.clone(), rx, flight));
-        WebSink {
+        let next_index = Arc::new(AtomicU64::new(0));
+        let handle = WebHandle {
+            session: session.clone(),
+            next_index: next_index.clone(),
+            ctrl: ctrl.clone(),
+            max_age: web.max_frame_age,
+        };
+        let sink = WebSink {
             jobs,
             inflight,
             window: usize::from(web.window),
-            next_index: 0,
+            next_index,
             max_frame_bytes,
             handle: StatsHandle::detached(stats.clone()),
             stats,
@@ -302,7 +347,8 @@ impl WebSink {
                 published: 0,
                 next: Instant::now(),
             }),
-        }
+        };
+        (sink, handle)
     }
 
     fn update_rate(&mut self, now: Instant) -> Option<Instant> {
@@ -348,12 +394,12 @@ impl FrameSink for WebSink {
         Stats::add(&self.stats.frames_submitted, 1);
         self.inflight.fetch_add(1, Ordering::AcqRel);
         let job = Job {
-            index: self.next_index,
+            index: self.next_index.load(Ordering::Relaxed),
             meta,
             data: Bytes::copy_from_slice(data),
             queued: now,
         };
-        self.next_index += 1;
+        self.next_index.fetch_add(1, Ordering::Release);
         if self.jobs.send(job).is_err() {
             self.inflight.fetch_sub(1, Ordering::AcqRel);
             return Err(Error::closed("the client is gone"));
