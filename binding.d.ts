@@ -16,6 +16,12 @@ export declare class NativeHost {
   /** The certificate fingerprint clients pin (64 hex digits). */
   fingerprint(): string
   /**
+   * SHA-256 of the certificate browsers pin now (64 hex digits), or `null`
+   * when the host does not serve browsers. It changes when the certificate
+   * is renewed: read it when handing it out.
+   */
+  webCertificateHash(): string | null
+  /**
    * Waits up to `timeout_ms` for a client and runs the handshake; resolves
    * with its session, or `null` on timeout.
    */
@@ -35,6 +41,11 @@ export declare class NativeSession {
   controlInfo(): NativeControlInfo | null
   /** The media bitrate the encoder should aim for now, kbit/s (host sessions). */
   targetKbps(): number
+  /**
+   * How a host session's frames travel: `native` (FEC datagrams) or `web`
+   * (a browser's WebTransport streams).
+   */
+  carrier(): 'native' | 'web'
   /** The FEC percentage in use (host sessions). */
   fecPercent(): number
   /** How the control connection ended, if it did. */
@@ -387,6 +398,12 @@ export interface NativeHostOptions {
   probes?: boolean
   /** Highest probe rate, kbit/s (default: the session's granted bitrate). */
   probeCeilingKbps?: number
+  /** Serve browsers over WebTransport on the same port (default false). */
+  web?: boolean
+  /** Browser sessions: frames in flight at most (default 16). */
+  webWindow?: number
+  /** Browser sessions: a frame in flight this long is given up, ms (default 1000). */
+  webMaxFrameAgeMs?: number
 }
 
 /** A host identity on disk. */

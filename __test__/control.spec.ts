@@ -372,3 +372,31 @@ test('rate adaptation off keeps the granted bitrate; probes: false refuses speed
   t.is(r.rateKbps, 0, `the host refused the probe: ${JSON.stringify(r)}`)
   t.is(r.packetsReceived, 0)
 })
+
+test('a host serving browsers pins a certificate of its own; native sessions are native', async (t) => {
+  const dir = tempDir(t)
+  const host = await Host.listen({ bind: '127.0.0.1:0', identityDir: dir, web: { window: 8, maxFrameAgeMs: 500 } })
+  t.teardown(() => host.close())
+  const hash = host.webCertificateHash
+  t.regex(hash ?? '', /^[0-9a-f]{64}$/)
+  t.not(hash, host.fingerprint)
+  // Kept beside the identity: a second host on the same directory pins the same.
+  const again = await Host.listen({ bind: '127.0.0.1:0', identityDir: dir, web: true })
+  t.is(again.webCertificateHash, hash)
+  await again.close()
+  // Native clients use the same port as before.
+  const accepting = host.accept({ timeoutMs: 10_000 })
+  const client = await Client.connect(host.address, { pin: host.fingerprint })
+  t.teardown(() => client.close())
+  const session = await accepting
+  if (!session) return t.fail('no session')
+  t.teardown(() => session.close())
+  t.is(session.carrier, 'native')
+  const plain = await Host.listen({ bind: '127.0.0.1:0', identityDir: dir })
+  t.is(plain.webCertificateHash, undefined)
+  await plain.close()
+  for (const web of [{ window: 0 }, { window: 300 }, { maxFrameAgeMs: 1 }]) {
+    const e = await t.throwsAsync(Host.listen({ bind: '127.0.0.1:0', identityDir: dir, web }))
+    t.is((e as PunktfunkError).code, 'ERR_PF_INVALID_ARG', JSON.stringify(web))
+  }
+})

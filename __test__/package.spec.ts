@@ -28,7 +28,7 @@ test('npm pack installs into a fresh project and works from ESM, CommonJS and Ty
     execFileSync(npm, ['pack', '--json', '--ignore-scripts', '--pack-destination', dir], { cwd: root, encoding: 'utf8' }),
   ) as Array<{ filename: string; files: Array<{ path: string }> }>
   const files = packed[0].files.map((f) => f.path)
-  for (const must of ['bin/punktfunk.js', 'dist/cli/main.js', 'index.js', 'index.d.ts', 'binding.js', 'binding.d.ts', 'dist/index.js', 'dist/index.d.ts', 'dist/session.d.ts', 'scripts/install.js', 'crates/punktfunk-node/src/lib.rs', 'Cargo.lock']) {
+  for (const must of ['bin/punktfunk.js', 'dist/cli/main.js', 'index.js', 'index.d.ts', 'binding.js', 'binding.d.ts', 'dist/index.js', 'dist/index.d.ts', 'dist/session.d.ts', 'scripts/install.js', 'crates/punktfunk-node/src/lib.rs', 'Cargo.lock', 'dist/web/package.json', 'dist/web/web/index.js', 'dist/web/web/index.d.ts', 'dist/web/web/page.js', 'dist/cli/webpage.js']) {
     t.true(files.includes(must), `the package contains ${must}`)
   }
   t.true(files.some((f) => /^punktfunk-core\..+\.node$/.test(f)), 'the package contains the built addon')
@@ -52,6 +52,15 @@ test('npm pack installs into a fresh project and works from ESM, CommonJS and Ty
     t.is(r.status, 0, `${script}: ${r.stderr}`)
     t.is(r.stdout.trim(), 'ok true ERR_PF_INVALID_ARG', script)
   }
+
+  // The browser SDK is an ES module under its own subpath (it touches no browser API when loaded).
+  const web = spawnSync(
+    process.execPath,
+    ['--input-type=module', '-e', "const m = await import('@punktfunk/core/web'); console.log(typeof m.connect, typeof m.AnnexBSplitter, m.codecString(Uint8Array.of(0x67, 0x64, 0, 0x1f)))"],
+    { cwd: app, encoding: 'utf8', timeout: 30_000 },
+  )
+  t.is(web.status, 0, web.stderr)
+  t.is(web.stdout.trim(), 'function function avc1.64001f')
 
   // The command line is installed as the package's bin.
   const cli = spawnSync(join(app, 'node_modules', '.bin', 'punktfunk'), ['identity', '--json', '--identity', join(dir, 'identity')], {

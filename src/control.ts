@@ -205,8 +205,25 @@ export interface HostOptions extends Omit<SessionOptions, 'recvQueue'> {
    * per client per minute.
    */
   probes?: boolean | ProbeOptions
+  /**
+   * Serve browsers too (default `false`): WebTransport on the same UDP port,
+   * told apart from native clients by ALPN (docs/WEB.md). A browser's
+   * session is a {@link HostSession} like any other (its `carrier` is
+   * `'web'`); pages connect with `@punktfunk/core/web`, pinning
+   * {@link Host.webCertificateHash}. `authorizedClients` then lists browser
+   * devices too, by the fingerprint of their key.
+   */
+  web?: boolean | WebOptions
   /** Abort listening before it starts: the call rejects with an `AbortError` and no port is taken. */
   signal?: AbortSignal
+}
+
+/** How browser sessions are served ({@link HostOptions.web}). */
+export interface WebOptions {
+  /** Frames in flight to one browser at most (sent, not yet acknowledged): 1–256, default 16. */
+  window?: number
+  /** A frame still in flight this long is given up and reported lost in the page, ms (10–60 000, default 1 000). */
+  maxFrameAgeMs?: number
 }
 
 /** Limits on speed-test probes ({@link HostOptions.probes}). */
@@ -403,7 +420,15 @@ export class HostSession extends Session {
   /** @internal */
   constructor(s: NativeSession, w: Wakeups, backpressure: 'wait' | 'reject') {
     super('host', s, w, backpressure)
+    this.carrier = call(() => s.carrier()) === 'web' ? 'web' : 'native'
   }
+
+  /**
+   * How this session's frames travel: `'native'` (a native client: FEC and
+   * AES-GCM datagrams) or `'web'` (a browser: one WebTransport stream per
+   * frame; `setFecPercent` does not apply).
+   */
+  readonly carrier: 'native' | 'web'
 
   /** The next message from the client if one is waiting, else `null`. */
   pollMessage(): ClientMessage | null {
@@ -435,6 +460,10 @@ export class HostSession extends Session {
     for (;;) {
       if (this.closed || this.#ended) return null
       throwIfAborted(signal)
+      // A message already queued is taken without registering a waiter (a
+      // burst read in a loop would otherwise leave one abort listener per call).
+      const queued = this.pollMessage()
+      if (queued) return queued
       const ready = this.wakeups.event(signal)
       const m = this.pollMessage()
       if (m) return m
@@ -556,6 +585,18 @@ export class Host {
   /** The certificate fingerprint clients pin (64 hex digits). */
   readonly fingerprint: string
 
+  /**
+   * SHA-256 of the certificate browsers pin now (64 hex digits; a page passes
+   * it to `connect` as `certificateHash`), or `undefined` when the host does
+   * not serve browsers ({@link HostOptions.web}). The host renews the
+   * certificate before it expires (it is valid 13 days), so read this when
+   * handing it out rather than once.
+   */
+  get webCertificateHash(): string | undefined {
+    if (this.#closed) return undefined
+    return call(() => this.#native.webCertificateHash()) ?? undefined
+  }
+
   private constructor(h: NativeHost, backpressure: 'wait' | 'reject') {
     this.#native = h
     this.#backpressure = backpressure
@@ -593,6 +634,9 @@ export class Host {
     const probes = o.probes === undefined || typeof o.probes === 'boolean' ? { enabled: o.probes ?? true } : { enabled: true, ...optionsBag(o.probes, 'probes') }
     const optU32 = (bag: Record<string, unknown>, key: string, prefix: string): number | undefined =>
       bag[key] === undefined ? undefined : u32(bag, key, 0, prefix)
+    if (o.web !== undefined && typeof o.web !== 'boolean' && !isObject(o.web)) throw invalidArg('web must be a boolean or { window, maxFrameAgeMs }')
+    const web: Record<string, unknown> & { enabled: boolean } =
+      o.web === undefined || typeof o.web === 'boolean' ? { enabled: o.web ?? false } : { ...optionsBag(o.web, 'web'), enabled: true }
     const d = native().defaults()
     const { params, sendQueue, backpressure } = paramsFrom(o, d, true)
     const h = call(() =>
@@ -615,6 +659,9 @@ export class Host {
         maxTotalKbps: optU32(o, 'maxTotalKbps', ''),
         probes: probes.enabled,
         probeCeilingKbps: optU32(probes, 'ceilingKbps', 'probes.'),
+        web: web.enabled,
+        webWindow: optU32(web, 'window', 'web.'),
+        webMaxFrameAgeMs: web.maxFrameAgeMs === undefined ? undefined : num(web, 'maxFrameAgeMs', 1000),
       }),
     )
     return new Host(h, backpressure)

@@ -45,6 +45,7 @@ export {
   type CloseReason,
   type HostIdentity,
   type HostOptions,
+  type WebOptions,
   type InputEvent,
   type ProbeOptions,
   type RateOptions,

@@ -9,6 +9,7 @@ import { IDENTITY_FLAG, OFFLOAD_FLAG, offloadOf } from './misc'
 import { perfReporter, rateLine } from './report'
 import { FrameQueue, listenUdp, readStream, type UdpSource } from './sources'
 import { FrameSizes, syntheticFrame } from './stream'
+import { startWebPage, type WebPage } from './webpage'
 
 /** The port `punktfunk host` listens on unless told otherwise. */
 export const DEFAULT_PORT = 7447
@@ -45,8 +46,11 @@ export const hostSpec: CommandSpec = {
     allow: {
       kind: 'string',
       value: 'HEX[,HEX]',
-      help: "admit only clients presenting these fingerprints ('punktfunk identity' on the client; connect --identity DIR)",
+      help: "admit only clients presenting these fingerprints ('punktfunk identity' on the client; connect --identity DIR; a browser's device fingerprint, shown on the page)",
     },
+    web: { kind: 'boolean', help: 'serve browsers too (WebTransport on the same port) and a page that plays the stream; prints its address' },
+    'web-port': { kind: 'number', value: 'P', help: 'with --web: the page\'s HTTP port (default 8080; 0 picks a free one)', min: 0, max: 65535, integer: true },
+    'web-bind': { kind: 'string', value: 'IP', help: 'with --web: the page\'s HTTP address (default 127.0.0.1)' },
   },
   notes: [
     "Prints 'listening on HOST:PORT fingerprint HEX' on stderr once ready; clients pin that fingerprint.",
@@ -184,6 +188,10 @@ export async function host(f: Flags): Promise<number> {
   const allow = allowOf(f)
   const abr = onOff(f, 'abr')
   const probes = onOff(f, 'probes')
+  const web = f.bool('web')
+  if (!web && (f.num('web-port') !== undefined || f.str('web-bind') !== undefined)) {
+    throw new UsageError('--web-port and --web-bind apply with --web only')
+  }
   if (!abr && f.has('initial-mbps')) throw new UsageError('--initial-mbps applies with --abr on only')
   if (!probes && f.has('probe-max-mbps')) throw new UsageError('--probe-max-mbps applies with --probes on only')
   const kbps = (name: string): number | undefined => {
@@ -215,12 +223,23 @@ export async function host(f: Flags): Promise<number> {
       rate: { adaptive: abr, initialKbps: kbps('initial-mbps') },
       maxTotalKbps: kbps('max-total-mbps'),
       probes: probes ? { ceilingKbps: kbps('probe-max-mbps') } : false,
+      web,
     })
   } catch (e) {
     udp?.close()
     throw e
   }
   log(`listening on ${h.address} fingerprint ${h.fingerprint}`)
+  let page: WebPage | undefined
+  if (web) {
+    try {
+      page = await servePage(h, f)
+    } catch (e) {
+      udp?.close()
+      await h.close('host shut down')
+      throw e
+    }
+  }
   if (udp) log(`reading datagrams on ${udp.address}`)
 
   let started = false
@@ -339,6 +358,7 @@ export async function host(f: Flags): Promise<number> {
     }),
   )
   await h.close('host shut down')
+  await page?.close()
   await accepting
   for (const s of clients.everyone) {
     // Every counter of the client's data session (stats() outlives close()).
@@ -362,6 +382,36 @@ export async function host(f: Flags): Promise<number> {
   if (source.kind === 'stdin' && why !== 'end of input') process.stdin.destroy()
   if (failure) throw failure
   return 0
+}
+
+/**
+ * `--web`: serves the page that plays the stream, and prints where it is. The
+ * page opens `https://IP:PORT/punktfunk` on the host's own port, pinning the
+ * host's web certificate; a host listening on every address is reached at
+ * the page's own address.
+ */
+async function servePage(h: Host, f: Flags): Promise<WebPage> {
+  const pageBind = f.str('web-bind') ?? '127.0.0.1'
+  if (!isIP(pageBind)) throw new UsageError(`--web-bind takes an IP address, got ${JSON.stringify(pageBind)}`)
+  const [ip, port] = splitAddress(h.address)
+  const unspecified = ip === '0.0.0.0' || ip === '::'
+  const hostIp = unspecified ? pageBind === '0.0.0.0' || pageBind === '::' ? '127.0.0.1' : pageBind : ip
+  const wt = `https://${isIP(hostIp) === 6 ? `[${hostIp}]` : hostIp}:${port}/punktfunk`
+  const config = (): { url: string; certificateHash: string } => {
+    const certificateHash = h.webCertificateHash
+    if (!certificateHash) throw new Error('the host does not serve browsers')
+    return { url: wt, certificateHash }
+  }
+  const page = await startWebPage({ bind: pageBind, port: f.num('web-port', 8080), config })
+  const c = config()
+  log(`web: ${page.url}#url=${encodeURIComponent(c.url)}&hash=${c.certificateHash}`)
+  return page
+}
+
+/** `IP:PORT` or `[IP]:PORT` as its parts. */
+function splitAddress(a: string): [string, number] {
+  const i = a.lastIndexOf(':')
+  return [a.slice(0, i).replace(/^\[|\]$/g, ''), Number(a.slice(i + 1))]
 }
 
 /**

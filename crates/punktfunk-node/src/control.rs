@@ -17,6 +17,7 @@ use punktfunk_core::control::{
     self, axis, button, Client, ClientConfig, FecBand, Fingerprint, Host, HostConfig, HostEvent, InputEvent,
     InputFields, InputKind, ProbePolicy, ProbeResult, RateSettings, Trust,
 };
+use punktfunk_core::web::WebConfig;
 use punktfunk_core::{ErrorKind, FrameSource, RecvWorker};
 
 use super::settle;
@@ -91,6 +92,12 @@ pub struct NativeHostOptions {
     pub probes: Option<bool>,
     /// Highest probe rate, kbit/s (default: the session's granted bitrate).
     pub probe_ceiling_kbps: Option<u32>,
+    /// Serve browsers over WebTransport on the same port (default false).
+    pub web: Option<bool>,
+    /// Browser sessions: frames in flight at most (default 16).
+    pub web_window: Option<u32>,
+    /// Browser sessions: a frame in flight this long is given up, ms (default 1000).
+    pub web_max_frame_age_ms: Option<f64>,
 }
 
 /// A host identity on disk.
@@ -131,6 +138,25 @@ fn rate_settings(opts: &NativeHostOptions) -> RateSettings {
         initial_kbps: opts.initial_kbps.unwrap_or(d.initial_kbps),
         min_kbps: opts.min_kbps.unwrap_or(d.min_kbps),
     }
+}
+
+/// The browser settings in `opts` (`None` unless `web` is true); the core
+/// checks the ranges.
+fn web_config(opts: &NativeHostOptions) -> Result<Option<WebConfig>> {
+    if opts.web != Some(true) {
+        return Ok(None);
+    }
+    let d = WebConfig::default();
+    Ok(Some(WebConfig {
+        window: match opts.web_window {
+            Some(w) => u16::try_from(w).map_err(|_| invalid(format!("web.window {w} is outside 1..=256")))?,
+            None => d.window,
+        },
+        max_frame_age: match opts.web_max_frame_age_ms {
+            Some(v) => ms(v, "web.maxFrameAgeMs")?,
+            None => d.max_frame_age,
+        },
+    }))
 }
 
 /// A listening host.
@@ -200,6 +226,7 @@ pub fn host_listen(opts: NativeHostOptions) -> Result<NativeHost> {
                 ceiling_kbps: opts.probe_ceiling_kbps.unwrap_or(0),
                 ..ProbePolicy::default()
             },
+            web: web_config(&opts)?,
             ..HostConfig::default()
         };
         let host = Host::listen(cfg).map_err(js_error)?;
@@ -221,6 +248,19 @@ impl NativeHost {
     #[napi]
     pub fn fingerprint(&self) -> Result<String> {
         guard(|| Ok(self.host()?.fingerprint().to_hex()))
+    }
+
+    /// SHA-256 of the certificate browsers pin now (64 hex digits), or `null`
+    /// when the host does not serve browsers. It changes when the certificate
+    /// is renewed: read it when handing it out.
+    #[napi]
+    pub fn web_certificate_hash(&self) -> Result<Option<String>> {
+        guard(|| {
+            Ok(self
+                .host()?
+                .web_certificate_hash()
+                .map(|h| Fingerprint(h).to_hex()))
+        })
     }
 
     /// Waits up to `timeout_ms` for a client and runs the handshake; resolves
@@ -653,6 +693,21 @@ impl NativeSession {
     #[napi]
     pub fn target_kbps(&self) -> Result<u32> {
         guard(|| self.with_host(|h| Ok(h.target_bitrate_kbps())))
+    }
+
+    /// How a host session's frames travel: `native` (FEC datagrams) or `web`
+    /// (a browser's WebTransport streams).
+    #[napi(ts_return_type = "'native' | 'web'")]
+    pub fn carrier(&self) -> Result<String> {
+        guard(|| {
+            self.with_host(|h| {
+                Ok(match h.carrier() {
+                    control::Carrier::Native => "native",
+                    control::Carrier::Web => "web",
+                }
+                .to_string())
+            })
+        })
     }
 
     /// The FEC percentage in use (host sessions).
