@@ -15,70 +15,8 @@ import {
 } from './options'
 import { Session, waitArgs, Wakeups } from './session'
 
-/** An input event from client to host. Key and button edges are never lost; motion, scroll and axes take the fastest path and may be superseded. */
-export type InputEvent =
-  | {
-      /** A key went down. */
-      type: 'keyDown'
-      /** Key code. */
-      code: number
-    }
-  | {
-      /** A key came up. */
-      type: 'keyUp'
-      /** Key code. */
-      code: number
-    }
-  | {
-      /** Relative mouse motion. */
-      type: 'mouseMove'
-      /** Horizontal delta. */
-      dx: number
-      /** Vertical delta. */
-      dy: number
-    }
-  | {
-      /** Absolute mouse position. */
-      type: 'mouseMoveAbsolute'
-      /** Horizontal position, 0..=65535 across the screen. */
-      x: number
-      /** Vertical position, 0..=65535 down the screen. */
-      y: number
-    }
-  | {
-      /** A mouse button went down or up. */
-      type: 'mouseButton'
-      /** Button number (1 left, 2 middle, 3 right, 4/5 side). */
-      button: number
-      /** True when pressed. */
-      down: boolean
-    }
-  | {
-      /** Scroll wheel motion. */
-      type: 'scroll'
-      /** Horizontal amount, in 1/120 of a notch. */
-      dx: number
-      /** Vertical amount, in 1/120 of a notch. */
-      dy: number
-    }
-  | {
-      /** The full button state of a gamepad. */
-      type: 'gamepadButtons'
-      /** Gamepad number. */
-      pad: number
-      /** Pressed buttons, a bit set of {@link BUTTON} values. */
-      buttons: number
-    }
-  | {
-      /** One gamepad axis moved. */
-      type: 'gamepadAxis'
-      /** Gamepad number. */
-      pad: number
-      /** Which axis, one of {@link AXIS}. */
-      axis: number
-      /** Axis value: sticks −32768..=32767, triggers 0..=32767. */
-      value: number
-    }
+import type { InputEvent } from './input'
+export type { InputEvent }
 
 function constants(kind: 'buttons' | 'axes'): Readonly<Record<string, number>> {
   return Object.freeze(Object.fromEntries(native().inputConstants()[kind]))

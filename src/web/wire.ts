@@ -54,70 +54,8 @@ export interface FrameHeader {
   pts: number
 }
 
-/** An input event, as the Node SDK's `InputEvent`. */
-export type InputEvent =
-  | {
-      /** A key went down. */
-      type: 'keyDown'
-      /** Key code, a `u32`. */
-      code: number
-    }
-  | {
-      /** A key came up. */
-      type: 'keyUp'
-      /** Key code, a `u32`. */
-      code: number
-    }
-  | {
-      /** Relative mouse motion. */
-      type: 'mouseMove'
-      /** Horizontal delta, an `i32`. */
-      dx: number
-      /** Vertical delta, an `i32`. */
-      dy: number
-    }
-  | {
-      /** Absolute mouse position. */
-      type: 'mouseMoveAbsolute'
-      /** Horizontal position, 0..=65535 across the screen. */
-      x: number
-      /** Vertical position, 0..=65535 down the screen. */
-      y: number
-    }
-  | {
-      /** A mouse button went down or up. */
-      type: 'mouseButton'
-      /** Button number (1 left, 2 middle, 3 right, 4/5 side), 0..=255. */
-      button: number
-      /** True when pressed. */
-      down: boolean
-    }
-  | {
-      /** Scroll wheel motion. */
-      type: 'scroll'
-      /** Horizontal amount, in 1/120 of a notch, an `i16`. */
-      dx: number
-      /** Vertical amount, in 1/120 of a notch, an `i16`. */
-      dy: number
-    }
-  | {
-      /** The full button state of a gamepad. */
-      type: 'gamepadButtons'
-      /** Gamepad number, 0..=255. */
-      pad: number
-      /** Pressed buttons, a bit set of {@link BUTTON} values. */
-      buttons: number
-    }
-  | {
-      /** One gamepad axis moved. */
-      type: 'gamepadAxis'
-      /** Gamepad number, 0..=255. */
-      pad: number
-      /** Which axis, one of {@link AXIS}. */
-      axis: number
-      /** Axis value: sticks −32768..=32767, triggers 0..=32767. */
-      value: number
-    }
+import type { InputEvent } from '../input.js'
+export type { InputEvent }
 
 /** Gamepad button bits of `gamepadButtons` events (`PUNKTFUNK_BTN_*` in C). */
 export const BUTTON: Readonly<Record<string, number>> = Object.freeze({
