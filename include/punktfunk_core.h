@@ -526,6 +526,11 @@ typedef struct PunktfunkHostOptions {
   uint32_t probes;
   // Highest speed-test rate, kbit/s; 0 (default): the session's granted bitrate.
   uint32_t probe_ceiling_kbps;
+  // 1: serve browsers too, over WebTransport on the same port
+  // (docs/WEB.md; `punktfunk_host_web_certificate_hash` gives the hash
+  // they pin); 0 (default): native clients only. Added after the first
+  // layout: a caller built against that one gets 0.
+  uint32_t web;
 } PunktfunkHostOptions;
 #endif
 
@@ -839,6 +844,20 @@ int32_t punktfunk_identity_fingerprint(const char *identity_dir, char *buf, size
 // # Safety
 // `host` must be NULL or a live handle; `buf` NULL or `len` writable bytes.
 int32_t punktfunk_host_fingerprint(const struct PunktfunkHost *host, char *buf, size_t len);
+#endif
+
+#if defined(PUNKTFUNK_FEATURE_QUIC)
+// Writes the SHA-256 of the certificate browsers pin now (64 hex digits and
+// a NUL; `PUNKTFUNK_FINGERPRINT_LEN` suffices), for a host listening with
+// `options.web` = 1; `PUNKTFUNK_ERR_INVALID_ARG` for one that does not
+// serve browsers. The host renews the certificate before it expires (it is
+// valid 13 days): read the hash when handing it out.
+//
+// # Safety
+// `host` must be NULL or a live handle; `buf` NULL or `len` writable bytes.
+int32_t punktfunk_host_web_certificate_hash(const struct PunktfunkHost *host,
+                                            char *buf,
+                                            size_t len);
 #endif
 
 #if defined(PUNKTFUNK_FEATURE_QUIC)

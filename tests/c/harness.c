@@ -636,7 +636,7 @@ static void test_quic_options(void) {
     CHECK(mkdtemp(dir) != NULL, "temp dir");
     CHECK_STATUS(punktfunk_host_options_default(&o), PUNKTFUNK_OK);
     CHECK(o.struct_size == sizeof o && o.adaptive_rate == 1 && o.probes == 1 && o.initial_kbps == 10000 &&
-              o.min_kbps == 1000 && o.max_total_kbps == 0,
+              o.min_kbps == 1000 && o.max_total_kbps == 0 && o.web == 0,
           "host option defaults");
     CHECK_STATUS(punktfunk_host_options_default(NULL), PUNKTFUNK_ERR_INVALID_ARG);
     PunktfunkHostOptions bad = o;
@@ -652,6 +652,30 @@ static void test_quic_options(void) {
     bad.struct_size = 8;
     CHECK_STATUS(punktfunk_host_listen_with("127.0.0.1:0", dir, NULL, &bad, NULL, 0, &host), PUNKTFUNK_ERR_INVALID_ARG);
     CHECK(host == NULL, "no host from refused options");
+
+    /* Browsers: a host with web = 1 pins a certificate of its own; one without has none to give. */
+    char hash[PUNKTFUNK_FINGERPRINT_LEN];
+    PunktfunkHostOptions web = o;
+    web.web = 2;
+    CHECK_STATUS(punktfunk_host_listen_with("127.0.0.1:0", dir, NULL, &web, NULL, 0, &host), PUNKTFUNK_ERR_INVALID_ARG);
+    web.web = 1;
+    CHECK_STATUS(punktfunk_host_listen_with("127.0.0.1:0", dir, NULL, &web, NULL, 0, &host), PUNKTFUNK_OK);
+    if (host) {
+        CHECK_STATUS(punktfunk_host_web_certificate_hash(host, hash, sizeof hash), PUNKTFUNK_OK);
+        CHECK_STATUS(punktfunk_host_fingerprint(host, fp, sizeof fp), PUNKTFUNK_OK);
+        CHECK(strlen(hash) == 64 && strcmp(hash, fp) != 0, "browsers pin their own certificate: %s", hash);
+        punktfunk_host_free(host);
+        host = NULL;
+    }
+    /* A caller built against the first layout (no web field) is read as web = 0. */
+    web = o;
+    web.struct_size = 9 * sizeof(uint32_t);
+    CHECK_STATUS(punktfunk_host_listen_with("127.0.0.1:0", dir, NULL, &web, NULL, 0, &host), PUNKTFUNK_OK);
+    if (host) {
+        CHECK_STATUS(punktfunk_host_web_certificate_hash(host, hash, sizeof hash), PUNKTFUNK_ERR_INVALID_ARG);
+        punktfunk_host_free(host);
+        host = NULL;
+    }
 
     /* Fixed rate, probes off: the target is the granted bitrate; a speed test is refused at once. */
     o.max_bitrate_kbps = 40000;

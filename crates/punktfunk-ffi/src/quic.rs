@@ -16,6 +16,7 @@ use pf::control::{
     HostSession, Identity, InputEvent, InputFields, InputKind, ProbePolicy, RateSettings, Trust,
 };
 use pf::session::StatsHandle;
+use pf::web::WebConfig;
 use pf::{Error, ErrorKind, Frame, FrameMeta};
 
 use super::{
@@ -497,7 +498,15 @@ pub struct PunktfunkHostOptions {
     pub probes: u32,
     /// Highest speed-test rate, kbit/s; 0 (default): the session's granted bitrate.
     pub probe_ceiling_kbps: u32,
+    /// 1: serve browsers too, over WebTransport on the same port
+    /// (docs/WEB.md; `punktfunk_host_web_certificate_hash` gives the hash
+    /// they pin); 0 (default): native clients only. Added after the first
+    /// layout: a caller built against that one gets 0.
+    pub web: u32,
 }
+
+/// `struct_size` of the first `PunktfunkHostOptions` layout (before `web`).
+const HOST_OPTIONS_FIRST_LAYOUT: usize = 9 * size_of::<u32>();
 
 impl PunktfunkHostOptions {
     fn defaults() -> Self {
@@ -512,6 +521,7 @@ impl PunktfunkHostOptions {
             max_total_kbps: d.max_total_kbps.unwrap_or(0),
             probes: u32::from(d.probe.enabled),
             probe_ceiling_kbps: d.probe.ceiling_kbps,
+            web: u32::from(d.web.is_some()),
         }
     }
 
@@ -535,6 +545,7 @@ impl PunktfunkHostOptions {
             ceiling_kbps: self.probe_ceiling_kbps,
             ..ProbePolicy::default()
         };
+        cfg.web = flag(self.web, "web")?.then(WebConfig::default);
         cfg.validate()
     }
 }
@@ -579,7 +590,7 @@ pub unsafe extern "C" fn punktfunk_host_listen_with(
             PunktfunkHostOptions::defaults()
         } else {
             // SAFETY: non-NULL and valid for its struct_size, per the contract.
-            unsafe { read_growable(options, "options", size_of::<PunktfunkHostOptions>()) }?
+            unsafe { read_growable(options, "options", HOST_OPTIONS_FIRST_LAYOUT) }?
         };
         let allowed = if authorized.is_null() && authorized_len == 0 {
             None
@@ -640,6 +651,32 @@ pub unsafe extern "C" fn punktfunk_host_fingerprint(
         let h = unsafe { input(host, "host") }?;
         // SAFETY: NULL or `len` writable bytes per the contract.
         unsafe { write_cstr(buf, len, &h.host.fingerprint().to_hex()) }
+    })
+}
+
+/// Writes the SHA-256 of the certificate browsers pin now (64 hex digits and
+/// a NUL; `PUNKTFUNK_FINGERPRINT_LEN` suffices), for a host listening with
+/// `options.web` = 1; `PUNKTFUNK_ERR_INVALID_ARG` for one that does not
+/// serve browsers. The host renews the certificate before it expires (it is
+/// valid 13 days): read the hash when handing it out.
+///
+/// # Safety
+/// `host` must be NULL or a live handle; `buf` NULL or `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn punktfunk_host_web_certificate_hash(
+    host: *const PunktfunkHost,
+    buf: *mut c_char,
+    len: usize,
+) -> i32 {
+    ffi(|| {
+        // SAFETY: NULL or a live handle per the contract.
+        let h = unsafe { input(host, "host") }?;
+        let hash = h
+            .host
+            .web_certificate_hash()
+            .ok_or_else(|| Error::invalid("this host does not serve browsers (options.web is 0)"))?;
+        // SAFETY: NULL or `len` writable bytes per the contract.
+        unsafe { write_cstr(buf, len, &Fingerprint(hash).to_hex()) }
     })
 }
 
