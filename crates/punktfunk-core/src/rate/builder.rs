@@ -14,6 +14,13 @@ pub struct FeedbackConfig {
     pub interval: Duration,
     /// Least time between two reports, urgent ones included (default 5 ms).
     pub min_gap: Duration,
+    /// For this long after the first datagram, reports go every `min_gap`
+    /// instead of every `interval` (default 100 ms, at most 1 s): the host's
+    /// start-up grows the rate once per report or round trip, whichever is
+    /// longer, so on a fast path it finds the path's rate in tens of
+    /// milliseconds instead of hundreds, and the first frames are not
+    /// paced at a rate far below the path's.
+    pub startup: Duration,
     /// A missing sequence counts as lost once this many later sequences have
     /// arrived (default 64: reordering deeper than that is rare and costs
     /// only a false loss).
@@ -25,6 +32,7 @@ impl Default for FeedbackConfig {
         FeedbackConfig {
             interval: Duration::from_millis(25),
             min_gap: Duration::from_millis(5),
+            startup: Duration::from_millis(100),
             reorder_allowance: 64,
         }
     }
@@ -34,6 +42,9 @@ impl Default for FeedbackConfig {
 pub const MIN_FEEDBACK_INTERVAL: Duration = Duration::from_millis(20);
 /// See [`MIN_FEEDBACK_INTERVAL`].
 pub const MAX_FEEDBACK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Longest fast-report start-up.
+const MAX_STARTUP: Duration = Duration::from_secs(1);
 
 /// Sequences the loss bitmap covers behind the classification edge.
 const WINDOW: u64 = 1024;
@@ -75,6 +86,7 @@ impl FeedbackBuilder {
         let cfg = FeedbackConfig {
             interval: cfg.interval.clamp(MIN_FEEDBACK_INTERVAL, MAX_FEEDBACK_INTERVAL),
             min_gap: cfg.min_gap.min(MIN_FEEDBACK_INTERVAL),
+            startup: cfg.startup.min(MAX_STARTUP),
             reorder_allowance: cfg.reorder_allowance.clamp(1, (WINDOW / 2) as u32),
         };
         FeedbackBuilder {
@@ -121,7 +133,7 @@ impl FeedbackBuilder {
         let arrival_us = super::micros(arrival.saturating_duration_since(epoch)).max(self.last_arrival_us);
         self.last_arrival_us = arrival_us;
         if self.next_due.is_none() {
-            self.next_due = Some(arrival + self.cfg.interval);
+            self.next_due = Some(arrival + self.interval_at(arrival));
         }
         self.received += 1;
         self.bytes += u64::from(wire_bytes);
@@ -213,6 +225,14 @@ impl FeedbackBuilder {
         }
     }
 
+    /// The cadence at `now`: `min_gap` during start-up, else `interval`.
+    fn interval_at(&self, now: Instant) -> Duration {
+        match self.epoch {
+            Some(first) if now.saturating_duration_since(first) < self.cfg.startup => self.cfg.min_gap,
+            _ => self.cfg.interval,
+        }
+    }
+
     /// When the builder next wants [`FeedbackBuilder::poll_feedback`] called;
     /// `None` before the first datagram.
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -260,7 +280,7 @@ impl FeedbackBuilder {
         self.newest_in_ring = false;
         self.urgent = false;
         self.last_sent = Some(now);
-        self.next_due = Some(now + self.cfg.interval);
+        self.next_due = Some(now + self.interval_at(now));
         self.seq = self.seq.wrapping_add(1);
         Some(fb)
     }
@@ -275,9 +295,33 @@ mod tests {
     }
 
     #[test]
-    fn the_builder_counts_gaps_after_the_allowance_and_keeps_its_cadence() {
+    fn reports_come_every_5_ms_for_the_first_100_ms_then_every_25() {
         let base = Instant::now();
         let mut b = FeedbackBuilder::new(FeedbackConfig::default());
+        b.on_packet(0, 1401, base);
+        let mut sent = Vec::new();
+        let mut now = base;
+        while now < t(base, 200_000) {
+            if b.poll_feedback(now).is_some() {
+                sent.push(now.duration_since(base).as_micros() as u64);
+            }
+            now = b.poll_timeout().unwrap();
+        }
+        let gaps: Vec<u64> = sent.windows(2).map(|w| w[1] - w[0]).collect();
+        let fast = sent.iter().filter(|&&at| at <= 100_000).count();
+        assert_eq!(fast, 20, "5 ms apart within the first 100 ms: {sent:?}");
+        assert!(gaps.iter().take(19).all(|&g| g == 5_000), "{gaps:?}");
+        assert!(gaps.iter().rev().take(3).all(|&g| g == 25_000), "{gaps:?}");
+    }
+
+    #[test]
+    fn the_builder_counts_gaps_after_the_allowance_and_keeps_its_cadence() {
+        let base = Instant::now();
+        // The steady cadence (the start-up's faster one has its own test).
+        let mut b = FeedbackBuilder::new(FeedbackConfig {
+            startup: Duration::ZERO,
+            ..FeedbackConfig::default()
+        });
         assert_eq!(b.poll_timeout(), None);
         assert!(b.poll_feedback(t(base, 1_000_000)).is_none());
         // 0..200 with 50 and 51 missing; 100 arrives late but within the allowance.

@@ -19,6 +19,10 @@ const QD_LOW_US: f64 = 3_000.0;
 const PACING_GAIN: f64 = 1.1;
 /// Pacing gain while a queue drains (after start-up, a probe or a cut).
 const DRAIN_GAIN: f64 = 0.75;
+/// Bounds of the report spacing a round may take, µs (the builder sends at
+/// most one report per 5 ms, and at least one per 50 ms).
+const MIN_ROUND_US: f64 = 5_000.0;
+const MAX_ROUND_US: f64 = 50_000.0;
 /// Feedback silence before holding, in feedback intervals (at least 100 ms).
 const SILENCE_INTERVALS: u32 = 4;
 /// Silence before decaying, and the decay's half-life.
@@ -101,6 +105,10 @@ pub struct RateController {
     media: Meter,
     last_update_us: u64,
     last_feedback_us: Option<u64>,
+    /// Time between reports (smoothed), µs: with the round trip, the round
+    /// the controller grows by (reports come faster during the client's
+    /// start-up, docs/PROTOCOL.md §9.8).
+    report_gap_us: f64,
     /// Silence is measured from here until the first report.
     first_sent_us: Option<u64>,
     hold_until_us: u64,
@@ -173,6 +181,7 @@ impl RateController {
             media: Meter::default(),
             last_update_us: 0,
             last_feedback_us: None,
+            report_gap_us: cfg.feedback_interval.as_micros() as f64,
             first_sent_us: None,
             hold_until_us: 0,
             drain_until_us: 0,
@@ -258,7 +267,7 @@ impl RateController {
 
     fn round_us(&self) -> u64 {
         let rtt = self.srtt.unwrap_or(Duration::from_millis(50));
-        rtt.max(self.cfg.feedback_interval).as_micros() as u64
+        (rtt.as_micros() as u64).max(self.report_gap_us as u64)
     }
 
     /// Applies one client report. Reports that contradict earlier ones or
@@ -320,6 +329,10 @@ impl RateController {
             newest_arrival_us: newest_arrival.unwrap_or(self.last.map_or(0, |l| l.newest_arrival_us)),
         });
         self.counters.feedback_used += 1;
+        if let Some(before) = self.last_feedback_us {
+            let gap = now_us.saturating_sub(before) as f64;
+            self.report_gap_us = (0.5 * self.report_gap_us + 0.5 * gap).clamp(MIN_ROUND_US, MAX_ROUND_US);
+        }
         self.last_feedback_us = Some(now_us);
         if self.silence_est.take().is_some() {
             // Feedback is back: resume what silence interrupted, from where

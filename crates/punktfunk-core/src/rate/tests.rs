@@ -278,7 +278,10 @@ fn a_fast_path_is_learned_so_frames_leave_fast() {
     let last = out.rows.last().expect("rows");
     let frame_ms = 100_000.0 * 8.0 / last.pacing_bps * 1e3;
     eprintln!("  probe ceiling reached at {t_ceiling:?} s; pacing {} Mbit/s: a 100 KB frame leaves in {frame_ms:.2} ms", mbps(last.pacing_bps));
-    assert!(t_ceiling.is_some_and(|t| t <= 1.0));
+    // Reports every 5 ms for the first 100 ms let start-up grow per 5 ms
+    // here (the round trip is far shorter): the ceiling within the first
+    // 100 ms row (0.3 s at the steady 25 ms cadence).
+    assert!(t_ceiling.is_some_and(|t| t <= 0.1), "{t_ceiling:?}");
     assert!(frame_ms <= 1.0);
     assert!(s.padding_share < 1e-9, "no padding once the ceiling is known");
     assert_eq!(s.frames_lost, 0);

@@ -71,6 +71,7 @@ impl StatsHandle {
 
     /// A handle on counters kept without a transport of ours (a session whose
     /// packets QUIC sends): the system-call counts stay zero.
+    #[cfg(feature = "quic")]
     pub(crate) fn detached(stats: Arc<Stats>) -> Self {
         StatsHandle {
             stats,
