@@ -72,7 +72,12 @@ const TBF_LATENCY_MS = 50
 
 /** tbf arguments for a link of `mbps`: a burst of 2 ms at the rate (at least 64 KiB). */
 function tbfArgs(mbps: number): string[] {
-  const burst = Math.max(64 * 1024, Math.round((mbps * 1e6) / 8 / 500))
+  // tbf sees a UDP GSO batch as one packet (it is cut into datagrams only
+  // after the qdisc): one larger than the bucket never gets the tokens, and
+  // after a `tc qdisc change` to a smaller bucket such a packet already queued
+  // stalls the link until the next change. A GSO batch is at most 64 KiB of
+  // payload plus a header per datagram: 128 KiB holds any.
+  const burst = Math.max(128 * 1024, Math.round((mbps * 1e6) / 8 / 500))
   return ['rate', `${mbps}mbit`, 'burst', String(burst), 'latency', `${TBF_LATENCY_MS}ms`]
 }
 

@@ -23,6 +23,11 @@ const DRAIN_GAIN: f64 = 0.75;
 /// most one report per 5 ms, and at least one per 50 ms).
 const MIN_ROUND_US: f64 = 5_000.0;
 const MAX_ROUND_US: f64 = 50_000.0;
+/// A report that has not seen a packet sent longer ago than this (or four
+/// round trips and two report spacings, if longer), µs, is stale.
+const STALE_REPORT_US: u64 = 250_000;
+/// What each round of stale reports leaves of the estimate.
+const STALE_CUT: f64 = 0.5;
 /// Feedback silence before holding, in feedback intervals (at least 100 ms).
 const SILENCE_INTERVALS: u32 = 4;
 /// Silence before decaying, and the decay's half-life.
@@ -109,6 +114,11 @@ pub struct RateController {
     /// the controller grows by (reports come faster during the client's
     /// start-up, docs/PROTOCOL.md §9.8).
     report_gap_us: f64,
+    /// When stale reports last cut the estimate, µs.
+    last_stale_cut_us: u64,
+    /// The estimate when reports turned stale (the cuts stop at an eighth
+    /// of it); `None` while reports are fresh.
+    stale_from_est: Option<f64>,
     /// Silence is measured from here until the first report.
     first_sent_us: Option<u64>,
     hold_until_us: u64,
@@ -182,6 +192,8 @@ impl RateController {
             last_update_us: 0,
             last_feedback_us: None,
             report_gap_us: cfg.feedback_interval.as_micros() as f64,
+            last_stale_cut_us: 0,
+            stale_from_est: None,
             first_sent_us: None,
             hold_until_us: 0,
             drain_until_us: 0,
@@ -265,6 +277,50 @@ impl RateController {
         }
     }
 
+    /// Whether the first packet `fb` has not seen left too long ago for the
+    /// report to say anything about the path now.
+    fn is_stale(&self, fb: &Feedback, now_us: u64) -> bool {
+        if fb.packets_received == 0 {
+            return false;
+        }
+        let limit = STALE_REPORT_US
+            .max(4 * self.srtt.map_or(0, |d| d.as_micros() as u64) + 2 * self.report_gap_us as u64);
+        if self.log.last_seq() <= Some(fb.highest_seq) {
+            // Everything sent has arrived.
+            return false;
+        }
+        match self.log.lookup(fb.highest_seq + 1) {
+            // The first packet the report has not seen left long ago (or the
+            // report itself took that long): the path delivers nothing now.
+            Some(p) => now_us.saturating_sub(p.sent_us) > limit,
+            // Not in the log (sent outside the rate-controlled runs, or older
+            // than the log reaches): no verdict.
+            None => false,
+        }
+    }
+
+    /// A stale report. A report that only repeats "nothing new arrived"
+    /// while we keep sending looks like a quiet path to every other rule (no
+    /// new loss, no queue samples): believed, it let the estimate grow while
+    /// a link delivered nothing for seconds. Halve the estimate once per
+    /// round until newer packets are reported, and pace below it meanwhile.
+    fn on_stale_report(&mut self, now_us: u64) {
+        self.counters.stale_reports += 1;
+        // Not silence: the client is there.
+        self.last_feedback_us = Some(now_us);
+        if self.state == RateState::Fixed || now_us < self.last_stale_cut_us + self.round_us() {
+            return;
+        }
+        let from = *self.stale_from_est.get_or_insert(self.est);
+        self.last_stale_cut_us = now_us;
+        self.counters.backoffs_loss += 1;
+        self.est = (self.est * STALE_CUT).max(DECAY_FLOOR * from).max(self.min);
+        self.last_cut_us = now_us;
+        self.hold_until_us = now_us + (2 * self.round_us()).max(100_000);
+        self.growth_since_us = self.hold_until_us;
+        self.state = RateState::Backoff;
+    }
+
     fn round_us(&self) -> u64 {
         let rtt = self.srtt.unwrap_or(Duration::from_millis(50));
         (rtt.as_micros() as u64).max(self.report_gap_us as u64)
@@ -329,6 +385,15 @@ impl RateController {
             newest_arrival_us: newest_arrival.unwrap_or(self.last.map_or(0, |l| l.newest_arrival_us)),
         });
         self.counters.feedback_used += 1;
+        if self.is_stale(fb, now_us) {
+            self.on_stale_report(now_us);
+            return;
+        }
+        if self.stale_from_est.take().is_some() && self.state != RateState::Fixed {
+            // Packets arrive again: find the path's rate as at start-up, from
+            // where the cuts left the estimate (the path may be back whole).
+            self.state = RateState::Startup;
+        }
         if let Some(before) = self.last_feedback_us {
             let gap = now_us.saturating_sub(before) as f64;
             self.report_gap_us = (0.5 * self.report_gap_us + 0.5 * gap).clamp(MIN_ROUND_US, MAX_ROUND_US);

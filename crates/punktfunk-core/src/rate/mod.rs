@@ -169,6 +169,12 @@ pub struct RateCounters {
     /// left the queue delay where it was (a base set too low by an early
     /// arrival stamp).
     pub base_resets: u64,
+    /// Reports whose newest packet left so long ago that they say nothing
+    /// of the path now: nothing newer arrives (a path that stopped
+    /// delivering) or the reports themselves are held up. Each round of them
+    /// halves the estimate, as a retransmission timeout does a congestion
+    /// window.
+    pub stale_reports: u64,
 }
 
 impl RateCounters {

@@ -540,6 +540,7 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
         competing_detected: s.counters.competing_detected,
         probes: s.counters.probes,
         base_resets: s.counters.base_resets,
+        stale_reports: s.counters.stale_reports,
         min_estimate: min_est,
         max_estimate: max_est,
     }

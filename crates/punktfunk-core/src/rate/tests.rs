@@ -85,6 +85,38 @@ fn capacity_steps_down_and_up_are_followed() {
 }
 
 #[test]
+fn a_path_that_stops_delivering_is_backed_off_though_feedback_flows() {
+    // For two seconds the path delivers nothing (seen on a real path: a
+    // bottleneck that stopped dequeuing), while the client's reports keep
+    // coming, each saying "nothing new arrived": no new loss, no samples.
+    // Believed, they let the estimate grow while nothing arrived.
+    let mut link = Link::fixed(300.0);
+    link.loss_bursts = vec![Window {
+        from: 5.0,
+        to: 7.0,
+        value: 1.0,
+    }];
+    let out = run(&scenario(link, 12.0));
+    let s = out.stats(2.0, 12.0);
+    report("blackhole_300", &out, &s);
+    let during = out.rows.iter().filter(|r| r.t >= 6.0 && r.t < 7.0);
+    let max_during = during.map(|r| r.estimate_bps).fold(0.0, f64::max);
+    let after = out.stats(9.0, 12.0);
+    eprintln!(
+        "  estimate at most {} Mbit/s in the second second of the blackout; stale reports {}; util {:.1} % from 2 s after",
+        mbps(max_during),
+        out.stale_reports,
+        after.utilisation * 100.0
+    );
+    assert!(out.stale_reports > 0);
+    assert!(
+        max_during <= 0.25 * 300e6,
+        "the estimate held at {max_during} while nothing arrived"
+    );
+    assert!(after.utilisation >= 0.85, "recovered: {after:?}");
+}
+
+#[test]
 fn random_loss_below_the_fec_budget_is_not_congestion() {
     let mut link = Link::fixed(500.0);
     link.random_loss = 0.02;

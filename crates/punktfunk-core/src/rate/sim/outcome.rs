@@ -34,6 +34,8 @@ pub(crate) struct Outcome {
     pub competing_detected: u64,
     pub probes: u64,
     pub base_resets: u64,
+    /// Reports whose news was too old to act on.
+    pub stale_reports: u64,
     pub min_estimate: f64,
     pub max_estimate: f64,
 }
@@ -162,6 +164,7 @@ impl Outcome {
             feedback_dropped: 0,
             competing_detected: 0,
             base_resets: 0,
+            stale_reports: 0,
             probes: 0,
             min_estimate: 0.0,
             max_estimate: 0.0,
