@@ -116,6 +116,14 @@ pub(super) fn transport_config(idle: Duration, keepalive: Duration) -> Result<Ar
     ));
     t.keep_alive_interval(Some(keepalive));
     t.datagram_receive_buffer_size(Some(1 << 20));
+    // A native peer opens one control stream; a browser its HTTP/3 CONNECT
+    // and control streams and three unidirectional HTTP/3 streams. Nothing
+    // more is read, so no peer may park data in more (quinn's defaults, 100
+    // of each at 1.25 MB, would let one connection hold 250 MB here).
+    t.max_concurrent_bidi_streams(4u32.into());
+    t.max_concurrent_uni_streams(8u32.into());
+    t.stream_receive_window((256u32 << 10).into());
+    t.receive_window((1u32 << 20).into());
     Ok(Arc::new(t))
 }
 

@@ -403,3 +403,33 @@ fn frames_a_browser_refuses_are_counted_dropped_and_never_stall_the_host() {
     }
     assert_eq!(s.stats().frames_dropped, 24, "{:?}", s.stats());
 }
+
+#[test]
+fn a_peer_cannot_open_streams_the_host_never_reads() {
+    let host = web_host("web-streams", None);
+    let addr = host.local_addr().unwrap();
+    let hash = host.web_certificate_hash().unwrap();
+    let rt = rt();
+    let (session, _send, _recv) = rt
+        .block_on(connect(addr, hash, "/punktfunk", &Device::new()))
+        .unwrap();
+    let _s = host.accept(Some(Duration::from_secs(5))).unwrap().unwrap();
+    // Two bidirectional streams are in use (CONNECT and control); the host
+    // allows four at once, so of ten more only two open.
+    let opened = rt.block_on(async {
+        let mut streams = Vec::new();
+        for _ in 0..10 {
+            match tokio::time::timeout(Duration::from_millis(200), quinn::Connection::open_bi(&session)).await
+            {
+                Ok(Ok(s)) => streams.push(s),
+                _ => break,
+            }
+        }
+        // Opening alone sends nothing: write to each so the host sees them.
+        for (send, _) in &mut streams {
+            let _ = send.write_all(b"x").await;
+        }
+        streams.len()
+    });
+    assert_eq!(opened, 2, "streams beyond the host's limit stay closed");
+}
