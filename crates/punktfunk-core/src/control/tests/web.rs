@@ -14,14 +14,32 @@ use super::*;
 use crate::control::web::{device_fingerprint, proof_message, WebConfig, WebMsg, FRAME_HEADER_LEN};
 
 fn web_host(name: &str, allow: Option<BTreeSet<Fingerprint>>) -> Host {
+    web_host_with(name, allow, WebConfig::default())
+}
+
+fn web_host_with(name: &str, allow: Option<BTreeSet<Fingerprint>>, web: WebConfig) -> Host {
     let cfg = HostConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
         identity_dir: temp_dir(name),
         authorized_clients: allow,
-        web: Some(WebConfig::default()),
+        web: Some(web),
         ..HostConfig::default()
     };
     Host::listen(cfg).unwrap()
+}
+
+/// A host with `web`, and one browser connected to it: its session, the
+/// runtime it runs on, and the host's side.
+fn connected_browser(name: &str, web: WebConfig) -> (Host, tokio::runtime::Runtime, WtSession, HostSession) {
+    let host = web_host_with(name, None, web);
+    let addr = host.local_addr().unwrap();
+    let hash = host.web_certificate_hash().unwrap();
+    let rt = rt();
+    let (session, _send, _recv) = rt
+        .block_on(connect(addr, hash, "/punktfunk", &Device::new()))
+        .unwrap();
+    let s = host.accept(Some(Duration::from_secs(5))).unwrap().unwrap();
+    (host, rt, session, s)
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -252,23 +270,11 @@ fn the_host_ends_a_browser_session_after_its_last_frame_with_a_reason_it_reads()
 
 #[test]
 fn a_browser_that_ignores_the_hosts_close_is_closed_after_the_frame_age() {
-    let cfg = HostConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        identity_dir: temp_dir("web-close-ignored"),
-        web: Some(WebConfig {
-            window: 16,
-            max_frame_age: Duration::from_millis(100),
-        }),
-        ..HostConfig::default()
+    let web = WebConfig {
+        window: 16,
+        max_frame_age: Duration::from_millis(100),
     };
-    let host = Host::listen(cfg).unwrap();
-    let addr = host.local_addr().unwrap();
-    let hash = host.web_certificate_hash().unwrap();
-    let rt = rt();
-    let (session, _send, _recv) = rt
-        .block_on(connect(addr, hash, "/punktfunk", &Device::new()))
-        .unwrap();
-    let s = host.accept(Some(Duration::from_secs(5))).unwrap().unwrap();
+    let (_host, rt, session, s) = connected_browser("web-close-ignored", web);
     let started = Instant::now();
     s.close(close_code::APPLICATION, "bye");
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -368,23 +374,11 @@ fn native_clients_and_browsers_share_the_port() {
 
 #[test]
 fn frames_a_browser_refuses_are_counted_dropped_and_never_stall_the_host() {
-    let cfg = HostConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        identity_dir: temp_dir("web-stopped"),
-        web: Some(WebConfig {
-            window: 4,
-            max_frame_age: Duration::from_millis(200),
-        }),
-        ..HostConfig::default()
+    let web = WebConfig {
+        window: 4,
+        max_frame_age: Duration::from_millis(200),
     };
-    let host = Host::listen(cfg).unwrap();
-    let addr = host.local_addr().unwrap();
-    let hash = host.web_certificate_hash().unwrap();
-    let rt = rt();
-    let (session, _s, _r) = rt
-        .block_on(connect(addr, hash, "/punktfunk", &Device::new()))
-        .unwrap();
-    let s = host.accept(Some(Duration::from_secs(5))).unwrap().unwrap();
+    let (_host, rt, session, s) = connected_browser("web-stopped", web);
     // The page stops every frame stream it is offered (as a tab that gives
     // up on old frames does): each is a dropped frame, and the window frees.
     rt.spawn(async move {
