@@ -274,6 +274,10 @@ test.serial('a udp source takes datagrams only from --source-from; a stranger ca
   const host = cli(t, ['host', '--port', '0', '--bind', '127.0.0.1', '--identity', join(dir, 'id'), '--json',
     '--source', 'udp://127.0.0.1:0', '--source-from', `localhost:${friend.address().port}`])
   const { address, fingerprint } = await host.listening()
+  // The source's address is logged just after the listening line, maybe in a later chunk.
+  await within(15_000, 'the udp source to bind', (async () => {
+    while (!/reading datagrams on [\d.]+:\d+/.test(host.stderr)) await new Promise((r) => setTimeout(r, 20))
+  })())
   const sourcePort = Number(/reading datagrams on [\d.]+:(\d+)/.exec(host.stderr)?.[1])
   const conn = cli(t, ['connect', address, '--pin', fingerprint, '--output', `udp://127.0.0.1:${sink.address().port}`, '--json'])
   await within(15_000, 'the client to connect', (async () => {
