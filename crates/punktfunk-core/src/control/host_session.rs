@@ -435,16 +435,16 @@ impl ParkedSession {
         let slot = CloseSlot::default();
         let (ctrl, ctrl_rx) = ctrl_channel();
         let _guard = p.rt.enter();
-        let (web_tx, web_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (web_tx, web_rx) = tokio::sync::mpsc::channel(websession::CTRL_BACKLOG);
         let max_frame_bytes = p.config.session.max_frame_bytes;
-        let _ = web_tx.send(super::web::WebMsg::Welcome {
+        let _ = web_tx.try_send(super::web::WebMsg::Welcome {
             session_id: p.session_id,
             max_frame_bytes: u32::try_from(max_frame_bytes).unwrap_or(u32::MAX),
             granted_kbps: granted,
             window: p.web.window,
         });
         if p.config.rate.adaptive {
-            let _ = web_tx.send(super::web::WebMsg::Target(start));
+            let _ = web_tx.try_send(super::web::WebMsg::Target(start));
         }
         tokio::spawn(websession::write_loop(p.send, web_rx));
         tokio::spawn(websession::control_loop(

@@ -39,6 +39,9 @@ const RATE_INTERVAL: Duration = Duration::from_millis(50);
 const TARGET_STEP: f64 = 0.05;
 /// Stream, HTTP/3 and QUIC packet overhead taken off the path rate.
 const OVERHEAD: f64 = 0.05;
+/// Control messages to a browser waiting to be written at most; a page that
+/// stops reading its control stream cannot make the host queue more.
+pub(in crate::control) const CTRL_BACKLOG: usize = 16;
 /// Longest a close waits for the browser to see it.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
@@ -240,7 +243,7 @@ async fn send_frame(mut stream: SendStream, job: Job, flight: Flight) {
 pub(in crate::control) struct WebHandle {
     pub(in crate::control) session: Session,
     next_index: Arc<AtomicU64>,
-    ctrl: mpsc::UnboundedSender<WebMsg>,
+    ctrl: mpsc::Sender<WebMsg>,
     max_age: Duration,
 }
 
@@ -263,7 +266,7 @@ impl WebHandle {
             code: r.code,
             reason: r.reason.clone(),
         };
-        if self.ctrl.send(bye).is_ok() {
+        if self.ctrl.try_send(bye).is_ok() {
             let limit = self.max_age + CLOSE_WAIT;
             if tokio::time::timeout(limit, self.session.closed()).await.is_ok() {
                 return;
@@ -285,7 +288,7 @@ pub(in crate::control) struct WebSink {
     session: Session,
     slot: CloseSlot,
     shared: Arc<Shared>,
-    ctrl: mpsc::UnboundedSender<WebMsg>,
+    ctrl: mpsc::Sender<WebMsg>,
     rate: Option<WebRate>,
 }
 
@@ -307,7 +310,7 @@ impl WebSink {
         max_frame_bytes: usize,
         slot: CloseSlot,
         shared: Arc<Shared>,
-        ctrl: mpsc::UnboundedSender<WebMsg>,
+        ctrl: mpsc::Sender<WebMsg>,
         adaptive: bool,
         granted_kbps: u32,
         share: Option<Share>,
@@ -373,7 +376,9 @@ impl WebSink {
             rate.published = target;
             self.shared.target_kbps.store(target, Ordering::Relaxed);
             self.shared.events.push(HostEvent::TargetBitrate { kbps: target });
-            let _ = self.ctrl.send(WebMsg::Target(target));
+            // A page that stops reading its control stream fills the queue:
+            // later targets are dropped (the gauge and the event still move).
+            let _ = self.ctrl.try_send(WebMsg::Target(target));
         }
         Some(rate.next)
     }
@@ -444,7 +449,7 @@ pub(in crate::control) fn web_closed(slot: &CloseSlot, session: &Session) -> Opt
 }
 
 /// Writes the host's control messages (Welcome first, then Target changes).
-pub(in crate::control) async fn write_loop(mut send: SendStream, mut rx: mpsc::UnboundedReceiver<WebMsg>) {
+pub(in crate::control) async fn write_loop(mut send: SendStream, mut rx: mpsc::Receiver<WebMsg>) {
     while let Some(m) = rx.recv().await {
         if write_msg(&mut send, &m).await.is_err() {
             break;
