@@ -161,6 +161,33 @@ impl FrameLayout {
     }
 }
 
+/// Builds the codec's lookup tables now. They are global, built once per
+/// process on first use (tens of milliseconds, about 8 MiB), and a session
+/// that left them to its first frame delayed that frame by as much; hosts,
+/// clients and both halves of a session call this when they are created, so
+/// the cost falls on setup instead. Later calls return at once.
+pub fn warm_up() {
+    static WARM: std::sync::Once = std::sync::Once::new();
+    WARM.call_once(|| {
+        // One block each way, one data shard rebuilt: encoding and decoding
+        // touch every table either uses.
+        const S: usize = MIN_SHARD_PAYLOAD;
+        let data = [[1u8; S], [2u8; S]];
+        let mut recovery = Vec::new();
+        let mut enc = FecEncoder::new();
+        let encoded = enc.encode(2, 2, S, data.iter().map(|d| &d[..]), |_, r| {
+            recovery.push(r.to_vec())
+        });
+        let mut dec = FecDecoder::new();
+        let decoded = encoded
+            .and_then(|()| dec.reset(2, 2, S))
+            .and_then(|()| dec.add_original(1, &data[1]))
+            .and_then(|()| dec.add_recovery(0, &recovery[0]))
+            .and_then(|()| dec.decode(|_, _| {}));
+        debug_assert!(decoded.is_ok(), "warming the FEC tables: {decoded:?}");
+    });
+}
+
 /// A reusable encoder: one per sending session, reset for every block.
 #[derive(Default)]
 pub struct FecEncoder {
@@ -271,6 +298,29 @@ fn fec_error(e: reed_solomon_simd::Error) -> Error {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn warming_the_tables_leaves_a_working_codec() {
+        warm_up();
+        warm_up();
+        let data: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 64]).collect();
+        let mut rec = Vec::new();
+        FecEncoder::new()
+            .encode(4, 2, 64, data.iter().map(|d| &d[..]), |_, r| rec.push(r.to_vec()))
+            .unwrap();
+        let mut dec = FecDecoder::new();
+        dec.reset(4, 2, 64).unwrap();
+        for i in [0, 2] {
+            dec.add_original(i, &data[i]).unwrap();
+        }
+        for (i, r) in rec.iter().enumerate() {
+            dec.add_recovery(i, r).unwrap();
+        }
+        let mut got = Vec::new();
+        dec.decode(|i, s| got.push((i, s.to_vec()))).unwrap();
+        got.sort();
+        assert_eq!(got, vec![(1, data[1].clone()), (3, data[3].clone())]);
+    }
 
     #[test]
     fn recovery_counts_follow_the_rule() {

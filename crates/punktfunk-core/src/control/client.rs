@@ -92,6 +92,8 @@ impl Client {
     /// `connect_timeout`.
     pub fn connect(host: SocketAddr, config: ClientConfig) -> Result<Client> {
         config.session.validate()?;
+        // Here rather than on a network thread when the first session starts.
+        crate::fec::warm_up();
         let rt = runtime()?;
         let known = match &config.trust {
             Trust::Pin(_) => None,

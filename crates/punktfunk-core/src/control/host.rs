@@ -217,6 +217,8 @@ impl Host {
     /// Starts listening with a given identity.
     pub fn with_identity(config: HostConfig, identity: Identity) -> Result<Host> {
         config.validate()?;
+        // Here rather than on a network thread when the first session starts.
+        crate::fec::warm_up();
         let rt = runtime()?;
         let web_dir = config.web.as_ref().map(|_| config.identity_dir.as_path());
         let certs = Arc::new(HostCerts::new(&identity, web_dir, provider())?);

@@ -61,6 +61,7 @@ impl<T: Transport> FrameReceiver<T> {
         transport: Arc<T>,
         stats: Arc<Stats>,
     ) -> Self {
+        crate::fec::warm_up();
         FrameReceiver {
             opener: Opener::new(key),
             transport,

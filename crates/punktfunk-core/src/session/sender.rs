@@ -163,6 +163,7 @@ impl<T: Transport> FrameSender<T> {
         transport: Arc<T>,
         stats: Arc<Stats>,
     ) -> Self {
+        crate::fec::warm_up();
         FrameSender {
             fec_percent: config.fec.fec_percent,
             pacer: config.pacing.map(Pacer::new),
