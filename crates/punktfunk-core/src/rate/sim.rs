@@ -180,6 +180,8 @@ struct FrameRec {
     n: u32,
     received: u32,
     resolved: u32,
+    /// When the encoder handed it over, ns.
+    born_ns: u64,
 }
 
 struct Bottleneck {
@@ -213,6 +215,7 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
     let mut to_host: VecDeque<(u64, Vec<u8>)> = VecDeque::new();
     let mut tcp_notes: VecDeque<(u64, bool, u32)> = VecDeque::new();
     let mut frames: VecDeque<FrameRec> = VecDeque::new();
+    let mut latencies: Vec<(f64, f64)> = Vec::new();
     let mut pacer_queue: VecDeque<(u64, u32)> = VecDeque::new(); // (frame id, datagrams left)
     let mut tokens = 0.0f64;
     let mut pad_tokens = 0.0f64;
@@ -294,6 +297,10 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
                     if let Some(fr) = frames.iter_mut().find(|fr| fr.id == f) {
                         fr.received += 1;
                         fr.resolved += 1;
+                        // Decodable with its k-th datagram: the frame's latency.
+                        if fr.received == fr.k {
+                            latencies.push((fr.born_ns as f64 / 1e9, (p.at_ns - fr.born_ns) as f64 / 1e6));
+                        }
                     }
                 }
             }
@@ -395,6 +402,7 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
                 n: k + m,
                 received: 0,
                 resolved: 0,
+                born_ns: now_ns,
             });
             pacer_queue.push_back((frame_id, k + m));
             frame_id += 1;
@@ -543,6 +551,7 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
         stale_reports: s.counters.stale_reports,
         min_estimate: min_est,
         max_estimate: max_est,
+        frame_latency_ms: latencies,
     }
 }
 

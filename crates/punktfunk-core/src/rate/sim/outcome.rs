@@ -38,6 +38,10 @@ pub(crate) struct Outcome {
     pub stale_reports: u64,
     pub min_estimate: f64,
     pub max_estimate: f64,
+    /// Per delivered frame: when the encoder handed it over (s) and how long
+    /// until its last needed datagram reached the client (ms, in whole
+    /// simulator ticks).
+    pub frame_latency_ms: Vec<(f64, f64)>,
 }
 
 /// Aggregates over a time range.
@@ -168,6 +172,7 @@ impl Outcome {
             probes: 0,
             min_estimate: 0.0,
             max_estimate: 0.0,
+            frame_latency_ms: Vec::new(),
         }
     }
 }
