@@ -340,7 +340,10 @@ test('rate adaptation: the target starts at initialKbps, ramps on a fast path, a
   ac.abort()
   await within(2_000, 'targetChanges ends with an AbortError on abort', watching)
   t.true(seen.length >= 2, `the target moved: ${seen.join(', ')}`)
-  t.true((seen[0] ?? 0) <= 3_000, `the first target is near initialKbps: ${seen[0]}`)
+  // The session pads from the moment it starts, so by the time this reader
+  // runs the ramp may have taken a few 5 ms rounds (3.4 Mbit/s seen on a
+  // loaded machine); a session opened at its ceiling would show 40.
+  t.true((seen[0] ?? 0) <= 10_000, `the first target seen is near initialKbps, far below the ceiling: ${seen[0]}`)
   t.true(Math.max(...seen) >= 20_000, `it ramped towards the 40 Mbit/s ceiling on loopback: ${seen.join(', ')}`)
   t.true(Math.max(...seen) <= 40_000, 'never above maxBitrateKbps')
   const st = session.stats()
