@@ -19,13 +19,17 @@ const QD_LOW_US: f64 = 3_000.0;
 const PACING_GAIN: f64 = 1.1;
 /// Pacing gain while a queue drains (after start-up, a probe or a cut).
 const DRAIN_GAIN: f64 = 0.75;
-/// Pacing gain in start-up. Media and padding together stay at the estimate
-/// (padding makes up the difference), but a frame leaves at twice it: the
-/// encoder's frames grow with the ramp, and paced at the rate they were
-/// sized for each would take a whole frame interval to leave. A frame is at
-/// most the estimate over the frame rate, so the extra queue it can leave at
-/// a bottleneck the ramp has not found is half of that (BBR paces its
-/// start-up at 2.89 for the same reason).
+/// Pacing gain in start-up while the queue is empty. Media and padding
+/// together stay at the estimate (padding makes up the difference), but a
+/// frame leaves at twice it: the encoder's frames grow with the ramp, and
+/// paced at the rate they were sized for each would take a whole frame
+/// interval to leave. A frame is at most the estimate over the frame rate,
+/// so the extra queue it can leave at a bottleneck the ramp has not found is
+/// half of that (BBR paces its start-up at 2.89 for the same reason). Once a
+/// queue shows, frames go back to the estimate: bursts at twice it near the
+/// path's rate made the ramp's exit read a deeper queue than the path had
+/// (on a real 500 Mbit/s link with 2 % loss the estimate's 10th percentile
+/// fell from ~75 % of the link to 37–74 %).
 const STARTUP_PACING_GAIN: f64 = 2.0;
 /// Bounds of the report spacing a round may take, µs (the builder sends at
 /// most one report per 5 ms, and at least one per 50 ms).
@@ -586,7 +590,10 @@ impl RateController {
     pub fn snapshot(&self) -> RateSnapshot {
         let est = self.est;
         let pacing = match self.state {
-            RateState::Startup => (STARTUP_PACING_GAIN * est).min(self.ceiling.max(est)),
+            RateState::Startup if self.qd_us < QD_LOW_US => {
+                (STARTUP_PACING_GAIN * est).min(self.ceiling.max(est))
+            }
+            RateState::Startup => est,
             RateState::Probe => est,
             RateState::Drain => DRAIN_GAIN * est,
             RateState::Fixed => (2.0 * est).min(self.ceiling.max(est)),
