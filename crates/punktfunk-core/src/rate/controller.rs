@@ -149,6 +149,8 @@ pub struct RateController {
     last_cut_us: u64,
     queue_empty_since_us: Option<u64>,
     sat_run: u32,
+    /// Reports in a row whose deep samples (`qd_max`) reached `QD_LOSS_US`.
+    deep_qd_run: u32,
     /// Reports in a row that said a ramp (start-up, probe) met the queue.
     ramp_stop_run: u32,
     recv_prev: f64,
@@ -219,6 +221,7 @@ impl RateController {
             last_cut_us: 0,
             queue_empty_since_us: None,
             sat_run: 0,
+            deep_qd_run: 0,
             ramp_stop_run: 0,
             recv_prev: 0.0,
             competing_base: 0.0,
