@@ -1325,11 +1325,13 @@ mod tests {
                 RecvMeta::single(1401),
                 RecvMeta {
                     len: 2802,
-                    segment: 1401
+                    segment: 1401,
+                    arrival: None
                 },
                 RecvMeta {
                     len: 2000,
-                    segment: 1401
+                    segment: 1401,
+                    arrival: None
                 },
                 RecvMeta::single(0),
             ]),

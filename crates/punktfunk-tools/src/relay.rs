@@ -290,7 +290,9 @@ fn read_loop(
         let n = sock.recv_batch_from(&mut bufs, &mut meta, &mut from)?;
         let mut ended = false;
         for i in 0..n {
-            let RecvMeta { len: total, segment } = meta[i];
+            let RecvMeta {
+                len: total, segment, ..
+            } = meta[i];
             if !from[i].is_some_and(|a| allow.accepts(a)) {
                 // A coalesced buffer holds several datagrams of one sender.
                 let count = total.div_ceil(segment.max(1)).max(1);

@@ -177,7 +177,11 @@ impl<T: Transport> FrameReceiver<T> {
                 return self.reasm.pop_event();
             }
             let (i, at) = (self.ring_pos, self.seg_at);
-            let RecvMeta { len: total, segment } = self.meta[i];
+            let RecvMeta {
+                len: total,
+                segment,
+                arrival,
+            } = self.meta[i];
             let seg = if segment == 0 || segment > total {
                 total
             } else {
@@ -189,7 +193,7 @@ impl<T: Transport> FrameReceiver<T> {
                 self.ring_pos += 1;
                 self.seg_at = 0;
             }
-            self.process(i, at, len, now);
+            self.process(i, at, len, arrival.unwrap_or(now), now);
         }
     }
 
@@ -232,8 +236,12 @@ impl<T: Transport> FrameReceiver<T> {
     }
 
     /// Starts counting every authenticated datagram for rate feedback to the
-    /// host ([`FrameReceiver::poll_feedback`]).
+    /// host ([`FrameReceiver::poll_feedback`]). Arrival times come from the
+    /// kernel where the transport offers them ([`Transport::enable_arrival_times`]:
+    /// a receive thread that lost the CPU for a few ms would otherwise report
+    /// a queue the path does not have), else from the time of the read.
     pub fn enable_feedback(&mut self, config: FeedbackConfig) {
+        self.transport.enable_arrival_times();
         self.feedback = Some(Box::new(FeedbackBuilder::new(config)));
     }
 
@@ -243,8 +251,10 @@ impl<T: Transport> FrameReceiver<T> {
         self.feedback.as_mut()?.poll_feedback(now)
     }
 
-    /// Handles the datagram at `ring[i][at..at + len]`.
-    fn process(&mut self, i: usize, at: usize, len: usize, now: Instant) {
+    /// Handles the datagram at `ring[i][at..at + len]`, which reached the
+    /// host at `arrival` (the kernel's time, or `now` where the transport has
+    /// none).
+    fn process(&mut self, i: usize, at: usize, len: usize, arrival: Instant, now: Instant) {
         let st = &self.stats;
         Stats::add(&st.packets_received, 1);
         Stats::add(&st.bytes_received, len as u64);
@@ -268,7 +278,7 @@ impl<T: Transport> FrameReceiver<T> {
         };
         // Every authenticated datagram is the host's: the rate feedback counts it.
         if let Some(fb) = self.feedback.as_mut() {
-            fb.on_packet(seq, len as u32, now);
+            fb.on_packet(seq, len as u32, arrival);
         }
         let plain = &packet[CLEAR_HEADER_LEN..len - TAG_LEN];
         let Ok(h) = InnerHeader::decode(plain) else {

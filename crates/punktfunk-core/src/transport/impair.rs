@@ -380,6 +380,10 @@ impl<T: Transport> Transport for Impaired<T> {
     fn enable_segmented_receive(&self) -> bool {
         self.inner.enable_segmented_receive()
     }
+
+    fn enable_arrival_times(&self) -> bool {
+        self.inner.enable_arrival_times()
+    }
 }
 
 #[cfg(test)]

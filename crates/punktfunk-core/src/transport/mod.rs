@@ -6,7 +6,7 @@
 //! can be tested on [`LoopbackTransport`] and [`Impaired`] deterministically.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod impair;
 mod loopback;
@@ -52,12 +52,21 @@ pub struct RecvMeta {
     pub len: usize,
     /// Size of each datagram in it (`len` for a single datagram).
     pub segment: usize,
+    /// When the kernel received it (the first datagram, for a coalesced
+    /// buffer), after [`Transport::enable_arrival_times`]; `None` otherwise.
+    /// A reader that lost the CPU between the datagram's arrival and the
+    /// read would stamp it late by as long.
+    pub arrival: Option<Instant>,
 }
 
 impl RecvMeta {
     /// One datagram of `len` bytes.
     pub fn single(len: usize) -> RecvMeta {
-        RecvMeta { len, segment: len }
+        RecvMeta {
+            len,
+            segment: len,
+            arrival: None,
+        }
     }
 }
 
@@ -101,6 +110,15 @@ pub trait Transport: Send + Sync {
     fn enable_segmented_receive(&self) -> bool {
         false
     }
+
+    /// Asks for the time each datagram reached the host's network stack
+    /// ([`RecvMeta::arrival`]), for rate feedback that measures the path
+    /// rather than the reader's scheduling. Returns whether it is on; the
+    /// default (transports without kernel timestamps) says no, and callers
+    /// stamp arrivals with the time they read them.
+    fn enable_arrival_times(&self) -> bool {
+        false
+    }
 }
 
 /// Receive buffer length that holds any coalesced (UDP GRO) datagram.
@@ -134,6 +152,10 @@ macro_rules! delegate_transport {
             fn enable_segmented_receive(&self) -> bool {
                 let $this = self;
                 $inner.enable_segmented_receive()
+            }
+            fn enable_arrival_times(&self) -> bool {
+                let $this = self;
+                $inner.enable_arrival_times()
             }
         }
     };

@@ -100,6 +100,8 @@ pub struct UdpTransport {
     gro_mode: Offload,
     /// GRO is on: reads return coalesced runs.
     gro: std::sync::atomic::AtomicBool,
+    /// Whether receives ask for the kernel's arrival time.
+    stamps: std::sync::atomic::AtomicBool,
     send_calls: AtomicU64,
     recv_calls: AtomicU64,
     wait_calls: AtomicU64,
@@ -147,6 +149,7 @@ impl UdpTransport {
             gso_mode: config.gso,
             gro_mode: config.gro,
             gro: std::sync::atomic::AtomicBool::new(false),
+            stamps: std::sync::atomic::AtomicBool::new(false),
             send_calls: AtomicU64::new(0),
             recv_calls: AtomicU64::new(0),
             wait_calls: AtomicU64::new(0),
@@ -216,8 +219,8 @@ impl UdpTransport {
     }
 
     /// Turns on kernel receive timestamps for [`UdpTransport::recv_timestamped`]
-    /// (measurement tools; the session does not use them). `Unsupported`
-    /// where the platform has none.
+    /// (measurement tools). `Unsupported` where the platform has none. For
+    /// [`RecvMeta::arrival`] use [`Transport::enable_arrival_times`].
     pub fn enable_rx_timestamps(&self) -> io::Result<()> {
         sys::enable_rx_timestamps(&self.sock)
     }
@@ -286,6 +289,7 @@ impl UdpTransport {
             meta,
             Some(from),
             self.gro_active(),
+            self.stamps.load(Ordering::Relaxed),
             &self.recv_calls,
         ) {
             Ok(n) => Ok(n),
@@ -412,7 +416,15 @@ impl Transport for UdpTransport {
         let filter = self.filter_peer();
         let mut from = [None; RECV_BATCH];
         let names = filter.is_some().then_some(&mut from);
-        let n = match sys::recv(&self.sock, bufs, meta, names, self.gro_active(), &self.recv_calls) {
+        let n = match sys::recv(
+            &self.sock,
+            bufs,
+            meta,
+            names,
+            self.gro_active(),
+            self.stamps.load(Ordering::Relaxed),
+            &self.recv_calls,
+        ) {
             Ok(n) => n,
             Err(e) if is_transient(&e) => 0,
             Err(e) => return Err(e),
@@ -432,6 +444,13 @@ impl Transport for UdpTransport {
             return true;
         }
         false
+    }
+
+    fn enable_arrival_times(&self) -> bool {
+        if !self.stamps.load(Ordering::Relaxed) && sys::enable_rx_timestamps(&self.sock).is_ok() {
+            self.stamps.store(true, Ordering::Relaxed);
+        }
+        self.stamps.load(Ordering::Relaxed)
     }
 
     fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
@@ -498,6 +517,59 @@ mod tests {
             .enumerate()
             .map(|(i, &n)| (0..n).map(|j| (i * 31 + j) as u8).collect())
             .collect()
+    }
+
+    #[test]
+    fn arrival_times_are_the_kernels_not_the_readers() {
+        let (a, b) = pair();
+        let on = b.enable_arrival_times();
+        let mut bufs = vec![vec![0u8; 2048]; 4];
+        let mut meta = [RecvMeta::default(); 4];
+        // The kernel turns receive stamping on for the whole stack a moment
+        // later (until then it stamps at the read): one datagram through first.
+        let warm = Instant::now() + Duration::from_secs(2);
+        while on && Instant::now() < warm {
+            assert!(a.send(&[1u8; 100]).unwrap());
+            std::thread::sleep(Duration::from_millis(10));
+            let read_at = Instant::now();
+            assert_eq!(b.recv_batch(&mut bufs, &mut meta).unwrap(), 1);
+            if meta[0]
+                .arrival
+                .is_some_and(|t| t + Duration::from_millis(5) < read_at)
+            {
+                break;
+            }
+        }
+        let before_send = Instant::now();
+        assert!(a.send(&[7u8; 100]).unwrap());
+        // The reader is late: the datagram waits in the socket meanwhile.
+        std::thread::sleep(Duration::from_millis(30));
+        let read_at = Instant::now();
+        assert_eq!(b.recv_batch(&mut bufs, &mut meta).unwrap(), 1);
+        assert_eq!(meta[0].len, 100);
+        if !on {
+            // Where the kernel offers no timestamps (qemu-user refuses
+            // SO_TIMESTAMPNS) the reader's clock is the fallback.
+            eprintln!("no kernel receive timestamps here");
+            assert_eq!(meta[0].arrival, None);
+            return;
+        }
+        let arrival = meta[0].arrival.expect("the kernel stamped it");
+        assert!(arrival <= read_at);
+        assert!(
+            read_at - arrival >= Duration::from_millis(25),
+            "stamped on arrival, {:?} before the read",
+            read_at - arrival
+        );
+        assert!(
+            arrival + Duration::from_millis(5) >= before_send,
+            "not before it was sent"
+        );
+        // Off by default: a socket that did not ask gets no stamps.
+        assert!(a.send(&[8u8; 100]).unwrap() && b.send(&[9u8; 100]).unwrap());
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(a.recv_batch(&mut bufs, &mut meta).unwrap(), 1);
+        assert_eq!(meta[0].arrival, None);
     }
 
     #[test]

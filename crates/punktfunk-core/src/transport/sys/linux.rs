@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSo
 use std::os::fd::{AsRawFd, RawFd};
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::Buffer;
 use crate::transport::{RecvMeta, RECV_BATCH, SEND_BATCH};
@@ -35,10 +35,11 @@ pub(crate) fn recv(
     meta: &mut [RecvMeta],
     from: Option<&mut [Option<SocketAddr>; RECV_BATCH]>,
     gro: bool,
+    stamps: bool,
     calls: &AtomicU64,
 ) -> io::Result<usize> {
     calls.fetch_add(1, Ordering::Relaxed);
-    recv_mmsg(sock.as_raw_fd(), bufs, meta, from, gro)
+    recv_mmsg(sock.as_raw_fd(), bufs, meta, from, gro, stamps)
 }
 
 /// Waits in `ppoll` until the socket is readable or `timeout` passes.
@@ -162,10 +163,12 @@ pub(crate) const GSO_MAX_SEGMENTS: usize = 64;
 /// Most datagrams one [`send_mmsg`] call takes (one iovec each, on the stack).
 pub(crate) const SEND_MAX_DATAGRAMS: usize = 1024;
 
-/// Room for one control message with a 4-byte payload, aligned for `cmsghdr`.
+/// Room for a control message with a 4-byte payload (the GRO segment size)
+/// and one with a `timespec` (the kernel's receive time), aligned for
+/// `cmsghdr`: `CMSG_SPACE(4) + CMSG_SPACE(16)` is 56 bytes on 64-bit Linux.
 #[derive(Clone, Copy)]
 #[repr(C, align(8))]
-struct CmsgBuf([u8; 32]);
+struct CmsgBuf([u8; 64]);
 
 /// Sends datagrams with one `sendmmsg`, to the connected peer or, with `dest`,
 /// to that address on an unconnected socket; returns how many the kernel took
@@ -225,7 +228,7 @@ fn send_mmsg(
     // SAFETY: `mmsghdr` is a plain C struct of integers and pointers (plus, on some
     // libcs, private padding); all-zero is its documented "empty" value.
     let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
-    let mut ctrl = [CmsgBuf([0; 32]); SEND_BATCH];
+    let mut ctrl = [CmsgBuf([0; 64]); SEND_BATCH];
     let mut name = dest.map(to_raw);
     let iov_base = iovs.as_mut_ptr();
     for (i, &(first, count, seg)) in groups[..nmsg].iter().enumerate() {
@@ -289,6 +292,7 @@ fn recv_mmsg(
     meta: &mut [RecvMeta],
     from: Option<&mut [Option<SocketAddr>; RECV_BATCH]>,
     gro: bool,
+    stamps: bool,
 ) -> io::Result<usize> {
     let n = bufs.len().min(meta.len()).min(RECV_BATCH);
     if n == 0 {
@@ -300,9 +304,9 @@ fn recv_mmsg(
     }; RECV_BATCH];
     // SAFETY: as in `send_mmsg`, all-zero is a valid empty `mmsghdr`.
     let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
-    let mut ctrl = [CmsgBuf([0; 32]); RECV_BATCH];
+    let mut ctrl = [CmsgBuf([0; 64]); RECV_BATCH];
     let want_names = from.is_some();
-    let want_segs = gro;
+    let want_ctrl = gro || stamps;
     // SAFETY: all-zero is a valid (empty) `sockaddr_storage`.
     let mut names: [libc::sockaddr_storage; RECV_BATCH] = unsafe { std::mem::zeroed() };
     for (i, b) in bufs[..n].iter_mut().enumerate() {
@@ -319,7 +323,7 @@ fn recv_mmsg(
             hdr.msg_name = &mut names[i] as *mut _ as *mut libc::c_void;
             hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         }
-        if want_segs {
+        if want_ctrl {
             hdr.msg_control = ctrl[i].0.as_mut_ptr() as *mut libc::c_void;
             hdr.msg_controllen = size_of::<CmsgBuf>() as _;
         }
@@ -343,14 +347,29 @@ fn recv_mmsg(
         return Err(io::Error::last_os_error());
     }
     let got = r as usize;
+    // The kernel's clock (CLOCK_REALTIME) read against ours, once per batch.
+    let clocks = stamps.then(|| (Instant::now(), SystemTime::now()));
     for (m, msg) in meta.iter_mut().zip(msgs.iter()).take(got) {
         let len = msg.msg_len as usize;
-        let segment = if want_segs {
-            gro_segment(&msg.msg_hdr).unwrap_or(len)
+        let (segment, at) = if want_ctrl {
+            control_messages(&msg.msg_hdr)
         } else {
-            len
+            (None, None)
         };
-        *m = RecvMeta { len, segment };
+        let arrival = match (clocks, at) {
+            // Before the read by however long it waited in the socket (a
+            // clock stepped backwards reads as "now").
+            (Some((now, wall)), Some(at)) => Some(
+                now.checked_sub(wall.duration_since(at).unwrap_or_default())
+                    .unwrap_or(now),
+            ),
+            _ => None,
+        };
+        *m = RecvMeta {
+            len,
+            segment: segment.filter(|_| gro).unwrap_or(len),
+            arrival,
+        };
     }
     if let Some(from) = from {
         for i in 0..got {
@@ -360,12 +379,14 @@ fn recv_mmsg(
     Ok(got)
 }
 
-/// The `UDP_GRO` segment size among a received message's control messages.
+/// The `UDP_GRO` segment size and the kernel's receive time
+/// (`SCM_TIMESTAMPNS`) among a received message's control messages.
 // `msg_controllen` and `cmsg_len` are `usize` on glibc but `u32` on musl.
 #[allow(clippy::unnecessary_cast)]
-fn gro_segment(hdr: &libc::msghdr) -> Option<usize> {
+fn control_messages(hdr: &libc::msghdr) -> (Option<usize>, Option<SystemTime>) {
+    let (mut segment, mut at) = (None, None);
     if hdr.msg_control.is_null() || (hdr.msg_controllen as usize) < size_of::<libc::cmsghdr>() {
-        return None;
+        return (segment, at);
     }
     // SAFETY: the kernel filled `msg_control` (a live `CmsgBuf`) with
     // `msg_controllen` bytes of well-formed control messages; CMSG_FIRSTHDR and
@@ -379,12 +400,26 @@ fn gro_segment(hdr: &libc::msghdr) -> Option<usize> {
                 && (*c).cmsg_len as usize >= libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as usize
             {
                 let v = ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
-                return usize::try_from(v).ok().filter(|&v| v > 0);
+                segment = usize::try_from(v).ok().filter(|&v| v > 0);
+            } else if (*c).cmsg_level == libc::SOL_SOCKET
+                && (*c).cmsg_type == libc::SCM_TIMESTAMPNS
+                && (*c).cmsg_len as usize >= libc::CMSG_LEN(size_of::<libc::timespec>() as u32) as usize
+            {
+                let ts = ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                at = wall_time(&ts);
             }
             c = libc::CMSG_NXTHDR(hdr, c);
         }
     }
-    None
+    (segment, at)
+}
+
+/// A kernel `timespec` on the realtime clock as a `SystemTime` (`None` for
+/// values no clock gives).
+fn wall_time(ts: &libc::timespec) -> Option<SystemTime> {
+    let secs = u64::try_from(ts.tv_sec).ok()?;
+    let nanos = u32::try_from(ts.tv_nsec).ok().filter(|&n| n < 1_000_000_000)?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
 }
 
 /// Waits until `fd` is readable or `timeout` passes. An interrupted wait
@@ -503,25 +538,8 @@ fn recv_timestamped_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, O
             Err(e)
         };
     }
-    let mut stamp = None;
-    // SAFETY: the kernel filled the control buffer with `msg_controllen` bytes
-    // of well-formed control messages; the macros stay inside that length and
-    // the timespec read is bounded by the header's own length.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&hdr);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET
-                && (*c).cmsg_type == libc::SCM_TIMESTAMPNS
-                && (*c).cmsg_len as usize >= libc::CMSG_LEN(size_of::<libc::timespec>() as u32) as usize
-            {
-                let ts = ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
-                stamp = Some(Duration::new(
-                    ts.tv_sec.max(0) as u64,
-                    ts.tv_nsec.clamp(0, 999_999_999) as u32,
-                ));
-            }
-            c = libc::CMSG_NXTHDR(&hdr, c);
-        }
-    }
+    let stamp = control_messages(&hdr)
+        .1
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok());
     Ok(Some((r as usize, stamp)))
 }

@@ -38,13 +38,15 @@ pub(crate) fn send(
 }
 
 /// Reads datagrams one `recv_from` at a time until none is pending or the
-/// buffers are full. There is no coalescing, so `gro` is ignored.
+/// buffers are full. There is no coalescing and no kernel timestamp, so
+/// `gro` and `stamps` are ignored.
 pub(crate) fn recv(
     sock: &UdpSocket,
     bufs: &mut [Vec<u8>],
     meta: &mut [RecvMeta],
     mut from: Option<&mut [Option<SocketAddr>; RECV_BATCH]>,
     _gro: bool,
+    _stamps: bool,
     calls: &AtomicU64,
 ) -> io::Result<usize> {
     let n = bufs.len().min(meta.len()).min(RECV_BATCH);
@@ -158,7 +160,7 @@ mod tests {
         let mut got = 0;
         let deadline = Instant::now() + Duration::from_secs(2);
         while got < 10 && Instant::now() < deadline {
-            got += recv(&b, &mut bufs[got..], &mut meta[got..], None, false, &calls).unwrap();
+            got += recv(&b, &mut bufs[got..], &mut meta[got..], None, false, false, &calls).unwrap();
         }
         assert_eq!(got, 10);
         for i in 0..got {
@@ -168,7 +170,7 @@ mod tests {
         a.send(&[7u8; 3]).unwrap();
         assert!(wait_readable(&b, Duration::from_secs(2)).unwrap());
         assert_eq!(
-            recv(&b, &mut bufs, &mut meta, Some(&mut from), false, &calls).unwrap(),
+            recv(&b, &mut bufs, &mut meta, Some(&mut from), false, false, &calls).unwrap(),
             1
         );
         assert_eq!(from[0], Some(a.local_addr().unwrap()), "the source is reported");
