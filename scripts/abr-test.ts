@@ -1,7 +1,8 @@
 /**
  * Rate adaptation on a real kernel path: a `punktfunk host` (synthetic source,
  * adaptation on, ceiling 1000 Mbit/s) and a `punktfunk connect` in two network
- * namespaces (scripts/netns.ts), with a `tc tbf` bottleneck on the host's veth
+ * namespaces (scripts/netns.ts) joined through a third, a router (a bridge),
+ * with a `tc tbf` bottleneck on the router's port towards the client
  * and one datagram per packet on the wire (`gso_max_segs 1`).
  *
  *   1. ceiling   300 Mbit/s link: from 3 s on, goodput ≥ 85 % of the link,
@@ -38,6 +39,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 
 import {
+  bottleneck,
   CLIENT_IP,
   dataPlaneTable,
   HOST_IP,
@@ -55,7 +57,6 @@ import {
   setup,
   sleep,
   start,
-  VETH_H,
   within,
   type Peer,
 } from './netns'
@@ -65,6 +66,13 @@ const OUT = process.argv.includes('--docs')
   ? path.join(ROOT, 'docs', 'abr')
   : (process.env.PF_ABR_OUT ?? mkdtempSync(path.join(tmpdir(), 'pf-abr-')))
 const CEILING_MBPS = 1000
+/**
+ * The competing TCP flow's congestion control: CUBIC, Linux's default and
+ * the loss-based flow the controller's competing mode answers
+ * (docs/CONGESTION.md), whatever this machine's default is.
+ * `PF_ABR_TCP_CC=bbr` runs the scenario against BBR instead.
+ */
+const TCP_CC = process.env.PF_ABR_TCP_CC ?? 'cubic'
 const FPS = 60
 const SAMPLE_MS = 250
 /** The bottleneck's buffer: what a router would hold before dropping. */
@@ -155,7 +163,7 @@ function lastPerf(text: string, label: 'host' | 'client'): Record<string, number
 function tbfState(): { backlog: number; drops: number } {
   const j = parseJson<Array<{ kind: string; backlog?: number; drops?: number }>>(
     'tc qdisc show',
-    inNs(NS_H, 'tc', ['-s', '-j', 'qdisc', 'show', 'dev', VETH_H]),
+    inNs(bottleneck.ns, 'tc', ['-s', '-j', 'qdisc', 'show', 'dev', bottleneck.dev]),
   )
   const q = j.find((x) => x.kind === 'tbf')
   return { backlog: q?.backlog ?? 0, drops: q?.drops ?? 0 }
@@ -191,7 +199,7 @@ interface Outcome {
 }
 
 async function runScenario(s: Scenario, identityDir: string): Promise<Outcome> {
-  inNs(NS_H, 'tc', ['qdisc', 'replace', 'dev', VETH_H, 'root', 'tbf', ...tbfArgs(s.link[0]![1])])
+  inNs(bottleneck.ns, 'tc', ['qdisc', 'replace', 'dev', bottleneck.dev, 'root', 'tbf', ...tbfArgs(s.link[0]![1])])
   const perf = { PUNKTFUNK_PERF: '1', PUNKTFUNK_PERF_MS: String(SAMPLE_MS) }
   const host = start(
     NS_H,
@@ -216,7 +224,7 @@ async function runScenario(s: Scenario, identityDir: string): Promise<Outcome> {
       if (t >= s.seconds + 0.2 || client.child.exitCode !== null) break
       const want = linkAt(s, t)
       if (want !== linkNow) {
-        inNs(NS_H, 'tc', ['qdisc', 'change', 'dev', VETH_H, 'root', 'tbf', ...tbfArgs(want)])
+        inNs(bottleneck.ns, 'tc', ['qdisc', 'change', 'dev', bottleneck.dev, 'root', 'tbf', ...tbfArgs(want)])
         linkNow = want
       }
       if (s.tcpAt !== undefined && !tcpResult && t >= s.tcpAt) tcpResult = startTcp(s.tcpSeconds ?? 20).then((r) => r)
@@ -248,6 +256,8 @@ async function runScenario(s: Scenario, identityDir: string): Promise<Outcome> {
       const r = await within(tcpResult, 30_000, 'iperf3', () => {})
       if (!r.ok) throw new Error(`iperf3 failed: ${r.out.slice(0, 300)}`)
       const j = parseJson<{ end: { sum_received: { bits_per_second: number } }; intervals: Array<{ sum: { end: number; bits_per_second: number } }> }>('iperf3 -J', r.out)
+      // iperf3's own report (retransmits, congestion window per interval) beside the CSV.
+      if (!process.argv.includes('--docs')) writeFileSync(path.join(OUT, `${s.name}-iperf3.json`), r.out)
       tcpMbps = j.end.sum_received.bits_per_second / 1e6
       tcpIntervals = j.intervals.map((i) => [(s.tcpAt ?? 0) + i.sum.end, i.sum.bits_per_second / 1e6])
       for (const smp of samples) {
@@ -278,7 +288,7 @@ async function runScenario(s: Scenario, identityDir: string): Promise<Outcome> {
     if (srv.status !== 0) return { ok: false, out: srv.stderr }
     await sleep(300)
     return new Promise((resolve) => {
-      const p = spawn('ip', ['netns', 'exec', NS_H, 'iperf3', '-c', CLIENT_IP, '-p', '5201', '-t', String(seconds), '-i', '0.5', '-J'], { stdio: ['ignore', 'pipe', 'pipe'] })
+      const p = spawn('ip', ['netns', 'exec', NS_H, 'iperf3', '-c', CLIENT_IP, '-p', '5201', '-t', String(seconds), '-i', '0.5', '-J', '-C', TCP_CC], { stdio: ['ignore', 'pipe', 'pipe'] })
       let out = ''
       p.stdout.on('data', (d: Buffer) => (out += d.toString()))
       p.on('close', (code) => resolve({ ok: code === 0, out }))
@@ -457,11 +467,11 @@ function svg(o: Outcome): string {
 
 async function main(): Promise<number> {
   preflight()
-  const identityDir = setup(tbfArgs(300))
+  const identityDir = setup(tbfArgs(300), { router: true })
   mkdirSync(OUT, { recursive: true })
   const iperf = ensureIperf3()
   console.log(
-    `namespaces ${NS_H} (${HOST_IP}) and ${NS_C} (${CLIENT_IP}); tbf on ${VETH_H} with a ${TBF_LATENCY_MS} ms buffer; ` +
+    `namespaces ${NS_H} (${HOST_IP}) and ${NS_C} (${CLIENT_IP}); tbf on ${bottleneck.dev} (router ${bottleneck.ns}, towards the client) with a ${TBF_LATENCY_MS} ms buffer; ` +
       `synthetic source at ${FPS} fps with a ${CEILING_MBPS} Mbit/s ceiling; series and charts in ${OUT}` +
       (STRICT ? '; strict marks' : ''),
   )

@@ -15,7 +15,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import path from 'node:path'
 
 export const ROOT = path.resolve(__dirname, '..')
@@ -27,6 +27,17 @@ export const NS_H = `pf-h-${process.pid}`
 export const NS_C = `pf-c-${process.pid}`
 export const VETH_H = `pfh${process.pid}`
 export const VETH_C = `pfc${process.pid}`
+/** The router between them (`setup(…, { router: true })`): a bridge of two veths. */
+export const NS_R = `pf-r-${process.pid}`
+const VETH_RH = `pfrh${process.pid}`
+const VETH_RC = `pfrc${process.pid}`
+
+/** Where the tbf bottleneck is: the host's veth, or the router's side towards the client. */
+export const bottleneck = { ns: NS_H, dev: VETH_H }
+/** `net.core.netdev_max_backlog` before the router raised it, restored at exit. */
+let backlogWas: string | undefined
+/** Packets a CPU's input backlog holds while the router runs (the default is 1000). */
+const ROUTER_BACKLOG = 10_000
 
 /** Core defaults (fec.rs `FecConfig::default`, used by the CLI). */
 export const SHARD_PAYLOAD = 1344
@@ -80,6 +91,8 @@ export function cleanup(): void {
     // Deleting a namespace removes its veth end, and with it the peer.
     run('ip', ['netns', 'del', NS_H])
     run('ip', ['netns', 'del', NS_C])
+    if (bottleneck.ns === NS_R) run('ip', ['netns', 'del', NS_R])
+    if (backlogWas !== undefined) run('sysctl', ['-q', '-w', `net.core.netdev_max_backlog=${backlogWas}`])
   }
   if (scratch) rmSync(scratch, { recursive: true, force: true })
 }
@@ -154,26 +167,68 @@ export function preflight(): void {
  * nft table in the client's namespace. Returns a scratch directory (removed
  * at exit) for the host's identity.
  */
-export function setup(tbf: string[]): string {
+export function setup(tbf: string[], opts: { router?: boolean } = {}): string {
   const a = run('ip', ['netns', 'add', NS_H])
   if (!a.ok) skip(`ip netns add failed: ${a.err.trim()}`)
   nsMade = true
   const b = run('ip', ['netns', 'add', NS_C])
   if (!b.ok) skip(`ip netns add failed: ${b.err.trim()}`)
-  const v = run('ip', ['link', 'add', VETH_H, 'netns', NS_H, 'type', 'veth', 'peer', 'name', VETH_C, 'netns', NS_C])
-  if (!v.ok) skip(`cannot create a veth pair: ${v.err.trim()}`)
-  must('ip', ['-n', NS_H, 'addr', 'add', `${HOST_IP}/24`, 'dev', VETH_H])
-  must('ip', ['-n', NS_C, 'addr', 'add', `${CLIENT_IP}/24`, 'dev', VETH_C])
-  must('ip', ['-n', NS_H, 'link', 'set', 'dev', VETH_H, 'gso_max_segs', '1'])
-  for (const [ns, dev] of [
+  const links: Array<readonly [string, string]> = [
     [NS_H, 'lo'],
     [NS_C, 'lo'],
     [NS_H, VETH_H],
     [NS_C, VETH_C],
-  ] as const) {
+  ]
+  if (opts.router) {
+    // host ─ veth ─ [router: a bridge] ─ veth ─ client, the bottleneck on the
+    // router's port towards the client: the queue is in the network, not in
+    // the sending host's own qdisc, where TCP's small-queue limit holds a TCP
+    // sender to about a millisecond of data in the queue whatever its window
+    // (measured with the queue on the host's veth: CUBIC at 7 % of a link it
+    // shared with a flow keeping 3-10 ms of queue, with no loss and a window
+    // eight times what it had in flight).
+    must('ip', ['netns', 'add', NS_R])
+    bottleneck.ns = NS_R
+    bottleneck.dev = VETH_RC
+    const v1 = run('ip', ['link', 'add', VETH_H, 'netns', NS_H, 'type', 'veth', 'peer', 'name', VETH_RH, 'netns', NS_R])
+    if (!v1.ok) skip(`cannot create a veth pair: ${v1.err.trim()}`)
+    must('ip', ['link', 'add', VETH_RC, 'netns', NS_R, 'type', 'veth', 'peer', 'name', VETH_C, 'netns', NS_C])
+    must('ip', ['-n', NS_R, 'link', 'add', 'br0', 'type', 'bridge'])
+    for (const dev of [VETH_RH, VETH_RC]) must('ip', ['-n', NS_R, 'link', 'set', 'dev', dev, 'master', 'br0'])
+    links.push([NS_R, 'lo'], [NS_R, VETH_RH], [NS_R, VETH_RC], [NS_R, 'br0'])
+    // Each packet the host sends enters the router through a CPU's input
+    // backlog (1000 packets by default, for the whole machine) before the
+    // bridge queues it at the bottleneck: a sender's burst (a keyframe at the
+    // probed rate) overflowed it (4521 drops in one 13 s run), where a
+    // router would have queued. Raised while the test runs.
+    const was = run('sysctl', ['-n', 'net.core.netdev_max_backlog'])
+    if (was.ok && Number(was.out.trim()) < ROUTER_BACKLOG) {
+      backlogWas = was.out.trim()
+      must('sysctl', ['-q', '-w', `net.core.netdev_max_backlog=${ROUTER_BACKLOG}`])
+    }
+  } else {
+    const v = run('ip', ['link', 'add', VETH_H, 'netns', NS_H, 'type', 'veth', 'peer', 'name', VETH_C, 'netns', NS_C])
+    if (!v.ok) skip(`cannot create a veth pair: ${v.err.trim()}`)
+  }
+  must('ip', ['-n', NS_H, 'addr', 'add', `${HOST_IP}/24`, 'dev', VETH_H])
+  must('ip', ['-n', NS_C, 'addr', 'add', `${CLIENT_IP}/24`, 'dev', VETH_C])
+  must('ip', ['-n', NS_H, 'link', 'set', 'dev', VETH_H, 'gso_max_segs', '1'])
+  for (const [ns, dev] of links) {
     must('ip', ['-n', ns, 'link', 'set', 'dev', dev, 'up'])
   }
-  const t = run('ip', ['netns', 'exec', NS_H, 'tc', 'qdisc', 'add', 'dev', VETH_H, 'root', 'tbf', ...tbf])
+  // A veth hands each packet to the backlog of the CPU that sent it, and tbf
+  // sends from whichever CPU runs it: one TCP flow's packets then overtake
+  // each other between two CPUs' backlogs, and TCP reads the reordering as
+  // loss (measured: ~190 fast retransmits in 20 s, every one undone by a
+  // DSACK, the flow's window at 4-12 packets). Receive packet steering keeps
+  // a flow on one CPU, as a real NIC's receive hashing does.
+  const cpus = Math.min(31, availableParallelism())
+  const mask = ((1 << cpus) - 1).toString(16)
+  for (const [ns, dev] of links.filter(([, d]) => d !== 'lo' && d !== 'br0')) {
+    const r = run('ip', ['netns', 'exec', ns, 'sh', '-c', `echo ${mask} > /sys/class/net/${dev}/queues/rx-0/rps_cpus`])
+    if (!r.ok) console.log(`note: receive packet steering unavailable on ${dev} (${r.err.trim()}); TCP may see reordering`)
+  }
+  const t = run('ip', ['netns', 'exec', bottleneck.ns, 'tc', 'qdisc', 'add', 'dev', bottleneck.dev, 'root', 'tbf', ...tbf])
   if (!t.ok) skip(`tc tbf is not available: ${t.err.trim()}`)
   const n = run('ip', ['netns', 'exec', NS_C, 'nft', '-f', '-'], 'table inet pf {\n}\n')
   if (!n.ok) skip(`nftables is not available: ${n.err.trim()}`)
