@@ -388,7 +388,7 @@ fn control_messages(hdr: &libc::msghdr) -> (Option<usize>, Option<SystemTime>) {
     if hdr.msg_control.is_null() || (hdr.msg_controllen as usize) < size_of::<libc::cmsghdr>() {
         return (segment, at);
     }
-    // SAFETY: the kernel filled `msg_control` (a live `CmsgBuf`) with
+    // SAFETY: the kernel filled `msg_control` (a live, aligned control buffer) with
     // `msg_controllen` bytes of well-formed control messages; CMSG_FIRSTHDR and
     // CMSG_NXTHDR only return headers that lie whole inside that length, and
     // the payload read is bounded by the header's own `cmsg_len`.
