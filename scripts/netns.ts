@@ -182,11 +182,12 @@ export function setup(tbf: string[], opts: { router?: boolean } = {}): string {
   if (opts.router) {
     // host ─ veth ─ [router: a bridge] ─ veth ─ client, the bottleneck on the
     // router's port towards the client: the queue is in the network, not in
-    // the sending host's own qdisc, where TCP's small-queue limit holds a TCP
-    // sender to about a millisecond of data in the queue whatever its window
-    // (measured with the queue on the host's veth: CUBIC at 7 % of a link it
-    // shared with a flow keeping 3-10 ms of queue, with no loss and a window
-    // eight times what it had in flight).
+    // the sending host's own qdisc. There a TCP sender kept far less in
+    // flight than its window (measured: CUBIC at 7 % of a link it shared
+    // with a flow keeping 3-10 ms of queue, with no loss and a window eight
+    // times what it had in flight; TCP's small-queue limit, which counts the
+    // bytes a socket has in its own host's qdisc, is the likely cause), and
+    // a UDP sender was held back by its socket buffer, as no router holds it.
     must('ip', ['netns', 'add', NS_R])
     bottleneck.ns = NS_R
     bottleneck.dev = VETH_RC
