@@ -236,7 +236,6 @@ fn the_paced_sender_spreads_a_frame_into_small_bursts_with_regular_gaps() {
         fixed_rate_kbps: 400_000,
         ..Pacing::default()
     };
-    let frame_wire = frame.len() * 11 / 10;
     for pacing in [None, Some(paced)] {
         // Unpaced, the claim is that the frame can leave at once: a busy
         // machine that pauses the sending thread makes one measurement look
@@ -271,7 +270,7 @@ fn the_paced_sender_spreads_a_frame_into_small_bursts_with_regular_gaps() {
                 pacing.map(|p| p.fixed_rate_kbps),
                 datagram
             );
-            let settled = pacing.is_some() || shape.largest_burst_bytes * 10 >= frame_wire * 4;
+            let settled = pacing.is_some() || shape.spread <= Duration::from_millis(3);
             if settled || attempt == 2 {
                 shapes.push(shape);
                 break;
@@ -279,12 +278,16 @@ fn the_paced_sender_spreads_a_frame_into_small_bursts_with_regular_gaps() {
         }
     }
     let (burst, spread) = (&shapes[0], &shapes[1]);
-    // Unpaced the frame leaves in one burst; a busy machine may pause the
-    // sending thread once or twice, so ask for most of it, not all.
+    // Unpaced the frame leaves as fast as the sender can hand it on: a
+    // fraction of the paced frame's time. (Not "in one burst": each GSO
+    // message arrives whole, and how far apart they arrive is the sending
+    // thread's speed, 60-130 µs per 64 KiB between a quiet and a loaded run
+    // of this machine.)
     assert!(
-        burst.largest_burst_bytes * 10 >= frame_wire * 4,
-        "unpaced, the frame leaves in one or a few large bursts: {burst:?}"
+        burst.spread * 4 <= spread.spread,
+        "unpaced, the frame leaves in a quarter of the paced time or less: {burst:?} against {spread:?}"
     );
+    assert!(burst.largest_burst_bytes >= 60 * 1024, "{burst:?}");
     assert!(
         spread.largest_burst_bytes <= 160 * 1024,
         "paced, no burst is more than a few chunks: {spread:?}"
