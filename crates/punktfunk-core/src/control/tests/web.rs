@@ -410,6 +410,8 @@ fn frames_a_browser_refuses_are_counted_dropped_and_never_stall_the_host() {
 
 #[test]
 fn a_peer_cannot_open_streams_the_host_never_reads() {
+    // Not `connected_browser`: it drops the control stream's halves, and the
+    // count below needs that stream open (with it closed, 3 open, not 2).
     let host = web_host("web-streams", None);
     let addr = host.local_addr().unwrap();
     let hash = host.web_certificate_hash().unwrap();
