@@ -164,14 +164,19 @@ fn arrivals_stamped_early_by_a_stalled_reader_do_not_collapse_the_estimate() {
     // then lost the CPU before reading): those one-way delays look short,
     // the delay base is set too low, and every later report shows a
     // standing queue that is not there, and every random loss looks like
-    // the queue's. Cutting on it never drains it: without learning the base
-    // again the estimate averaged 241 Mbit/s here, with it 336.
-    let mut link = Link::fixed(500.0);
-    link.random_loss = 0.02;
-    link.read_stalls_per_s = 20.0;
-    link.read_stall_ms = 4.0;
-    link.early_stall_every = 10;
-    let out = run(&scenario(link, 12.0));
+    // the queue's. With 4 ms stalls a loss needs the deep queue in two
+    // reports in a row, and that alone holds the estimate.
+    let early_stamps = |stall_ms: f64, seed_offset: u64| {
+        let mut link = Link::fixed(500.0);
+        link.random_loss = 0.02;
+        link.read_stalls_per_s = 20.0;
+        link.read_stall_ms = stall_ms;
+        link.early_stall_every = 10;
+        let mut sc = scenario(link, 12.0);
+        sc.seed += seed_offset;
+        run(&sc)
+    };
+    let out = early_stamps(4.0, 0);
     let s = out.stats(3.0, 12.0);
     report("early_stamps_2pct_500", &out, &s);
     assert!(
@@ -179,8 +184,22 @@ fn arrivals_stamped_early_by_a_stalled_reader_do_not_collapse_the_estimate() {
         "estimate mean {}",
         s.mean_estimate_bps
     );
-    assert!(out.base_resets > 0, "the base was learnt again");
     assert!(s.frame_loss() <= 0.005, "{}", s.frame_loss());
+    // With 5 ms stalls the base set too low makes cut after cut leave the
+    // queue delay where it was, and the base is learnt again: over seeds
+    // 1-4 the estimate averaged 58 % of the link, 45 % without relearning.
+    let (mut sum, mut resets) = (0.0, 0);
+    for k in 0..4 {
+        let out = early_stamps(5.0, k);
+        sum += out.stats(3.0, 12.0).mean_estimate_bps / 4.0;
+        resets += out.base_resets;
+    }
+    eprintln!(
+        "early_stamps_5ms_2pct_500: estimate mean over four seeds {} Mbit/s, base resets {resets}",
+        mbps(sum)
+    );
+    assert!(resets > 0, "the base was learnt again");
+    assert!(sum >= 0.52 * 500e6, "estimate mean over four seeds {sum}");
 }
 
 #[test]
@@ -523,4 +542,39 @@ fn an_application_limited_session_finds_a_faster_path_by_probing() {
     );
     assert!(found.is_some_and(|t| t <= 7.0), "{found:?}");
     assert_eq!(out.stats(0.0, 16.0).frames_lost, 0);
+}
+
+#[test]
+fn a_ramp_does_not_pad_blind_while_reports_are_held_up() {
+    // A real path through a router (no propagation delay, a 50 ms queue):
+    // a busy client's reports were held up 65-115 ms just as the ramp passed
+    // the link, and the host padded on at the last estimate meanwhile
+    // (BENCHMARKS.md, router topology). Here every report is lost for 110 ms
+    // from each moment around the crossing. Before a ramp held on silence
+    // and on a first sign of the queue, 12 of 60 such runs lost 3-6 frames
+    // to an overflowing queue (queue p95 over the first 3 s up to 38 ms).
+    let mut worst_qd = 0.0f64;
+    let mut lost = 0;
+    for k in 0..18u64 {
+        let from = 0.07 + 0.005 * (k / 3) as f64;
+        let mut link = Link::fixed(300.0);
+        link.prop_ms = 0.1;
+        link.queue_ms = 50.0;
+        link.feedback_blackouts = vec![Window {
+            from,
+            to: from + 0.11,
+            value: 1.0,
+        }];
+        let mut sc = scenario(link, 4.0);
+        sc.seed += k % 3;
+        let out = run(&sc);
+        let ramp = out.stats(0.0, 3.0);
+        worst_qd = worst_qd.max(ramp.qd_p95_ms);
+        lost += ramp.frames_lost;
+        let s = out.stats(2.0, 4.0);
+        assert!(s.utilisation >= 0.85, "from {from}: {s:?}");
+    }
+    eprintln!("ramp_blind_300: worst ramp qd p95 {worst_qd:.1} ms, frames lost {lost}");
+    assert_eq!(lost, 0, "frames lost to the ramp");
+    assert!(worst_qd <= 25.0, "ramp queue p95 {worst_qd} ms");
 }
