@@ -1,5 +1,6 @@
 // The `punktfunk` command line, run as real processes over UDP and QUIC on 127.0.0.1.
 import { spawn, type ChildProcess } from 'node:child_process'
+import { createCipheriv } from 'node:crypto'
 import { createSocket } from 'node:dgram'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -533,4 +534,17 @@ test('a synthetic frame passes its check and any flipped byte fails it', (t) => 
     t.false(syntheticIntact(g), `byte ${at}`)
   }
   t.false(syntheticIntact(f.subarray(0, 5)))
+})
+
+test('synthetic bodies are the AES-128-CTR keystream at their offset, across the lazily built blocks', (t) => {
+  // The pattern is built 1 MiB at a time; every body must still be the one
+  // keystream, so hosts and clients of other versions check each other.
+  const c = createCipheriv('aes-128-ctr', Buffer.alloc(16, 0x70), Buffer.alloc(16, 0x66))
+  const keystream = c.update(Buffer.alloc(32 << 20))
+  for (let i = 0; i < 64; i++) {
+    const f = syntheticFrame(i, 9 + ((i * 7919 * 131) % (3 << 20)))
+    const offset = f.readUInt32BE(5)
+    t.is(keystream.compare(f, 9, f.length, offset, offset + f.length - 9), 0, `frame ${i} at ${offset}`)
+    t.true(syntheticIntact(f))
+  }
 })

@@ -18,19 +18,44 @@ export const TAG_SYNTHETIC = 0x03
 /** Header bytes of a synthetic frame (tag, sequence, offset). */
 export const SYNTHETIC_HEADER = 9
 const PATTERN_BYTES = 32 << 20
+/** The pattern is built in blocks of this size, each when first used. */
+const PATTERN_BLOCK = 1 << 20
+const PATTERN_KEY = Buffer.alloc(16, 0x70)
+const PATTERN_IV = Buffer.alloc(16, 0x66)
 let pattern: Buffer | undefined
+let built: Uint8Array | undefined
+
+/** The counter block that starts keystream byte `offset` (a multiple of 16): the IV plus `offset / 16`, big-endian. */
+function counterAt(offset: number): Buffer {
+  const iv = Buffer.from(PATTERN_IV)
+  let carry = offset / 16
+  for (let i = 15; i >= 0 && carry > 0; i--) {
+    const sum = iv[i]! + (carry % 256)
+    iv[i] = sum % 256
+    carry = Math.floor(carry / 256) + (sum >= 256 ? 1 : 0)
+  }
+  return iv
+}
 
 /**
- * 32 MiB of AES-128-CTR keystream under a fixed, public key: the same bytes in
- * every process, incompressible and without any repeating structure a
- * transport bug could hide behind.
+ * Bytes `from … to` of 32 MiB of AES-128-CTR keystream under a fixed, public
+ * key: the same bytes in every process, incompressible and without any
+ * repeating structure a transport bug could hide behind. Built 1 MiB at a
+ * time as frames first touch it (CTR mode can start anywhere): all 32 MiB at
+ * once took ~100 ms on the first frame, which then left late, with the next
+ * six in a burst behind it, just as the session's rate ramp began.
  */
-export function patternBytes(): Buffer {
-  if (!pattern) {
-    const c = createCipheriv('aes-128-ctr', Buffer.alloc(16, 0x70), Buffer.alloc(16, 0x66))
-    pattern = Buffer.concat([c.update(Buffer.alloc(PATTERN_BYTES)), c.final()])
+function patternRange(from: number, to: number): Buffer {
+  pattern ??= Buffer.allocUnsafe(PATTERN_BYTES)
+  built ??= new Uint8Array(PATTERN_BYTES / PATTERN_BLOCK)
+  for (let b = Math.floor(from / PATTERN_BLOCK); b * PATTERN_BLOCK < to; b++) {
+    if (built[b]) continue
+    const at = b * PATTERN_BLOCK
+    const c = createCipheriv('aes-128-ctr', PATTERN_KEY, counterAt(at))
+    c.update(Buffer.alloc(PATTERN_BLOCK)).copy(pattern, at)
+    built[b] = 1
   }
-  return pattern
+  return pattern.subarray(from, to)
 }
 
 /** The largest synthetic frame. */
@@ -38,15 +63,14 @@ export const MAX_SYNTHETIC_FRAME = PATTERN_BYTES / 2
 
 /** Builds synthetic frame `seq` of `len` bytes (at least the header). */
 export function syntheticFrame(seq: number, len: number): Buffer {
-  const p = patternBytes()
   const body = Math.max(0, Math.min(len, MAX_SYNTHETIC_FRAME) - SYNTHETIC_HEADER)
   // Spread the bodies over the pattern so consecutive frames differ.
-  const offset = ((seq * 2_654_435_761) >>> 0) % (p.length - body)
+  const offset = ((seq * 2_654_435_761) >>> 0) % (PATTERN_BYTES - body)
   const f = Buffer.allocUnsafe(SYNTHETIC_HEADER + body)
   f[0] = TAG_SYNTHETIC
   f.writeUInt32BE(seq >>> 0, 1)
   f.writeUInt32BE(offset, 5)
-  p.copy(f, SYNTHETIC_HEADER, offset, offset + body)
+  patternRange(offset, offset + body).copy(f, SYNTHETIC_HEADER)
   return f
 }
 
@@ -56,9 +80,8 @@ export function syntheticIntact(f: Uint8Array): boolean {
   const b = Buffer.from(f.buffer, f.byteOffset, f.byteLength)
   const offset = b.readUInt32BE(5)
   const body = b.length - SYNTHETIC_HEADER
-  const p = patternBytes()
-  if (offset + body > p.length) return false
-  return b.compare(p, offset, offset + body, SYNTHETIC_HEADER) === 0
+  if (offset + body > PATTERN_BYTES) return false
+  return b.compare(patternRange(offset, offset + body), 0, body, SYNTHETIC_HEADER) === 0
 }
 
 /** The synthetic frame's sequence number. */
