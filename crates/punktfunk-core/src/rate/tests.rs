@@ -187,7 +187,9 @@ fn arrivals_stamped_early_by_a_stalled_reader_do_not_collapse_the_estimate() {
     assert!(s.frame_loss() <= 0.005, "{}", s.frame_loss());
     // With 5 ms stalls the base set too low makes cut after cut leave the
     // queue delay where it was, and the base is learnt again: over seeds
-    // 1-4 the estimate averaged 58 % of the link, 45 % without relearning.
+    // 1-4 the estimate averaged 58 % of the link, 45 % without relearning
+    // (other groups of four seeds: 50-68 %). Asserted: the relearning runs,
+    // and the estimate does not collapse (6 ms stalls take it to ~20 %).
     let (mut sum, mut resets) = (0.0, 0);
     for k in 0..4 {
         let out = early_stamps(5.0, k);
@@ -199,7 +201,7 @@ fn arrivals_stamped_early_by_a_stalled_reader_do_not_collapse_the_estimate() {
         mbps(sum)
     );
     assert!(resets > 0, "the base was learnt again");
-    assert!(sum >= 0.52 * 500e6, "estimate mean over four seeds {sum}");
+    assert!(sum >= 0.40 * 500e6, "estimate mean over four seeds {sum}");
 }
 
 #[test]
