@@ -553,8 +553,8 @@ fn a_ramp_does_not_pad_blind_while_reports_are_held_up() {
     // the link, and the host padded on at the last estimate meanwhile
     // (BENCHMARKS.md, router topology). Here every report is lost for 110 ms
     // from each moment around the crossing. Before a ramp held on silence
-    // and on a first sign of the queue, 12 of 60 such runs lost 3-6 frames
-    // to an overflowing queue (queue p95 over the first 3 s up to 38 ms).
+    // and on a first sign of the queue, these 18 runs lost 38 frames to an
+    // overflowing queue (queue p95 over the first 3 s up to 38 ms).
     let mut worst_qd = 0.0f64;
     let mut lost = 0;
     for k in 0..18u64 {
