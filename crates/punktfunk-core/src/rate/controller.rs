@@ -42,11 +42,6 @@ const STALE_REPORT_US: u64 = 250_000;
 const STALE_CUT: f64 = 0.5;
 /// Feedback silence before holding, in feedback intervals (at least 100 ms).
 const SILENCE_INTERVALS: u32 = 4;
-/// Feedback silence before a ramp holds, at least, µs (otherwise four
-/// report gaps: ~20 ms at the client's start-up cadence). On a real path a
-/// busy client's reports were held up 65–115 ms just as the ramp passed the
-/// link; padding on meanwhile at the last estimate overflowed a 50 ms queue.
-const RAMP_SILENCE_MIN_US: f64 = 20_000.0;
 /// Silence before decaying, and the decay's half-life.
 const DECAY_AFTER: Duration = Duration::from_secs(1);
 const DECAY_HALF_LIFE_S: f64 = 1.0;
@@ -536,21 +531,11 @@ impl RateController {
     }
 
     fn silence_after_us(&self) -> u64 {
-        let normal =
-            (self.cfg.feedback_interval.as_micros() as u64 * u64::from(SILENCE_INTERVALS)).max(100_000);
-        if matches!(self.state, RateState::Startup | RateState::Probe) {
-            // A ramp pads up to what the last reports proved and no further:
-            // it does not go on probing blind while reports are held up.
-            (f64::from(SILENCE_INTERVALS) * self.report_gap_us).clamp(RAMP_SILENCE_MIN_US, normal as f64)
-                as u64
-        } else {
-            normal
-        }
+        (self.cfg.feedback_interval.as_micros() as u64 * u64::from(SILENCE_INTERVALS)).max(100_000)
     }
 
-    /// Feedback silence: after four intervals (during a ramp, four of the
-    /// recent report gaps, at least 20 ms) the estimate holds (no growth, no
-    /// padding); after a second it halves every second, down to an eighth
+    /// Feedback silence: after four intervals the estimate holds (no growth,
+    /// no padding); after a second it halves every second, down to an eighth
     /// of where it was (never below the floor). Fresh feedback ends it.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.state == RateState::Fixed {
@@ -620,14 +605,11 @@ impl RateController {
             _ if self.qd_us >= QD_LOW_US || self.competing => est,
             _ => (PACING_GAIN * est).min(self.ceiling.max(est)),
         };
-        // No padding while a ramp's first sign of a queue waits for the
-        // report that confirms it: padding is probing, and the queue answered.
-        let padding =
-            if matches!(self.state, RateState::Startup | RateState::Probe) && self.ramp_stop_run == 0 {
-                (est - self.media.bps).max(0.0)
-            } else {
-                0.0
-            };
+        let padding = if matches!(self.state, RateState::Startup | RateState::Probe) {
+            (est - self.media.bps).max(0.0)
+        } else {
+            0.0
+        };
         RateSnapshot {
             state: self.state,
             estimate_bps: est as u64,

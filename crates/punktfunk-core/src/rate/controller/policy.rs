@@ -125,9 +125,6 @@ impl RateController {
                     self.state = RateState::Drain;
                     self.drain_until_us = now_us + round;
                     self.growth_since_us = now_us;
-                } else if stop {
-                    // Hold where the ramp is until the next report says
-                    // whether the queue is real.
                 } else if probing && now_us >= self.probe_until_us {
                     // The padding never came (or the path never pushed back):
                     // keep only what the client saw delivered.
