@@ -163,12 +163,19 @@ pub(crate) const GSO_MAX_SEGMENTS: usize = 64;
 /// Most datagrams one [`send_mmsg`] call takes (one iovec each, on the stack).
 pub(crate) const SEND_MAX_DATAGRAMS: usize = 1024;
 
-/// Room for a control message with a 4-byte payload (the GRO segment size)
-/// and one with a `timespec` (the kernel's receive time), aligned for
-/// `cmsghdr`: `CMSG_SPACE(4) + CMSG_SPACE(16)` is 56 bytes on 64-bit Linux.
+/// A control-message buffer of `N` bytes, aligned for `cmsghdr`.
 #[derive(Clone, Copy)]
 #[repr(C, align(8))]
-struct CmsgBuf([u8; 64]);
+struct CmsgBuf<const N: usize>([u8; N]);
+
+/// Room for the one control message a send carries: the GSO segment size
+/// (`CMSG_SPACE(2)` is 24 bytes on 64-bit Linux).
+type SendCmsg = CmsgBuf<32>;
+
+/// Room for the control messages a receive may get: the GRO segment size
+/// and the kernel's receive time (`CMSG_SPACE(4) + CMSG_SPACE(16)` is 56
+/// bytes on 64-bit Linux).
+type RecvCmsg = CmsgBuf<64>;
 
 /// Sends datagrams with one `sendmmsg`, to the connected peer or, with `dest`,
 /// to that address on an unconnected socket; returns how many the kernel took
@@ -228,7 +235,7 @@ fn send_mmsg(
     // SAFETY: `mmsghdr` is a plain C struct of integers and pointers (plus, on some
     // libcs, private padding); all-zero is its documented "empty" value.
     let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
-    let mut ctrl = [CmsgBuf([0; 64]); SEND_BATCH];
+    let mut ctrl: [SendCmsg; SEND_BATCH] = [CmsgBuf([0; 32]); SEND_BATCH];
     let mut name = dest.map(to_raw);
     let iov_base = iovs.as_mut_ptr();
     for (i, &(first, count, seg)) in groups[..nmsg].iter().enumerate() {
@@ -304,7 +311,7 @@ fn recv_mmsg(
     }; RECV_BATCH];
     // SAFETY: as in `send_mmsg`, all-zero is a valid empty `mmsghdr`.
     let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
-    let mut ctrl = [CmsgBuf([0; 64]); RECV_BATCH];
+    let mut ctrl: [RecvCmsg; RECV_BATCH] = [CmsgBuf([0; 64]); RECV_BATCH];
     let want_names = from.is_some();
     let want_ctrl = gro || stamps;
     // SAFETY: all-zero is a valid (empty) `sockaddr_storage`.
@@ -325,13 +332,13 @@ fn recv_mmsg(
         }
         if want_ctrl {
             hdr.msg_control = ctrl[i].0.as_mut_ptr() as *mut libc::c_void;
-            hdr.msg_controllen = size_of::<CmsgBuf>() as _;
+            hdr.msg_controllen = size_of::<RecvCmsg>() as _;
         }
     }
     // SAFETY: each iovec points at the initialised contents of a distinct caller
     // buffer, exclusively borrowed for the call, with its exact length, so the
     // kernel writes only inside them; each address buffer is a distinct local
-    // `sockaddr_storage` and each control buffer a distinct local `CmsgBuf`,
+    // `sockaddr_storage` and each control buffer a distinct local `RecvCmsg`,
     // with their true sizes in `msg_namelen` / `msg_controllen`. A null timeout
     // is allowed and MSG_DONTWAIT makes the call non-blocking.
     let r = unsafe {
@@ -516,16 +523,13 @@ fn recv_timestamped_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, O
         iov_base: buf.as_mut_ptr() as *mut libc::c_void,
         iov_len: buf.len(),
     };
-    #[derive(Clone, Copy)]
-    #[repr(C, align(8))]
-    struct Ctrl([u8; 64]);
-    let mut ctrl = Ctrl([0; 64]);
+    let mut ctrl: RecvCmsg = CmsgBuf([0; 64]);
     // SAFETY: all-zero is a valid empty `msghdr`.
     let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
     hdr.msg_iov = &mut iov;
     hdr.msg_iovlen = 1;
     hdr.msg_control = ctrl.0.as_mut_ptr() as *mut libc::c_void;
-    hdr.msg_controllen = size_of::<Ctrl>() as _;
+    hdr.msg_controllen = size_of::<RecvCmsg>() as _;
     // SAFETY: `hdr` points at one iovec over the caller's buffer (exclusively
     // borrowed, exact length) and at a local, aligned control buffer with its
     // true size; both outlive the call. MSG_DONTWAIT keeps it non-blocking.
