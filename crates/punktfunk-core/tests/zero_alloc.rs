@@ -6,6 +6,7 @@
 //! This file holds one test on purpose: the allocator counts every thread of
 //! the process, so nothing else may run beside it.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use punktfunk_core::transport::RecvMeta;
@@ -88,6 +89,14 @@ fn stream(
     host.stats().packets_sent - before
 }
 
+/// What the receive thread delivers: a frame in its own buffer, a frame
+/// copied into a lent one, or another event.
+enum Delivered {
+    Owned(Vec<u8>),
+    Lent(Vec<u8>),
+    Other(FrameEvent),
+}
+
 #[test]
 fn steady_state_allocates_nothing_per_packet_on_either_side() {
     let cfg = UdpConfig::default();
@@ -135,13 +144,30 @@ fn steady_state_allocates_nothing_per_packet_on_either_side() {
     );
 
     // The same sessions on their worker threads, as the SDKs run them. The
-    // application hands each frame in a reused buffer (take_buffer) and gets
-    // each delivered frame as a buffer of its own to keep: that one allocation
-    // per frame is the bound; nothing is allocated per packet.
+    // application hands each frame in a reused buffer (take_buffer). A
+    // delivered frame comes as a buffer of its own to keep (one allocation per
+    // frame, the bound; nothing is allocated per packet), or, while the
+    // application lends buffers (as the Node binding's borrowing iterators
+    // do), copied into one of those on the receive thread, its own buffer
+    // recycled: then nothing is allocated at all.
     let (tx, _) = host.split();
     let (_, rx) = client.split();
     let mut tx = SendWorker::spawn(tx, 4, None).unwrap();
-    let mut rx = RecvWorker::spawn(rx, 4, None).unwrap();
+    let lent: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let pool = lent.clone();
+    let mut rx = RecvWorker::spawn_with(rx, 4, None, move |source, ev| match ev {
+        FrameEvent::Frame(mut f) => {
+            let Some(mut buf) = pool.lock().unwrap().pop() else {
+                return Delivered::Owned(f.data);
+            };
+            buf.clear();
+            buf.extend_from_slice(&f.data);
+            source.recycle(std::mem::take(&mut f.data));
+            Delivered::Lent(buf)
+        }
+        other => Delivered::Other(other),
+    })
+    .unwrap();
     let run = |frames: &[Vec<u8>]| -> u64 {
         let before = tx.stats().packets_sent;
         for (i, f) in frames.iter().enumerate() {
@@ -151,8 +177,13 @@ fn steady_state_allocates_nothing_per_packet_on_either_side() {
                 .map_err(|r| r.error)
                 .unwrap();
             match rx.next(Some(Duration::from_secs(5))).unwrap() {
-                Some(FrameEvent::Frame(got)) => assert!(got.data == *f, "worker frame {i} is byte-exact"),
-                other => panic!("worker frame {i}: {other:?}"),
+                Some(Delivered::Owned(got)) => assert!(got == *f, "worker frame {i} is byte-exact"),
+                Some(Delivered::Lent(got)) => {
+                    assert!(got == *f, "lent worker frame {i} is byte-exact");
+                    lent.lock().unwrap().push(got);
+                }
+                Some(Delivered::Other(ev)) => panic!("worker frame {i}: {ev:?}"),
+                None => panic!("worker frame {i} did not arrive"),
             }
         }
         tx.stats().packets_sent - before
@@ -167,6 +198,23 @@ fn steady_state_allocates_nothing_per_packet_on_either_side() {
         per_frame <= 1.0,
         "at most the delivered frame's buffer per frame: {change:?}"
     );
+
+    // Lending: two buffers of the largest frame's size, warmed up, then none
+    // of the 20 frames allocates.
+    lent.lock()
+        .unwrap()
+        .extend((0..2).map(|_| Vec::with_capacity(120_000)));
+    run(&frames[..20]);
+    let region = Region::new(GLOBAL);
+    let packets = run(&frames[20..]);
+    let change = region.change();
+    println!("workers, lent buffers: {packets} datagrams, 20 frames: {change:?}");
+    assert_eq!(
+        change.allocations + change.reallocations,
+        0,
+        "no allocation while the application lends buffers: {change:?}"
+    );
+    assert_eq!(lent.lock().unwrap().len(), 2, "every frame came in a lent buffer");
     tx.close().unwrap();
     rx.close();
 }

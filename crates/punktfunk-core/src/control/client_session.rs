@@ -228,6 +228,9 @@ impl crate::session::FrameSource for ClientReceiver {
     fn stats_handle(&self) -> StatsHandle {
         self.receiver.stats_handle()
     }
+    fn recycle(&mut self, buf: Vec<u8>) {
+        self.receiver.recycle(buf);
+    }
 }
 
 /// The control half of a connected client: input, keyframe requests, speed

@@ -20,6 +20,11 @@ pub trait FrameSource: Send + 'static {
     fn recv_frame(&mut self, timeout: Duration) -> Result<Option<FrameEvent>>;
     /// Counters, readable from any thread.
     fn stats_handle(&self) -> StatsHandle;
+    /// Takes back a delivered frame's buffer so a later frame can reuse it
+    /// (dropping it is the default).
+    fn recycle(&mut self, buf: Vec<u8>) {
+        drop(buf);
+    }
 }
 
 impl<T: Transport + 'static> FrameSource for FrameReceiver<T> {
@@ -30,11 +35,16 @@ impl<T: Transport + 'static> FrameSource for FrameReceiver<T> {
     fn stats_handle(&self) -> StatsHandle {
         FrameReceiver::stats_handle(self)
     }
+    fn recycle(&mut self, buf: Vec<u8>) {
+        FrameReceiver::recycle(self, buf);
+    }
 }
 
-/// The receiving half on its own thread, behind a bounded queue of events.
-pub struct RecvWorker {
-    shared: Arc<Shared<FrameEvent>>,
+/// The receiving half on its own thread, behind a bounded queue of events:
+/// [`FrameEvent`]s, or what a delivery function made of each
+/// ([`RecvWorker::spawn_with`]).
+pub struct RecvWorker<E = FrameEvent> {
+    shared: Arc<Shared<E>>,
     stats: StatsHandle,
     thread: Option<JoinHandle<()>>,
 }
@@ -44,11 +54,26 @@ impl RecvWorker {
     /// events (`1..=1024`). `notify` is called when an event lands in an empty
     /// queue and when the worker stops.
     pub fn spawn<R: FrameSource>(receiver: R, capacity: usize, notify: Option<Notify>) -> Result<Self> {
+        Self::spawn_with(receiver, capacity, notify, |_, ev| ev)
+    }
+}
+
+impl<E> RecvWorker<E> {
+    /// Like [`RecvWorker::spawn`], but each event passes through `deliver` on
+    /// the receive thread before it is queued: for a binding that copies
+    /// frames into buffers of its own there, off its caller's thread, and
+    /// hands the frame's buffer back with [`FrameSource::recycle`].
+    pub fn spawn_with<R, F>(receiver: R, capacity: usize, notify: Option<Notify>, deliver: F) -> Result<Self>
+    where
+        E: Send + 'static,
+        R: FrameSource,
+        F: FnMut(&mut R, FrameEvent) -> E + Send + 'static,
+    {
         check_capacity(capacity)?;
         let shared = Shared::new(capacity, notify);
         let stats = receiver.stats_handle();
         let s = shared.clone();
-        let thread = spawn_named("punktfunk-recv", move || recv_loop(receiver, &s))?;
+        let thread = spawn_named("punktfunk-recv", move || recv_loop(receiver, deliver, &s))?;
         Ok(RecvWorker {
             shared,
             stats,
@@ -59,13 +84,13 @@ impl RecvWorker {
     /// The next event if one is queued (`Ok(None)` if not). After
     /// [`RecvWorker::close`] it fails with `ERR_PF_CLOSED`; after the worker
     /// stopped on an error, it returns the queued events first, then that error.
-    pub fn try_next(&self) -> Result<Option<FrameEvent>> {
+    pub fn try_next(&self) -> Result<Option<E>> {
         self.next(Some(Duration::ZERO))
     }
 
     /// Waits up to `timeout` (forever with `None`) for the next event;
     /// `Ok(None)` when the time ran out.
-    pub fn next(&self, timeout: Option<Duration>) -> Result<Option<FrameEvent>> {
+    pub fn next(&self, timeout: Option<Duration>) -> Result<Option<E>> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut st = self.shared.lock();
         loop {
@@ -129,13 +154,13 @@ impl RecvWorker {
     }
 }
 
-impl Drop for RecvWorker {
+impl<E> Drop for RecvWorker<E> {
     fn drop(&mut self) {
         self.close();
     }
 }
 
-impl std::fmt::Debug for RecvWorker {
+impl<E> std::fmt::Debug for RecvWorker<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecvWorker")
             .field("queued", &self.queued())
@@ -143,7 +168,11 @@ impl std::fmt::Debug for RecvWorker {
     }
 }
 
-fn recv_loop<R: FrameSource>(mut receiver: R, shared: &Shared<FrameEvent>) {
+fn recv_loop<R, E, F>(mut receiver: R, mut deliver: F, shared: &Shared<E>)
+where
+    R: FrameSource,
+    F: FnMut(&mut R, FrameEvent) -> E,
+{
     run_guarded(shared, "receive", || loop {
         {
             // Wait for room first: while the queue is full the socket buffer
@@ -157,6 +186,7 @@ fn recv_loop<R: FrameSource>(mut receiver: R, shared: &Shared<FrameEvent>) {
             }
         }
         if let Some(ev) = receiver.recv_frame(STOP_CHECK)? {
+            let ev = deliver(&mut receiver, ev);
             let mut st = shared.lock();
             if st.stopping {
                 return Ok(());

@@ -132,3 +132,45 @@ fn bad_capacity_is_refused() {
     let e = SendWorker::spawn(tx, 0, None).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
 }
+
+/// A delivery function runs on the receive thread before the event is
+/// queued, and the queue holds what it returns (here each frame copied out and
+/// its buffer handed back; tests/zero_alloc.rs shows the recycling).
+#[test]
+fn delivery_function_runs_on_the_receive_thread() {
+    let keys = SessionKeys::derive(&[9u8; 32], b"worker test").unwrap();
+    let (a, b) = LoopbackTransport::pair(1 << 16);
+    let host = Session::new(Role::Host, SessionConfig::default(), &keys, a).unwrap();
+    let client = Session::new(Role::Client, SessionConfig::default(), &keys, b).unwrap();
+    let (tx, _) = host.split();
+    let (_, rx) = client.split();
+    let tx = SendWorker::spawn(tx, 1, None).unwrap();
+    let main = std::thread::current().id();
+    let mut rx = RecvWorker::spawn_with(rx, 1, None, move |source, ev| match ev {
+        FrameEvent::Frame(mut f) => {
+            let data = std::mem::take(&mut f.data);
+            let copy = data.clone();
+            FrameSource::recycle(source, data);
+            (std::thread::current().id(), f.index, copy)
+        }
+        other => panic!("unexpected {other:?}"),
+    })
+    .unwrap();
+    for i in 0..8u8 {
+        let mut buf = tx.take_buffer();
+        buf.extend_from_slice(&[i; 100_000]);
+        tx.submit(
+            buf,
+            FrameMeta {
+                pts: i.into(),
+                keyframe: false,
+            },
+            None,
+        )
+        .unwrap();
+        let (thread, index, copy) = rx.next(Some(Duration::from_secs(5))).unwrap().expect("a frame");
+        assert_ne!(thread, main, "delivered on the receive thread");
+        assert_eq!((index, copy), (u64::from(i), vec![i; 100_000]));
+    }
+    rx.close();
+}
