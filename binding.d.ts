@@ -64,6 +64,18 @@ export declare class NativeSession {
   sendQueued(): number
   /** The next received event, or `null` if none is queued. */
   poll(): NativeEvent | null
+  /**
+   * Lends `buf` for a later frame: the receive thread copies a frame that
+   * fits into it, and `poll` returns it with `lent: true`. The caller must
+   * not touch it until then. `false` (nothing kept) when the session does
+   * not receive, is closed, or already holds the most lent buffers.
+   */
+  lend(buf: Buffer): boolean
+  /**
+   * Lets go of lent buffers still waiting that are shorter than
+   * `min_length` bytes; returns how many (0 once closed).
+   */
+  retireLent(minLength: number): number
   /** Changes the FEC percentage for frames submitted from now on. */
   setFecPercent(percent: number): void
   /** Every counter of the session, in the order of `statsFields()`. */
@@ -338,8 +350,15 @@ export interface NativeEvent {
   keyframe: boolean
   /** Data shards rebuilt by FEC. */
   recoveredShards: number
-  /** The frame's bytes (handed over without a copy). */
+  /**
+   * The frame's bytes: handed over without a copy, or a buffer lent with
+   * `lend` that holds them in its first `length` bytes.
+   */
   data?: Buffer
+  /** The frame's length in bytes. */
+  length: number
+  /** Whether `data` is a lent buffer (see `NativeSession::lend`). */
+  lent: boolean
 }
 
 /** Something the client told the host. */

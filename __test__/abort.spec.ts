@@ -80,9 +80,21 @@ test('frames() and events(): aborting ends the iteration with AbortError; a new 
   isAbort(t, await t.throwsAsync(within(5_000, 'aborted events()', reading)), 'stop')
   t.deepEqual(events.map((ev) => (ev.type === 'frame' ? ev.pts : -1)), [2])
 
-  await host.submitFrame(Buffer.from('three'), { pts: 3 })
+  const b = new AbortController()
+  const borrowed: string[] = []
+  const borrowing = (async () => {
+    for await (const f of client.frames({ signal: b.signal, borrow: true })) {
+      borrowed.push(f.data.toString())
+      b.abort('stop borrowing')
+    }
+  })()
+  await host.submitFrame(Buffer.from('borrowed'), { pts: 3 })
+  isAbort(t, await t.throwsAsync(within(5_000, 'aborted borrowing frames()', borrowing)), 'stop borrowing')
+  t.deepEqual(borrowed, ['borrowed'])
+
+  await host.submitFrame(Buffer.from('three'), { pts: 4 })
   for await (const f of client.frames()) {
-    t.is(f.data.toString(), 'three', 'the session still delivers after both aborts')
+    t.is(f.data.toString(), 'three', 'the session still delivers after the aborts')
     break
   }
 })

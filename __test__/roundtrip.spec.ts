@@ -196,3 +196,34 @@ test('the FEC percentage changes live', async (t) => {
   t.is(host.stats().packetsSent - before, 150, '50 % adds 50 recovery shards')
   await Promise.all([host.close(), client.close()])
 })
+
+test('a borrowing frames() loop gets every frame byte-exact in a few reused buffers, growing them for larger frames', async (t) => {
+  const { host, client } = closeAfter(t, createLoopbackPair({ recvQueue: 2 }))
+  // Small frames first, then keyframe-sized ones the first lent buffers cannot hold.
+  const sizes = [...Array.from({ length: 24 }, (_, i) => 20_000 + i * 101), ...Array.from({ length: 16 }, (_, i) => 300_000 + i * 7)]
+  const frames = sizes.map((n, i) => pseudoRandom(n, 500 + i))
+  const sending = (async () => {
+    for (const [i, f] of frames.entries()) await host.submitFrame(f, { pts: i })
+  })()
+  const memory = new Set<ArrayBuffer>()
+  let i = 0
+  for await (const f of client.frames({ borrow: true })) {
+    t.is(f.pts, i)
+    t.is(f.data.length, frames[i].length)
+    t.is(sha256(f.data), sha256(frames[i]), `frame ${i} (${frames[i].length} B) differs`)
+    memory.add(f.data.buffer as ArrayBuffer)
+    if (++i === frames.length) break
+  }
+  await sending
+  // Owned frames would bring 40 allocations; lent ones come back in at most
+  // four buffers per size, plus the frames that arrived before a large enough one.
+  t.log(`${memory.size} distinct buffers for ${frames.length} frames`)
+  t.true(memory.size <= 14, `${memory.size} distinct buffers for ${frames.length} frames`)
+
+  // After the loop, frames are the caller's to keep again.
+  await host.submitFrame(Buffer.from('owned'))
+  const ev = await within(5_000, 'event after the loop', client.nextEvent())
+  t.is(ev?.type === 'frame' ? ev.data.toString() : null, 'owned')
+  await t.throwsAsync(client.frames({ borrow: 1 as unknown as boolean }).next(), { code: 'ERR_PF_INVALID_ARG' })
+  await Promise.all([host.close(), client.close()])
+})

@@ -54,6 +54,7 @@ export {
 } from './control'
 export {
   Session,
+  type EventsOptions,
   type Frame,
   type FrameEvent,
   type FramesOptions,

@@ -36,7 +36,11 @@ export interface Frame {
   readonly keyframe: boolean
   /** Data shards of this frame rebuilt by FEC. */
   readonly recoveredShards: number
-  /** The frame's bytes. Handed over from native memory without a copy; yours to keep. */
+  /**
+   * The frame's bytes. Handed over from native memory without a copy; yours
+   * to keep, except from a borrowing iterator ({@link EventsOptions.borrow}),
+   * where they stay valid until the loop asks for the next event or ends.
+   */
   readonly data: Buffer
 }
 
@@ -54,7 +58,24 @@ export interface LostFrames {
 export type FrameEvent = Frame | LostFrames
 
 /** Options of {@link Session.frames}. */
-export interface FramesOptions extends WaitOptions {
+/** Options of {@link Session.events} and {@link Session.frames}. */
+export interface EventsOptions extends WaitOptions {
+  /**
+   * Borrow each frame's bytes instead of owning them: `data` stays valid
+   * until the loop asks for the next event (or ends), then its memory carries
+   * a later frame. Copy it (`Buffer.from(frame.data)`) to keep it longer.
+   *
+   * The session then copies each frame, on its receive thread, into one of a
+   * few buffers it reuses, instead of handing every frame to JavaScript as a
+   * new allocation for the garbage collector: at hundreds of megabytes per
+   * second that saves the event loop most of its work (see the SDK rows of
+   * `punktfunk bench`). Default `false`.
+   */
+  borrow?: boolean
+}
+
+/** Options of {@link Session.frames}. */
+export interface FramesOptions extends EventsOptions {
   /** Called for every run of lost frames (they are skipped by the iterator). */
   onLost?: (lost: LostFrames) => void
 }
@@ -147,13 +168,58 @@ function statsNames(): readonly string[] {
 
 function toEvent(ev: NativeEvent): FrameEvent {
   if (ev.kind === 'lost') return { type: 'lost', firstIndex: ev.index, count: ev.count }
+  const data = ev.data ?? Buffer.alloc(0)
   return {
     type: 'frame',
     index: ev.index,
     pts: ev.pts,
     keyframe: ev.keyframe,
     recoveredShards: ev.recoveredShards,
-    data: ev.data ?? Buffer.alloc(0),
+    // A lent buffer is larger than the frame it carries.
+    data: ev.length < data.length ? data.subarray(0, ev.length) : data,
+  }
+}
+
+/** Buffers a borrowing iterator keeps on loan to its session at once. */
+const LENT_BUFFERS = 4
+/** Lent buffers are sized in steps of this, with room for frames a quarter larger than the largest seen. */
+const LEND_STEP = 64 * 1024
+
+/**
+ * One borrowing iterator's buffers (see {@link EventsOptions.borrow}). A lent
+ * buffer comes back in an event with `lent: true` and is lent again only once
+ * the loop has moved past that event, so bytes a caller may still read are
+ * never overwritten.
+ */
+class Lender {
+  readonly #native: NativeSession
+  /** Buffers of this iterator: on loan, queued in events, or held by the loop. */
+  #owned = 0
+  /** Size of new buffers: the largest frame seen, plus a quarter, in steps. */
+  #size = 0
+
+  constructor(native: NativeSession) {
+    this.#native = native
+  }
+
+  /** Notes a frame's size and tops the loan up to {@link LENT_BUFFERS}. */
+  observe(ev: NativeEvent): void {
+    if (ev.kind !== 'frame') return
+    const want = Math.ceil((ev.length * 1.25) / LEND_STEP) * LEND_STEP
+    if (want > this.#size) {
+      this.#size = want
+      // Buffers still waiting that this frame outgrew make room for larger ones.
+      this.#owned -= call(() => this.#native.retireLent(want))
+    }
+    while (this.#owned < LENT_BUFFERS) {
+      if (!call(() => this.#native.lend(Buffer.alloc(this.#size)))) break
+      this.#owned++
+    }
+  }
+
+  /** Lends `buf` again, or lets it go when frames have outgrown it (a larger one replaces it). */
+  giveBack(buf: Buffer): void {
+    if (buf.length < this.#size || !call(() => this.#native.lend(buf))) this.#owned--
   }
 }
 
@@ -170,6 +236,14 @@ function frameArgs(data: unknown, options: unknown): { pts: number; keyframe: bo
   }
   if (typeof keyframe !== 'boolean') throw invalidArg(`keyframe must be a boolean, got ${describe(keyframe)}`)
   return { pts, keyframe, signal }
+}
+
+/** The `borrow` option of an iterator, checked. */
+function borrowOf(options: unknown): boolean {
+  if (!isObject(options)) return false
+  const { borrow = false } = options
+  if (typeof borrow !== 'boolean') throw invalidArg(`borrow must be a boolean, got ${describe(borrow)}`)
+  return borrow
 }
 
 /** @internal The options bag of a wait, with its checked signal. */
@@ -406,7 +480,12 @@ export class Session {
    * usable.
    */
   async nextEvent(options?: WaitOptions): Promise<FrameEvent | null> {
-    const signal = waitArgs(options)
+    const ev = await this.#nextNative(waitArgs(options))
+    return ev ? toEvent(ev) : null
+  }
+
+  /** {@link Session.nextEvent} before conversion: the addon's event, lent buffer and all. */
+  async #nextNative(signal: AbortSignal | undefined): Promise<NativeEvent | null> {
     // The common case, an event already waiting, costs no promise and no waiter.
     let waited = false
     for (;;) {
@@ -415,9 +494,10 @@ export class Session {
       // Register for the wake-up before the poll that may find nothing, so a
       // frame arriving in between still wakes this wait.
       const ready = waited ? this.#wakeups.readable(signal) : undefined
-      let ev: FrameEvent | null
+      let ev: NativeEvent | null
       try {
-        ev = this.poll()
+        this.#checkOpen()
+        ev = call(() => this.#native.poll())
       } catch (e) {
         if (e instanceof PunktfunkError && e.code === 'ERR_PF_CLOSED') return null
         throw e
@@ -433,12 +513,24 @@ export class Session {
    * (either side). Aborting `signal` ends the iteration with an `AbortError`;
    * the session stays usable.
    */
-  async *events(options?: WaitOptions): AsyncGenerator<FrameEvent, void, undefined> {
+  async *events(options?: EventsOptions): AsyncGenerator<FrameEvent, void, undefined> {
     const signal = waitArgs(options)
-    for (;;) {
-      const ev = await this.nextEvent({ signal })
-      if (ev === null) return
-      yield ev
+    const borrow = borrowOf(options)
+    const lender = borrow ? new Lender(this.#native) : undefined
+    // The lent buffer behind the event the loop holds: lent again when the loop moves on.
+    let held: Buffer | undefined
+    try {
+      for (;;) {
+        if (held) lender?.giveBack(held)
+        held = undefined
+        const ev = await this.#nextNative(signal)
+        if (ev === null) return
+        if (ev.lent && ev.data) held = ev.data
+        lender?.observe(ev)
+        yield toEvent(ev)
+      }
+    } finally {
+      if (held) lender?.giveBack(held)
     }
   }
 
@@ -453,7 +545,8 @@ export class Session {
     const { onLost } = options
     if (onLost !== undefined && typeof onLost !== 'function') throw invalidArg('onLost must be a function')
     const signal = signalOf(options)
-    for await (const ev of this.events({ signal })) {
+    const borrow = borrowOf(options)
+    for await (const ev of this.events({ signal, borrow })) {
       if (ev.type === 'frame') yield ev
       else onLost?.(ev)
     }

@@ -104,7 +104,8 @@ export async function demo(f: Flags): Promise<number> {
     let lastEventAt = 0
     let receiveError: unknown
     const receiving = (async () => {
-      for await (const ev of c.events()) {
+      // onFrame checks each frame before the loop moves on: it can borrow them.
+      for await (const ev of c.events({ borrow: true })) {
         lastEventAt = performance.now()
         if (ev.type === 'frame') onFrame(ev)
         else {

@@ -18,7 +18,7 @@ use punktfunk_core::control::{
     InputFields, InputKind, ProbePolicy, ProbeResult, RateSettings, Trust,
 };
 use punktfunk_core::web::WebConfig;
-use punktfunk_core::{ErrorKind, FrameSource, RecvWorker};
+use punktfunk_core::{ErrorKind, FrameSource};
 
 use super::settle;
 use super::{
@@ -435,7 +435,7 @@ impl Task for ConnectTask {
             let client = Client::connect(self.host, cfg).map_err(js_error)?;
             let (receiver, control) = client.split();
             let stats = FrameSource::stats_handle(&receiver);
-            let recv = RecvWorker::spawn(
+            let recv = crate::lend::Receiving::spawn(
                 receiver,
                 self.recv_queue as usize,
                 Some(wake(&self.waker, WAKE_READABLE)),

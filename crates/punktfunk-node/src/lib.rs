@@ -1,7 +1,7 @@
 //! Node.js binding of punktfunk-core, the native half of `@punktfunk/core`.
 //!
 //! This crate is deliberately thin: it converts arguments, owns the session
-//! workers ([`SendWorker`], [`RecvWorker`]) and maps errors. Every protocol
+//! workers ([`SendWorker`], [`RecvWorker`](punktfunk_core::RecvWorker)) and maps errors. Every protocol
 //! decision lives in `punktfunk-core`. The TypeScript layer in `src/` is the
 //! public API; it validates argument types and turns the errors raised here,
 //! which carry their stable `ERR_PF_*` code as the JS error's `code` property
@@ -16,6 +16,7 @@
 
 pub mod bench;
 pub mod control;
+mod lend;
 pub mod relay;
 
 use std::net::SocketAddr;
@@ -29,8 +30,8 @@ use napi_derive::napi;
 
 use punktfunk_core::{
     Error as CoreError, ErrorKind, FecConfig, FrameEvent, FrameMeta, Impaired, ImpairmentConfig,
-    LoopbackTransport, Offload, Pacing, RecvWorker, Role, SendWorker, Session, SessionConfig, SessionKeys,
-    StatsHandle, StatsSnapshot, Transport, UdpConfig, UdpTransport,
+    LoopbackTransport, Offload, Pacing, Role, SendWorker, Session, SessionConfig, SessionKeys, StatsHandle,
+    StatsSnapshot, Transport, UdpConfig, UdpTransport,
 };
 
 /// Datagrams an in-process loopback link holds per direction.
@@ -257,8 +258,13 @@ pub struct NativeEvent {
     pub keyframe: bool,
     /// Data shards rebuilt by FEC.
     pub recovered_shards: u32,
-    /// The frame's bytes (handed over without a copy).
+    /// The frame's bytes: handed over without a copy, or a buffer lent with
+    /// `lend` that holds them in its first `length` bytes.
     pub data: Option<Buffer>,
+    /// The frame's length in bytes.
+    pub length: f64,
+    /// Whether `data` is a lent buffer (see `NativeSession::lend`).
+    pub lent: bool,
 }
 
 /// Socket buffer sizes the kernel granted.
@@ -360,7 +366,7 @@ pub(crate) fn parse_addr(s: &str, what: &str) -> Result<SocketAddr> {
 /// The workers of one session; `None` once closed.
 struct Workers {
     send: Option<SendWorker>,
-    recv: Option<RecvWorker>,
+    recv: Option<lend::Receiving>,
     /// The control-plane side of a session accepted by a host.
     host: Option<Arc<punktfunk_core::control::HostSession>>,
     /// The control-plane side of a connected client.
@@ -454,7 +460,7 @@ fn start_session(
         .map_err(js_error)?;
     let recv = if c.receive {
         Some(
-            RecvWorker::spawn(receiver, c.recv_queue as usize, Some(wake(&waker, WAKE_READABLE)))
+            lend::Receiving::spawn(receiver, c.recv_queue as usize, Some(wake(&waker, WAKE_READABLE)))
                 .map_err(js_error)?,
         )
     } else {
@@ -665,18 +671,31 @@ impl NativeSession {
                 .recv
                 .as_ref()
                 .ok_or_else(|| invalid("this session does not receive; create it with `receive: true`"))?;
-            Ok(match recv.try_next().map_err(js_error)? {
-                None => None,
-                Some(FrameEvent::Frame(f)) => Some(NativeEvent {
-                    kind: "frame".into(),
-                    index: f.index as f64,
-                    count: 1.0,
-                    pts: f.pts as f64,
-                    keyframe: f.keyframe,
-                    recovered_shards: f.recovered_shards,
-                    data: Some(Buffer::from(f.data)),
-                }),
-                Some(FrameEvent::Lost { first_index, count }) => Some(NativeEvent {
+            let Some(lend::Delivered { event, lent }) = recv.worker.try_next().map_err(js_error)? else {
+                return Ok(None);
+            };
+            Ok(Some(match event {
+                FrameEvent::Frame(f) => {
+                    let (data, length, lent) = match lent {
+                        Some((buf, len)) => (buf, len, true),
+                        None => {
+                            let len = f.data.len();
+                            (Buffer::from(f.data), len, false)
+                        }
+                    };
+                    NativeEvent {
+                        kind: "frame".into(),
+                        index: f.index as f64,
+                        count: 1.0,
+                        pts: f.pts as f64,
+                        keyframe: f.keyframe,
+                        recovered_shards: f.recovered_shards,
+                        data: Some(data),
+                        length: length as f64,
+                        lent,
+                    }
+                }
+                FrameEvent::Lost { first_index, count } => NativeEvent {
                     kind: "lost".into(),
                     index: first_index as f64,
                     count: count as f64,
@@ -684,8 +703,37 @@ impl NativeSession {
                     keyframe: false,
                     recovered_shards: 0,
                     data: None,
-                }),
-            })
+                    length: 0.0,
+                    lent: false,
+                },
+            }))
+        })
+    }
+
+    /// Lends `buf` for a later frame: the receive thread copies a frame that
+    /// fits into it, and `poll` returns it with `lent: true`. The caller must
+    /// not touch it until then. `false` (nothing kept) when the session does
+    /// not receive, is closed, or already holds the most lent buffers.
+    #[napi]
+    pub fn lend(&self, buf: Buffer) -> Result<bool> {
+        guard(|| {
+            let g = self.inner.lock();
+            Ok(g.as_ref()
+                .and_then(|w| w.recv.as_ref())
+                .is_some_and(|r| r.lend(buf)))
+        })
+    }
+
+    /// Lets go of lent buffers still waiting that are shorter than
+    /// `min_length` bytes; returns how many (0 once closed).
+    #[napi]
+    pub fn retire_lent(&self, min_length: f64) -> Result<u32> {
+        guard(|| {
+            let min = to_u64(min_length, "minLength")? as usize;
+            let g = self.inner.lock();
+            Ok(g.as_ref()
+                .and_then(|w| w.recv.as_ref())
+                .map_or(0, |r| r.retire(min)) as u32)
         })
     }
 
@@ -811,7 +859,7 @@ impl Task for CloseTask {
                 return Ok(());
             };
             if let Some(r) = w.recv.as_mut() {
-                r.close();
+                r.worker.close();
             }
             let sent = w.send.as_mut().map_or(Ok(()), |s| s.close());
             // Control-plane sessions close gracefully, with the caller's reason.
