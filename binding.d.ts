@@ -338,8 +338,11 @@ export interface NativeDefaults {
 
 /** One event from the receive queue. */
 export interface NativeEvent {
-  /** `"frame"` or `"lost"`. */
-  kind: string
+  /**
+   * Whether this reports lost frames (else it is a frame): a flag, not a
+   * string, so an event costs no string.
+   */
+  lost: boolean
   /** Frame index, or the first lost index. */
   index: number
   /** Number of lost frames (1 for a frame). */

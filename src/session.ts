@@ -69,7 +69,9 @@ export interface EventsOptions extends WaitOptions {
    * few buffers it reuses, instead of handing every frame to JavaScript as a
    * new allocation for the garbage collector: at hundreds of megabytes per
    * second that saves the event loop most of its work (see the SDK rows of
-   * `punktfunk bench`). Default `false`.
+   * `punktfunk bench`). The loan is four buffers of about 1.25 × the
+   * largest frame seen; a frame larger than them arrives as its own buffer
+   * (and the next ones are lent larger). Default `false`.
    */
   borrow?: boolean
 }
@@ -167,7 +169,7 @@ function statsNames(): readonly string[] {
 }
 
 function toEvent(ev: NativeEvent): FrameEvent {
-  if (ev.kind === 'lost') return { type: 'lost', firstIndex: ev.index, count: ev.count }
+  if (ev.lost) return { type: 'lost', firstIndex: ev.index, count: ev.count }
   const data = ev.data ?? Buffer.alloc(0)
   return {
     type: 'frame',
@@ -204,7 +206,7 @@ class Lender {
 
   /** Notes a frame's size and tops the loan up to {@link LENT_BUFFERS}. */
   observe(ev: NativeEvent): void {
-    if (ev.kind !== 'frame') return
+    if (ev.lost) return
     const want = Math.ceil((ev.length * 1.25) / LEND_STEP) * LEND_STEP
     if (want > this.#size) {
       this.#size = want

@@ -246,8 +246,9 @@ pub struct NativeImpairment {
 /// One event from the receive queue.
 #[napi(object)]
 pub struct NativeEvent {
-    /// `"frame"` or `"lost"`.
-    pub kind: String,
+    /// Whether this reports lost frames (else it is a frame): a flag, not a
+    /// string, so an event costs no string.
+    pub lost: bool,
     /// Frame index, or the first lost index.
     pub index: f64,
     /// Number of lost frames (1 for a frame).
@@ -684,7 +685,7 @@ impl NativeSession {
                         }
                     };
                     NativeEvent {
-                        kind: "frame".into(),
+                        lost: false,
                         index: f.index as f64,
                         count: 1.0,
                         pts: f.pts as f64,
@@ -696,7 +697,7 @@ impl NativeSession {
                     }
                 }
                 FrameEvent::Lost { first_index, count } => NativeEvent {
-                    kind: "lost".into(),
+                    lost: true,
                     index: first_index as f64,
                     count: count as f64,
                     pts: 0.0,
