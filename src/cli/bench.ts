@@ -9,7 +9,9 @@
  *   unpaced over both UDP paths (batched and GSO/GRO), and paced at
  *   `--rate-mbps` with sender pacing on, with frame latency.
  * - sdk session: the same through this SDK, host and client in this process;
- *   `await submitFrame` with back-pressure `'wait'`.
+ *   `await submitFrame` with back-pressure `'wait'`, frames read with
+ *   `events({ borrow: true })` (the Rust cases recycle their frame buffers
+ *   too); one row reads them as owned buffers instead, the default.
  * - rounds: unpaced and window-2 cases alternate Rust and SDK for `--rounds`
  *   rounds; the SDK/Rust ratio is the median, so a noisy moment hits both.
  * - scale: one host streaming to 1, 4 and 16 clients sharing `--rate-mbps`.
@@ -119,7 +121,7 @@ type Pace = { window: number } | { rateMbps: number } | 'unpaced'
 const WARMUP_FRAMES = 8
 
 /** Runs one SDK case on `pair`, closing it at the end. */
-async function sdk(label: string, path: BenchRow['path'], pair: { host: Session; client: Session }, seconds: number, pace: Pace): Promise<BenchRow> {
+async function sdk(label: string, path: BenchRow['path'], pair: { host: Session; client: Session }, seconds: number, pace: Pace, borrow = true): Promise<BenchRow> {
   const { host, client } = pair
   const frame = Buffer.alloc(FRAME_BYTES, 0xc3)
   let sent = 0
@@ -133,13 +135,15 @@ async function sdk(label: string, path: BenchRow['path'], pair: { host: Session;
   const start = performance.now()
   let readError: unknown
   const reading = (async () => {
-    for await (const ev of client.events()) {
+    for await (const ev of client.events({ borrow })) {
       if (ev.type === 'frame') {
         finished += 1
         latencies.push(performance.now() - (submittedAt[ev.index] ?? start))
       } else finished += ev.count
       lastDelivery = performance.now()
-      creditWaiter?.()
+      const waiter = creditWaiter
+      creditWaiter = undefined
+      waiter?.()
     }
   })().catch((e: unknown) => {
     readError = e
@@ -149,7 +153,13 @@ async function sdk(label: string, path: BenchRow['path'], pair: { host: Session;
     if (typeof pace === 'object' && 'window' in pace) {
       while (sent >= finished + pace.window) {
         // A frame lost without a trace never finishes: stop waiting for it after 50 ms.
-        await Promise.race([new Promise<void>((r) => (creditWaiter = r)), new Promise<void>((r) => setTimeout(r, 50))])
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 50)
+          creditWaiter = () => {
+            clearTimeout(timer)
+            resolve()
+          }
+        })
         if (sent >= finished + pace.window && performance.now() - lastDelivery > 50) finished += 1
       }
     } else if (interval > 0) {
@@ -268,6 +278,9 @@ export async function runBench(
   )
   await step('sdk loopback pair, unpaced', () =>
     sdk('sdk loopback pair, unpaced, in-process link', 'memory', createLoopbackPair(), seconds, 'unpaced'),
+  )
+  await step('sdk session, unpaced, GSO/GRO, owned frames', () =>
+    sdk('sdk session, unpaced, GSO/GRO, owned frames', 'gso', udpPair('gso', false), seconds, 'unpaced', false),
   )
   const ratios = { unpaced: [] as number[], window2: [] as number[] }
   for (let i = 0; i < rounds; i++) {
