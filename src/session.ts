@@ -57,7 +57,6 @@ export interface LostFrames {
 /** One outcome of receiving, in frame-index order. */
 export type FrameEvent = Frame | LostFrames
 
-/** Options of {@link Session.frames}. */
 /** Options of {@link Session.events} and {@link Session.frames}. */
 export interface EventsOptions extends WaitOptions {
   /**
