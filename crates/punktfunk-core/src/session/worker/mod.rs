@@ -11,9 +11,10 @@
 //!   queue is back-pressure the caller sees ([`SendWorker::try_submit`] hands
 //!   the frame back, [`SendWorker::submit`] waits), never unbounded memory;
 //! * the receive thread waits in the kernel ([`super::blocking::recv_frame`])
-//!   and queues at most `capacity` [`FrameEvent`](super::FrameEvent)s; while
-//!   that queue is full it stops reading, so the socket buffer absorbs the
-//!   backlog.
+//!   and queues at most `capacity` [`FrameEvent`](super::FrameEvent)s (or
+//!   what a delivery function of the owner's makes of each, on that thread:
+//!   [`RecvWorker::spawn_with`]); while that queue is full it stops reading,
+//!   so the socket buffer absorbs the backlog.
 //!
 //! Both take an optional [`Notify`] callback, called from the worker thread
 //! when the caller may make progress after having had to wait (room in a full
