@@ -27,6 +27,11 @@ fn udp_round_trip_is_exact_and_in_order_from_1_byte_to_4_mb() {
         }
         (events, rx.stats())
     });
+    // A too-small socket buffer drops hundreds of a 4 MB burst's datagrams.
+    // A loaded machine's kernel may refuse the odd one (EAGAIN or ENOBUFS,
+    // counted as a send drop; seen once in ~20 runs of the full CI): FEC
+    // repairs that, and the frames must still arrive exact.
+    let mut send_drops = 0;
     for (i, len) in sizes.iter().enumerate() {
         let r = tx
             .submit_frame(
@@ -38,10 +43,10 @@ fn udp_round_trip_is_exact_and_in_order_from_1_byte_to_4_mb() {
             )
             .unwrap();
         assert_eq!(r.frame_index, i as u64);
-        assert_eq!(
-            r.packets_dropped,
-            0,
-            "send buffer too small? {:?}",
+        send_drops += r.packets_dropped;
+        assert!(
+            send_drops <= 4,
+            "frame {i}: {send_drops} datagrams dropped on send; buffer too small? {:?}",
             tx.transport().buffer_report()
         );
         got_rx.recv_timeout(Duration::from_secs(20)).unwrap();
@@ -55,14 +60,14 @@ fn udp_round_trip_is_exact_and_in_order_from_1_byte_to_4_mb() {
         assert_eq!(f.keyframe, i == 0);
         assert_eq!(f.data.len(), sizes[i]);
         assert!(f.data == pattern(i as u64, sizes[i]), "frame {i} differs");
-        assert_eq!(f.recovered_shards, 0);
     }
-    assert_eq!(stats.fec_recovered_shards, 0);
+    // Nothing to repair but what the sender's kernel refused.
+    assert!(stats.fec_recovered_shards <= send_drops as u64, "{stats:?}");
     assert_eq!(stats.frames_completed, sizes.len() as u64);
     assert_eq!(stats.recv_dropped_total(), 0);
     let sent = tx.stats();
     // The sender's half counts what it sent; the shared counters differ per side.
-    assert_eq!(sent.packets_send_dropped, 0);
+    assert_eq!(sent.packets_send_dropped, send_drops as u64);
     // Batched I/O: far fewer send calls than packets.
     assert!(sent.send_syscalls * 32 <= sent.packets_sent, "{sent:?}");
 }
