@@ -6,13 +6,13 @@
 //! This file holds one test on purpose: the allocator counts every thread of
 //! the process, so nothing else may run beside it.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use punktfunk_core::session::{spawn_lending, Delivered};
 use punktfunk_core::transport::RecvMeta;
 use punktfunk_core::{
-    FrameEvent, FrameMeta, RecvWorker, Role, SendWorker, Session, SessionConfig, SessionKeys, Transport,
-    UdpConfig, UdpTransport,
+    FrameEvent, FrameMeta, Role, SendWorker, Session, SessionConfig, SessionKeys, Transport, UdpConfig,
+    UdpTransport,
 };
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
@@ -89,14 +89,6 @@ fn stream(
     host.stats().packets_sent - before
 }
 
-/// What the receive thread delivers: a frame in its own buffer, a frame
-/// copied into a lent one, or another event.
-enum Delivered {
-    Owned(Vec<u8>),
-    Lent(Vec<u8>),
-    Other(FrameEvent),
-}
-
 #[test]
 fn steady_state_allocates_nothing_per_packet_on_either_side() {
     let cfg = UdpConfig::default();
@@ -153,22 +145,9 @@ fn steady_state_allocates_nothing_per_packet_on_either_side() {
     let (tx, _) = host.split();
     let (_, rx) = client.split();
     let mut tx = SendWorker::spawn(tx, 4, None).unwrap();
-    let lent: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
-    let pool = lent.clone();
-    let mut rx = RecvWorker::spawn_with(rx, 4, None, move |source, ev| match ev {
-        FrameEvent::Frame(mut f) => {
-            let Some(mut buf) = pool.lock().unwrap().pop() else {
-                return Delivered::Owned(f.data);
-            };
-            buf.clear();
-            buf.extend_from_slice(&f.data);
-            source.recycle(std::mem::take(&mut f.data));
-            Delivered::Lent(buf)
-        }
-        other => Delivered::Other(other),
-    })
-    .unwrap();
-    let run = |frames: &[Vec<u8>]| -> u64 {
+    let (mut rx, lent) = spawn_lending::<Vec<u8>, _>(rx, 4, None, 2).unwrap();
+    let mut lent_frames = 0;
+    let mut run = |frames: &[Vec<u8>]| -> u64 {
         let before = tx.stats().packets_sent;
         for (i, f) in frames.iter().enumerate() {
             let mut buf = tx.take_buffer();
@@ -177,13 +156,19 @@ fn steady_state_allocates_nothing_per_packet_on_either_side() {
                 .map_err(|r| r.error)
                 .unwrap();
             match rx.next(Some(Duration::from_secs(5))).unwrap() {
-                Some(Delivered::Owned(got)) => assert!(got == *f, "worker frame {i} is byte-exact"),
-                Some(Delivered::Lent(got)) => {
-                    assert!(got == *f, "lent worker frame {i} is byte-exact");
-                    lent.lock().unwrap().push(got);
+                Some(Delivered {
+                    event: FrameEvent::Frame(got),
+                    lent: None,
+                }) => assert!(got.data == *f, "worker frame {i} is byte-exact"),
+                Some(Delivered {
+                    event: FrameEvent::Frame(_),
+                    lent: Some((buf, len)),
+                }) => {
+                    assert!(buf[..len] == f[..], "lent worker frame {i} is byte-exact");
+                    assert!(lent.lend(buf), "lent again");
+                    lent_frames += 1;
                 }
-                Some(Delivered::Other(ev)) => panic!("worker frame {i}: {ev:?}"),
-                None => panic!("worker frame {i} did not arrive"),
+                other => panic!("worker frame {i}: {other:?}"),
             }
         }
         tx.stats().packets_sent - before
@@ -201,9 +186,9 @@ fn steady_state_allocates_nothing_per_packet_on_either_side() {
 
     // Lending: two buffers of the largest frame's size, warmed up, then none
     // of the 20 frames allocates.
-    lent.lock()
-        .unwrap()
-        .extend((0..2).map(|_| Vec::with_capacity(120_000)));
+    for _ in 0..2 {
+        assert!(lent.lend(vec![0; 120_000]));
+    }
     run(&frames[..20]);
     let region = Region::new(GLOBAL);
     let packets = run(&frames[20..]);
@@ -214,7 +199,7 @@ fn steady_state_allocates_nothing_per_packet_on_either_side() {
         0,
         "no allocation while the application lends buffers: {change:?}"
     );
-    assert_eq!(lent.lock().unwrap().len(), 2, "every frame came in a lent buffer");
+    assert_eq!(lent_frames, 40, "every frame came in a lent buffer");
     tx.close().unwrap();
     rx.close();
 }

@@ -672,7 +672,9 @@ impl NativeSession {
                 .recv
                 .as_ref()
                 .ok_or_else(|| invalid("this session does not receive; create it with `receive: true`"))?;
-            let Some(lend::Delivered { event, lent }) = recv.worker.try_next().map_err(js_error)? else {
+            let Some(punktfunk_core::session::Delivered { event, lent }) =
+                recv.worker.try_next().map_err(js_error)?
+            else {
                 return Ok(None);
             };
             Ok(Some(match event {
@@ -721,7 +723,7 @@ impl NativeSession {
             let g = self.inner.lock();
             Ok(g.as_ref()
                 .and_then(|w| w.recv.as_ref())
-                .is_some_and(|r| r.lend(buf)))
+                .is_some_and(|r| r.lent.lend(buf)))
         })
     }
 
@@ -734,7 +736,7 @@ impl NativeSession {
             let g = self.inner.lock();
             Ok(g.as_ref()
                 .and_then(|w| w.recv.as_ref())
-                .map_or(0, |r| r.retire(min)) as u32)
+                .map_or(0, |r| r.lent.retire(min)) as u32)
         })
     }
 

@@ -22,8 +22,8 @@ pub use reassembly::Reassembler;
 pub use receiver::{FrameReceiver, MAX_READS_PER_POLL};
 pub use sender::{FrameSender, ProbeReport, SubmitReport};
 pub use worker::{
-    FrameSink, FrameSource, Notify, RecvWorker, Rejected, SendWaker, SendWorker, StatsHandle,
-    MAX_WORKER_QUEUE,
+    spawn_lending, Delivered, FrameSink, FrameSource, LendPool, Notify, RecvWorker, Rejected, SendWaker,
+    SendWorker, StatsHandle, MAX_WORKER_QUEUE,
 };
 
 use crate::crypto::SessionKeys;

@@ -36,9 +36,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::transport::Transport;
 
+mod lend;
 mod recv;
 mod send;
 
+pub use lend::{spawn_lending, Delivered, LendPool};
 pub use recv::{FrameSource, RecvWorker};
 pub use send::{FrameSink, Rejected, SendWaker, SendWorker};
 

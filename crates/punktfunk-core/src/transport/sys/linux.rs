@@ -168,6 +168,11 @@ pub(crate) const SEND_MAX_DATAGRAMS: usize = 1024;
 #[repr(C, align(8))]
 struct CmsgBuf<const N: usize>([u8; N]);
 
+impl<const N: usize> CmsgBuf<N> {
+    /// An empty buffer.
+    const EMPTY: Self = CmsgBuf([0; N]);
+}
+
 /// Room for the one control message a send carries: the GSO segment size
 /// (`CMSG_SPACE(2)` is 24 bytes on 64-bit Linux).
 type SendCmsg = CmsgBuf<32>;
@@ -235,7 +240,7 @@ fn send_mmsg(
     // SAFETY: `mmsghdr` is a plain C struct of integers and pointers (plus, on some
     // libcs, private padding); all-zero is its documented "empty" value.
     let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
-    let mut ctrl: [SendCmsg; SEND_BATCH] = [CmsgBuf([0; 32]); SEND_BATCH];
+    let mut ctrl = [SendCmsg::EMPTY; SEND_BATCH];
     let mut name = dest.map(to_raw);
     let iov_base = iovs.as_mut_ptr();
     for (i, &(first, count, seg)) in groups[..nmsg].iter().enumerate() {
@@ -311,7 +316,7 @@ fn recv_mmsg(
     }; RECV_BATCH];
     // SAFETY: as in `send_mmsg`, all-zero is a valid empty `mmsghdr`.
     let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
-    let mut ctrl: [RecvCmsg; RECV_BATCH] = [CmsgBuf([0; 64]); RECV_BATCH];
+    let mut ctrl = [RecvCmsg::EMPTY; RECV_BATCH];
     let want_names = from.is_some();
     let want_ctrl = gro || stamps;
     // SAFETY: all-zero is a valid (empty) `sockaddr_storage`.
@@ -523,7 +528,7 @@ fn recv_timestamped_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<(usize, O
         iov_base: buf.as_mut_ptr() as *mut libc::c_void,
         iov_len: buf.len(),
     };
-    let mut ctrl: RecvCmsg = CmsgBuf([0; 64]);
+    let mut ctrl = RecvCmsg::EMPTY;
     // SAFETY: all-zero is a valid empty `msghdr`.
     let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
     hdr.msg_iov = &mut iov;
