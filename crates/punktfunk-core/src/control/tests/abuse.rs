@@ -278,11 +278,16 @@ fn handshakes_beyond_the_limit_are_refused_and_every_new_address_is_retried() {
     // Once the stalled handshake times out, the slot is free again.
     let failed = h.accept(Some(Duration::from_secs(10))).unwrap_err();
     assert_eq!(failed.kind(), ErrorKind::Timeout, "{failed}");
-    let host_side = thread::spawn(move || h.accept(Some(Duration::from_secs(10))).unwrap().is_some());
-    if let Err(e) = Client::connect(addr, ClientConfig::new(Trust::Pin(fp))) {
+    // The host side hands its session back rather than dropping it: a drop
+    // closes the connection, which may reach the client before the host's
+    // hello reply is read.
+    let host_side = thread::spawn(move || (h.accept(Some(Duration::from_secs(10))).unwrap(), h));
+    let client = Client::connect(addr, ClientConfig::new(Trust::Pin(fp)));
+    let (session, _h) = host_side.join().unwrap();
+    assert!(session.is_some(), "the host accepts the client");
+    if let Err(e) = client {
         panic!("a client connects once the slot is free: {e}");
     }
-    assert!(host_side.join().unwrap());
 }
 
 #[test]
