@@ -128,6 +128,10 @@ fn in_window(ws: &[Window], t: f64) -> Option<f64> {
 pub(crate) struct Competitor {
     pub start_s: f64,
     pub stop_s: f64,
+    /// The most it keeps in flight, bytes (a receive window, or the
+    /// socket buffers of a TCP sender): with a cap that fits in the FIFO it
+    /// never sees a loss, and holds a standing queue instead.
+    pub max_window: Option<f64>,
 }
 
 /// One run.
@@ -374,6 +378,9 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
             if t >= c.start_s && t < c.stop_s {
                 if !tcp_slow_start {
                     tcp_cwnd += 0.15 * tcp_wmax * TICK_NS as f64 / 1e9;
+                }
+                if let Some(cap) = c.max_window {
+                    tcp_cwnd = tcp_cwnd.min(cap);
                 }
                 while tcp_inflight + f64::from(TCP_PKT) <= tcp_cwnd && tcp_n < 256 {
                     tcp_inflight += f64::from(TCP_PKT);

@@ -73,10 +73,11 @@ fn capacity_steps_down_and_up_are_followed() {
     let loss_end = out.last_loss_after(5.0, 12.0).unwrap_or(0.0);
     let rise = out.time_to_reach(12.0, 0.85);
     eprintln!(
-        "  800: util {:.1} %; drop to 200: loss ends after {loss_end:.1} s, then util {:.1} % qd p95 {:.1} ms; rise to 600: 85 % after {rise:?} s",
+        "  800: util {:.1} %; drop to 200: loss ends after {loss_end:.1} s, then util {:.1} % qd p95 {:.1} ms; rise to 600: 85 % after {rise:?} s; competitor detected {} times",
         before.utilisation * 100.0,
         low.utilisation * 100.0,
-        low.qd_p95_ms
+        low.qd_p95_ms,
+        out.competing_detected
     );
     assert!(before.utilisation >= 0.85, "800: {}", before.utilisation);
     assert!(loss_end <= 1.0, "loss after the drop lasted {loss_end} s");
@@ -234,6 +235,7 @@ fn a_competing_loss_based_flow_does_not_starve_either_side() {
     sc.competitor = Some(Competitor {
         start_s: 3.0,
         stop_s: 23.0,
+        max_window: None,
     });
     let out = run(&sc);
     let s = out.stats(3.0, 23.0);
@@ -250,6 +252,52 @@ fn a_competing_loss_based_flow_does_not_starve_either_side() {
         "competitor share {}",
         s.competitor_share
     );
+}
+
+#[test]
+fn a_window_limited_flow_that_holds_a_standing_queue_does_not_starve_the_video() {
+    // A TCP flow limited by its window, not by loss: it keeps ~12 ms of the
+    // 500 Mbit/s link queued and the FIFO never overflows. The path's
+    // propagation is a LAN's (0.1 ms), as in the real-path test. Neither
+    // flow may starve, and once it leaves the video takes the link back.
+    let mut link = Link::fixed(500.0);
+    link.prop_ms = 0.1;
+    let mut sc = scenario(link, 30.0);
+    sc.competitor = Some(Competitor {
+        start_s: 3.0,
+        stop_s: 23.0,
+        max_window: Some(500e6 / 8.0 * 0.012),
+    });
+    let out = run(&sc);
+    let s = out.stats(3.0, 23.0);
+    report("competing_window_500", &out, &s);
+    let worst = out
+        .rows
+        .iter()
+        .filter(|r| r.t >= 5.0 && r.t < 23.0)
+        .map(|r| r.estimate_bps)
+        .fold(f64::MAX, f64::min);
+    let back = out.time_to_reach(23.0, 0.8);
+    eprintln!(
+        "  shares over 20 s: video {:.1} %, competitor {:.1} %; estimate min {} Mbit/s from 5 s; competitor detected {} times; 80 % of the link {:?} s after it left",
+        s.utilisation * 100.0,
+        s.competitor_share * 100.0,
+        mbps(worst),
+        out.competing_detected,
+        back
+    );
+    assert!(s.utilisation >= 0.25, "video share {}", s.utilisation);
+    assert!(
+        s.competitor_share >= 0.25,
+        "competitor share {}",
+        s.competitor_share
+    );
+    assert!(
+        worst >= 0.1 * 500e6,
+        "the estimate fell to {} Mbit/s",
+        mbps(worst)
+    );
+    assert!(back.is_some_and(|b| b <= 3.0), "took {back:?} s to regrow");
 }
 
 #[test]

@@ -86,6 +86,16 @@ const GROWING: f64 = 0.97;
 const EPISODE_US: u64 = 1_000_000;
 /// Queue empty this long ends the competing mode, µs.
 const COMPETING_EXIT_US: u64 = 1_000_000;
+/// Queue empty this long forgets ineffective cuts, µs: a competitor's queue
+/// comes and goes with its window (one empty report proves nothing).
+const INEFFECTIVE_FORGET_US: u64 = 500_000;
+/// Leaving the competing mode below this share of the path measured before
+/// it, the controller ramps as at start-up (the other flow's share is free).
+const RAMP_AFTER_COMPETING: f64 = 0.5;
+/// Beside a loss-based flow, sending below this share of the estimate is
+/// application-limited: the other flow's load costs this host CPU time as
+/// well, and a sender late by a few ms must not stop the share's growth.
+const APP_LIMITED_COMPETING: f64 = 0.5;
 
 impl RateController {
     pub(super) fn decide(&mut self, r: Reading, now_us: u64) {
@@ -190,13 +200,16 @@ impl RateController {
             BETA * before
         };
         let can_cut = now_us >= self.hold_until_us || (deep && target < BETA * before);
-        if (delay || tail) && !self.competing && can_cut && target < before {
+        if (delay || tail) && !deep && !self.competing && can_cut && target < before {
             // Cut after cut, and the queue delay stays where it was: a queue
             // that does not drain when we send less is not ours. Beside a
             // loss-based flow the competing mode takes over; otherwise the
             // delay base is stale (set too low by an arrival stamped early),
             // and every random loss would look like the queue's. Learn the
-            // base again instead of cutting on.
+            // base again instead of cutting on. Not while delivery falls
+            // short of sending (saturated): that queue is real (after a
+            // capacity drop it drains over several cuts, and a base learnt
+            // on it would hide it).
             let unmoved = self.stuck_qd_us > 0.0
                 && r.qd_avg >= STUCK_QD_SHARE * self.stuck_qd_us
                 && now_us < self.last_cut_us + 2 * EPISODE_US;
@@ -217,10 +230,12 @@ impl RateController {
                 self.counters.backoffs_heavy_loss += 1;
             } else if delay {
                 if deep {
-                    // We overran the path ourselves: that says nothing of others.
-                    self.ineffective = 0;
-                    self.cut_qd_us = r.qd_avg;
+                    // Delivery fell short of sending: the path carries about
+                    // what arrived. One such cut ends an overrun of our own (a
+                    // capacity drop); another once its hold is over, within the
+                    // episode, means someone else took what we gave up.
                     self.counters.backoffs_delay += 1;
+                    self.judge_deep_cut(r.qd_avg, now_us);
                 } else {
                     self.counters.backoffs_delay += 1;
                     self.judge_cut(r.qd_avg, growing, now_us);
@@ -244,7 +259,11 @@ impl RateController {
         }
         // Judged over ~10 reports: one report inside a keyframe's burst
         // sends at the pacing rate even when the encoder is far below it.
-        let app_limited = self.send_avg < APP_LIMITED * self.est;
+        let app_limited = if self.competing {
+            self.send_avg < APP_LIMITED_COMPETING * self.est
+        } else {
+            self.send_avg < APP_LIMITED * self.est
+        };
         if self.send_avg >= NOT_APP_LIMITED * self.est {
             self.app_limited_since_us = None;
         } else if app_limited && self.maybe_probe(r, now_us) {
@@ -312,25 +331,55 @@ impl RateController {
     fn judge_cut(&mut self, qd_us: f64, growing: bool, now_us: u64) {
         let recent = now_us < self.last_cut_us + 2 * EPISODE_US;
         if recent && growing && qd_us >= self.cut_qd_us - 1_000.0 {
-            self.ineffective += 1;
-            if self.ineffective >= INEFFECTIVE_TO_COMPETE && !self.competing {
-                self.competing = true;
-                self.competing_base = self.path_max.get().max(self.est);
-                self.counters.competing_detected += 1;
-            }
+            self.note_ineffective();
         } else {
             self.ineffective = 0;
         }
         self.cut_qd_us = qd_us;
     }
 
-    /// The competing mode ends once the queue stayed empty for a second.
+    /// A cut to the delivery rate (the path saturated) made once the previous
+    /// cut's hold was over, within its episode: after an overrun of our own
+    /// the first such cut drains the queue and delivery catches up with
+    /// sending; when another flow takes every share we give up, delivery
+    /// falls short again. Counts towards the competing mode like an
+    /// ineffective delay cut.
+    fn judge_deep_cut(&mut self, qd_us: f64, now_us: u64) {
+        let follow_up = self.last_cut_us > 0
+            && now_us >= self.hold_until_us
+            && now_us < self.last_cut_us + 2 * EPISODE_US;
+        if follow_up {
+            self.note_ineffective();
+        } else {
+            self.ineffective = 0;
+        }
+        self.cut_qd_us = qd_us;
+    }
+
+    fn note_ineffective(&mut self) {
+        self.ineffective += 1;
+        if self.ineffective >= INEFFECTIVE_TO_COMPETE && !self.competing {
+            self.competing = true;
+            self.competing_base = self.path_max.get().max(self.est);
+            self.counters.competing_detected += 1;
+        }
+    }
+
+    /// The competing mode ends once the queue stayed empty for a second;
+    /// the estimate it leaves may be a small share of a path now free, so
+    /// the controller measures the path again as at start-up.
     fn track_queue(&mut self, r: Reading, now_us: u64) {
         if r.qd_avg < QD_LOW_US {
-            self.ineffective = 0;
             let since = *self.queue_empty_since_us.get_or_insert(now_us);
+            if now_us - since >= INEFFECTIVE_FORGET_US {
+                // A queue that stayed empty this long was drained.
+                self.ineffective = 0;
+            }
             if self.competing && now_us - since >= COMPETING_EXIT_US {
                 self.competing = false;
+                if self.state == RateState::Steady && self.est < RAMP_AFTER_COMPETING * self.competing_base {
+                    self.state = RateState::Startup;
+                }
             }
         } else {
             self.queue_empty_since_us = None;
