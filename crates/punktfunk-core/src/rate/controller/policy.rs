@@ -288,9 +288,18 @@ impl RateController {
         if self.competing {
             // Additive, in shares of the path the flows share (as measured
             // before the other flow came): AIMD beside
-            // AIMD converges to a share where neither starves.
+            // AIMD converges to a share where neither starves. Not while
+            // delivery falls short of sending (more would only queue), and
+            // never past the path itself: without a loss the queue would
+            // otherwise grow wherever it can (on a busy host, in the
+            // receiver's input backlog: 100 ms and more, TCP's round trip
+            // with it, and its share gone).
+            if self.sat_run > 0 {
+                return;
+            }
             let step = GROWTH_COMPETING * self.competing_base.max(self.est) * dt;
-            self.est = (self.est + step).min(PROVEN_GAIN * self.recv_max().max(self.est));
+            let cap = (PROVEN_GAIN * self.recv_max()).min(self.competing_base);
+            self.est = (self.est + step).min(cap.max(self.est));
             return;
         }
         let rate = if near {
