@@ -73,6 +73,8 @@ const CEILING_MBPS = 1000
  * `PF_ABR_TCP_CC=bbr` runs the scenario against BBR instead.
  */
 const TCP_CC = process.env.PF_ABR_TCP_CC ?? 'cubic'
+/** The competing flow's CPU priority (see `startTcp`); `PF_ABR_TCP_NICE=0` runs it at ours. */
+const TCP_NICE = Number(process.env.PF_ABR_TCP_NICE ?? '-5')
 const FPS = 60
 const SAMPLE_MS = 250
 /** The bottleneck's buffer: what a router would hold before dropping. */
@@ -282,13 +284,18 @@ async function runScenario(s: Scenario, identityDir: string): Promise<Outcome> {
     await within(host.done, 10_000, 'host shutdown', () => kill(host.child)).catch(() => 0)
   }
 
-  /** An iperf3 server in the client's namespace, a sender in the host's: through the same tbf. */
+  /**
+   * An iperf3 server in the client's namespace, a sender in the host's: through the same tbf.
+   * Both run at nice -5: on this machine the two flows' endpoints share two cores, ours with
+   * four busy threads against iperf3's two, and at equal priority TCP was at times held by CPU
+   * time rather than by the link (its window open, the link not full, 9-20 % of it).
+   */
   async function startTcp(seconds: number): Promise<{ ok: boolean; out: string }> {
-    const srv = spawnSync('ip', ['netns', 'exec', NS_C, 'iperf3', '-s', '-1', '-D', '-B', CLIENT_IP, '-p', '5201'], { encoding: 'utf8' })
+    const srv = spawnSync('ip', ['netns', 'exec', NS_C, 'nice', '-n', String(TCP_NICE), 'iperf3', '-s', '-1', '-D', '-B', CLIENT_IP, '-p', '5201'], { encoding: 'utf8' })
     if (srv.status !== 0) return { ok: false, out: srv.stderr }
     await sleep(300)
     return new Promise((resolve) => {
-      const p = spawn('ip', ['netns', 'exec', NS_H, 'iperf3', '-c', CLIENT_IP, '-p', '5201', '-t', String(seconds), '-i', '0.5', '-J', '-C', TCP_CC], { stdio: ['ignore', 'pipe', 'pipe'] })
+      const p = spawn('ip', ['netns', 'exec', NS_H, 'nice', '-n', String(TCP_NICE), 'iperf3', '-c', CLIENT_IP, '-p', '5201', '-t', String(seconds), '-i', '0.5', '-J', '-C', TCP_CC], { stdio: ['ignore', 'pipe', 'pipe'] })
       let out = ''
       p.stdout.on('data', (d: Buffer) => (out += d.toString()))
       p.on('close', (code) => resolve({ ok: code === 0, out }))

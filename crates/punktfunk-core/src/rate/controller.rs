@@ -146,6 +146,8 @@ pub struct RateController {
     stuck_qd_us: f64,
     /// Queue delay at the last delay cut.
     cut_qd_us: f64,
+    /// The queue delay fell below `QD_LOW_US` since the last cut.
+    drained_since_cut: bool,
     last_cut_us: u64,
     queue_empty_since_us: Option<u64>,
     sat_run: u32,
@@ -218,6 +220,7 @@ impl RateController {
             stuck_cuts: 0,
             stuck_qd_us: 0.0,
             cut_qd_us: 0.0,
+            drained_since_cut: false,
             last_cut_us: 0,
             queue_empty_since_us: None,
             sat_run: 0,

@@ -86,6 +86,10 @@ const GROWING: f64 = 0.97;
 const EPISODE_US: u64 = 1_000_000;
 /// Queue empty this long ends the competing mode, µs.
 const COMPETING_EXIT_US: u64 = 1_000_000;
+/// In the competing mode, a queue this deep and growing is cut once per
+/// episode though nothing was lost, µs (deeper than a bottleneck buffer's
+/// usual 50 ms).
+const QD_COMPETING_MAX_US: f64 = 60_000.0;
 /// Queue empty this long forgets ineffective cuts, µs: a competitor's queue
 /// comes and goes with its window (one empty report proves nothing).
 const INEFFECTIVE_FORGET_US: u64 = 500_000;
@@ -185,6 +189,12 @@ impl RateController {
         let delay = !self.competing
             && ((r.qd_avg >= QD_HIGH_US && (growing || fresh)) || (r.qd_avg >= QD_LOW_US && deep));
         let tail = tail_loss && (!self.competing || r.qd_max >= QD_LOSS_US);
+        // Beside a loss-based flow delay is no signal, but a queue past any
+        // bottleneck buffer's that still grows, without a loss, is not the
+        // other flow filling a buffer: it is a host's backlog filling up
+        // (seen on the real path: 70-130 ms, TCP's round trip with it and
+        // its share gone). Once per episode.
+        let bloat = self.competing && r.qd_avg >= QD_COMPETING_MAX_US && growing && fresh;
         let before = self.est;
         let recv = r.recv_bps.unwrap_or(before).max(self.recv_prev);
         // Twice in a row the client received well below what we sent: the
@@ -225,9 +235,11 @@ impl RateController {
                 return;
             }
         }
-        if (delay || tail || heavy) && can_cut && target < before {
-            if heavy && !tail && !delay {
+        if (delay || tail || heavy || bloat) && can_cut && target < before {
+            if heavy && !tail && !delay && !bloat {
                 self.counters.backoffs_heavy_loss += 1;
+            } else if bloat && !tail {
+                self.counters.backoffs_delay += 1;
             } else if delay {
                 if deep {
                     // Delivery fell short of sending: the path carries about
@@ -244,11 +256,12 @@ impl RateController {
                 self.counters.backoffs_loss += 1;
             }
             self.est = target.max(MAX_CUT * before);
-            if !(heavy && !tail && !delay) {
+            if !(heavy && !tail && !delay && !bloat) {
                 // Loss that FEC cannot repair says nothing about capacity.
                 self.last_congestion_est = before;
             }
             self.last_cut_us = now_us;
+            self.drained_since_cut = false;
             self.hold_until_us = now_us + (2 * self.round_us()).max(100_000);
             self.growth_since_us = self.hold_until_us;
             self.state = RateState::Backoff;
@@ -348,13 +361,15 @@ impl RateController {
     }
 
     /// A cut to the delivery rate (the path saturated) made once the previous
-    /// cut's hold was over, within its episode: after an overrun of our own
-    /// the first such cut drains the queue and delivery catches up with
-    /// sending; when another flow takes every share we give up, delivery
-    /// falls short again. Counts towards the competing mode like an
-    /// ineffective delay cut.
+    /// cut's hold was over, within its episode, with the queue never drained
+    /// in between: after an overrun of our own the first such cut drains the
+    /// queue, and a link that keeps shrinking (a fading radio) is followed
+    /// down cut by cut, each draining the queue for a moment; when another
+    /// flow takes every share we give up, its queue stays. Counts towards
+    /// the competing mode like an ineffective delay cut.
     fn judge_deep_cut(&mut self, qd_us: f64, now_us: u64) {
         let follow_up = self.last_cut_us > 0
+            && !self.drained_since_cut
             && now_us >= self.hold_until_us
             && now_us < self.last_cut_us + 2 * EPISODE_US;
         if follow_up {
@@ -379,6 +394,7 @@ impl RateController {
     /// the controller measures the path again as at start-up.
     fn track_queue(&mut self, r: Reading, now_us: u64) {
         if r.qd_avg < QD_LOW_US {
+            self.drained_since_cut = true;
             let since = *self.queue_empty_since_us.get_or_insert(now_us);
             if now_us - since >= INEFFECTIVE_FORGET_US {
                 // A queue that stayed empty this long was drained.
