@@ -265,8 +265,7 @@ fn burst_loss_and_a_delay_spike_are_survived() {
 
 #[test]
 fn a_competing_loss_based_flow_does_not_starve_either_side() {
-    let mut link = Link::fixed(300.0);
-    let mut sc = scenario(link, 23.0);
+    let mut sc = scenario(Link::fixed(300.0), 23.0);
     sc.competitor = Some(Competitor {
         start_s: 3.0,
         stop_s: 23.0,
