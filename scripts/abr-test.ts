@@ -75,6 +75,9 @@ const CEILING_MBPS = 1000
 const TCP_CC = process.env.PF_ABR_TCP_CC ?? 'cubic'
 /** The competing flow's CPU priority (see `startTcp`); `PF_ABR_TCP_NICE=0` runs it at ours. */
 const TCP_NICE = Number(process.env.PF_ABR_TCP_NICE ?? '-5')
+if (!Number.isInteger(TCP_NICE) || TCP_NICE < -20 || TCP_NICE > 19) {
+  throw new Error(`PF_ABR_TCP_NICE must be an integer from -20 to 19, got ${JSON.stringify(process.env.PF_ABR_TCP_NICE)}`)
+}
 const FPS = 60
 const SAMPLE_MS = 250
 /** The bottleneck's buffer: what a router would hold before dropping. */

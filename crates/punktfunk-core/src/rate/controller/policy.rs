@@ -236,16 +236,18 @@ impl RateController {
             }
         }
         if (delay || tail || heavy || bloat) && can_cut && target < before {
-            if heavy && !tail && !delay && !bloat {
+            // Loss that FEC cannot repair, and nothing else: it says nothing
+            // about capacity.
+            let heavy_only = heavy && !tail && !delay && !bloat;
+            if heavy_only {
                 self.counters.backoffs_heavy_loss += 1;
             } else if bloat && !tail {
                 self.counters.backoffs_delay += 1;
             } else if delay {
                 if deep {
                     // Delivery fell short of sending: the path carries about
-                    // what arrived. One such cut ends an overrun of our own (a
-                    // capacity drop); another once its hold is over, within the
-                    // episode, means someone else took what we gave up.
+                    // what arrived (whether that was ours to give up is
+                    // `judge_deep_cut`'s question).
                     self.counters.backoffs_delay += 1;
                     self.judge_deep_cut(r.qd_avg, now_us);
                 } else {
@@ -256,8 +258,7 @@ impl RateController {
                 self.counters.backoffs_loss += 1;
             }
             self.est = target.max(MAX_CUT * before);
-            if !(heavy && !tail && !delay && !bloat) {
-                // Loss that FEC cannot repair says nothing about capacity.
+            if !heavy_only {
                 self.last_congestion_est = before;
             }
             self.last_cut_us = now_us;
@@ -380,6 +381,7 @@ impl RateController {
         self.cut_qd_us = qd_us;
     }
 
+    /// One more cut that did not help; two in a row enter the competing mode.
     fn note_ineffective(&mut self) {
         self.ineffective += 1;
         if self.ineffective >= INEFFECTIVE_TO_COMPETE && !self.competing {
