@@ -50,6 +50,8 @@ pub(super) struct SessionRate {
     /// The target last published, bit/s.
     published: u64,
     congestion_seen: u64,
+    /// Congestion back-offs so far, as of the last update.
+    congestion_backoffs: u64,
 }
 
 impl SessionRate {
@@ -78,6 +80,7 @@ impl SessionRate {
             share,
             published: 0,
             congestion_seen: 0,
+            congestion_backoffs: 0,
         }
     }
 
@@ -129,6 +132,7 @@ impl SessionRate {
         let events = snap.counters.backoffs();
         Stats::add(&stats.congestion_events, events - self.congestion_seen);
         self.congestion_seen = events;
+        self.congestion_backoffs = snap.counters.congestion_backoffs();
         Stats::set(&stats.estimated_kbps, snap.estimate_bps.min(cap) / 1000);
         Stats::set(&stats.target_kbps, target / 1000);
         Stats::set(&stats.rtt_us, snap.rtt_us);
@@ -139,6 +143,12 @@ impl SessionRate {
             return Some((target / 1000).min(u64::from(u32::MAX)) as u32);
         }
         None
+    }
+
+    /// Back-offs for congestion as of the last update
+    /// ([`crate::rate::RateCounters::congestion_backoffs`]).
+    pub(super) fn congestion_backoffs(&self) -> u64 {
+        self.congestion_backoffs
     }
 
     /// When the controller next needs the clock.

@@ -16,7 +16,7 @@
 //! and wake it.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -84,6 +84,8 @@ pub(super) struct Shared {
     /// The media target the rate controller last published, kbit/s (the
     /// granted bitrate without rate control).
     pub(super) target_kbps: AtomicU32,
+    /// The rate controller's congestion back-offs so far (for adaptive FEC).
+    congestion_backoffs: AtomicU64,
     /// The application took the session: probes may run.
     accepted: AtomicBool,
     /// Nobody took the session in time; the host closed it.
@@ -109,6 +111,7 @@ impl Shared {
             events: EventQueue::default(),
             fec_percent: AtomicU8::new(fec_percent),
             target_kbps: AtomicU32::new(target_kbps),
+            congestion_backoffs: AtomicU64::new(0),
             accepted: AtomicBool::new(false),
             expired: AtomicBool::new(false),
             waker: OnceLock::new(),
@@ -218,6 +221,9 @@ impl FrameSink for HostSender {
                 self.shared.target_kbps.store(kbps, Ordering::Relaxed);
                 self.shared.events.push(HostEvent::TargetBitrate { kbps });
             }
+            self.shared
+                .congestion_backoffs
+                .store(rate.congestion_backoffs(), Ordering::Relaxed);
             // The pacing may have changed: when the sender next sends.
             next = earliest(self.sender.poll_timeout(now), rate.poll_timeout());
         }
@@ -724,7 +730,11 @@ impl Tasks {
                     break;
                 }
             };
-            let actions = self.shared.proto().handle(m, Instant::now());
+            let actions = {
+                let mut proto = self.shared.proto();
+                proto.note_congestion(self.shared.congestion_backoffs.load(Ordering::Relaxed));
+                proto.handle(m, Instant::now())
+            };
             if self.act(actions) {
                 break;
             }

@@ -182,6 +182,12 @@ impl RateCounters {
     pub fn backoffs(&self) -> u64 {
         self.backoffs_delay + self.backoffs_loss + self.backoffs_heavy_loss
     }
+
+    /// Back-offs for congestion: a growing queue or loss at a full one (and
+    /// stale reports). Not loss alone, which FEC answers.
+    pub fn congestion_backoffs(&self) -> u64 {
+        self.backoffs_delay + self.backoffs_loss
+    }
 }
 
 /// The controller's outputs at one instant.

@@ -428,6 +428,15 @@ impl HostProto {
         }
     }
 
+    /// The session's rate control has backed off for congestion `total`
+    /// times so far: adaptive FEC leaves loss around those back-offs to the
+    /// rate control (docs/PROTOCOL.md §9.6). Call before handling a message.
+    pub fn note_congestion(&mut self, total: u64) {
+        if let Some(a) = self.fec.as_mut() {
+            a.note_congestion(total);
+        }
+    }
+
     /// The application set the FEC percentage: adaptive FEC continues from it.
     pub fn fec_set(&mut self, percent: u8) {
         if let Some(a) = self.fec.as_mut() {

@@ -378,17 +378,21 @@ fn probes_stay_under_the_hosts_ceiling_and_the_clients_budget() {
     );
 }
 
+/// A loss report of `completed` and `dropped` frames, 100 datagrams a frame.
+fn report(completed: u64, dropped: u64) -> ControlMsg {
+    ControlMsg::LossReport {
+        frames_completed: completed,
+        frames_dropped: dropped,
+        fec_recovered_shards: 0,
+        packets_received: completed * 100,
+    }
+}
+
 #[test]
 fn loss_reports_move_fec_with_a_message_an_event_and_the_new_percentage() {
     let mut p = established();
     p.fec_set(40);
     let now = Instant::now();
-    let report = |completed: u64, dropped: u64| ControlMsg::LossReport {
-        frames_completed: completed,
-        frames_dropped: dropped,
-        fec_recovered_shards: 0,
-        packets_received: completed * 100,
-    };
     assert!(
         p.handle(report(10, 0), now).is_empty(),
         "the first report is the baseline"
@@ -407,6 +411,20 @@ fn loss_reports_move_fec_with_a_message_an_event_and_the_new_percentage() {
             HostAction::Event(HostEvent::FecChanged { percent: 30 }),
         ]
     );
+}
+
+#[test]
+fn a_frame_lost_to_congestion_leaves_fec_alone() {
+    let mut p = established();
+    p.fec_set(20);
+    let now = Instant::now();
+    assert!(p.handle(report(10, 0), now).is_empty());
+    // The rate control backed off for congestion: the dead frame is its to answer.
+    p.note_congestion(1);
+    assert!(p.handle(report(20, 1), now).is_empty());
+    assert!(p.handle(report(30, 2), now).is_empty());
+    // Two reports on, a dead frame raises FEC again.
+    assert_eq!(p.handle(report(40, 3), now)[0], HostAction::SetFec(30));
 }
 
 #[test]
