@@ -87,7 +87,8 @@ counters! {
     /// filtering UDP transport before any other check (not in `packets_received`).
     recv_dropped_foreign,
     /// Times the rate controller backed off for congestion (a growing queue,
-    /// loss at a full queue, loss beyond what FEC repairs).
+    /// loss at a full queue, loss beyond what FEC repairs, stale reports, a
+    /// start-up ramp that overshot).
     congestion_events,
     /// Gauge: the rate controller's estimate of the path, kbit/s (0 without one).
     estimated_kbps,

@@ -145,6 +145,10 @@ pub(crate) struct Scenario {
     pub competitor: Option<Competitor>,
     /// Every n-th feedback datagram is replaced by hostile bytes.
     pub hostile_every: Option<u32>,
+    /// A host that cannot send faster than this, bit/s (busy CPUs): its
+    /// encoder produces at most this much media and nothing, media or
+    /// padding, leaves faster. `None`: no limit.
+    pub host_max_bps: Option<f64>,
     pub seed: u64,
 }
 
@@ -158,6 +162,7 @@ impl Scenario {
             fec_percent: 10,
             competitor: None,
             hostile_every: None,
+            host_max_bps: None,
             seed: 1,
         }
     }
@@ -223,6 +228,12 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
     let mut pacer_queue: VecDeque<(u64, u32)> = VecDeque::new(); // (frame id, datagrams left)
     let mut tokens = 0.0f64;
     let mut pad_tokens = 0.0f64;
+    // Without a host limit it never runs out.
+    let mut host_tokens = if sc.host_max_bps.is_some() {
+        0.0
+    } else {
+        f64::INFINITY
+    };
     let mut seq = 0u64;
     let mut frame_id = 0u64;
     let frame_ns = 1_000_000_000 / u64::from(sc.fps);
@@ -392,7 +403,8 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
         // 5. Encoder.
         while next_frame_ns <= now_ns {
             targets.push_back(rc.target_media_bps(&budget));
-            let target = targets.pop_front().expect("three entries") as f64;
+            let target =
+                (targets.pop_front().expect("three entries") as f64).min(sc.host_max_bps.unwrap_or(f64::MAX));
             let fps = f64::from(sc.fps);
             let key = frame_id % u64::from(sc.fps) == 0;
             let p_size = target / 8.0 / fps * fps / (fps - 1.0 + 8.0);
@@ -426,8 +438,11 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
         } else {
             (pad_tokens + snap.probe_padding_bps as f64 * dt / 8.0).min(burst)
         };
+        if let Some(max) = sc.host_max_bps {
+            host_tokens = (host_tokens + max * dt / 8.0).min(burst);
+        }
         let mut sends: Vec<Kind> = Vec::new();
-        while tokens >= f64::from(DGRAM) {
+        while tokens >= f64::from(DGRAM) && host_tokens >= f64::from(DGRAM) {
             if let Some(front) = pacer_queue.front_mut() {
                 sends.push(Kind::Media(front.0));
                 front.1 -= 1;
@@ -441,6 +456,7 @@ pub(crate) fn run(sc: &Scenario) -> Outcome {
                 break;
             }
             tokens -= f64::from(DGRAM);
+            host_tokens -= f64::from(DGRAM);
         }
         // Runs for the controller, one per kind change (as a sender's batches).
         let mut i = 0;

@@ -86,6 +86,40 @@ fn capacity_steps_down_and_up_are_followed() {
 }
 
 #[test]
+fn a_host_too_busy_to_fill_its_path_still_follows_a_capacity_drop() {
+    // The host's CPUs carry 700 Mbit/s of an 800 Mbit/s LAN path (seen on
+    // the real path: 2 MB frames at 38 of 60 fps): its ramp never sees a
+    // queue, and its estimate, 1.5x what it sent, stands far above the path
+    // when the link falls to 200.
+    let mut link = Link::fixed(800.0);
+    link.prop_ms = 0.2;
+    link.rates = vec![(0.0, 800e6), (5.0, 200e6)];
+    let mut sc = scenario(link, 10.0);
+    sc.cfg.max_bps = 1_000_000_000;
+    sc.host_max_bps = Some(700e6);
+    let out = run(&sc);
+    let before = out.stats(2.0, 5.0);
+    let after = out.stats(6.0, 10.0);
+    report("busy_host_800_200", &out, &after);
+    let loss_end = out.last_loss_after(5.0, 10.0).unwrap_or(0.0);
+    eprintln!(
+        "  800: estimate mean {} Mbit/s, util {:.1} %; drop to 200: loss ends after {loss_end:.2} s, frames lost {}; then util {:.1} %, qd p95 {:.1} ms",
+        mbps(before.mean_estimate_bps),
+        before.utilisation * 100.0,
+        out.stats(5.0, 10.0).frames_lost,
+        after.utilisation * 100.0,
+        after.qd_p95_ms,
+    );
+    assert!(
+        before.utilisation >= 0.8,
+        "the host sends what it can: {before:?}"
+    );
+    assert!(loss_end <= 0.5, "loss after the drop lasted {loss_end} s");
+    assert_eq!(after.frames_lost, 0, "{after:?}");
+    assert!(after.utilisation >= 0.85 && after.qd_p95_ms <= 15.0, "{after:?}");
+}
+
+#[test]
 fn a_link_that_shrinks_step_by_step_is_followed_without_mistaking_it_for_a_competitor() {
     // From 3 s the link loses 8 % every 250 ms, 500 down to ~100 Mbit/s
     // over 5 s (a radio link fading): every report may say delivery fell

@@ -117,6 +117,18 @@ impl RateController {
         }
 
         match self.state {
+            RateState::Startup if self.ramp_wait_until_us.is_some() => {
+                // Resumed after stale reports: neither grow nor stop on the
+                // backlog that made them stale. Once it drained, ramp on
+                // what the path delivers from now on (a ramp on the rates
+                // reported while the client caught up jumped to 1.5x the
+                // path and stalled the client again, on the real path).
+                if r.qd_avg < QD_LOW_US || self.ramp_wait_until_us.is_some_and(|t| now_us >= t) {
+                    self.ramp_wait_until_us = None;
+                    self.recv_hist = [0.0; super::RECV_HISTORY];
+                    self.recv_prev = 0.0;
+                }
+            }
             RateState::Startup | RateState::Probe => {
                 let probing = self.state == RateState::Probe;
                 // A ramp ends on the queue, not on one report's late samples:
@@ -131,10 +143,31 @@ impl RateController {
                 self.ramp_stop_run = if stop { self.ramp_stop_run + 1 } else { 0 };
                 if self.ramp_stop_run >= RAMP_STOP_REPORTS {
                     self.ramp_stop_run = 0;
-                    let proven = self.recv_max().max(self.min);
+                    // Behind a standing queue the client receives at the
+                    // path's rate now; the ramp's best report may be from
+                    // before a capacity drop (a session whose encoder never
+                    // filled the path stays in its ramp, its estimate 1.5x
+                    // what it sent: seen on the real path at 1170 Mbit/s
+                    // when an 800 link fell to 200).
+                    let recent = r.recv_bps.map(|v| v.max(self.recv_prev));
+                    let proven = match recent {
+                        Some(v) if self.sat_run >= 2 || r.qd_avg >= QD_LOW_US => v,
+                        _ => self.recv_max(),
+                    }
+                    .max(self.min);
                     // A probe keeps what was already known to work.
                     let floor = if probing { self.probe_start_est } else { 0.0 };
+                    let before = self.est;
                     self.est = (BETA * proven).max(floor).min(self.est);
+                    // A ramp that overshot backs off like any other cut
+                    // (and frames it lost are congestion's, not FEC's).
+                    if self.est < before {
+                        if ramp_loss {
+                            self.counters.backoffs_loss += 1;
+                        } else {
+                            self.counters.backoffs_delay += 1;
+                        }
+                    }
                     self.last_congestion_est = proven;
                     self.state = RateState::Drain;
                     self.drain_until_us = now_us + round;
