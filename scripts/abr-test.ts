@@ -140,6 +140,8 @@ interface Sample {
   frames: number
   framesLost: number
   congestion: number
+  /** The host's FEC percentage. */
+  fecPercent: number
   tcpMbps: number
 }
 
@@ -161,6 +163,7 @@ function lastPerf(text: string, label: 'host' | 'client'): Record<string, number
     rtt: m(/ rtt ([\d.]+) ms/),
     queue: m(/ queue ([\d.]+) ms/),
     congestion: m(/ congestion (\d+)/),
+    fec: m(/ fec (\d+) %/),
   }
 }
 
@@ -249,6 +252,7 @@ async function runScenario(s: Scenario, identityDir: string): Promise<Outcome> {
         frames: c?.frames ?? 0,
         framesLost: c?.lost ?? 0,
         congestion: h?.congestion ?? 0,
+        fecPercent: h?.fec ?? Number.NaN,
         tcpMbps: 0,
       })
     }
@@ -391,7 +395,7 @@ function verdicts(o: Outcome): Check[] {
 // CSV and SVG
 
 function csv(o: Outcome): string {
-  const cols: Array<keyof Sample> = ['t', 'linkMbps', 'estimateMbps', 'targetMbps', 'hostTxMbps', 'goodputMbps', 'tcpMbps', 'rttMs', 'ctlQueueMs', 'queueMs', 'frames', 'framesLost', 'congestion']
+  const cols: Array<keyof Sample> = ['t', 'linkMbps', 'estimateMbps', 'targetMbps', 'hostTxMbps', 'goodputMbps', 'tcpMbps', 'rttMs', 'ctlQueueMs', 'queueMs', 'frames', 'framesLost', 'congestion', 'fecPercent']
   const rows = o.samples.map((x) => cols.map((c) => (Number.isFinite(x[c]) ? Number(x[c].toFixed(3)) : '')).join(','))
   return `${cols.join(',')}\n${rows.join('\n')}\n`
 }

@@ -244,7 +244,7 @@ export async function host(f: Flags): Promise<number> {
 
   let started = false
   let stopping = false
-  const stopPerf = perfReporter('host', () => [...clients.served].map((s) => [s.peer, s.session.stats()] as const))
+  const stopPerf = perfReporter('host', () => [...clients.served].map((s) => [s.peer, s.session.stats(), `fec ${s.session.fecPercent} %`] as const))
   const signal = interrupted()
 
   /** Reads what a client says: keyframe requests, and its leaving. */

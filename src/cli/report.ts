@@ -114,9 +114,10 @@ export function dropReasons(s: SessionStats): string {
 /**
  * With `PUNKTFUNK_PERF=1`, prints `label` wire rates and drop counters of the
  * sessions `stats()` returns (each under a name of its own, such as the peer's
- * address), every second on stderr. Returns a stop function.
+ * address, and with an optional text of its own at the end of its line), every
+ * second on stderr. Returns a stop function.
  */
-export function perfReporter(label: string, stats: () => ReadonlyArray<readonly [string, SessionStats]>): () => void {
+export function perfReporter(label: string, stats: () => ReadonlyArray<readonly [string, SessionStats, string?]>): () => void {
   if (process.env.PUNKTFUNK_PERF !== '1') return () => {}
   const every = Number(process.env.PUNKTFUNK_PERF_MS ?? 1000)
   const intervalMs = Number.isFinite(every) && every >= 50 ? every : 1000
@@ -127,7 +128,7 @@ export function perfReporter(label: string, stats: () => ReadonlyArray<readonly 
     const secs = (now - t) / 1000
     t = now
     const next = new Map<string, SessionStats>()
-    stats().forEach(([i, s]) => {
+    stats().forEach(([i, s, extra]) => {
       const p = prev.get(i)
       next.set(i, s)
       const tx = p ? mbps(s.bytesSent - p.bytesSent, secs) : 0
@@ -138,6 +139,7 @@ export function perfReporter(label: string, stats: () => ReadonlyArray<readonly 
           `packets tx ${s.packetsSent} rx ${s.packetsReceived} send-drops ${s.packetsSendDropped} ` +
           `recv-drops ${dropReasons(s)} fec-recovered ${s.fecRecoveredShards} frames ${s.framesCompleted} frames-lost ${s.framesDropped}` +
           (s.targetKbps > 0 ? ` ${rateLine(s)}` : '') +
+          (extra ? ` ${extra}` : '') +
           '\n',
       )
     })
