@@ -227,3 +227,46 @@ test('a borrowing frames() loop gets every frame byte-exact in a few reused buff
   await t.throwsAsync(client.frames({ borrow: 1 as unknown as boolean }).next(), { code: 'ERR_PF_INVALID_ARG' })
   await Promise.all([host.close(), client.close()])
 })
+
+test('frames taken by poll() or nextEvent() beside a borrowing loop keep their bytes, and the loop keeps borrowing', async (t) => {
+  const { host, client } = closeAfter(t, createLoopbackPair())
+  const loop = client.events({ borrow: true })[Symbol.asyncIterator]()
+  // A lent buffer is far larger than these frames; an owned one is the frame.
+  const lent = (b: Buffer): boolean => b.buffer.byteLength > 2 * b.length
+  const kept: Array<{ data: Buffer; hash: string }> = []
+  const loopLent: boolean[] = []
+  for (let i = 0; i < 24; i++) {
+    const data = pseudoRandom(4_000 + i, 900 + i)
+    await host.submitFrame(data, { pts: i })
+    let got: Buffer
+    if (i % 2 === 0) {
+      const r = await within(5_000, `frame ${i} in the loop`, loop.next())
+      if (r.done || r.value.type !== 'frame') return t.fail(`frame ${i}: ${JSON.stringify(r)}`)
+      got = r.value.data
+      loopLent.push(lent(got))
+    } else if (i % 4 === 1) {
+      const ev = await within(5_000, `frame ${i} by nextEvent`, client.nextEvent())
+      if (ev?.type !== 'frame') return t.fail(`frame ${i}: ${JSON.stringify(ev)}`)
+      got = ev.data
+      kept.push({ data: got, hash: sha256(data) })
+    } else {
+      let ev = client.poll()
+      for (let tries = 0; ev === null && tries < 500; tries++) {
+        await new Promise((r) => setTimeout(r, 2))
+        ev = client.poll()
+      }
+      if (ev?.type !== 'frame') return t.fail(`frame ${i}: ${JSON.stringify(ev)}`)
+      got = ev.data
+      kept.push({ data: got, hash: sha256(data) })
+    }
+    t.is(sha256(got), sha256(data), `frame ${i}`)
+  }
+  await loop.return(undefined)
+  // Twelve frames left beside the loop, most in lent buffers: the loop lent new
+  // ones in their place (without that it would run dry after four) and never
+  // wrote over a buffer that left.
+  t.true(kept.filter((k) => lent(k.data)).length >= 6, 'frames beside the loop arrived in lent buffers')
+  t.deepEqual(loopLent.slice(-6), [true, true, true, true, true, true], `the loop's frames borrowed: ${loopLent.join(' ')}`)
+  for (const [j, k] of kept.entries()) t.is(sha256(k.data), k.hash, `kept frame ${j} was overwritten`)
+  await Promise.all([host.close(), client.close()])
+})

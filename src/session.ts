@@ -70,7 +70,10 @@ export interface EventsOptions extends WaitOptions {
    * second that saves the event loop most of its work (see the SDK rows of
    * `punktfunk bench`). The loan is four buffers of about 1.25 × the
    * largest frame seen; a frame larger than them arrives as its own buffer
-   * (and the next ones are lent larger). Default `false`.
+   * (and the next ones are lent larger). The loan is the session's: a frame
+   * taken beside the loop (`poll()`, `nextEvent()`, an iterator that does not
+   * borrow) may arrive in a lent buffer, which is then the caller's to keep,
+   * and the loop lends a new one in its place. Default `false`.
    */
   borrow?: boolean
 }
@@ -187,14 +190,17 @@ const LENT_BUFFERS = 4
 const LEND_STEP = 64 * 1024
 
 /**
- * One borrowing iterator's buffers (see {@link EventsOptions.borrow}). A lent
- * buffer comes back in an event with `lent: true` and is lent again only once
- * the loop has moved past that event, so bytes a caller may still read are
- * never overwritten.
+ * The buffers a session's borrowing iterators lend (see
+ * {@link EventsOptions.borrow}), one per session. A lent buffer comes back in
+ * an event with `lent: true` and is lent again only once the loop that got
+ * it has moved past that event, so bytes a caller may still read are never
+ * overwritten. An event that leaves any other way (`poll()`, `nextEvent()`,
+ * an iterator that does not borrow) takes its buffer with it for good: the
+ * buffer is the caller's and a new one is lent in its place.
  */
 class Lender {
   readonly #native: NativeSession
-  /** Buffers of this iterator: on loan, queued in events, or held by the loop. */
+  /** Buffers of the loan: lent, queued in events, or held by a loop. */
   #owned = 0
   /** Size of new buffers: the largest frame seen, plus a quarter, in steps. */
   #size = 0
@@ -221,6 +227,11 @@ class Lender {
   /** Lends `buf` again, or lets it go when frames have outgrown it (a larger one replaces it). */
   giveBack(buf: Buffer): void {
     if (buf.length < this.#size || !call(() => this.#native.lend(buf))) this.#owned--
+  }
+
+  /** A lent buffer left with an event that no borrowing loop holds: it is no longer ours. */
+  escaped(ev: NativeEvent | null): void {
+    if (ev?.lent && ev.data) this.#owned--
   }
 }
 
@@ -334,6 +345,8 @@ export class Session {
   readonly role: Role
   readonly #native: NativeSession
   readonly #wakeups: Wakeups
+  /** The buffers borrowing iterators lend, once one has run. */
+  #lender: Lender | undefined
   readonly #backpressure: Backpressure
   #closed = false
   #closing: Promise<void> | undefined
@@ -470,6 +483,7 @@ export class Session {
   poll(): FrameEvent | null {
     this.#checkOpen()
     const ev = call(() => this.#native.poll())
+    this.#lender?.escaped(ev)
     return ev ? toEvent(ev) : null
   }
 
@@ -482,6 +496,7 @@ export class Session {
    */
   async nextEvent(options?: WaitOptions): Promise<FrameEvent | null> {
     const ev = await this.#nextNative(waitArgs(options))
+    this.#lender?.escaped(ev)
     return ev ? toEvent(ev) : null
   }
 
@@ -517,7 +532,7 @@ export class Session {
   async *events(options?: EventsOptions): AsyncGenerator<FrameEvent, void, undefined> {
     const signal = waitArgs(options)
     const borrow = borrowOf(options)
-    const lender = borrow ? new Lender(this.#native) : undefined
+    const lender = borrow ? (this.#lender ??= new Lender(this.#native)) : undefined
     // The lent buffer behind the event the loop holds: lent again when the loop moves on.
     let held: Buffer | undefined
     try {
@@ -526,8 +541,12 @@ export class Session {
         held = undefined
         const ev = await this.#nextNative(signal)
         if (ev === null) return
-        if (ev.lent && ev.data) held = ev.data
-        lender?.observe(ev)
+        if (lender) {
+          if (ev.lent && ev.data) held = ev.data
+          lender.observe(ev)
+        } else {
+          this.#lender?.escaped(ev)
+        }
         yield toEvent(ev)
       }
     } finally {
