@@ -41,7 +41,8 @@ const STALE_REPORT_US: u64 = 250_000;
 /// What each round of stale reports leaves of the estimate.
 const STALE_CUT: f64 = 0.5;
 /// Longest a ramp resumed after stale reports waits for their backlog to
-/// drain, µs.
+/// drain, µs, where four rounds are shorter (a backlog drains in round
+/// trips: on a longer path the wait is four rounds).
 const RAMP_WAIT_US: u64 = 200_000;
 /// Stale reports cut at most this often, µs, however short the round: a
 /// client that stalls sends its backlog of reports at once when it runs
