@@ -27,10 +27,13 @@ export const NS_H = `pf-h-${process.pid}`
 export const NS_C = `pf-c-${process.pid}`
 export const VETH_H = `pfh${process.pid}`
 export const VETH_C = `pfc${process.pid}`
-/** The router between them (`setup(…, { router: true })`): a bridge of two veths. */
+/** The router between them (`setup(…, { router: true })`): IPv4 forwarding between two veths. */
 export const NS_R = `pf-r-${process.pid}`
 const VETH_RH = `pfrh${process.pid}`
 const VETH_RC = `pfrc${process.pid}`
+/** The router's addresses on its links towards the host and the client. */
+const ROUTER_IP_H = '10.77.1.1'
+const ROUTER_IP_C = '10.77.2.1'
 
 /** Where the tbf bottleneck is: the host's veth, or the router's side towards the client. */
 export const bottleneck = { ns: NS_H, dev: VETH_H }
@@ -180,26 +183,28 @@ export function setup(tbf: string[], opts: { router?: boolean } = {}): string {
     [NS_C, VETH_C],
   ]
   if (opts.router) {
-    // host ─ veth ─ [router: a bridge] ─ veth ─ client, the bottleneck on the
-    // router's port towards the client: the queue is in the network, not in
-    // the sending host's own qdisc. There a TCP sender kept far less in
-    // flight than its window (measured: CUBIC at 7 % of a link it shared
-    // with a flow keeping 3-10 ms of queue, with no loss and a window eight
-    // times what it had in flight; TCP's small-queue limit, which counts the
-    // bytes a socket has in its own host's qdisc, is the likely cause), and
-    // a UDP sender was held back by its socket buffer, as no router holds it.
+    // host ─ veth ─ [router: IPv4 forwarding] ─ veth ─ client, the bottleneck
+    // on the router's port towards the client: the queue is in the network,
+    // not in the sending host's own qdisc. The router routes rather than
+    // bridges: a packet's memory stays charged to the socket that sent it
+    // until something orphans it, and only the IP layer does (on receipt).
+    // Through a bridge every packet in the router's tbf queue still counted
+    // against the sender's TCP small-queue limit (about 1 ms of its own
+    // pacing rate), so a TCP flow beside a queue of a few ms sent a handful
+    // of packets per queue delay, never filled its window and so never grew
+    // it (measured: CUBIC at 23-39 Mbit/s of a 500 Mbit/s link for 20 s,
+    // no retransmit, no drop at the bottleneck, its window stuck at 37
+    // packets); a router on a real path releases them as they arrive.
     must('ip', ['netns', 'add', NS_R])
     bottleneck.ns = NS_R
     bottleneck.dev = VETH_RC
     const v1 = run('ip', ['link', 'add', VETH_H, 'netns', NS_H, 'type', 'veth', 'peer', 'name', VETH_RH, 'netns', NS_R])
     if (!v1.ok) skip(`cannot create a veth pair: ${v1.err.trim()}`)
     must('ip', ['link', 'add', VETH_RC, 'netns', NS_R, 'type', 'veth', 'peer', 'name', VETH_C, 'netns', NS_C])
-    must('ip', ['-n', NS_R, 'link', 'add', 'br0', 'type', 'bridge'])
-    for (const dev of [VETH_RH, VETH_RC]) must('ip', ['-n', NS_R, 'link', 'set', 'dev', dev, 'master', 'br0'])
-    links.push([NS_R, 'lo'], [NS_R, VETH_RH], [NS_R, VETH_RC], [NS_R, 'br0'])
+    links.push([NS_R, 'lo'], [NS_R, VETH_RH], [NS_R, VETH_RC])
     // Each packet the host sends enters the router through a CPU's input
     // backlog (1000 packets by default, for the whole machine) before the
-    // bridge queues it at the bottleneck: a sender's burst (a keyframe at the
+    // router queues it at the bottleneck: a sender's burst (a keyframe at the
     // probed rate) overflowed it (4521 drops in one 13 s run), where a
     // router would have queued. Raised while the test runs.
     const was = run('sysctl', ['-n', 'net.core.netdev_max_backlog'])
@@ -211,8 +216,18 @@ export function setup(tbf: string[], opts: { router?: boolean } = {}): string {
     const v = run('ip', ['link', 'add', VETH_H, 'netns', NS_H, 'type', 'veth', 'peer', 'name', VETH_C, 'netns', NS_C])
     if (!v.ok) skip(`cannot create a veth pair: ${v.err.trim()}`)
   }
-  must('ip', ['-n', NS_H, 'addr', 'add', `${HOST_IP}/24`, 'dev', VETH_H])
-  must('ip', ['-n', NS_C, 'addr', 'add', `${CLIENT_IP}/24`, 'dev', VETH_C])
+  if (opts.router) {
+    // Each end keeps its address (a /32) and reaches the other through the
+    // router's address on its link; the router has a route to each end.
+    must('ip', ['-n', NS_H, 'addr', 'add', `${HOST_IP}/32`, 'dev', VETH_H])
+    must('ip', ['-n', NS_C, 'addr', 'add', `${CLIENT_IP}/32`, 'dev', VETH_C])
+    must('ip', ['-n', NS_R, 'addr', 'add', `${ROUTER_IP_H}/32`, 'dev', VETH_RH])
+    must('ip', ['-n', NS_R, 'addr', 'add', `${ROUTER_IP_C}/32`, 'dev', VETH_RC])
+    must('ip', ['netns', 'exec', NS_R, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'])
+  } else {
+    must('ip', ['-n', NS_H, 'addr', 'add', `${HOST_IP}/24`, 'dev', VETH_H])
+    must('ip', ['-n', NS_C, 'addr', 'add', `${CLIENT_IP}/24`, 'dev', VETH_C])
+  }
   must('ip', ['-n', NS_H, 'link', 'set', 'dev', VETH_H, 'gso_max_segs', '1'])
   for (const [ns, dev] of links) {
     must('ip', ['-n', ns, 'link', 'set', 'dev', dev, 'up'])
@@ -225,9 +240,16 @@ export function setup(tbf: string[], opts: { router?: boolean } = {}): string {
   // a flow on one CPU, as a real NIC's receive hashing does.
   const cpus = Math.min(31, availableParallelism())
   const mask = ((1 << cpus) - 1).toString(16)
-  for (const [ns, dev] of links.filter(([, d]) => d !== 'lo' && d !== 'br0')) {
+  for (const [ns, dev] of links.filter(([, d]) => d !== 'lo')) {
     const r = run('ip', ['netns', 'exec', ns, 'sh', '-c', `echo ${mask} > /sys/class/net/${dev}/queues/rx-0/rps_cpus`])
     if (!r.ok) console.log(`note: receive packet steering unavailable on ${dev} (${r.err.trim()}); TCP may see reordering`)
+  }
+  if (opts.router) {
+    // Routes need their devices up.
+    must('ip', ['-n', NS_H, 'route', 'add', `${CLIENT_IP}/32`, 'via', ROUTER_IP_H, 'dev', VETH_H, 'onlink'])
+    must('ip', ['-n', NS_C, 'route', 'add', `${HOST_IP}/32`, 'via', ROUTER_IP_C, 'dev', VETH_C, 'onlink'])
+    must('ip', ['-n', NS_R, 'route', 'add', `${HOST_IP}/32`, 'dev', VETH_RH])
+    must('ip', ['-n', NS_R, 'route', 'add', `${CLIENT_IP}/32`, 'dev', VETH_RC])
   }
   const t = run('ip', ['netns', 'exec', bottleneck.ns, 'tc', 'qdisc', 'add', 'dev', bottleneck.dev, 'root', 'tbf', ...tbf])
   if (!t.ok) skip(`tc tbf is not available: ${t.err.trim()}`)
