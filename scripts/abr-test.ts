@@ -397,7 +397,7 @@ function verdicts(o: Outcome): Check[] {
       // while on this two-core machine, where the kernel's packet work for
       // both flows shares the cores with both senders, one side's share
       // moves by tens of points from run to run with the same build (14-83 %
-      // over 15 runs; docs/BENCHMARKS.md).
+      // over 16 runs; docs/BENCHMARKS.md, "A router that routes").
       add('our goodput while TCP runs, share of the link', `${ours.toFixed(0)} Mbit/s = ${((100 * ours) / link).toFixed(1)} %`, ours >= 0.25 * link, ours >= 0.05 * link)
       const why = o.tcpSender
         ? ` (retransmits ${o.tcpSender.retransmits}, window up to ${(o.tcpSender.maxCwndBytes / 1e6).toFixed(2)} MB, mean RTT ${o.tcpSender.meanRttMs.toFixed(1)} ms)`
