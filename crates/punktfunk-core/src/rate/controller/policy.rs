@@ -169,6 +169,7 @@ impl RateController {
                         }
                     }
                     self.last_congestion_est = proven;
+                    self.ramp_cap = None;
                     self.state = RateState::Drain;
                     self.drain_until_us = now_us + round;
                     self.growth_since_us = now_us;
@@ -182,8 +183,16 @@ impl RateController {
                     let gain = if probing { PROBE_GAIN } else { STARTUP_GAIN };
                     let grown = self.est * gain.powf(dt * 1e6 / round as f64);
                     let proven = PROVEN_GAIN * self.recv_max().max(self.cfg.initial_bps as f64);
-                    self.est = grown.min(proven.max(self.est)).min(self.ceiling);
-                    if self.est >= self.ceiling {
+                    // A ramp after stale reports ends where the estimate
+                    // stood before them: on a host whose threads ran late,
+                    // one more late report let it ramp to 1.5x the path.
+                    let cap = self
+                        .ramp_cap
+                        .filter(|_| !probing)
+                        .map_or(self.ceiling, |c| c.min(self.ceiling));
+                    self.est = grown.min(proven.max(self.est)).min(cap);
+                    if self.est >= cap {
+                        self.ramp_cap = None;
                         self.state = RateState::Steady;
                         self.growth_since_us = now_us;
                         self.app_limited_since_us = None;
@@ -439,6 +448,7 @@ impl RateController {
                 self.competing = false;
                 if self.state == RateState::Steady && self.est < RAMP_AFTER_COMPETING * self.competing_base {
                     self.state = RateState::Startup;
+                    self.ramp_cap = None;
                 }
             }
         } else {
