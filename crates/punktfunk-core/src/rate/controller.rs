@@ -148,11 +148,10 @@ pub struct RateController {
     /// rates reported while the client works through it are its catching
     /// up, not the path.
     ramp_wait_until_us: Option<u64>,
-    /// The estimate before the stale episode a ramp resumes after: the ramp
-    /// ends there, growth past it is the steady state's.
+    /// Where the ramp after a stale episode ends: the estimate before the
+    /// episode (growth past it is the steady state's). Set when the episode
+    /// begins, cleared when the ramp ends.
     ramp_cap: Option<f64>,
-    /// `ramp_cap` for the ramp after the current stale episode.
-    stale_cap: Option<f64>,
     /// Silence is measured from here until the first report.
     first_sent_us: Option<u64>,
     hold_until_us: u64,
@@ -235,7 +234,6 @@ impl RateController {
             stale_from_est: None,
             ramp_wait_until_us: None,
             ramp_cap: None,
-            stale_cap: None,
             first_sent_us: None,
             hold_until_us: 0,
             drain_until_us: 0,
@@ -365,15 +363,11 @@ impl RateController {
         if self.stale_from_est.is_some() && age < self.stale_age_us {
             return;
         }
-        if self.stale_from_est.is_none() {
-            // Where the ramp after this episode will end: the estimate now,
-            // unless a ramp was still finding the path (start-up: no bound;
-            // a ramp after an earlier episode: that one's).
-            self.stale_cap = if self.state == RateState::Startup {
-                self.ramp_cap
-            } else {
-                Some(self.est)
-            };
+        if self.stale_from_est.is_none() && self.state != RateState::Startup {
+            // The ramp after this episode ends at the estimate now, unless a
+            // ramp was still finding the path (start-up: no bound; a ramp
+            // after an earlier episode: that one's, kept).
+            self.ramp_cap = Some(self.est);
         }
         let from = *self.stale_from_est.get_or_insert(self.est);
         self.last_stale_cut_us = now_us;
@@ -459,7 +453,6 @@ impl RateController {
             // where the cuts left the estimate (the path may be back whole),
             // once the backlog drained, up to where the estimate was before.
             self.state = RateState::Startup;
-            self.ramp_cap = self.stale_cap.take();
             self.ramp_wait_until_us = Some(now_us + (4 * self.round_us()).max(RAMP_WAIT_US));
         }
         if let Some(before) = self.last_feedback_us {
