@@ -607,6 +607,12 @@ export interface NativeSourceCounters {
   refused: number
 }
 
+/**
+ * Names of the rate controller's states, indexed by the `rate_state`
+ * counter's code (0 `none`: no controller of the session's own).
+ */
+export declare function rateStateNames(): Array<string>
+
 /** Names of every stats counter, in core order (snake_case). */
 export declare function statsFields(): Array<string>
 

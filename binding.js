@@ -851,6 +851,7 @@ module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.hostListen = nativeBinding.hostListen
 module.exports.inputConstants = nativeBinding.inputConstants
 module.exports.loadIdentity = nativeBinding.loadIdentity
+module.exports.rateStateNames = nativeBinding.rateStateNames
 module.exports.statsFields = nativeBinding.statsFields
 module.exports.udpSinkOpen = nativeBinding.udpSinkOpen
 module.exports.udpSourceOpen = nativeBinding.udpSourceOpen

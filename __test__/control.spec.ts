@@ -6,7 +6,7 @@ import { join } from 'node:path'
 
 import test from 'ava'
 
-import { AXIS, BUTTON, Client, Host, loadIdentity, PunktfunkError, type ClientMessage, type InputEvent } from '../index'
+import { AXIS, BUTTON, Client, Host, loadIdentity, PunktfunkError, rateStateName, type ClientMessage, type InputEvent } from '../index'
 import { connected, pseudoRandom, sha256, within } from './helpers'
 
 function tempDir(t: { teardown(f: () => void): void }): string {
@@ -348,6 +348,14 @@ test('rate adaptation: the target starts at initialKbps, ramps on a fast path, a
   t.true(Math.max(...seen) <= 40_000, 'never above maxBitrateKbps')
   const st = session.stats()
   t.true(st.estimatedKbps >= st.targetKbps && st.rttUs > 0, JSON.stringify(st))
+  // The controller's own account: a state, the rate it paces at, the
+  // client's reports it used (one every 5 ms at first; the loop above may
+  // end after a few frames, once the target has moved twice).
+  t.not(rateStateName(st.rateState), 'none', JSON.stringify(st))
+  t.true(st.pacingKbps > 0, JSON.stringify(st))
+  t.true(st.feedbackReports >= 5, `feedback reports used: ${st.feedbackReports}`)
+  t.is(st.feedbackDropped, 0)
+  t.is(st.competingFlow, 0)
   // The getter and stats() read the same figure; the controller may move it
   // between two calls, so compare a reading taken while it stood still.
   let agreed: [number, number] | undefined

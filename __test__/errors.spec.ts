@@ -7,6 +7,8 @@ import {
   generateSecret,
   isPunktfunkError,
   PunktfunkError,
+  RATE_STATES,
+  rateStateName,
   type SessionStats,
 } from '../index'
 import { closeAfter, within } from './helpers'
@@ -22,6 +24,13 @@ const keys = { secret: generateSecret(), context: 'errors test' }
 
 test('the error codes are the core taxonomy, in C status order', (t) => {
   t.deepEqual([...ERROR_CODES], native().errorCodes())
+})
+
+test('the rate controller states are the core states, in code order', (t) => {
+  t.deepEqual([...RATE_STATES], native().rateStateNames())
+  t.is(rateStateName(4), 'steady')
+  t.is(rateStateName(0), 'none')
+  t.is(rateStateName(99), 'none')
 })
 
 test('stats() has exactly the core counters', async (t) => {
@@ -55,6 +64,15 @@ test('stats() has exactly the core counters', async (t) => {
     targetKbps: true,
     rttUs: true,
     queueDelayUs: true,
+    rateState: true,
+    pacingKbps: true,
+    deliveryKbps: true,
+    competingFlow: true,
+    feedbackReports: true,
+    feedbackDropped: true,
+    staleReports: true,
+    delayBaseResets: true,
+    randomLossReports: true,
   }
   const { host } = closeAfter(t, createLoopbackPair())
   const stats = host.stats()

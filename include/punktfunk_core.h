@@ -36,6 +36,34 @@
 // layout changes incompatibly; growing an option struct does not change it.
 #define PUNKTFUNK_ABI_VERSION 2
 
+// `PunktfunkStats::rate_state`: the session has no rate controller of its
+// own (client sessions, `adaptive: false`, browser sessions).
+#define PUNKTFUNK_RATE_STATE_NONE 0
+
+// `PunktfunkStats::rate_state`: ramping up from the initial rate.
+#define PUNKTFUNK_RATE_STATE_STARTUP 1
+
+// `PunktfunkStats::rate_state`: an application-limited session probing for
+// a faster path.
+#define PUNKTFUNK_RATE_STATE_PROBE 2
+
+// `PunktfunkStats::rate_state`: pacing below the estimate for a round so the
+// queue a ramp built drains.
+#define PUNKTFUNK_RATE_STATE_DRAIN 3
+
+// `PunktfunkStats::rate_state`: tracking the path.
+#define PUNKTFUNK_RATE_STATE_STEADY 4
+
+// `PunktfunkStats::rate_state`: backed off for congestion, holding until the
+// queue drained.
+#define PUNKTFUNK_RATE_STATE_BACKOFF 5
+
+// `PunktfunkStats::rate_state`: feedback fell silent; holding, then decaying.
+#define PUNKTFUNK_RATE_STATE_HOLD 6
+
+// `PunktfunkStats::rate_state`: a fixed rate (`adaptive: false`).
+#define PUNKTFUNK_RATE_STATE_FIXED 7
+
 // Success.
 #define PUNKTFUNK_OK 0
 
@@ -498,6 +526,28 @@ typedef struct PunktfunkStats {
   uint64_t rtt_us;
   // Gauge: queue delay on the path, µs.
   uint64_t queue_delay_us;
+  // Gauge: what the rate controller is doing, a `PUNKTFUNK_RATE_STATE_*`
+  // code (0 without a controller of the session's own). This and the
+  // fields below were appended in the second stats layout: a caller whose
+  // `struct_size` ends at `queue_delay_us` gets the fields it knows.
+  uint64_t rate_state;
+  // Gauge: the rate datagrams leave at, kbit/s.
+  uint64_t pacing_kbps;
+  // Gauge: the rate the client last measured arriving, kbit/s.
+  uint64_t delivery_kbps;
+  // Gauge: 1 while a loss-based flow shares the bottleneck, else 0.
+  uint64_t competing_flow;
+  // Client feedback reports the rate controller used.
+  uint64_t feedback_reports;
+  // Client feedback datagrams refused (undecodable or contradictory).
+  uint64_t feedback_dropped;
+  // Feedback reports too old to describe the path; each round halved the
+  // estimate.
+  uint64_t stale_reports;
+  // Times the controller learnt its one-way-delay base again.
+  uint64_t delay_base_resets;
+  // Reports with loss judged random (left to FEC, no back-off).
+  uint64_t random_loss_reports;
 } PunktfunkStats;
 
 #if defined(PUNKTFUNK_FEATURE_QUIC)

@@ -143,12 +143,22 @@ interface Sample {
   /** The host's FEC percentage. */
   fecPercent: number
   tcpMbps: number
+  /** The rate controller's pacing rate and the delivery rate the client last reported. */
+  pacingMbps: number
+  deliveryMbps: number
+  /** The controller's state (`steady`, `backoff`, …), and 1 while it sees a competing loss-based flow. */
+  state: string
+  competing: number
+  /** Feedback reports found stale, and delay-base relearns, so far. */
+  staleReports: number
+  baseResets: number
 }
 
 const num = (s: string | undefined): number => (s === undefined ? Number.NaN : Number(s))
 
 /** The last PUNKTFUNK_PERF line of `label` in `text`, parsed. */
-function lastPerf(text: string, label: 'host' | 'client'): Record<string, number> | undefined {
+// eslint-disable-next-line @typescript-eslint/explicit-function-return-type -- the parsed fields, inferred
+function lastPerf(text: string, label: 'host' | 'client') {
   const lines = text.split('\n').filter((l) => l.startsWith(`perf ${label}[`))
   const l = lines[lines.length - 1]
   if (!l) return undefined
@@ -164,6 +174,12 @@ function lastPerf(text: string, label: 'host' | 'client'): Record<string, number
     queue: m(/ queue ([\d.]+) ms/),
     congestion: m(/ congestion (\d+)/),
     fec: m(/ fec (\d+) %/),
+    pacing: m(/ pacing ([\d.]+) Mbit\/s/),
+    delivery: m(/ delivery ([\d.]+) Mbit\/s/),
+    competing: / state \w+ competing /.test(l) ? 1 : 0,
+    stale: m(/ stale-reports (\d+)/),
+    baseResets: m(/ base-resets (\d+)/),
+    state: / state (\w+)/.exec(l)?.[1] ?? '',
   }
 }
 
@@ -256,6 +272,12 @@ async function runScenario(s: Scenario, identityDir: string): Promise<Outcome> {
         congestion: h?.congestion ?? 0,
         fecPercent: h?.fec ?? Number.NaN,
         tcpMbps: 0,
+        pacingMbps: h?.pacing ?? Number.NaN,
+        deliveryMbps: h?.delivery ?? Number.NaN,
+        state: h?.state ?? '',
+        competing: h?.competing ?? 0,
+        staleReports: h?.stale ?? Number.NaN,
+        baseResets: h?.baseResets ?? Number.NaN,
       })
     }
     const code = await within(client.done, 15_000, 'connect', () => client && kill(client.child))
@@ -391,14 +413,19 @@ function verdicts(o: Outcome): Check[] {
     }
     case 'tcp': {
       const from = o.s.tcpAt ?? 0
-      const ours = mean(after(o, from, from + (o.s.tcpSeconds ?? 20)).map((x) => x.goodputMbps))
+      const during = after(o, from, from + (o.s.tcpSeconds ?? 20))
+      const ours = mean(during.map((x) => x.goodputMbps))
+      // What our controller made of the other flow: how long it ran in its
+      // competing mode, and how often it relearnt its delay base.
+      const last = during[during.length - 1]
+      const seen = ` (competing mode in ${(100 * mean(during.map((x) => x.competing))).toFixed(0)} % of samples, base resets ${last?.baseResets ?? 0})`
       // The margin is 5 %: a flow that ignores the other (a fixed rate, or
       // a delay-based flow starved by a loss-based one) leaves it 0-5 %,
       // while on this two-core machine, where the kernel's packet work for
       // both flows shares the cores with both senders, one side's share
       // moves by tens of points from run to run with the same build (14-83 %
       // over 16 runs; docs/BENCHMARKS.md, "A router that routes").
-      add('our goodput while TCP runs, share of the link', `${ours.toFixed(0)} Mbit/s = ${((100 * ours) / link).toFixed(1)} %`, ours >= 0.25 * link, ours >= 0.05 * link)
+      add('our goodput while TCP runs, share of the link', `${ours.toFixed(0)} Mbit/s = ${((100 * ours) / link).toFixed(1)} %${seen}`, ours >= 0.25 * link, ours >= 0.05 * link)
       const why = o.tcpSender
         ? ` (retransmits ${o.tcpSender.retransmits}, window up to ${(o.tcpSender.maxCwndBytes / 1e6).toFixed(2)} MB, mean RTT ${o.tcpSender.meanRttMs.toFixed(1)} ms)`
         : ''
@@ -413,8 +440,12 @@ function verdicts(o: Outcome): Check[] {
 // CSV and SVG
 
 function csv(o: Outcome): string {
-  const cols: Array<keyof Sample> = ['t', 'linkMbps', 'estimateMbps', 'targetMbps', 'hostTxMbps', 'goodputMbps', 'tcpMbps', 'rttMs', 'ctlQueueMs', 'queueMs', 'frames', 'framesLost', 'congestion', 'fecPercent']
-  const rows = o.samples.map((x) => cols.map((c) => (Number.isFinite(x[c]) ? Number(x[c].toFixed(3)) : '')).join(','))
+  const cols: Array<keyof Sample> = [
+    't', 'linkMbps', 'estimateMbps', 'targetMbps', 'hostTxMbps', 'goodputMbps', 'tcpMbps', 'rttMs', 'ctlQueueMs', 'queueMs',
+    'frames', 'framesLost', 'congestion', 'fecPercent', 'pacingMbps', 'deliveryMbps', 'state', 'competing', 'staleReports', 'baseResets',
+  ]
+  const cell = (v: number | string): string | number => (typeof v === 'string' ? v : Number.isFinite(v) ? Number(v.toFixed(3)) : '')
+  const rows = o.samples.map((x) => cols.map((c) => cell(x[c])).join(','))
   return `${cols.join(',')}\n${rows.join('\n')}\n`
 }
 

@@ -53,12 +53,15 @@ export {
   type SpeedTestResult,
 } from './control'
 export {
+  RATE_STATES,
+  rateStateName,
   Session,
   type EventsOptions,
   type Frame,
   type FrameEvent,
   type FramesOptions,
   type LostFrames,
+  type RateStateName,
   type SessionStats,
   type SocketBufferReport,
   type SubmitOptions,

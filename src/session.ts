@@ -145,6 +145,44 @@ export interface SessionStats {
   rttUs: number
   /** Gauge: queue delay on the path (one-way delay above its recent minimum), µs. */
   queueDelayUs: number
+  /**
+   * Gauge: what the host's rate controller is doing, an index into
+   * {@link RATE_STATES} (`rateStateName(stats.rateState)`): 1 start-up, 2 probe,
+   * 3 drain, 4 steady, 5 back-off, 6 hold (feedback silent), 7 fixed; 0 without a
+   * controller of the session's own (client sessions, `adaptive: false`, browser
+   * sessions).
+   */
+  rateState: number
+  /** Gauge: the rate datagrams leave at, kbit/s (host sessions with rate control). */
+  pacingKbps: number
+  /** Gauge: the rate the client last measured arriving, kbit/s (0: no report yet). */
+  deliveryKbps: number
+  /**
+   * Gauge: 1 while a loss-based flow (TCP) shares the bottleneck, else 0. The
+   * controller then backs off for loss only, not for the queue that flow keeps.
+   */
+  competingFlow: number
+  /** Client feedback reports the host's rate controller used. */
+  feedbackReports: number
+  /** Client feedback datagrams refused (undecodable or contradictory); each changes nothing else. */
+  feedbackDropped: number
+  /** Feedback reports too old to describe the path (held up, or a path that stopped delivering); each round halved the estimate. */
+  staleReports: number
+  /** Times the rate controller learnt its one-way-delay base again. */
+  delayBaseResets: number
+  /** Reports with loss judged random (flat delay, path not full): left to FEC, no back-off. */
+  randomLossReports: number
+}
+
+/** Names of the rate controller's states, indexed by {@link SessionStats.rateState}. */
+export const RATE_STATES = Object.freeze(['none', 'startup', 'probe', 'drain', 'steady', 'backoff', 'hold', 'fixed'] as const)
+
+/** A rate controller state by name (see {@link SessionStats.rateState}). */
+export type RateStateName = (typeof RATE_STATES)[number]
+
+/** The name of a {@link SessionStats.rateState} code; `'none'` for 0 and codes this version does not know. */
+export function rateStateName(code: number): RateStateName {
+  return RATE_STATES[code] ?? 'none'
 }
 
 /** What the kernel granted for a UDP session's socket buffers. */

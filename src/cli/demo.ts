@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 import { Client, Host, type HostSession } from '../control'
-import type { Frame, SessionStats } from '../session'
+import { rateStateName, type Frame, type SessionStats } from '../session'
 import { onOff, UsageError, type CommandSpec, type Flags } from './args'
 import { bufferAdvice, interrupted, nowUs, sleepUntil } from './common'
-import { dropReasons, Latencies, mbps, printSummary, rateLine, rates, round, StatusLine } from './report'
+import { dropReasons, Latencies, mbps, printSummary, rateDetail, rateLine, rates, round, StatusLine } from './report'
 import { FrameSizes, syntheticFrame, syntheticIntact, syntheticSeq } from './stream'
 
 export const demoSpec: CommandSpec = {
@@ -197,6 +197,10 @@ export async function demo(f: Flags): Promise<number> {
       rttMs: round(hostStats.rttUs / 1000, 3),
       queueDelayMs: round(hostStats.queueDelayUs / 1000, 3),
       congestionEvents: hostStats.congestionEvents,
+      rateState: rateStateName(hostStats.rateState),
+      feedbackReports: hostStats.feedbackReports,
+      feedbackDropped: hostStats.feedbackDropped,
+      staleReports: hostStats.staleReports,
       seconds: round(elapsed, 3),
       bitrateMbps: bitrate,
       fps,
@@ -228,7 +232,7 @@ export async function demo(f: Flags): Promise<number> {
             `p50 ${result.steadyLatencyP50Ms} ms, p99 ${result.steadyLatencyP99Ms} ms`,
         ],
         ...(abr
-          ? ([['rate control', `${rateLine(hostStats)} at the end`]] as Array<[string, string]>)
+          ? ([['rate control', `${rateLine(hostStats)} at the end; ${rateDetail(hostStats)}`]] as Array<[string, string]>)
           : ([['pacing', `at a multiple of the stream rate (--abr off)`]] as Array<[string, string]>)),
       ])
     }

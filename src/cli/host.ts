@@ -6,7 +6,7 @@ import { Host, type HostSession } from '../control'
 import { onOff, UsageError, udpTarget, type CommandSpec, type Flags } from './args'
 import { bufferAdvice, interrupted, nowUs, printable, sleepUntil } from './common'
 import { IDENTITY_FLAG, OFFLOAD_FLAG, offloadOf } from './misc'
-import { perfReporter, rateLine } from './report'
+import { perfReporter, rateDetail, rateLine } from './report'
 import { FrameQueue, listenUdp, readStream, type UdpSource } from './sources'
 import { FrameSizes, syntheticFrame } from './stream'
 import { startWebPage, type WebPage } from './webpage'
@@ -365,7 +365,7 @@ export async function host(f: Flags): Promise<number> {
     if (f.bool('json')) process.stdout.write(`${JSON.stringify({ peer: s.peer, framesSent: s.frames, stats: s.session.stats() })}\n`)
     else {
       const st = s.session.stats()
-      log(`client ${s.peer}: ${s.frames} frames sent${abr && st.targetKbps > 0 ? `; at the end ${rateLine(st)}` : ''}`)
+      log(`client ${s.peer}: ${s.frames} frames sent${abr && st.targetKbps > 0 ? `; at the end ${rateLine(st)}; ${rateDetail(st)}` : ''}`)
     }
   }
   if (udp && f.bool('json')) {

@@ -1,5 +1,5 @@
 /** Live status lines, summaries and the `PUNKTFUNK_PERF` counters of the command line. */
-import type { SessionStats } from '../session'
+import { rateStateName, type SessionStats } from '../session'
 
 /** The value below which `p` (0…1) of the sorted `samples` lie; 0 for none. */
 export function percentile(sorted: ArrayLike<number>, p: number): number {
@@ -138,7 +138,7 @@ export function perfReporter(label: string, stats: () => ReadonlyArray<readonly 
         `perf ${label}[${i}] tx ${tx.toFixed(1)} Mbit/s rx ${rx.toFixed(1)} Mbit/s goodput ${good.toFixed(1)} Mbit/s ` +
           `packets tx ${s.packetsSent} rx ${s.packetsReceived} send-drops ${s.packetsSendDropped} ` +
           `recv-drops ${dropReasons(s)} fec-recovered ${s.fecRecoveredShards} frames ${s.framesCompleted} frames-lost ${s.framesDropped}` +
-          (s.targetKbps > 0 ? ` ${rateLine(s)}` : '') +
+          (s.targetKbps > 0 ? ` ${rateLine(s)} ${rateDetail(s)}` : '') +
           (extra ? ` ${extra}` : '') +
           '\n',
       )
@@ -151,12 +151,28 @@ export function perfReporter(label: string, stats: () => ReadonlyArray<readonly 
 
 /**
  * A host session's rate control at a glance: path estimate, media target,
- * round trip and queue delay.
+ * round trip, queue delay, congestion back-offs and the controller's state
+ * (`competing` while it shares the bottleneck with a loss-based flow).
  */
 export function rateLine(s: SessionStats): string {
   return (
     `estimate ${(s.estimatedKbps / 1000).toFixed(1)} Mbit/s target ${(s.targetKbps / 1000).toFixed(1)} Mbit/s ` +
-    `rtt ${(s.rttUs / 1000).toFixed(1)} ms queue ${(s.queueDelayUs / 1000).toFixed(1)} ms congestion ${s.congestionEvents}`
+    `rtt ${(s.rttUs / 1000).toFixed(1)} ms queue ${(s.queueDelayUs / 1000).toFixed(1)} ms congestion ${s.congestionEvents} ` +
+    `state ${rateStateName(s.rateState)}${s.competingFlow ? ' competing' : ''}`
+  )
+}
+
+/**
+ * The rest of a host session's rate control, for `PUNKTFUNK_PERF` and end
+ * summaries: pacing and delivery rates and the feedback the controller used,
+ * refused, found stale or read as random loss, and how often it learnt its
+ * delay base again.
+ */
+export function rateDetail(s: SessionStats): string {
+  return (
+    `pacing ${(s.pacingKbps / 1000).toFixed(1)} Mbit/s delivery ${(s.deliveryKbps / 1000).toFixed(1)} Mbit/s ` +
+    `feedback ${s.feedbackReports} feedback-dropped ${s.feedbackDropped} stale-reports ${s.staleReports} ` +
+    `random-loss-reports ${s.randomLossReports} base-resets ${s.delayBaseResets}`
   )
 }
 

@@ -413,6 +413,14 @@ static void test_lengths_sizes_and_ranges(void) {
     CHECK_STATUS(punktfunk_session_stats(c, &ns.stats), PUNKTFUNK_OK);
     CHECK(ns.stats.struct_size == sizeof ns && ns.stats.frames_completed == 1, "counters written, struct_size kept");
     CHECK(all_bytes(ns.canary, sizeof ns.canary, 0x5A), "nothing written past the fields we know");
+    CHECK(ns.stats.rate_state == PUNKTFUNK_RATE_STATE_NONE, "a data-plane session has no rate controller");
+    /* A program built before the rate controller's state was appended gets what it knew. */
+    memset(&ns, 0x5A, sizeof ns);
+    ns.stats.struct_size = offsetof(PunktfunkStats, rate_state);
+    CHECK_STATUS(punktfunk_session_stats(c, &ns.stats), PUNKTFUNK_OK);
+    CHECK(ns.stats.frames_completed == 1 && ns.stats.queue_delay_us == 0, "the earlier layout is filled");
+    CHECK(all_bytes((const uint8_t *)&ns.stats.rate_state, sizeof ns - offsetof(PunktfunkStats, rate_state), 0x5A),
+          "nothing written past the earlier layout");
     punktfunk_session_free(h);
     punktfunk_session_free(c);
 
@@ -717,6 +725,8 @@ static void test_quic_options(void) {
         CHECK_STATUS(punktfunk_host_session_stats(session, &st), PUNKTFUNK_OK);
         CHECK(st.target_kbps == target || st.target_kbps == 0, "stats carry the target (%llu vs %u)",
               (unsigned long long)st.target_kbps, target);
+        CHECK(st.rate_state == PUNKTFUNK_RATE_STATE_STARTUP || (st.rate_state == 0 && st.target_kbps == 0),
+              "a new session's controller is starting up (state %llu)", (unsigned long long)st.rate_state);
         punktfunk_client_free(client);
         punktfunk_host_session_free(session);
     }

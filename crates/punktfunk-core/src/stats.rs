@@ -1,8 +1,9 @@
 //! Session counters: relaxed atomics written by the data path, read as a snapshot.
 //!
-//! Every counter only grows, except the four rate gauges at the end
-//! (`estimated_kbps`, `target_kbps`, `rtt_us`, `queue_delay_us`), which a
-//! host session's rate controller sets to its latest figures. A snapshot is not one atomic cut across all counters
+//! Every counter only grows, except the rate gauges (`estimated_kbps`,
+//! `target_kbps`, `rtt_us`, `queue_delay_us`, `rate_state`, `pacing_kbps`,
+//! `delivery_kbps`, `competing_flow`), which a host session's rate
+//! controller sets to its latest figures. A snapshot is not one atomic cut across all counters
 //! (each is read separately), which is fine for monitoring and for the end-of-run
 //! accounting tests, which read after the data path has gone quiet.
 
@@ -100,6 +101,37 @@ counters! {
     /// Gauge: queue delay on the path (one-way delay above its recent
     /// minimum), µs.
     queue_delay_us,
+    /// Gauge: what the host's rate controller is doing, as a
+    /// [`crate::rate::RateState::code`]: 1 start-up, 2 probe, 3 drain,
+    /// 4 steady, 5 back-off, 6 hold (feedback silent), 7 fixed; 0 without a
+    /// controller of the session's own (client sessions, `adaptive: false`,
+    /// browser sessions, whose rate QUIC's congestion control sets).
+    rate_state,
+    /// Gauge: the rate datagrams leave at, kbit/s (host sessions with rate
+    /// control; within the host-wide ceiling).
+    pacing_kbps,
+    /// Gauge: the rate the client last measured arriving, kbit/s (0: no
+    /// report yet).
+    delivery_kbps,
+    /// Gauge: 1 while the rate controller shares the bottleneck with a
+    /// loss-based flow (it then backs off for loss only, not for the queue
+    /// that flow keeps), else 0.
+    competing_flow,
+    /// Client feedback reports the rate controller used.
+    feedback_reports,
+    /// Client feedback datagrams refused: undecodable, contradicting
+    /// earlier reports or what was sent. Each changes nothing else.
+    feedback_dropped,
+    /// Feedback reports about packets sent so long ago that they say nothing
+    /// of the path now (a path that stopped delivering, or reports held up);
+    /// each round of them halved the estimate.
+    stale_reports,
+    /// Times the rate controller learnt its one-way-delay base again (cut
+    /// after cut left the queue delay where it was).
+    delay_base_resets,
+    /// Reports with loss the rate controller judged random (flat delay,
+    /// path not full): left to FEC, no back-off.
+    random_loss_reports,
 }
 
 impl Stats {
@@ -141,7 +173,7 @@ mod tests {
         assert_eq!(snap.packets_sent, 3);
         assert_eq!(snap.recv_dropped_total(), 7);
         let fields = snap.fields();
-        assert_eq!(fields.len(), 27);
+        assert_eq!(fields.len(), 36);
         assert!(fields.contains(&("recv_dropped_auth", 2)));
     }
 }

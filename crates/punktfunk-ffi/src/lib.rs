@@ -49,6 +49,27 @@ use pf::{
 /// layout changes incompatibly; growing an option struct does not change it.
 pub const PUNKTFUNK_ABI_VERSION: u32 = 2;
 
+/// `PunktfunkStats::rate_state`: the session has no rate controller of its
+/// own (client sessions, `adaptive: false`, browser sessions).
+pub const PUNKTFUNK_RATE_STATE_NONE: u64 = 0;
+/// `PunktfunkStats::rate_state`: ramping up from the initial rate.
+pub const PUNKTFUNK_RATE_STATE_STARTUP: u64 = 1;
+/// `PunktfunkStats::rate_state`: an application-limited session probing for
+/// a faster path.
+pub const PUNKTFUNK_RATE_STATE_PROBE: u64 = 2;
+/// `PunktfunkStats::rate_state`: pacing below the estimate for a round so the
+/// queue a ramp built drains.
+pub const PUNKTFUNK_RATE_STATE_DRAIN: u64 = 3;
+/// `PunktfunkStats::rate_state`: tracking the path.
+pub const PUNKTFUNK_RATE_STATE_STEADY: u64 = 4;
+/// `PunktfunkStats::rate_state`: backed off for congestion, holding until the
+/// queue drained.
+pub const PUNKTFUNK_RATE_STATE_BACKOFF: u64 = 5;
+/// `PunktfunkStats::rate_state`: feedback fell silent; holding, then decaying.
+pub const PUNKTFUNK_RATE_STATE_HOLD: u64 = 6;
+/// `PunktfunkStats::rate_state`: a fixed rate (`adaptive: false`).
+pub const PUNKTFUNK_RATE_STATE_FIXED: u64 = 7;
+
 /// Success.
 pub const PUNKTFUNK_OK: i32 = 0;
 /// An argument was NULL, not UTF-8, or out of range (`ERR_PF_INVALID_ARG`).
@@ -532,6 +553,28 @@ pub struct PunktfunkStats {
     pub rtt_us: u64,
     /// Gauge: queue delay on the path, µs.
     pub queue_delay_us: u64,
+    /// Gauge: what the rate controller is doing, a `PUNKTFUNK_RATE_STATE_*`
+    /// code (0 without a controller of the session's own). This and the
+    /// fields below were appended in the second stats layout: a caller whose
+    /// `struct_size` ends at `queue_delay_us` gets the fields it knows.
+    pub rate_state: u64,
+    /// Gauge: the rate datagrams leave at, kbit/s.
+    pub pacing_kbps: u64,
+    /// Gauge: the rate the client last measured arriving, kbit/s.
+    pub delivery_kbps: u64,
+    /// Gauge: 1 while a loss-based flow shares the bottleneck, else 0.
+    pub competing_flow: u64,
+    /// Client feedback reports the rate controller used.
+    pub feedback_reports: u64,
+    /// Client feedback datagrams refused (undecodable or contradictory).
+    pub feedback_dropped: u64,
+    /// Feedback reports too old to describe the path; each round halved the
+    /// estimate.
+    pub stale_reports: u64,
+    /// Times the controller learnt its one-way-delay base again.
+    pub delay_base_resets: u64,
+    /// Reports with loss judged random (left to FEC, no back-off).
+    pub random_loss_reports: u64,
 }
 
 /// The layout of ABI 1 (up to `recv_dropped_foreign`): callers built against
@@ -572,6 +615,15 @@ impl From<StatsSnapshot> for PunktfunkStats {
             target_kbps,
             rtt_us,
             queue_delay_us,
+            rate_state,
+            pacing_kbps,
+            delivery_kbps,
+            competing_flow,
+            feedback_reports,
+            feedback_dropped,
+            stale_reports,
+            delay_base_resets,
+            random_loss_reports,
         } = s;
         PunktfunkStats {
             struct_size: STATS_SIZE as u32,
@@ -603,6 +655,15 @@ impl From<StatsSnapshot> for PunktfunkStats {
             target_kbps,
             rtt_us,
             queue_delay_us,
+            rate_state,
+            pacing_kbps,
+            delivery_kbps,
+            competing_flow,
+            feedback_reports,
+            feedback_dropped,
+            stale_reports,
+            delay_base_resets,
+            random_loss_reports,
         }
     }
 }
@@ -1101,6 +1162,23 @@ pub extern "C" fn punktfunk_debug_panic() -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_state_codes_match_the_core() {
+        use pf::rate::RateState;
+        let c = [
+            PUNKTFUNK_RATE_STATE_STARTUP,
+            PUNKTFUNK_RATE_STATE_PROBE,
+            PUNKTFUNK_RATE_STATE_DRAIN,
+            PUNKTFUNK_RATE_STATE_STEADY,
+            PUNKTFUNK_RATE_STATE_BACKOFF,
+            PUNKTFUNK_RATE_STATE_HOLD,
+            PUNKTFUNK_RATE_STATE_FIXED,
+        ];
+        let core: Vec<u64> = RateState::ALL.iter().map(|s| s.code()).collect();
+        assert_eq!(c.to_vec(), core);
+        assert_eq!(RateState::from_code(PUNKTFUNK_RATE_STATE_NONE), None);
+    }
 
     #[test]
     fn statuses_match_the_core_taxonomy() {

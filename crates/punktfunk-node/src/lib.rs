@@ -395,7 +395,7 @@ impl Workers {
 /// socket; freezing it on close lets the socket go.
 enum Counters {
     Live(StatsHandle),
-    Final(StatsSnapshot),
+    Final(Box<StatsSnapshot>),
 }
 
 struct Inner {
@@ -420,7 +420,7 @@ impl Inner {
     fn snapshot(&self) -> StatsSnapshot {
         match &*self.counters() {
             Counters::Live(h) => h.snapshot(),
-            Counters::Final(s) => *s,
+            Counters::Final(s) => **s,
         }
     }
 
@@ -428,7 +428,7 @@ impl Inner {
     fn freeze_counters(&self) {
         let mut c = self.counters();
         if let Counters::Live(h) = &*c {
-            *c = Counters::Final(h.snapshot());
+            *c = Counters::Final(Box::new(h.snapshot()));
         }
     }
 
@@ -590,6 +590,16 @@ pub fn stats_fields() -> Vec<String> {
         .into_iter()
         .map(|(k, _)| k.to_string())
         .collect()
+}
+
+/// Names of the rate controller's states, indexed by the `rate_state`
+/// counter's code (0 `none`: no controller of the session's own).
+#[napi]
+pub fn rate_state_names() -> Vec<String> {
+    let states = punktfunk_core::rate::RateState::ALL
+        .iter()
+        .map(|s| s.name().to_string());
+    std::iter::once("none".to_string()).chain(states).collect()
 }
 
 /// Panics inside native code on purpose, to prove the panic guard (tests only).

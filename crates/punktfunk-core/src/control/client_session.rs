@@ -277,6 +277,12 @@ impl std::fmt::Debug for ClientControl {
 }
 
 impl ClientControl {
+    /// Sends `bytes` as a QUIC datagram, as a misbehaving client might (tests).
+    #[cfg(test)]
+    pub(crate) fn send_raw_datagram(&self, bytes: &[u8]) {
+        let _ = self.conn.send_datagram(bytes::Bytes::copy_from_slice(bytes));
+    }
+
     /// Starts the session's tasks; the two halves.
     pub(super) fn start(p: ConnectedParts) -> (ClientReceiver, ClientControl) {
         let mut receiver = p.receiver;

@@ -137,6 +137,16 @@ impl SessionRate {
         Stats::set(&stats.target_kbps, target / 1000);
         Stats::set(&stats.rtt_us, snap.rtt_us);
         Stats::set(&stats.queue_delay_us, snap.queue_delay_us);
+        Stats::set(&stats.rate_state, snap.state.code());
+        Stats::set(&stats.pacing_kbps, snap.pacing_rate_bps.min(cap) / 1000);
+        Stats::set(&stats.delivery_kbps, snap.delivery_bps / 1000);
+        Stats::set(&stats.competing_flow, u64::from(snap.competing));
+        let c = &snap.counters;
+        Stats::set(&stats.feedback_reports, c.feedback_used);
+        Stats::set(&stats.feedback_dropped, c.feedback_dropped);
+        Stats::set(&stats.stale_reports, c.stale_reports);
+        Stats::set(&stats.delay_base_resets, c.base_resets);
+        Stats::set(&stats.random_loss_reports, c.random_loss_reports);
         let moved = (target as f64 - self.published as f64).abs() > self.published as f64 * TARGET_CHANGE;
         if self.published == 0 || moved {
             self.published = target;

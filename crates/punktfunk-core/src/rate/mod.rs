@@ -138,6 +138,59 @@ pub enum RateState {
     Fixed,
 }
 
+impl RateState {
+    /// Every state, in the order of their codes (1, 2, …).
+    pub const ALL: [RateState; 7] = [
+        RateState::Startup,
+        RateState::Probe,
+        RateState::Drain,
+        RateState::Steady,
+        RateState::Backoff,
+        RateState::Hold,
+        RateState::Fixed,
+    ];
+
+    /// The state's code in the session counters (`rate_state`): 1 for
+    /// start-up to 7 for fixed, in the order of [`RateState::ALL`]; 0 there
+    /// means the session has no rate controller.
+    pub fn code(self) -> u64 {
+        match self {
+            RateState::Startup => 1,
+            RateState::Probe => 2,
+            RateState::Drain => 3,
+            RateState::Steady => 4,
+            RateState::Backoff => 5,
+            RateState::Hold => 6,
+            RateState::Fixed => 7,
+        }
+    }
+
+    /// The state a `rate_state` code names (`None` for 0 and unknown codes).
+    pub fn from_code(code: u64) -> Option<RateState> {
+        RateState::ALL.into_iter().find(|s| s.code() == code)
+    }
+
+    /// A short lower-case name: `startup`, `probe`, `drain`, `steady`,
+    /// `backoff`, `hold`, `fixed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RateState::Startup => "startup",
+            RateState::Probe => "probe",
+            RateState::Drain => "drain",
+            RateState::Steady => "steady",
+            RateState::Backoff => "backoff",
+            RateState::Hold => "hold",
+            RateState::Fixed => "fixed",
+        }
+    }
+
+    /// The name of a `rate_state` code: a state's [`RateState::name`], or
+    /// `none` (0: no rate controller; or a code this build does not know).
+    pub fn name_of_code(code: u64) -> &'static str {
+        RateState::from_code(code).map_or("none", RateState::name)
+    }
+}
+
 /// Congestion events and drops, cumulative.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RateCounters {

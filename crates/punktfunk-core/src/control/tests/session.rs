@@ -616,3 +616,71 @@ fn simulated_loss_on_the_host_path_is_repaired_by_fec_over_real_sockets() {
     assert!(recv.packets_received < sent.packets_sent, "{recv:?} vs {sent:?}");
     assert!(recv.fec_recovered_shards > 0, "{recv:?}");
 }
+
+#[test]
+fn the_rate_controller_reports_its_state_and_counts_bad_feedback() {
+    use crate::rate::feedback::{FEEDBACK_HEADER_LEN, FEEDBACK_MAGIC};
+    use crate::rate::RateState;
+    let h = host(None);
+    let (addr, fp) = (h.local_addr().unwrap(), h.fingerprint());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_host = stop.clone();
+    let host_side = thread::spawn(move || {
+        let s = h
+            .accept(Some(Duration::from_secs(10)))
+            .unwrap()
+            .expect("a client");
+        // ~60 frames/s as an encoder following the target would send them,
+        // for at most 10 s.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut i = 0usize;
+        while !stop_host.load(Ordering::Relaxed) && Instant::now() < deadline {
+            let len = (s.target_bitrate_kbps() as usize * 1000 / 8 / 60).max(100);
+            s.submit_frame(
+                &frame(i, len),
+                FrameMeta {
+                    pts: i as u64,
+                    keyframe: i == 0,
+                },
+            )
+            .unwrap();
+            i += 1;
+            thread::sleep(Duration::from_millis(16));
+        }
+        let st = s.stats();
+        s.close(close_code::NORMAL, "end of stream");
+        st
+    });
+    let mut c = Client::connect(addr, ClientConfig::new(Trust::Pin(fp))).unwrap();
+    // Frames for a second, so reports flow; then three reports no client
+    // would send (the magic and a header's length, nothing valid in it).
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        let _ = c.recv_frame(Duration::from_millis(50));
+    }
+    let mut bad = vec![0xffu8; FEEDBACK_HEADER_LEN];
+    bad[..4].copy_from_slice(&FEEDBACK_MAGIC);
+    for _ in 0..3 {
+        c.control().send_raw_datagram(&bad);
+    }
+    // The session keeps running: frames still arrive after the bad reports.
+    let before = c.stats().frames_completed;
+    let until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < until {
+        let _ = c.recv_frame(Duration::from_millis(50));
+    }
+    assert!(c.stats().frames_completed > before + 10, "frames kept arriving");
+    stop.store(true, Ordering::Relaxed);
+    let st = host_side.join().unwrap();
+    assert_eq!(st.feedback_dropped, 3, "every bad report is counted: {st:?}");
+    assert!(
+        st.feedback_reports >= 20,
+        "reports every 5-50 ms for 1.5 s: {st:?}"
+    );
+    let state = RateState::from_code(st.rate_state).expect("a controller state");
+    assert_ne!(state, RateState::Fixed);
+    assert!(st.pacing_kbps > 0 && st.delivery_kbps > 0, "{st:?}");
+    assert_eq!(st.competing_flow, 0);
+    // The client has no rate controller of its own.
+    assert_eq!(c.stats().rate_state, 0);
+}
