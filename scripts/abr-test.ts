@@ -459,7 +459,10 @@ function svg(o: Outcome): string {
   const pw = W - left - right
   const top1 = 40
   const h1 = 230
-  const top2 = top1 + h1 + 46
+  // Between the panels: the rate controller's state, a band over time.
+  const bandY = top1 + h1 + 10
+  const bandH = 10
+  const top2 = top1 + h1 + 76
   const h2 = 110
   const H = top2 + h2 + 56
   const tMax = o.s.seconds
@@ -516,6 +519,7 @@ function svg(o: Outcome): string {
     if (lost > 0) parts.push(`<rect x="${x(o.samples[i]!.t) - 2}" y="${top2 + h2 - 8}" width="4" height="8" fill="black"><title>${lost} frames lost</title></rect>`)
   }
   parts.push(`<text x="${left}" y="${top2 - 8}">bottleneck queue delay (tbf backlog ÷ link rate); black marks: frames lost</text>`)
+  parts.push(...stateBand(o.samples, x, tMax, left, bandY, bandH))
   let lx = left
   for (const [name, color, , dash] of [...series, ['queue delay', '#c0392b', [], undefined] as [string, string, Array<[number, number]>, string?]]) {
     parts.push(`<line x1="${lx}" x2="${lx + 18}" y1="${H - 12}" y2="${H - 12}" stroke="${color}" stroke-width="2"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`)
@@ -524,6 +528,47 @@ function svg(o: Outcome): string {
   }
   parts.push('</svg>')
   return `${parts.join('\n')}\n`
+}
+
+/** Colours of the rate controller's states in the chart's band. */
+const STATE_COLOURS: Record<string, string> = {
+  startup: '#9ecae1',
+  probe: '#c39bd3',
+  drain: '#f7dc6f',
+  steady: '#a9dfbf',
+  backoff: '#f0b27a',
+  hold: '#aaaaaa',
+  fixed: '#dddddd',
+}
+
+/**
+ * The controller's state over time as a band of coloured segments (one per
+ * sample), a dark line under it while the controller runs its competing
+ * mode, and a legend of the states that occur.
+ */
+function stateBand(samples: Sample[], x: (t: number) => number, tMax: number, left: number, y: number, h: number): string[] {
+  const out: string[] = [`<text x="${left - 6}" y="${y + h - 1}" text-anchor="end">state</text>`]
+  const seen = new Set<string>()
+  let competing = false
+  samples.forEach((s, i) => {
+    const end = samples[i + 1]?.t ?? tMax
+    const colour = STATE_COLOURS[s.state]
+    if (!colour) return
+    seen.add(s.state)
+    out.push(`<rect x="${x(s.t).toFixed(1)}" y="${y}" width="${Math.max(0.5, x(end) - x(s.t)).toFixed(1)}" height="${h}" fill="${colour}"><title>${s.state} at ${s.t.toFixed(2)} s</title></rect>`)
+    if (s.competing) {
+      competing = true
+      out.push(`<rect x="${x(s.t).toFixed(1)}" y="${y + h + 1}" width="${Math.max(0.5, x(end) - x(s.t)).toFixed(1)}" height="3" fill="#4a235a"/>`)
+    }
+  })
+  let lx = left
+  const ly = y + h + 20
+  for (const name of Object.keys(STATE_COLOURS).filter((n) => seen.has(n))) {
+    out.push(`<rect x="${lx}" y="${ly - 9}" width="12" height="10" fill="${STATE_COLOURS[name]}"/>`, `<text x="${lx + 16}" y="${ly}">${name}</text>`)
+    lx += 28 + name.length * 6.5
+  }
+  if (competing) out.push(`<rect x="${lx}" y="${ly - 5}" width="12" height="3" fill="#4a235a"/>`, `<text x="${lx + 16}" y="${ly}">competing mode (a loss-based flow shares the link)</text>`)
+  return out
 }
 
 // ---------------------------------------------------------------------------
