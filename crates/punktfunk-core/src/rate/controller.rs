@@ -31,6 +31,13 @@ const DRAIN_GAIN: f64 = 0.75;
 /// (on a real 500 Mbit/s link with 2 % loss the estimate's 10th percentile
 /// fell from ~75 % of the link to 37–74 %).
 const STARTUP_PACING_GAIN: f64 = 2.0;
+/// Probe padding stops while the bytes sent after the newest packet a report
+/// has seen exceed this many feedback rounds (round trip + report gap) at
+/// the estimate: a ramp's probe is clocked by the reports, as a window clocks
+/// a TCP sender's (BBR's start-up window is 2 × the path's BDP). Without it
+/// a ramp whose reports were held up kept padding at its last estimate (on
+/// the real path: 59 ms without a report, 1075 Mbit/s sent into a 500 link).
+const PADDING_ROUNDS_AHEAD: f64 = 2.0;
 /// Bounds of the report spacing a round may take, µs (the builder sends at
 /// most one report per 5 ms, and at least one per 50 ms).
 const MIN_ROUND_US: f64 = 5_000.0;
@@ -131,6 +138,8 @@ pub struct RateController {
     media: Meter,
     last_update_us: u64,
     last_feedback_us: Option<u64>,
+    /// Wire bytes sent up to the newest packet a report has seen.
+    reported_bytes: u64,
     /// Time between reports (smoothed), µs: with the round trip, the round
     /// the controller grows by (reports come faster during the client's
     /// start-up, docs/PROTOCOL.md §9.8).
@@ -228,6 +237,7 @@ impl RateController {
             media: Meter::default(),
             last_update_us: 0,
             last_feedback_us: None,
+            reported_bytes: 0,
             report_gap_us: cfg.feedback_interval.as_micros() as f64,
             last_stale_cut_us: 0,
             stale_age_us: 0,
@@ -444,6 +454,13 @@ impl RateController {
             newest_arrival_us: newest_arrival.unwrap_or(self.last.map_or(0, |l| l.newest_arrival_us)),
         });
         self.counters.feedback_used += 1;
+        if let Some(p) = self
+            .log
+            .lookup(fb.highest_seq)
+            .filter(|_| fb.packets_received > 0)
+        {
+            self.reported_bytes = self.reported_bytes.max(p.bytes_through());
+        }
         if let Some(age) = self.stale_age(fb, now_us) {
             self.on_stale_report(now_us, age);
             return;
@@ -635,6 +652,16 @@ impl RateController {
         self.state
     }
 
+    /// Whether the bytes sent since the newest packet a report has seen
+    /// are [`PADDING_ROUNDS_AHEAD`] feedback rounds at the estimate or more
+    /// (never less than a burst): the probe waits for the reports to catch
+    /// up; media still leaves.
+    fn padding_ahead(&self) -> bool {
+        let round_s = (self.srtt.map_or(0.0, |d| d.as_secs_f64() * 1e6) + self.report_gap_us) / 1e6;
+        let allowed = (PADDING_ROUNDS_AHEAD * self.est / 8.0 * round_s).max(f64::from(self.cfg.burst_bytes));
+        self.log.total_bytes().saturating_sub(self.reported_bytes) as f64 > allowed
+    }
+
     /// The controller's outputs now.
     pub fn snapshot(&self) -> RateSnapshot {
         let est = self.est;
@@ -651,7 +678,8 @@ impl RateController {
             _ if self.qd_us >= QD_LOW_US || self.competing => est,
             _ => (PACING_GAIN * est).min(self.ceiling.max(est)),
         };
-        let padding = if matches!(self.state, RateState::Startup | RateState::Probe) {
+        let padding = if matches!(self.state, RateState::Startup | RateState::Probe) && !self.padding_ahead()
+        {
             (est - self.media.bps).max(0.0)
         } else {
             0.0

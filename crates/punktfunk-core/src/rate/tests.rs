@@ -676,3 +676,27 @@ fn an_application_limited_session_finds_a_faster_path_by_probing() {
     assert!(found.is_some_and(|t| t <= 7.0), "{found:?}");
     assert_eq!(out.stats(0.0, 16.0).frames_lost, 0);
 }
+
+#[test]
+fn a_ramp_whose_reports_are_held_up_stops_padding_until_they_come() {
+    // A 500 Mbit/s link a millisecond away with a 50 ms buffer, as on the
+    // real-path test; no report gets through for 60 ms just as the ramp
+    // passes the link (a client, or the host's reader, busy for that long:
+    // seen on the real path, 91 -> 150 ms). A ramp that kept padding at its
+    // last estimate (1.5x what was delivered) overflowed the buffer and lost
+    // two frames in every seed (queue p95 21-24 ms).
+    let mut link = Link::fixed(500.0);
+    link.queue_ms = 50.0;
+    link.prop_ms = 0.5;
+    link.feedback_blackouts = vec![Window {
+        from: 0.08,
+        to: 0.14,
+        value: 1.0,
+    }];
+    let out = run(&scenario(link, 3.0));
+    let s = out.stats(0.0, 3.0);
+    report("ramp_reports_held_up_500", &out, &s);
+    assert_eq!(s.frames_lost, 0, "no frame lost to the ramp");
+    assert!(s.qd_p95_ms <= 12.0, "queue delay p95 {} ms", s.qd_p95_ms);
+    assert!(s.utilisation >= 0.75, "utilisation {}", s.utilisation);
+}
