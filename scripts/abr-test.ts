@@ -15,12 +15,16 @@
  *   4. tcp       500 Mbit/s shared with an iperf3 TCP flow for 20 s: each
  *                gets at least 25 % of the link.
  *
- * Every 250 ms the script samples the host's and the client's
+ * Each scenario opens with the session's start-up ramp: no frame may be lost
+ * in its first 3 s.
+ *
+ * Every 250 ms (`PF_ABR_SAMPLE_MS`) the script samples the host's and the client's
  * `PUNKTFUNK_PERF` lines (estimate, target, RTT, the controller's queue delay;
  * goodput, frames) and the tbf queue itself (backlog bytes ÷ link rate: the
  * queue delay at the bottleneck, measured, not estimated). Each scenario
  * writes a CSV time series and an SVG chart to `PF_ABR_OUT` (default: a
- * scratch directory; `npm run test:abr -- --docs` writes to docs/abr/).
+ * scratch directory; `npm run test:abr -- --docs` writes to docs/abr/),
+ * and outside `--docs` the host's own log and iperf3's report beside them.
  *
  * Two levels of pass marks: the marks above, which a quiet machine must meet
  * (`PF_ABR_STRICT=1` makes them the verdict), and the margins `npm test`
@@ -79,7 +83,11 @@ if (!Number.isInteger(TCP_NICE) || TCP_NICE < -20 || TCP_NICE > 19) {
   throw new Error(`PF_ABR_TCP_NICE must be an integer from -20 to 19, got ${JSON.stringify(process.env.PF_ABR_TCP_NICE)}`)
 }
 const FPS = 60
-const SAMPLE_MS = 250
+/** How often the series is sampled, ms (the host's and client's PUNKTFUNK_PERF interval too). */
+const SAMPLE_MS = Number(process.env.PF_ABR_SAMPLE_MS ?? 250)
+if (!Number.isInteger(SAMPLE_MS) || SAMPLE_MS < 50 || SAMPLE_MS > 1000) {
+  throw new Error(`PF_ABR_SAMPLE_MS must be an integer from 50 to 1000, got ${JSON.stringify(process.env.PF_ABR_SAMPLE_MS)}`)
+}
 /** The bottleneck's buffer: what a router would hold before dropping. */
 const TBF_LATENCY_MS = 50
 
@@ -281,6 +289,8 @@ async function runScenario(s: Scenario, identityDir: string): Promise<Outcome> {
       })
     }
     const code = await within(client.done, 15_000, 'connect', () => client && kill(client.child))
+    // The host's own log (its PUNKTFUNK_PERF lines every sample) beside the CSV.
+    if (!process.argv.includes('--docs')) writeFileSync(path.join(OUT, `${s.name}-host.log`), host.err())
     if (code !== 0) throw new Error(`connect exited ${code}: ${client.err().split('\n').filter((l) => !l.startsWith('perf ')).join('\n')}`)
     const summary = parseJson<{ framesDelivered: number; framesLost: number; framesFailedCheck: number }>('connect --json', client.out())
     let tcpMbps = 0
@@ -374,6 +384,16 @@ function verdicts(o: Outcome): Check[] {
   const out: Check[] = []
   const add = (what: string, value: string, mark: boolean, margin: boolean): void => void out.push({ what, value, mark, margin })
   add('no frame failed its check', String(o.framesFailedCheck), o.framesFailedCheck === 0, o.framesFailedCheck === 0)
+  // Every scenario opens with a start-up ramp from 10 Mbit/s; no frame may
+  // be lost to it (with 2 % random loss, FEC repairs). The margin allows
+  // what a busy two-core machine does to a ramp (up to 31 of 166 frames on
+  // the 800 Mbit/s link, where the host cannot produce its frames in time
+  // and the client's reports come late; docs/BENCHMARKS.md, "Frames lost
+  // to the start-up ramp"); a transport that ignores the path loses nearly
+  // all of them.
+  const ramp = framesBetween(o, 0, 3)
+  const rampShare = ramp.lost / Math.max(1, ramp.frames + ramp.lost)
+  add('frames lost in the first 3 s (the start-up ramp)', `${ramp.lost} of ${ramp.frames + ramp.lost}`, ramp.lost === 0, rampShare <= 0.3)
   const link = o.s.link[0]![1]
   switch (o.s.name) {
     case 'ceiling': {
@@ -390,9 +410,10 @@ function verdicts(o: Outcome): Check[] {
       const lateLoss = framesBetween(o, 6, 12).lost
       add('frames lost from 1 s after the drop to the rise (6–12 s)', String(lateLoss), lateLoss === 0, lateLoss <= 3)
       const w = after(o, 12, 17).map((x) => x.goodputMbps)
-      // Reached: a 1 s window (4 samples) averaging ≥ 85 % of 600 within 5 s of the rise.
+      // Reached: a 1 s window (4 samples at 250 ms) averaging ≥ 85 % of 600 within 5 s of the rise.
+      const n = Math.max(1, Math.round(1000 / SAMPLE_MS))
       let best = 0
-      for (let i = 0; i + 4 <= w.length; i++) best = Math.max(best, mean(w.slice(i, i + 4)))
+      for (let i = 0; i + n <= w.length; i++) best = Math.max(best, mean(w.slice(i, i + n)))
       add('best 1 s goodput within 5 s of the rise to 600', `${best.toFixed(0)} Mbit/s = ${((100 * best) / 600).toFixed(1)} %`, best >= 0.85 * 600, best >= 0.4 * 600)
       const low = mean(after(o, 7, 12).map((x) => x.goodputMbps))
       add('goodput on the 200 Mbit/s link (7–12 s)', `${low.toFixed(0)} Mbit/s`, low >= 0.7 * 200, low >= 0.3 * 200)
