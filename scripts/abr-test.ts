@@ -164,9 +164,29 @@ interface Sample {
 
 const num = (s: string | undefined): number => (s === undefined ? Number.NaN : Number(s))
 
+/** What one PUNKTFUNK_PERF line says (NaN where the line lacks a figure). */
+interface PerfLine {
+  tx: number
+  goodput: number
+  frames: number
+  lost: number
+  estimate: number
+  target: number
+  rtt: number
+  queue: number
+  congestion: number
+  fec: number
+  pacing: number
+  delivery: number
+  competing: number
+  stale: number
+  baseResets: number
+  /** The rate controller's state by name; empty on lines without one. */
+  state: string
+}
+
 /** The last PUNKTFUNK_PERF line of `label` in `text`, parsed. */
-// eslint-disable-next-line @typescript-eslint/explicit-function-return-type -- the parsed fields, inferred
-function lastPerf(text: string, label: 'host' | 'client') {
+function lastPerf(text: string, label: 'host' | 'client'): PerfLine | undefined {
   const lines = text.split('\n').filter((l) => l.startsWith(`perf ${label}[`))
   const l = lines[lines.length - 1]
   if (!l) return undefined
