@@ -75,18 +75,9 @@ const QD_RING: usize = 4;
 const RESYNC_AFTER: u32 = 8;
 /// Recent delivery rates kept.
 const RECV_HISTORY: usize = 4;
-/// While a ramp runs, a delivery rate is measured over at least this span
-/// of arrivals, µs: a bottleneck passes a burst at the speed of the wire
-/// (tbf's bucket: 2 ms at the link's rate), and over a 5 ms report of the
-/// start-up that read as 315-343 Mbit/s on a 300 Mbit/s link (real path),
-/// which the ramp took 1.5 times: 515 Mbit/s, and a frame lost.
-const MIN_RATE_SPAN_US: u64 = 20_000;
-/// Earlier reports kept to measure a rate from (reports come every 5 ms at
-/// the fastest, so 8 reach back 35 ms).
-const ANCHORS: usize = 8;
 
-/// The newest paired sample of a report: where a later delivery rate is
-/// measured from.
+/// The newest paired sample of the previous report: where the next delivery
+/// rate is measured from.
 #[derive(Clone, Copy, Debug)]
 struct Anchor {
     arrival_us: u64,
@@ -137,9 +128,7 @@ pub struct RateController {
     est: f64,
     srtt: Option<Duration>,
     last: Option<LastReport>,
-    /// The newest arrival of recent reports, newest last: what a delivery
-    /// rate is measured from.
-    anchors: [Option<Anchor>; ANCHORS],
+    anchor: Option<Anchor>,
     base: WindowedMin,
     qd_us: f64,
     loss_smooth: f64,
@@ -238,7 +227,7 @@ impl RateController {
             est,
             srtt: None,
             last: None,
-            anchors: [None; ANCHORS],
+            anchor: None,
             base: WindowedMin::new(),
             qd_us: 0.0,
             loss_smooth: 0.0,
@@ -452,7 +441,7 @@ impl RateController {
                 // (one corrupt report that passed every check). Start over
                 // from this report.
                 self.last = None;
-                self.anchors = [None; ANCHORS];
+                self.anchor = None;
                 self.base = WindowedMin::new();
             }
         }
@@ -550,14 +539,7 @@ impl RateController {
             self.qd_us = r.qd_avg;
         }
         if let Some((arrival_us, sent)) = newest {
-            // A ramp grows on these rates (1.5x what was delivered): measured
-            // over a span a burst cannot inflate. Elsewhere the report before
-            // (reports are 25 ms apart once the client's start-up is over).
-            let span = match self.state {
-                RateState::Startup | RateState::Probe => MIN_RATE_SPAN_US,
-                _ => 0,
-            };
-            if let Some(a) = self.rate_anchor(arrival_us, span) {
+            if let Some(a) = self.anchor {
                 let d_arr = arrival_us.saturating_sub(a.arrival_us);
                 let d_sent = sent.sent_us.saturating_sub(a.sent.sent_us);
                 if sent.seq > a.sent.seq && d_arr >= 2_000 && fb.bytes_received > a.bytes_received {
@@ -573,8 +555,7 @@ impl RateController {
                     }
                 }
             }
-            self.anchors.rotate_left(1);
-            self.anchors[ANCHORS - 1] = Some(Anchor {
+            self.anchor = Some(Anchor {
                 arrival_us,
                 bytes_received: fb.bytes_received,
                 sent,
@@ -589,19 +570,6 @@ impl RateController {
         }
         self.loss_smooth += 0.25 * (r.loss - self.loss_smooth);
         r
-    }
-
-    /// The report to measure a rate to `arrival_us` from: the newest at
-    /// least `span_us` earlier, else the oldest kept.
-    fn rate_anchor(&self, arrival_us: u64, span_us: u64) -> Option<Anchor> {
-        let oldest = self.anchors.iter().flatten().next().copied();
-        self.anchors
-            .iter()
-            .rev()
-            .flatten()
-            .find(|a| arrival_us.saturating_sub(a.arrival_us) >= span_us)
-            .copied()
-            .or(oldest)
     }
 
     fn recv_max(&self) -> f64 {
