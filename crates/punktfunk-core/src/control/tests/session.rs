@@ -630,12 +630,13 @@ fn the_rate_controller_reports_its_state_and_counts_bad_feedback() {
             .accept(Some(Duration::from_secs(10)))
             .unwrap()
             .expect("a client");
-        // ~60 frames/s as an encoder following the target would send them,
-        // for at most 10 s.
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // ~60 frames/s as an encoder following the target would send them
+        // (at most 100 KB: a sanitizer build seals a few MB a second), for
+        // at most 15 s.
+        let deadline = Instant::now() + Duration::from_secs(15);
         let mut i = 0usize;
         while !stop_host.load(Ordering::Relaxed) && Instant::now() < deadline {
-            let len = (s.target_bitrate_kbps() as usize * 1000 / 8 / 60).max(100);
+            let len = (s.target_bitrate_kbps() as usize * 1000 / 8 / 60).clamp(100, 100_000);
             s.submit_frame(
                 &frame(i, len),
                 FrameMeta {
@@ -663,13 +664,14 @@ fn the_rate_controller_reports_its_state_and_counts_bad_feedback() {
     for _ in 0..3 {
         c.control().send_raw_datagram(&bad);
     }
-    // The session keeps running: frames still arrive after the bad reports.
+    // The session keeps running: frames still arrive after the bad reports
+    // (a few suffice; a sanitizer build is slow).
     let before = c.stats().frames_completed;
-    let until = Instant::now() + Duration::from_millis(500);
-    while Instant::now() < until {
+    let until = Instant::now() + Duration::from_secs(8);
+    while c.stats().frames_completed < before + 5 && Instant::now() < until {
         let _ = c.recv_frame(Duration::from_millis(50));
     }
-    assert!(c.stats().frames_completed > before + 10, "frames kept arriving");
+    assert!(c.stats().frames_completed >= before + 5, "frames kept arriving");
     stop.store(true, Ordering::Relaxed);
     let st = host_side.join().unwrap();
     assert_eq!(st.feedback_dropped, 3, "every bad report is counted: {st:?}");
