@@ -528,7 +528,7 @@ typedef struct PunktfunkStats {
   uint64_t queue_delay_us;
   // Gauge: what the rate controller is doing, a `PUNKTFUNK_RATE_STATE_*`
   // code (0 without a controller of the session's own). This and the
-  // fields below were appended in the second stats layout: a caller whose
+  // fields below were appended in the third stats layout: a caller whose
   // `struct_size` ends at `queue_delay_us` gets the fields it knows.
   uint64_t rate_state;
   // Gauge: the rate datagrams leave at, kbit/s.

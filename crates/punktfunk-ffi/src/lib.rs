@@ -555,7 +555,7 @@ pub struct PunktfunkStats {
     pub queue_delay_us: u64,
     /// Gauge: what the rate controller is doing, a `PUNKTFUNK_RATE_STATE_*`
     /// code (0 without a controller of the session's own). This and the
-    /// fields below were appended in the second stats layout: a caller whose
+    /// fields below were appended in the third stats layout: a caller whose
     /// `struct_size` ends at `queue_delay_us` gets the fields it knows.
     pub rate_state: u64,
     /// Gauge: the rate datagrams leave at, kbit/s.

@@ -596,10 +596,10 @@ pub fn stats_fields() -> Vec<String> {
 /// counter's code (0 `none`: no controller of the session's own).
 #[napi]
 pub fn rate_state_names() -> Vec<String> {
-    let states = punktfunk_core::rate::RateState::ALL
-        .iter()
-        .map(|s| s.name().to_string());
-    std::iter::once("none".to_string()).chain(states).collect()
+    use punktfunk_core::rate::RateState;
+    (0..=RateState::ALL.len() as u64)
+        .map(|code| RateState::name_of_code(code).to_string())
+        .collect()
 }
 
 /// Panics inside native code on purpose, to prove the panic guard (tests only).
