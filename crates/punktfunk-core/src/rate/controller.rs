@@ -662,7 +662,7 @@ impl RateController {
             // the initial rate, and the opening frames alone exceed a burst.
             return false;
         }
-        let round_s = (self.srtt.map_or(0.0, |d| d.as_secs_f64() * 1e6) + self.report_gap_us) / 1e6;
+        let round_s = self.srtt.map_or(0.0, |d| d.as_secs_f64()) + self.report_gap_us / 1e6;
         let allowed = (PADDING_ROUNDS_AHEAD * self.est / 8.0 * round_s).max(f64::from(self.cfg.burst_bytes));
         self.log.total_bytes().saturating_sub(self.reported_bytes) as f64 > allowed
     }
