@@ -520,7 +520,8 @@ typedef struct PunktfunkStats {
   uint64_t congestion_events;
   // Gauge: the rate controller's path estimate, kbit/s (0 without one).
   uint64_t estimated_kbps;
-  // Gauge: the media bitrate the encoder should aim for, kbit/s.
+  // Gauge: the media bitrate the encoder should aim for, kbit/s: the
+  // figure `punktfunk_host_session_target_kbps` returns.
   uint64_t target_kbps;
   // Gauge: the QUIC connection's smoothed round-trip time, µs.
   uint64_t rtt_us;

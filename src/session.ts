@@ -139,7 +139,7 @@ export interface SessionStats {
   congestionEvents: number
   /** Gauge: the rate controller's estimate of the path, kbit/s (0 without rate control). */
   estimatedKbps: number
-  /** Gauge: the media bitrate the encoder should aim for, kbit/s (host sessions with rate control). */
+  /** Gauge: the media bitrate the encoder should aim for, kbit/s (host sessions with rate control): the figure `HostSession.targetKbps` returns. */
   targetKbps: number
   /** Gauge: smoothed round-trip time of the control connection, µs (host sessions with rate control). */
   rttUs: number

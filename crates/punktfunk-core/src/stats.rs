@@ -94,7 +94,9 @@ counters! {
     /// Gauge: the rate controller's estimate of the path, kbit/s (0 without one).
     estimated_kbps,
     /// Gauge: the media bitrate the encoder should aim for, kbit/s: the
-    /// estimate less FEC and header overhead, within the session's ceiling.
+    /// estimate less FEC and header overhead, within the session's ceiling,
+    /// as last published (the figure `target_bitrate_kbps` returns; it moves
+    /// when the target moved by more than 3 %).
     target_kbps,
     /// Gauge: the QUIC connection's smoothed round-trip time, µs.
     rtt_us,

@@ -547,7 +547,8 @@ pub struct PunktfunkStats {
     pub congestion_events: u64,
     /// Gauge: the rate controller's path estimate, kbit/s (0 without one).
     pub estimated_kbps: u64,
-    /// Gauge: the media bitrate the encoder should aim for, kbit/s.
+    /// Gauge: the media bitrate the encoder should aim for, kbit/s: the
+    /// figure `punktfunk_host_session_target_kbps` returns.
     pub target_kbps: u64,
     /// Gauge: the QUIC connection's smoothed round-trip time, µs.
     pub rtt_us: u64,

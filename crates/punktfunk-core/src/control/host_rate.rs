@@ -93,7 +93,8 @@ impl SessionRate {
     /// Feeds the controller what left since the last call and the RTT; times
     /// out silence; applies pacing and padding to `sender` and publishes the
     /// gauges in `stats`. Returns the new media target, kbit/s, when it moved
-    /// enough to tell the application.
+    /// enough to tell the application (the caller publishes it, gauge
+    /// included: [`super::host_session`]'s `Shared::publish_target`).
     pub(super) fn update<T: Transport>(
         &mut self,
         sender: &mut FrameSender<T>,
@@ -134,7 +135,6 @@ impl SessionRate {
         self.congestion_seen = events;
         self.congestion_backoffs = snap.counters.congestion_backoffs();
         Stats::set(&stats.estimated_kbps, snap.estimate_bps.min(cap) / 1000);
-        Stats::set(&stats.target_kbps, target / 1000);
         Stats::set(&stats.rtt_us, snap.rtt_us);
         Stats::set(&stats.queue_delay_us, snap.queue_delay_us);
         Stats::set(&stats.rate_state, snap.state.code());

@@ -128,6 +128,14 @@ impl Shared {
         self.inbox.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Publishes a new media target: the getter, the stats gauge (one
+    /// figure, so that both always agree) and the event, in that order.
+    pub(super) fn publish_target(&self, kbps: u32, stats: &crate::stats::Stats) {
+        self.target_kbps.store(kbps, Ordering::Relaxed);
+        crate::stats::Stats::set(&stats.target_kbps, u64::from(kbps));
+        self.events.push(HostEvent::TargetBitrate { kbps });
+    }
+
     pub(super) fn wake_sender(&self) {
         if let Some(w) = self.waker.get() {
             w.wake();
@@ -218,8 +226,7 @@ impl FrameSink for HostSender {
         if let Some(rate) = self.rate.as_mut() {
             let fec = self.sender.fec_percent();
             if let Some(kbps) = rate.update(&mut self.sender, self.conn.rtt(), fec, &self.stats, now) {
-                self.shared.target_kbps.store(kbps, Ordering::Relaxed);
-                self.shared.events.push(HostEvent::TargetBitrate { kbps });
+                self.shared.publish_target(kbps, &self.stats);
             }
             self.shared
                 .congestion_backoffs

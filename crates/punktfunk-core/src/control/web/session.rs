@@ -367,15 +367,13 @@ impl WebSink {
         let target = ((wire_bps as f64 * (1.0 - OVERHEAD)) / 1000.0).min(f64::from(rate.granted_kbps)) as u32;
         let target = target.max(1);
         Stats::set(&self.stats.estimated_kbps, estimate_bps / 1000);
-        Stats::set(&self.stats.target_kbps, u64::from(target));
         Stats::set(&self.stats.rtt_us, rtt.as_micros() as u64);
         Stats::set(&self.stats.congestion_events, path.congestion_events);
         let moved =
             (f64::from(target) - f64::from(rate.published)).abs() > f64::from(rate.published) * TARGET_STEP;
         if moved {
             rate.published = target;
-            self.shared.target_kbps.store(target, Ordering::Relaxed);
-            self.shared.events.push(HostEvent::TargetBitrate { kbps: target });
+            self.shared.publish_target(target, &self.stats);
             // A page that stops reading its control stream fills the queue:
             // later targets are dropped (the gauge and the event still move).
             let _ = self.ctrl.try_send(WebMsg::Target(target));
