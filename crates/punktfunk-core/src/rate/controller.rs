@@ -521,6 +521,17 @@ impl RateController {
             n = 0;
             newest = None;
         }
+        // A report with no accepted report before it (the session's first,
+        // or the first after a resync) has nothing its arrival times were
+        // checked against: they set neither the delay base nor a queue
+        // reading (its counters still count). A forged report with
+        // every arrival at half its time, accepted as the first after a
+        // resync, set the base 100 ms low, and every honest report after it
+        // read a 100 ms queue for the 4 s until the stuck-cut rule learnt
+        // the base again (a base set too high heals at the next report).
+        if n > 0 && prev.is_none() {
+            n = 0;
+        }
         if n > 0 {
             let sorted = &owd[..n];
             self.base.update(sorted[trim], now_us);

@@ -618,6 +618,70 @@ fn each_kind_of_bad_feedback_is_counted_and_changes_nothing() {
 }
 
 #[test]
+fn a_forged_report_first_after_a_resync_cannot_set_the_delay_base() {
+    // A corrupt report that passes every check with an arrival far in the
+    // future becomes the reference, and the honest reports after it are
+    // refused until the controller starts over; the report it starts over
+    // from has every arrival 100 ms early. Found in the hostile-feedback
+    // scenario: the base was set 100 ms low, and every honest report after
+    // it read a 100 ms queue for 4 s.
+    use std::time::Duration;
+    let t0 = std::time::Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    let mut rc = RateController::new(RateConfig::default(), t0);
+    // One packet a millisecond, arriving 1 ms after it left (the client's
+    // clock 50 s ahead); a report every 20 ms with its last ten arrivals.
+    let arrival = |seq: u64| 50_000_000 + (seq + 1) * 1_000;
+    let mut report_seq = 0u32;
+    let mut report = |hi: u64, shift: i64| {
+        let mut fb = Feedback::default();
+        (fb.seq, fb.packets_received, fb.bytes_received, fb.highest_seq) =
+            (report_seq, hi + 1, (hi + 1) * 1401, hi);
+        report_seq += 1;
+        for s in hi.saturating_sub(9)..=hi {
+            fb.push_sample(ArrivalSample {
+                seq: s,
+                arrival_us: arrival(s).saturating_add_signed(shift),
+            });
+        }
+        fb
+    };
+    let mut refused = 0;
+    for t in 0..1_200u64 {
+        rc.on_sent(t, 1, 1401, ms(t));
+        if t % 20 != 19 {
+            continue;
+        }
+        let hi = t - 1;
+        let fb = match t {
+            // Passes every check; its newest arrival 10 s ahead.
+            419 => {
+                let mut fb = report(hi, 0);
+                fb.push_sample(ArrivalSample {
+                    seq: hi,
+                    arrival_us: arrival(hi) + 10_000_000,
+                });
+                fb
+            }
+            // The eighth refused in a row: the controller starts over from it.
+            _ if (439..600).contains(&t) && refused == 7 => report(hi, -100_000),
+            _ => report(hi, 0),
+        };
+        let dropped = rc.snapshot().counters.feedback_dropped;
+        rc.on_feedback(&fb, ms(t));
+        if (439..600).contains(&t) && rc.snapshot().counters.feedback_dropped > dropped {
+            refused += 1;
+        }
+        if t >= 700 {
+            let qd = rc.snapshot().queue_delay_us;
+            assert!(qd < 5_000, "at {t} ms: queue delay {qd} µs on an empty path");
+        }
+    }
+    // Seven honest reports, and the forged one (counted, then started over from).
+    assert_eq!(refused, 8, "the reports after the corrupt one were refused");
+}
+
+#[test]
 fn silence_counts_from_the_first_datagram_and_never_ramps() {
     use std::time::Duration;
     let t0 = std::time::Instant::now();
