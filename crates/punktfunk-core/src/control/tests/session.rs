@@ -682,7 +682,11 @@ fn the_rate_controller_reports_its_state_and_counts_bad_feedback() {
     let state = RateState::from_code(st.rate_state).expect("a controller state");
     assert_ne!(state, RateState::Fixed);
     assert!(st.pacing_kbps > 0 && st.delivery_kbps > 0, "{st:?}");
-    assert_eq!(st.competing_flow, 0);
+    // A gauge of 0 or 1, and 1 only after cuts that left the queue where it
+    // was (two at least): on loopback that is rare, but beside other tests'
+    // traffic on a busy two-core machine it happened once in a CI run.
+    assert!(st.competing_flow <= 1, "{st:?}");
+    assert!(st.competing_flow == 0 || st.congestion_events >= 2, "{st:?}");
     // The client has no rate controller of its own.
     assert_eq!(c.stats().rate_state, 0);
 }
