@@ -529,10 +529,7 @@ impl RateController {
         // resync, set the base 100 ms low, and every honest report after it
         // read a 100 ms queue for the 4 s until the stuck-cut rule learnt
         // the base again (a base set too high heals at the next report).
-        if n > 0 && prev.is_none() {
-            n = 0;
-        }
-        if n > 0 {
+        if n > 0 && prev.is_some() {
             let sorted = &owd[..n];
             self.base.update(sorted[trim], now_us);
             let base = self.base.get();
