@@ -334,6 +334,10 @@ export interface NativeDefaults {
   socketBuffer: number
   /** Largest send or receive queue. */
   maxQueue: number
+  /** Lowest percentage of a host's adaptive FEC band. */
+  adaptiveFecMin: number
+  /** Highest percentage of a host's adaptive FEC band. */
+  adaptiveFecMax: number
 }
 
 /** One event from the receive queue. */

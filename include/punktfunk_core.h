@@ -813,7 +813,7 @@ int32_t punktfunk_debug_panic(void);
 // Starts a host listening on `bind` (`"IP:port"`; port 0 picks one), with
 // its identity in `identity_dir` (NULL: `$PUNKTFUNK_CONFIG_DIR`, else
 // `~/.config/punktfunk`; created on first use). `config` (NULL for defaults)
-// sets the data-plane parameters offered to clients; FEC adapts within 5–50 %.
+// sets the data-plane parameters offered to clients; FEC adapts within 3–50 %.
 // Any client that completes the handshake is admitted; see
 // `punktfunk_host_listen_authorized` to admit only listed ones.
 //

@@ -91,7 +91,7 @@ export interface HostOptions extends Omit<SessionOptions, 'recvQueue'> {
   identityDir?: string
   /** Highest bitrate granted to a client, kbit/s (default and cap 2 000 000). */
   maxBitrateKbps?: number
-  /** Adaptive FEC band (default `{ min: 5, max: 50 }`), or `false` for a fixed percentage. */
+  /** Adaptive FEC band (default `{ min: 3, max: 50 }`, the core's), or `false` for a fixed percentage. */
   adaptiveFec?:
     | {
         /** Lowest FEC percentage. */
@@ -558,9 +558,10 @@ export class Host {
     ) {
       throw invalidArg('authorizedClients must be an array of fingerprint strings')
     }
+    const d = native().defaults()
     let adaptiveMin: number | undefined
     let adaptiveMax: number | undefined
-    if (adaptiveFec === undefined) [adaptiveMin, adaptiveMax] = [5, 50]
+    if (adaptiveFec === undefined) [adaptiveMin, adaptiveMax] = [d.adaptiveFecMin, d.adaptiveFecMax]
     else if (adaptiveFec !== false) {
       const band = optionsBag(adaptiveFec, 'adaptiveFec')
       if (band.min === undefined || band.max === undefined) throw invalidArg('adaptiveFec needs min and max')
@@ -575,7 +576,6 @@ export class Host {
     if (o.web !== undefined && typeof o.web !== 'boolean' && !isObject(o.web)) throw invalidArg('web must be a boolean or { window, maxFrameAgeMs }')
     const web: Record<string, unknown> & { enabled: boolean } =
       o.web === undefined || typeof o.web === 'boolean' ? { enabled: o.web ?? false } : { ...optionsBag(o.web, 'web'), enabled: true }
-    const d = native().defaults()
     const { params, sendQueue, backpressure } = paramsFrom(o, d, true)
     const h = call(() =>
       native().hostListen({

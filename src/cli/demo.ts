@@ -56,7 +56,7 @@ export async function demo(f: Flags): Promise<number> {
       bind: '127.0.0.1:0',
       identityDir,
       fec: { percent: fixedFec ?? 10 },
-      adaptiveFec: fixedFec === undefined ? { min: 5, max: 50 } : false,
+      adaptiveFec: fixedFec === undefined ? undefined : false,
       impairment: loss > 0 ? { lossPercent: loss, seed: f.num('seed', 1) } : undefined,
       sendQueue: 4,
       rate: { adaptive: abr, initialKbps: initial === undefined ? undefined : Math.round(initial * 1000) },

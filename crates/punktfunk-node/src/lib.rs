@@ -564,6 +564,10 @@ pub struct NativeDefaults {
     pub socket_buffer: f64,
     /// Largest send or receive queue.
     pub max_queue: u32,
+    /// Lowest percentage of a host's adaptive FEC band.
+    pub adaptive_fec_min: u32,
+    /// Highest percentage of a host's adaptive FEC band.
+    pub adaptive_fec_max: u32,
 }
 
 /// Defaults of every session parameter.
@@ -573,6 +577,8 @@ pub fn defaults() -> NativeDefaults {
         params: (&SessionConfig::default()).into(),
         socket_buffer: UdpConfig::default().socket_buffer as f64,
         max_queue: punktfunk_core::session::MAX_WORKER_QUEUE as u32,
+        adaptive_fec_min: u32::from(punktfunk_core::control::FecBand::default().min),
+        adaptive_fec_max: u32::from(punktfunk_core::control::FecBand::default().max),
     }
 }
 
