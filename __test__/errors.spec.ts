@@ -26,6 +26,14 @@ test('the error codes are the core taxonomy, in C status order', (t) => {
   t.deepEqual([...ERROR_CODES], native().errorCodes())
 })
 
+test("the adaptive FEC band the SDK and the CLI state is the core's default", (t) => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { hostSpec } = require('../dist/cli/host.js') as typeof import('../src/cli/host')
+  const d = native().defaults()
+  t.true(d.adaptiveFecMin <= d.adaptiveFecMax && d.adaptiveFecMax <= 100)
+  t.true(hostSpec.flags.fec!.help.includes(`adaptive ${d.adaptiveFecMin}–${d.adaptiveFecMax},`), hostSpec.flags.fec!.help)
+})
+
 test('the rate controller states are the core states, in code order', (t) => {
   t.deepEqual([...RATE_STATES], native().rateStateNames())
   t.is(rateStateName(4), 'steady')
