@@ -573,12 +573,13 @@ pub struct NativeDefaults {
 /// Defaults of every session parameter.
 #[napi]
 pub fn defaults() -> NativeDefaults {
+    let band = punktfunk_core::control::FecBand::default();
     NativeDefaults {
         params: (&SessionConfig::default()).into(),
         socket_buffer: UdpConfig::default().socket_buffer as f64,
         max_queue: punktfunk_core::session::MAX_WORKER_QUEUE as u32,
-        adaptive_fec_min: u32::from(punktfunk_core::control::FecBand::default().min),
-        adaptive_fec_max: u32::from(punktfunk_core::control::FecBand::default().max),
+        adaptive_fec_min: u32::from(band.min),
+        adaptive_fec_max: u32::from(band.max),
     }
 }
 

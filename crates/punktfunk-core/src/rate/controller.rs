@@ -644,7 +644,8 @@ impl RateController {
     /// The media rate the encoder should produce, bit/s: the estimate less
     /// `budget`'s overhead, capped at `max_bps` (in fixed mode: `max_bps`).
     /// In the start-up ramp the estimate counts only up to the best delivery
-    /// rate the client has reported; the rest is the probe's padding.
+    /// rate the client has reported (never less than the rate the session
+    /// opens at); the rest is the probe's padding.
     pub fn target_media_bps(&self, budget: &WireBudget) -> u64 {
         if self.state == RateState::Fixed {
             return self.cfg.max_bps;
